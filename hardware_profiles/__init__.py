@@ -1,0 +1,75 @@
+"""What the hardware costs: versioned JSON profiles, the predictors built from them, the profilers
+that measure them.
+
+A target named in a config is a profile: ``hardware_profiles/<name>.json`` (or a path to a JSON
+file). Profiles are data (no pickle), with units in field names and metadata on how they were made.
+
+Example:
+    >>> from nasq.hardware_profiles import load_profile, create_predictor    # doctest: +SKIP
+    >>> predictor = create_predictor(load_profile("x86-ort"))                 # doctest: +SKIP
+    >>> predictor.predict(space.layers(candidate)).total_ms                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nasq.errors import NasqError
+from nasq.hardware_profiles.profile import Profile
+from nasq.registry import Registry
+
+PROFILE_DIR = Path(__file__).resolve().parent
+
+#: Latency predictors, by the name a profile's ``predictor`` field gives.
+PREDICTORS: Registry = Registry(
+    "latency predictor", builtin_modules=("nasq.hardware_profiles.predictors", "nasq.hardware_profiles.bitserial")
+)
+#: Profiler backends, by the name ``nasq profile --backend`` takes.
+PROFILERS: Registry = Registry(
+    "profiler backend",
+    builtin_modules=("nasq.hardware_profiles.ort_profiler", "nasq.hardware_profiles.bitserial"),
+)
+
+
+def profile_dirs() -> list[Path]:
+    """Where profile names are looked up: ``$NASQ_PROFILE_PATH`` (os.pathsep-separated), then the
+    shipped ``hardware_profiles/`` folder."""
+    extra = [Path(p) for p in os.environ.get("NASQ_PROFILE_PATH", "").split(os.pathsep) if p]
+    return extra + [PROFILE_DIR]
+
+
+def list_profiles() -> list[str]:
+    names: set[str] = set()
+    for folder in profile_dirs():
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.json"))
+    return sorted(names)
+
+
+def resolve_profile_path(target: str) -> Path:
+    if target.endswith(".json") or os.sep in target:
+        path = Path(target)
+        if not path.is_file():
+            raise NasqError(f"profile file '{target}' does not exist")
+        return path
+    for folder in profile_dirs():
+        path = folder / f"{target}.json"
+        if path.is_file():
+            return path
+    raise NasqError(f"unknown target '{target}'; available: {', '.join(list_profiles()) or 'none'}")
+
+
+def load_profile(target: str) -> Profile:
+    """Load and validate a profile by name or path; raises NasqError on any problem."""
+    return Profile.load(resolve_profile_path(target))
+
+
+def create_predictor(profile: Profile):
+    return PREDICTORS.get(profile.predictor)(profile)
+
+
+__all__ = [
+    "PREDICTORS", "PROFILERS", "PROFILE_DIR", "Profile", "create_predictor", "list_profiles", "load_profile",
+    "profile_dirs", "resolve_profile_path",
+]

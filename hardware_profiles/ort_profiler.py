@@ -1,0 +1,188 @@
+"""ONNX Runtime on the local CPU: measured fp32 and int8 per-layer costs, boundaries, call overhead.
+
+For each layer shape a one-layer ONNX graph (with random weights) is built in fp32 and quantized to
+int8 QDQ with ORT's own tools; both are timed round-robin with ``repetitions`` runs after warm-up.
+The per-call overhead (an Identity graph) is subtracted from every layer, and from int8 layers the
+cost of the Quantize/Dequantize at their edges, measured separately as a linear function of the
+tensor size, so that the predictor can add boundaries only where precision really changes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from nasq.hardware_profiles import PROFILERS
+from nasq.hardware_profiles.profile import cpu_flags, cpu_model
+from nasq.hardware_profiles.profiler import ProfilerBackend
+from nasq.spaces.base import LayerSpec
+
+OPSET = 17
+
+
+def _layer_graph(spec: LayerSpec, batch: int, rng: np.random.Generator):
+    """A one-layer fp32 ONNX model for ``spec`` and its input feed."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if spec.op == "linear":
+        x_shape, y_shape = [batch, spec.cin], [batch, spec.cout]
+        w = (rng.standard_normal((spec.cout, spec.cin)) / np.sqrt(spec.cin)).astype(np.float32)
+        node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="layer", transB=1)
+    else:
+        groups = spec.cin if spec.op == "dwconv" else 1
+        x_shape = [batch, spec.cin, spec.h_in, spec.h_in]
+        y_shape = [batch, spec.cout, spec.h_out, spec.h_out]
+        fan_in = spec.cin // groups * spec.kernel**2
+        w = rng.standard_normal((spec.cout, spec.cin // groups, spec.kernel, spec.kernel)).astype(np.float32)
+        w /= np.sqrt(fan_in)
+        pad = spec.kernel // 2
+        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="layer", group=groups,
+                                kernel_shape=[spec.kernel] * 2, strides=[spec.stride] * 2, pads=[pad] * 4)
+    b = (rng.standard_normal(spec.cout) * 0.1).astype(np.float32)
+    graph = helper.make_graph(
+        [node], "layer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    return model, {"x": rng.standard_normal(x_shape).astype(np.float32)}
+
+
+def _qdq_graph(kind: str, numel: int):
+    """A graph of one QuantizeLinear (fp32 -> uint8) or one DequantizeLinear (uint8 -> fp32)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    src, dst = (TensorProto.FLOAT, TensorProto.UINT8) if kind == "quantize" else (TensorProto.UINT8, TensorProto.FLOAT)
+    op = "QuantizeLinear" if kind == "quantize" else "DequantizeLinear"
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", "s", "z"], ["y"])], kind,
+        [helper.make_tensor_value_info("x", src, [1, numel])],
+        [helper.make_tensor_value_info("y", dst, [1, numel])],
+        [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(128, np.uint8), "z")],
+    )
+    x = np.random.default_rng(0).standard_normal((1, numel)).astype(np.float32)
+    feed = {"x": x if kind == "quantize" else (x * 40 + 128).clip(0, 255).astype(np.uint8)}
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), feed
+
+
+def _identity_graph():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), {"x": np.zeros((1, 1), np.float32)}
+
+
+@PROFILERS.register("onnxruntime")
+class OnnxRuntimeProfiler(ProfilerBackend):
+    """Measures a ``table`` profile with ONNX Runtime's CPU execution provider on this machine.
+
+    Example:
+        >>> backend = OnnxRuntimeProfiler(threads=1, repetitions=50)          # doctest: +SKIP
+        >>> data = backend.profile(space.profile_shapes(), name="my-cpu", space=space.name)  # doctest: +SKIP
+    """
+
+    def __init__(self, *, threads: int = 1, batch_size: int = 1, repetitions: int | None = None, seed: int = 0) -> None:
+        if threads < 1 or batch_size < 1:
+            raise ValueError("threads and batch_size must be >= 1")
+        self.threads, self.batch_size, self.repetitions, self.seed = threads, batch_size, repetitions, seed
+
+    def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
+                log: Callable[[str], None] = print) -> dict:
+        import onnx
+        import onnxruntime as ort
+
+        from nasq import __version__
+        from nasq.ort import executed_ops, quantize_qdq, session, time_interleaved
+
+        reps = self.repetitions or (25 if quick else 60)
+        rng = np.random.default_rng(self.seed)
+        start = time.time()
+        shapes = list(dict.fromkeys(s.shape_only() for s in shapes))
+
+        ident, feed = _identity_graph()
+        overhead_ms = time_interleaved([(session(ident.SerializeToString(), threads=self.threads), feed)],
+                                       repetitions=reps * 20, warmup=50)[0]
+        log(f"per-call overhead {overhead_ms * 1e3:.1f} us")
+
+        sizes = sorted({s.in_numel * self.batch_size for s in shapes} | {s.out_numel * self.batch_size for s in shapes})
+        probe = sorted(set(np.quantile(sizes, np.linspace(0, 1, 6)).astype(int).tolist()))
+        boundary = {}
+        for kind in ("quantize", "dequantize"):
+            runs = []
+            for numel in probe:
+                model, feed = _qdq_graph(kind, numel)
+                runs.append((session(model.SerializeToString(), threads=self.threads), feed))
+            times = np.array(time_interleaved(runs, repetitions=reps * 4)) - overhead_ms
+            slope, intercept = np.polyfit(np.array(probe, float) / 1e6, times, 1)
+            boundary[kind] = {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0),
+                              "measured": [{"elements": n, "latency_ms": float(t)} for n, t in zip(probe, times)]}
+        log(f"boundaries: quantize {boundary['quantize']['per_melement_ms']:.3f} ms/Melement, "
+            f"dequantize {boundary['dequantize']['per_melement_ms']:.3f} ms/Melement")
+
+        def edge_ms(kind: str, numel: int) -> float:
+            b = boundary[kind]
+            return b["intercept_ms"] + b["per_melement_ms"] * numel / 1e6
+
+        layers = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, spec in enumerate(shapes):
+                model, feed = _layer_graph(spec, self.batch_size, rng)
+                fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+                onnx.save(model, str(fp32_path))
+                calib = [{"x": rng.standard_normal(feed["x"].shape).astype(np.float32)} for _ in range(4)]
+                quantize_qdq(fp32_path, int8_path, calib)
+                int8_bytes = int8_path.read_bytes()
+                kernels = executed_ops(int8_bytes, threads=self.threads)
+                t_fp32, t_int8 = time_interleaved(
+                    [(session(fp32_path, threads=self.threads), feed), (session(int8_bytes, threads=self.threads), feed)],
+                    repetitions=reps,
+                )
+                geometry = dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride,
+                                h_in=spec.h_in)
+                fp32_ms = max(t_fp32 - overhead_ms, 1e-4)
+                edges = edge_ms("quantize", spec.in_numel * self.batch_size) + edge_ms("dequantize", spec.out_numel * self.batch_size)
+                int8_ms = max(t_int8 - overhead_ms - edges, 1e-4)
+                int8_kernel = next((k for k in ("QLinearConv", "QGemm", "MatMulIntegerToFloat", "QLinearMatMul")
+                                    if kernels.get(k)), "float fallback")
+                layers.append({**geometry, "precision": "fp32", "latency_ms": round(fp32_ms, 6)})
+                layers.append({**geometry, "precision": "int8", "latency_ms": round(int8_ms, 6), "executed_as": int8_kernel})
+                if (i + 1) % 25 == 0 or i + 1 == len(shapes):
+                    log(f"measured {i + 1}/{len(shapes)} layer shapes ({time.time() - start:.0f} s)")
+
+        return {
+            "schema_version": 1,
+            "name": name,
+            "predictor": "table",
+            "description": f"ONNX Runtime {ort.__version__} CPU, {self.threads} thread(s), batch {self.batch_size}, "
+                           "fp32 and int8 QDQ (u8 activations, s8 per-channel weights)",
+            "int8": True,
+            "metadata": {
+                "device": cpu_model(),
+                "cpu_flags": cpu_flags(),
+                "machine": platform.machine(),
+                "runtime": "onnxruntime",
+                "runtime_version": ort.__version__,
+                "execution_provider": "CPUExecutionProvider",
+                "threads": self.threads,
+                "batch_size": self.batch_size,
+                "repetitions": reps,
+                "statistic": "median of round-robin runs, per-call overhead subtracted",
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "space": space,
+                "quick": quick,
+                "profiling_seconds": round(time.time() - start, 1),
+                "nasq_version": __version__,
+            },
+            "overhead_ms": round(overhead_ms, 6),
+            "boundary": boundary,
+            "layers": layers,
+        }

@@ -1,0 +1,188 @@
+"""Latency predictors: the interface, and the table predictor for measured profiles.
+
+A predictor turns a candidate's layer list (:class:`nasq.spaces.LayerSpec`, after pruning, with
+bit-widths) into a latency in milliseconds, with a per-layer breakdown and notes on every layer it
+had to price by a fallback (never a silent zero).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from nasq.errors import NasqError
+from nasq.hardware_profiles import PREDICTORS
+from nasq.hardware_profiles.profile import Profile
+from nasq.spaces.base import LayerSpec
+
+
+@dataclass
+class Prediction:
+    total_ms: float
+    layer_ms: dict[str, float] = field(default_factory=dict)
+    boundary_ms: float = 0.0
+    overhead_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class LatencyPredictor(ABC):
+    """Predicts a network's latency on one target from its layers.
+
+    Contract: :meth:`predict` returns a positive ``total_ms`` for every list of layers whose ops
+    the profile can price, and names each layer priced by a fallback in ``notes``; it raises
+    NasqError for an op it cannot price at all. :meth:`validate_profile` checks the profile's
+    predictor-specific fields when the profile is loaded.
+    """
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+
+    @classmethod
+    @abstractmethod
+    def validate_profile(cls, profile: Profile) -> None:
+        """Raise NasqError naming the first missing or bad field."""
+
+    @abstractmethod
+    def predict(self, layers: Sequence[LayerSpec]) -> Prediction: ...
+
+
+def _require(profile: Profile, key: str, typ: type) -> object:
+    value = profile.data.get(key)
+    if not isinstance(value, typ):
+        raise NasqError(f"profile {profile.source}: field '{key}' must be {typ.__name__}, got {value!r}")
+    return value
+
+
+def _positive(profile: Profile, where: str, value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise NasqError(f"profile {profile.source}: {where} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+LAYER_FIELDS = ("op", "cin", "cout", "kernel", "stride", "h_in", "precision", "latency_ms")
+OPS = ("conv", "dwconv", "linear")
+
+
+@PREDICTORS.register("table")
+class TablePredictor(LatencyPredictor):
+    """Lookup with interpolation over measured per-layer latencies, plus boundary and call costs.
+
+    Profile fields:
+      ``overhead_ms``: per-inference-call cost (Python and session overhead);
+      ``boundary``: ``{"quantize"|"dequantize": {"intercept_ms", "per_melement_ms"}}``, the cost of an
+      fp32->int8 (resp. int8->fp32) transition as a linear function of the tensor's elements;
+      ``layers``: measured entries ``{op, cin, cout, kernel, stride, h_in, precision, latency_ms}``
+      with precision ``fp32`` or ``int8`` (int8 entries exclude their boundary costs).
+
+    A layer is priced by bilinear interpolation over (cin, cout) among the entries of the same
+    (op, kernel, stride, h_in, precision); outside the measured channel range it is scaled by MACs
+    from the nearest entry, and with no entry of that geometry from the nearest geometry of the same
+    op, scaled by MACs (both noted). A layer runs int8 iff the profile runs int8 and its weights and
+    activations both have 8 bits; otherwise it runs (and is priced) in fp32.
+    """
+
+    @classmethod
+    def validate_profile(cls, profile: Profile) -> None:
+        _positive(profile, "overhead_ms", profile.data.get("overhead_ms"))
+        layers = _require(profile, "layers", list)
+        if not layers:
+            raise NasqError(f"profile {profile.source}: 'layers' is empty")
+        for i, entry in enumerate(layers):
+            if not isinstance(entry, dict) or any(f not in entry for f in LAYER_FIELDS):
+                raise NasqError(f"profile {profile.source}: layers[{i}] must have fields {', '.join(LAYER_FIELDS)}")
+            if entry["op"] not in OPS or entry["precision"] not in ("fp32", "int8"):
+                raise NasqError(f"profile {profile.source}: layers[{i}] has op {entry['op']!r} / precision "
+                                f"{entry['precision']!r}; allowed ops {OPS}, precisions fp32, int8")
+            for key in ("cin", "cout", "kernel", "stride", "h_in"):
+                if not isinstance(entry[key], int) or isinstance(entry[key], bool) or entry[key] < 1:
+                    raise NasqError(f"profile {profile.source}: layers[{i}].{key} must be a positive integer, "
+                                    f"got {entry[key]!r}")
+            _positive(profile, f"layers[{i}].latency_ms", entry["latency_ms"])
+        if profile.int8:
+            boundary = _require(profile, "boundary", dict)
+            for kind in ("quantize", "dequantize"):
+                if not isinstance(boundary.get(kind), dict):
+                    raise NasqError(f"profile {profile.source}: boundary lacks '{kind}'")
+                for key in ("intercept_ms", "per_melement_ms"):
+                    _positive(profile, f"boundary.{kind}.{key}", boundary[kind].get(key))
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        self.overhead_ms = float(profile.data["overhead_ms"])
+        self.boundary = profile.data.get("boundary", {})
+        self._groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
+        for e in profile.data["layers"]:
+            key = (e["op"], e["kernel"], e["stride"], e["h_in"], e["precision"])
+            self._groups[key][(e["cin"], e["cout"])] = float(e["latency_ms"])
+
+    def precision(self, layer: LayerSpec) -> str:
+        return "int8" if self.profile.runs_int8(layer.w_bits, layer.a_bits) else "fp32"
+
+    def boundary_ms(self, kind: str, numel: int) -> float:
+        b = self.boundary[kind]
+        return b["intercept_ms"] + b["per_melement_ms"] * numel / 1e6
+
+    def layer_ms(self, layer: LayerSpec, precision: str, notes: list[str]) -> float:
+        key = (layer.op, layer.kernel, layer.stride, layer.h_in, precision)
+        table = self._groups.get(key)
+        if table is None:
+            same_op = [k for k in self._groups if k[0] == layer.op and k[4] == precision]
+            if not same_op:
+                raise NasqError(f"target '{self.profile.name}' cannot price op '{layer.op}' in {precision}")
+            key = min(same_op, key=lambda k: (abs(math.log(max(k[3], 1) / max(layer.h_in, 1))), k[1] != layer.kernel,
+                                              k[2] != layer.stride))
+            table = self._groups[key]
+            notes.append(f"{layer.name}: no {layer.op} k{layer.kernel} s{layer.stride} h{layer.h_in} {precision} "
+                         f"measured; scaled by MACs from k{key[1]} s{key[2]} h{key[3]}")
+            proxy = LayerSpec(layer.name, layer.op, layer.cin, layer.cout, key[1], key[2], key[3])
+            return _interpolate(table, proxy, notes) * layer.macs / max(proxy.macs, 1)
+        return _interpolate(table, layer, notes)
+
+    def predict(self, layers: Sequence[LayerSpec]) -> Prediction:
+        pred = Prediction(total_ms=0.0, overhead_ms=self.overhead_ms)
+        previous = "fp32"  # the network's input is float
+        for layer in layers:
+            precision = self.precision(layer)
+            if precision != previous:
+                kind = "quantize" if precision == "int8" else "dequantize"
+                pred.boundary_ms += self.boundary_ms(kind, layer.in_numel)
+            pred.layer_ms[layer.name] = self.layer_ms(layer, precision, pred.notes)
+            previous = precision
+        if previous == "int8" and layers:
+            pred.boundary_ms += self.boundary_ms("dequantize", layers[-1].out_numel)
+        pred.total_ms = self.overhead_ms + pred.boundary_ms + sum(pred.layer_ms.values())
+        return pred
+
+
+def _interpolate(table: dict[tuple[int, int], float], layer: LayerSpec, notes: list[str]) -> float:
+    """Bilinear interpolation over the (cin, cout) grid; MAC scaling outside it."""
+    cins = np.array(sorted({c for c, _ in table}))
+    couts = np.array(sorted({c for _, c in table}))
+    ci, co = layer.cin, layer.cout
+    if layer.op == "dwconv":  # cin == cout: the grid is its diagonal
+        chans = np.array(sorted(c for c, _ in table))
+        lat = np.array([table[(c, c)] for c in chans])
+        c = min(max(ci, chans[0]), chans[-1])
+        value = float(np.interp(c, chans, lat))
+        if c != ci:
+            notes.append(f"{layer.name}: {ci} channels outside measured {chans[0]}..{chans[-1]}; scaled by MACs")
+            value *= ci / c
+        return value
+    cc = min(max(ci, cins[0]), cins[-1])
+    oc = min(max(co, couts[0]), couts[-1])
+    # interpolate along cout for each measured cin, then along cin
+    rows = []
+    for c in cins:
+        pts = sorted((o, v) for (i, o), v in table.items() if i == c)
+        rows.append(np.interp(oc, [p[0] for p in pts], [p[1] for p in pts]))
+    value = float(np.interp(cc, cins, rows))
+    if (cc, oc) != (ci, co):
+        notes.append(f"{layer.name}: {ci}x{co} channels outside measured {cins[0]}..{cins[-1]} x "
+                     f"{couts[0]}..{couts[-1]}; scaled by MACs")
+        value *= (ci * co) / (cc * oc)
+    return value

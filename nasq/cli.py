@@ -1,0 +1,163 @@
+"""The ``nasq`` command. Heavy libraries are imported inside the subcommands, never at import time."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from nasq import __version__
+from nasq.errors import NasqError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nasq",
+        description="Find, per hardware target, the best compressed network: architecture, per-layer pruning "
+                    "and per-layer bit-widths searched jointly, scored by measured latency profiles.",
+    )
+    parser.add_argument("--version", action="version", version=f"nasq {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("search", help="run a search (Ray Tune + Optuna) from a YAML config, or resume one")
+    p.add_argument("config", nargs="?", help="experiment config (YAML), e.g. configs/quickstart.yaml")
+    p.add_argument("--address", help="Ray cluster address (default: an embedded local Ray)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its directory")
+    p.add_argument("--run-dir", metavar="DIR", help="run directory to create (default: OUTPUT_DIR/NAME-TIMESTAMP)")
+
+    p = sub.add_parser("best", help="rebuild, fine-tune, export and measure the best candidate for a target")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--target", required=True, help="a target of the run")
+    p.add_argument("--max-latency-ms", type=_positive_float, help="latency bound (default: knee of the Pareto front)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where model.onnx and report.json/.md go")
+
+    p = sub.add_parser("profile", help="measure a hardware profile for this machine")
+    p.add_argument("--backend", required=True, help="profiler backend (onnxruntime, bitserial-sim)")
+    p.add_argument("--name", required=True, help="profile name (letters, digits, . _ -)")
+    p.add_argument("--space", default="mobilenet-mnist", help="search space whose layer shapes to measure")
+    p.add_argument("--quick", action="store_true", help="coarser grid, fewer repetitions (under 5 minutes)")
+    p.add_argument("--out", metavar="PATH", help="output file (default: hardware_profiles/NAME.json)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="intra-op threads (onnxruntime)")
+    p.add_argument("--batch-size", type=_positive_int, default=1, help="batch size (onnxruntime)")
+    p.add_argument("--repetitions", type=_positive_int, help="timed runs per layer (onnxruntime)")
+
+    sub.add_parser("targets", help="list the available hardware profiles with their metadata")
+    return parser
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    if bool(args.config) == bool(args.resume):
+        raise NasqError("give either a CONFIG to start a search or --resume RUN_DIR to continue one")
+    from nasq.search.driver import resume_search, run_search
+
+    if args.resume:
+        if args.run_dir:
+            raise NasqError("--run-dir cannot be combined with --resume")
+        resume_search(args.resume, address=args.address)
+    else:
+        from nasq.config import load_config
+
+        run_search(load_config(args.config), run_dir=Path(args.run_dir) if args.run_dir else None,
+                   address=args.address)
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from nasq.retrieve import retrieve_best
+
+    retrieve_best(args.run_dir, target=args.target, max_latency_ms=args.max_latency_ms, out_dir=args.out)
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from nasq.fileio import check_writable_dir, write_json_atomic
+    from nasq.hardware_profiles import PROFILE_DIR, PROFILERS
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.spaces import create_space
+
+    if not NAME_RE.match(args.name):
+        raise NasqError(f"profile name '{args.name}' not allowed; use letters, digits, '.', '_' and '-'")
+    backend_cls = PROFILERS.get(args.backend)
+    space = create_space(args.space)
+    out = Path(args.out) if args.out else PROFILE_DIR / f"{args.name}.json"
+    if out.suffix != ".json":
+        raise NasqError(f"--out '{out}' must end in .json")
+    check_writable_dir(out.parent, "output directory")
+    options = {}
+    if args.backend == "onnxruntime":
+        options = {"threads": args.threads, "batch_size": args.batch_size, "repetitions": args.repetitions}
+    backend = backend_cls(**options)
+    shapes = space.profile_shapes(quick=args.quick)
+    print(f"profiling {len(shapes)} layer shapes of '{space.name}' with backend '{args.backend}'", flush=True)
+    data = backend.profile(shapes, name=args.name, space=space.name, quick=args.quick,
+                           log=lambda msg: print(msg, flush=True))
+    Profile.from_dict(data, str(out))  # never write a profile that would not load
+    write_json_atomic(out, data)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from nasq.hardware_profiles import list_profiles, load_profile, resolve_profile_path
+
+    names = list_profiles()
+    if not names:
+        print("no hardware profiles found")
+    for name in names:
+        try:
+            prof = load_profile(name)
+        except NasqError as exc:
+            print(f"{name}: unusable ({exc})")
+            continue
+        m = prof.metadata
+        here = " [measured on this machine]" if prof.measured_here() else ""
+        print(f"{name}{here}\n  {prof.description}\n  device: {m.get('device')}; runtime: {m.get('runtime')} "
+              f"{m.get('runtime_version', '')}; threads: {m.get('threads', '-')}; batch: {m.get('batch_size', '-')}; "
+              f"repetitions: {m.get('repetitions', '-')}; date: {m.get('date')}\n  predictor: {prof.predictor}; "
+              f"file: {resolve_profile_path(name)}")
+        validation = prof.data.get("validation")
+        print(f"  last validation: {validation if validation else 'none yet'}")
+    return 0
+
+
+COMMANDS = {"search": cmd_search, "best": cmd_best, "profile": cmd_profile, "targets": cmd_targets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except NasqError as exc:
+        print(f"nasq: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nasq: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Compression primitives: fake quantization per layer, dependency-aware pruning, BN folding.
+
+Per-layer settings are keyed by the layer's qualified module name (``"blocks.s0b1.expand"``), never
+by module objects, so that they can be saved and rebuilt.
+
+Bit-widths: 2..8 are integer fake quantization; ``FLOAT_BITS`` (32) means the layer stays float.
+Weights are quantized symmetrically per output channel, activations (the layer's input)
+asymmetrically per tensor with an exponential-moving-average min/max observer.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import torch
+from torch import nn
+
+FLOAT_BITS = 32
+BIT_CHOICES = (2, 4, 6, 8, FLOAT_BITS)
+
+
+def _check_bits(bits: int) -> None:
+    if bits != FLOAT_BITS and not 2 <= bits <= 8:
+        raise ValueError(f"bit-width {bits} not supported; allowed: 2..8 or {FLOAT_BITS} (float)")
+
+
+def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symmetric per-output-channel fake quantization (levels -(2^(b-1)-1) .. 2^(b-1)-1)."""
+    if bits == FLOAT_BITS:
+        return weight
+    qmax = 2 ** (bits - 1) - 1
+    flat = weight.detach().reshape(weight.shape[0], -1)
+    scale = (flat.abs().amax(dim=1) / qmax).clamp_min(1e-8)
+    zero_point = torch.zeros(weight.shape[0], dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, -qmax, qmax)
+
+
+def activation_qparams(lo: float, hi: float, bits: int) -> tuple[float, int]:
+    """Asymmetric per-tensor scale and zero point covering [lo, hi] (which always contains 0)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    qmax = 2**bits - 1
+    scale = max((hi - lo) / qmax, 1e-8)
+    zero_point = int(min(max(round(-lo / scale), 0), qmax))
+    return scale, zero_point
+
+
+class ActivationQuantizer(nn.Module):
+    """Fake-quantizes its input to ``bits`` with an EMA min/max observer (straight-through gradient).
+
+    In ``export_mode`` it is written with plain arithmetic (Div, Round, Clip, Mul) so that any
+    bit-width exports to ONNX as simulated quantization in float.
+    """
+
+    def __init__(self, bits: int = FLOAT_BITS, momentum: float = 0.1) -> None:
+        super().__init__()
+        _check_bits(bits)
+        self.bits = bits
+        self.momentum = momentum
+        self.export_mode = False
+        self.register_buffer("lo", torch.tensor(0.0))
+        self.register_buffer("hi", torch.tensor(0.0))
+        self.register_buffer("observed", torch.tensor(False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bits == FLOAT_BITS:
+            return x
+        if self.training or not bool(self.observed):
+            with torch.no_grad():
+                lo, hi = x.min(), x.max()
+                if bool(self.observed):
+                    self.lo.lerp_(lo, self.momentum)
+                    self.hi.lerp_(hi, self.momentum)
+                else:
+                    self.lo.copy_(lo)
+                    self.hi.copy_(hi)
+                    self.observed.fill_(True)
+        scale, zero_point = activation_qparams(float(self.lo), float(self.hi), self.bits)
+        qmax = 2**self.bits - 1
+        if self.export_mode:
+            q = torch.clamp(torch.round(x / scale) + zero_point, 0, qmax)
+            return (q - zero_point) * scale
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, 0, qmax)
+
+
+class QuantConvBNAct(nn.Module):
+    """Conv2d -> BatchNorm -> optional ReLU6, with fake-quantized weights and input activations.
+
+    After :func:`fold_batchnorm` the BN is folded into the conv (``bn`` becomes Identity), so that
+    quantization-aware fine-tuning sees exactly the weights that are exported.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
+        self.bn: nn.Module = nn.BatchNorm2d(cout)
+        self.act: nn.Module = nn.ReLU6() if act else nn.Identity()
+        self.input_quant = ActivationQuantizer()
+        self.w_bits = FLOAT_BITS
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_quant(x)
+        if self.w_bits == FLOAT_BITS:  # the plain module call lets torch-pruning trace the conv
+            x = self.conv(x)
+        else:
+            weight = fake_quantize_weight(self.conv.weight, self.w_bits)
+            x = nn.functional.conv2d(x, weight, self.conv.bias, self.conv.stride, self.conv.padding, 1, self.conv.groups)
+        return self.act(self.bn(x))
+
+
+class QuantLinear(nn.Module):
+    """Linear layer with fake-quantized weights and input activations."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(cin, cout)
+        self.input_quant = ActivationQuantizer()
+        self.w_bits = FLOAT_BITS
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_quant(x)
+        if self.w_bits == FLOAT_BITS:
+            return self.linear(x)
+        return nn.functional.linear(x, fake_quantize_weight(self.linear.weight, self.w_bits), self.linear.bias)
+
+
+QUANT_LAYERS = (QuantConvBNAct, QuantLinear)
+
+
+def quant_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's quantizable layers by qualified name, in definition order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, QUANT_LAYERS)}
+
+
+def apply_bits(model: nn.Module, w_bits: Mapping[str, int], a_bits: Mapping[str, int]) -> None:
+    """Set per-layer weight and activation bit-widths; every quantizable layer must be named."""
+    layers = quant_layers(model)
+    missing = set(layers) - set(w_bits) | set(layers) - set(a_bits)
+    unknown = (set(w_bits) | set(a_bits)) - set(layers)
+    if missing or unknown:
+        raise ValueError(f"bit-widths do not match the model's layers: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    for name, layer in layers.items():
+        _check_bits(w_bits[name])
+        _check_bits(a_bits[name])
+        layer.w_bits = int(w_bits[name])
+        layer.input_quant.bits = int(a_bits[name])
+        layer.input_quant.observed.fill_(False)
+
+
+def set_export_mode(model: nn.Module, enabled: bool) -> None:
+    for m in model.modules():
+        if isinstance(m, ActivationQuantizer):
+            m.export_mode = enabled
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module) -> None:
+    """Fold every QuantConvBNAct's BatchNorm into its conv (the conv gains a bias)."""
+    for m in model.modules():
+        if isinstance(m, QuantConvBNAct) and isinstance(m.bn, nn.BatchNorm2d):
+            bn, conv = m.bn, m.conv
+            std = torch.sqrt(bn.running_var + bn.eps)
+            factor = bn.weight / std
+            folded = nn.Conv2d(
+                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                groups=conv.groups, bias=True,
+            )
+            folded.weight.copy_(conv.weight * factor.reshape(-1, 1, 1, 1))
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            folded.bias.copy_((bias - bn.running_mean) * factor + bn.bias)
+            m.conv, m.bn = folded, nn.Identity()
+
+
+@torch.no_grad()
+def bake_weights(model: nn.Module) -> None:
+    """Replace each layer's float weights by their fake-quantized values (for float export)."""
+    for m in quant_layers(model).values():
+        param = m.conv.weight if isinstance(m, QuantConvBNAct) else m.linear.weight
+        param.copy_(fake_quantize_weight(param, m.w_bits))
+        m.w_bits = FLOAT_BITS
+
+
+def kept_channels(channels: int, ratio: float) -> int:
+    """How many of ``channels`` survive pruning by ``ratio`` (at least one)."""
+    return max(1, channels - int(round(channels * ratio)))
+
+
+def prune_channels(model: nn.Module, ratios: Mapping[str, float], example_input: torch.Tensor) -> None:
+    """Remove the output channels of the named conv layers with the smallest group L1 norm.
+
+    torch-pruning's dependency graph carries each removal to everything coupled with it (the BN,
+    the following depthwise conv and its BN, the next conv's input channels).
+    """
+    import torch_pruning as tp
+
+    layers = quant_layers(model)
+    unknown = set(ratios) - set(layers)
+    if unknown:
+        raise ValueError(f"pruning ratios name unknown layers: {sorted(unknown)}")
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    for name, ratio in ratios.items():
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"pruning ratio {ratio} for '{name}' not in [0, 1)")
+        conv = layers[name].conv
+        n_keep = kept_channels(conv.out_channels, ratio)
+        if n_keep == conv.out_channels:
+            continue
+        whole = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=list(range(conv.out_channels)))
+        importance = tp.importance.GroupMagnitudeImportance(p=1)(whole)  # L1 over the group, BN scales included
+        drop = torch.argsort(importance)[: conv.out_channels - n_keep].tolist()
+        group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=drop)
+        if not graph.check_pruning_group(group):
+            raise ValueError(f"cannot prune {len(drop)} channels of '{name}'")
+        group.prune()
+
+
+def distinct_levels(values: Iterable[float]) -> int:
+    return len({round(float(v), 6) for v in values})

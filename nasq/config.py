@@ -1,0 +1,154 @@
+"""Experiment configs: YAML parsed at the edge into frozen, validated dataclasses.
+
+Errors name the key, the bad value and what is allowed, e.g.
+``config quickstart.yaml: search.num_candidates = 0 is below the minimum 1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasq.errors import NasqError
+
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def _opt(default: Any, *, min: float | None = None, max: float | None = None, choices: tuple | None = None,
+         doc: str = "") -> Any:
+    return field(default=default, metadata={"min": min, "max": max, "choices": choices, "doc": doc})
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    sampler: str = _opt("tpe", choices=SAMPLERS, doc="Optuna sampler driving Ray Tune")
+    num_candidates: int = _opt(24, min=1, max=1_000_000, doc="candidates to evaluate (Tune trials)")
+    max_concurrent: int = _opt(2, min=1, max=10_000, doc="trials running at once")
+    cpus_per_candidate: float = _opt(1.0, min=0.1, max=1024, doc="CPUs Ray reserves per trial (torch threads)")
+
+
+@dataclass(frozen=True)
+class AccuracyConfig:
+    estimate: str = _opt("short-training", doc="registered accuracy estimate")
+    train_epochs: float = _opt(1.0, min=0.0, max=100, doc="float epochs before pruning")
+    finetune_epochs: float = _opt(1.0, min=0.0, max=100, doc="quantization-aware fine-tuning epochs after pruning")
+    batch_size: int = _opt(64, min=1, max=4096)
+    lr: float = _opt(0.01, min=0.0, max=10.0)
+    finetune_lr: float = _opt(0.003, min=0.0, max=10.0)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = _opt("mnist-5k", choices=("mnist-5k",))
+    val_fraction: float = _opt(0.15, min=0.05, max=0.4)
+    test_fraction: float = _opt(0.15, min=0.05, max=0.4)
+
+
+@dataclass(frozen=True)
+class BestConfig:
+    train_epochs: float = _opt(2.0, min=0.0, max=100, doc="float epochs when `nasq best` rebuilds the model")
+    finetune_epochs: float = _opt(1.0, min=0.0, max=100)
+    measure_repetitions: int = _opt(300, min=5, max=100_000, doc="interleaved runs per model when measuring")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = _opt("nasq", doc="run directory prefix")
+    space: str = _opt("mobilenet-mnist", doc="registered search space")
+    targets: tuple[str, ...] = _opt(("x86-ort",), doc="hardware profiles (names or .json paths)")
+    seed: int = _opt(0, min=0, max=2**31 - 1)
+    output_dir: str = _opt("runs", doc="where run directories are created")
+    data: DataConfig = field(default_factory=DataConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+    best: BestConfig = field(default_factory=BestConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["targets"] = list(self.targets)
+        return out
+
+
+def _parse(cls: type, raw: Any, where: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise NasqError(f"config {source}: {where or 'top level'} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise NasqError(f"config {source}: unknown key '{prefix}{unknown[0]}'; allowed: {', '.join(fields)}")
+    values = {}
+    for name, value in raw.items():
+        key = f"{where}.{name}" if where else name
+        typ, meta = hints[name], fields[name].metadata
+        if dataclasses.is_dataclass(typ):
+            values[name] = _parse(typ, value, key, source)
+            continue
+        values[name] = _check_value(key, value, typ, meta, source)
+    return cls(**values)
+
+
+def _check_value(key: str, value: Any, typ: Any, meta: Any, source: str) -> Any:
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if typing.get_origin(typ) is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise NasqError(f"config {source}: {key} must be a non-empty list of strings, got {value!r}")
+        if len(set(value)) != len(value):
+            raise NasqError(f"config {source}: {key} lists a name twice: {value!r}")
+        return tuple(value)
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise NasqError(f"config {source}: {key} must be {typ.__name__}, got {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise NasqError(f"config {source}: {key} = {value!r} not allowed; allowed: {', '.join(meta['choices'])}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise NasqError(f"config {source}: {key} = {value!r} is below the minimum {meta['min']}")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise NasqError(f"config {source}: {key} = {value!r} is above the maximum {meta['max']}")
+    return value
+
+
+def config_from_dict(raw: Any, source: str = "<dict>") -> ExperimentConfig:
+    cfg = _parse(ExperimentConfig, raw, "", source)
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 0.8:
+        raise NasqError(f"config {source}: data.val_fraction + data.test_fraction must be below 0.8")
+    return cfg
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Parse and validate a YAML config; NasqError names any problem (file, YAML, key, value)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise NasqError(f"cannot read config '{path}': {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise NasqError(f"config {path} is not valid YAML{at}") from None
+    return config_from_dict(raw if raw is not None else {}, path.name)
+
+
+def check_references(cfg: ExperimentConfig) -> None:
+    """Check that the named space, estimate and targets exist (loads the profiles)."""
+    from nasq.accuracy import ESTIMATES
+    from nasq.hardware_profiles import load_profile
+    from nasq.spaces import SPACES
+
+    if cfg.space not in SPACES:
+        raise NasqError(f"config: unknown space '{cfg.space}'; available: {', '.join(SPACES.names())}")
+    if cfg.accuracy.estimate not in ESTIMATES:
+        raise NasqError(f"config: unknown accuracy.estimate '{cfg.accuracy.estimate}'; "
+                        f"available: {', '.join(ESTIMATES.names())}")
+    for target in cfg.targets:
+        load_profile(target)

@@ -1,0 +1,43 @@
+"""Atomic file writes: a temp file beside the target, then ``os.replace``; never half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path | str, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def write_json_atomic(path: Path | str, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def check_writable_dir(path: Path | str, what: str) -> Path:
+    """Create ``path`` if needed and check it is a writable folder; NasqError otherwise."""
+    from nasq.errors import NasqError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NasqError(f"{what} '{path}' cannot be created: {exc.strerror}") from None
+    if not path.is_dir() or not os.access(path, os.W_OK):
+        raise NasqError(f"{what} '{path}' is not a writable directory")
+    return path

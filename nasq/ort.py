@@ -1,0 +1,85 @@
+"""ONNX Runtime helpers shared by the profiler and the exporter: sessions, int8 QDQ, timing.
+
+The int8 recipe is the one that is really fast on x86 (see shared ECOSYSTEM notes): pre-process
+with ``quant_pre_process`` first, QDQ with uint8 activations and int8 per-channel weights, and
+create sessions with the ``WeightBiasQuantization`` transformer disabled so that layers left in
+float stay float.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+def session(model: str | Path | bytes, *, threads: int = 1, optimized_path: str | Path | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if optimized_path is not None:
+        opts.optimized_model_filepath = str(optimized_path)
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=["WeightBiasQuantization"])
+
+
+def executed_ops(model: str | Path | bytes, *, threads: int = 1) -> Counter:
+    """Op types of the graph ORT really runs after its optimizations (QLinearConv vs Conv...)."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opt = Path(tmp) / "optimized.onnx"
+        session(model, threads=threads, optimized_path=opt)
+        return Counter(node.op_type for node in onnx.load(str(opt)).graph.node)
+
+
+class _Feeds:
+    """A CalibrationDataReader over a list of feed dicts."""
+
+    def __init__(self, feeds: Sequence[dict[str, np.ndarray]]) -> None:
+        self._it = iter(list(feeds))
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Sequence[dict[str, np.ndarray]],
+                 nodes_to_quantize: Iterable[str] | None = None) -> None:
+    """int8 QDQ (uint8 activations, int8 per-channel weights) of the listed nodes (all when None)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre))
+        quantize_static(
+            str(pre), str(out_path), _Feeds(calibration), quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+            nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
+        )
+
+
+def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, repetitions: int,
+                     warmup: int = 5) -> list[float]:
+    """Median latency (ms) of each (session, feed), measured round-robin so noise hits all alike."""
+    for sess, feed in runs:
+        for _ in range(warmup):
+            sess.run(None, feed)
+    samples: list[list[float]] = [[] for _ in runs]
+    for _ in range(repetitions):
+        for i, (sess, feed) in enumerate(runs):
+            t0 = time.perf_counter_ns()
+            sess.run(None, feed)
+            samples[i].append((time.perf_counter_ns() - t0) / 1e6)
+    return [statistics.median(s) for s in samples]

@@ -1,0 +1,185 @@
+"""``nasq best``: choose a run's best candidate for a target, rebuild it from its key, fine-tune it,
+export it, and measure it beside two baselines of the same architecture and weights (float, and
+uniform int8).
+
+Writes ``OUT/model.onnx`` (plus ``model_float.onnx`` and ``model_int8.onnx``), ``OUT/report.json``
+and ``OUT/report.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from nasq.errors import NasqError
+from nasq.fileio import check_writable_dir, write_json_atomic, write_text_atomic
+
+MODEL_FILES = {"candidate": "model.onnx", "float": "model_float.onnx", "int8": "model_int8.onnx"}
+
+
+def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray, *, batch_size: int = 250) -> float:
+    from nasq.ort import session
+
+    sess = session(path, threads=1)
+    logits = np.concatenate([sess.run(None, {"input": x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
+    return float((logits.argmax(1) == y).mean())
+
+
+def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[float], out_dir: str | Path,
+                  log=print) -> dict[str, Any]:
+    import torch
+
+    from nasq.data import DATASETS
+    from nasq.export import EXPORTERS
+    from nasq.hardware_profiles import create_predictor
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.ort import session, time_interleaved
+    from nasq.search.driver import load_run
+    from nasq.search.results import ResultsTable, select_best
+    from nasq.spaces import create_space
+    from nasq.train import TrainSchedule, accuracy, compress_and_train
+
+    run_dir, marker, cfg = load_run(run_dir)
+    if target not in cfg.targets:
+        raise NasqError(f"'{target}' is not a target of this run; its targets: {', '.join(cfg.targets)}")
+    rows = ResultsTable(run_dir, cfg.targets).rows()
+    row, why = select_best(rows, target, max_latency_ms)
+    out_dir = check_writable_dir(out_dir, "output directory")
+    profile = Profile.from_dict(marker["profiles"][target], f"{target} (as used by the run)")
+    predictor = create_predictor(profile)
+    space = create_space(cfg.space)
+    candidate = space.validate(json.loads(row["key"]))
+    log(f"best for {target}: {row['cid']} ({why}); search accuracy {row['accuracy']:.3f}, "
+        f"predicted {row['latency_ms'][target]:.4g} ms")
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(1)
+    data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
+    a = cfg.accuracy
+    schedule = TrainSchedule(cfg.best.train_epochs, cfg.best.finetune_epochs, a.batch_size, a.lr, a.finetune_lr)
+    log(f"rebuilding from its key and fine-tuning ({schedule.train_epochs} + {schedule.finetune_epochs} epochs)")
+    model, train_s = compress_and_train(space, candidate, data, schedule, seed=cfg.seed)
+    val_acc = accuracy(model, data.val)
+
+    layers = space.layers(candidate)
+    bits = {l.name: (l.w_bits, l.a_bits) for l in layers}
+    uniform = {
+        "float": [l.__class__(**{**l.to_dict(), "w_bits": 32, "a_bits": 32}) for l in layers],
+        "int8": [l.__class__(**{**l.to_dict(), "w_bits": 8, "a_bits": 8}) for l in layers],
+        "candidate": layers,
+    }
+    exporter = EXPORTERS.create("onnx")
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        paths = {}
+        for plan in ("candidate", "float", "int8"):
+            paths[plan] = Path(tmp) / MODEL_FILES[plan]
+            info = exporter.export(model, bits, profile, data.train.x, paths[plan], plan=plan)
+            results[plan] = {
+                "file": MODEL_FILES[plan],
+                "test_accuracy_onnxruntime": onnx_accuracy(paths[plan], data.test.x, data.test.y),
+                "predicted_latency_ms": predictor.predict(uniform[plan]).total_ms,
+                "measured_latency_ms": None,
+                "layer_modes": info.layer_modes,
+                "executed_ops": info.executed_ops,
+            }
+            log(f"exported {plan}: test accuracy (ONNX Runtime) {results[plan]['test_accuracy_onnxruntime']:.3f}")
+        measured_here = profile.measured_here()
+        measurement: dict[str, Any] = {"measured": measured_here}
+        if measured_here:
+            threads = int(profile.metadata.get("threads", 1))
+            batch = int(profile.metadata.get("batch_size", 1))
+            feed = {"input": data.test.x[:batch]}
+            reps = cfg.best.measure_repetitions
+            t0 = time.time()
+            medians = time_interleaved([(session(paths[p], threads=threads), feed) for p in MODEL_FILES],
+                                       repetitions=reps, warmup=20)
+            for plan, ms in zip(MODEL_FILES, medians):
+                results[plan]["measured_latency_ms"] = ms
+            measurement.update(repetitions=reps, threads=threads, batch_size=batch, statistic="median, interleaved",
+                               seconds=round(time.time() - t0, 1))
+        else:
+            measurement["why_not"] = (f"target '{target}' is {profile.metadata.get('device')} "
+                                      f"({profile.metadata.get('runtime')}), not this machine")
+        for plan in MODEL_FILES:
+            (Path(tmp) / MODEL_FILES[plan]).replace(out_dir / MODEL_FILES[plan])
+
+    cand = results["candidate"]
+    simulated = [n for n, m in cand["layer_modes"].items() if m == "simulated"]
+    report = {
+        "target": target,
+        "run_dir": str(run_dir),
+        "cid": row["cid"],
+        "key": row["key"],
+        "chosen_because": why,
+        "max_latency_ms": max_latency_ms,
+        "search": {"accuracy": row["accuracy"], "predicted_latency_ms": row["latency_ms"][target]},
+        "fine_tune": {"train_epochs": schedule.train_epochs, "finetune_epochs": schedule.finetune_epochs,
+                      "seconds": round(train_s, 1), "val_accuracy_torch": val_acc},
+        "layers": [{**l.to_dict(), "exported_as": cand["layer_modes"][l.name]} for l in layers],
+        "simulated_layers": simulated,
+        "simulated_note": simulated_note(profile, cand["layer_modes"], bits),
+        "models": results,
+        "measurement": {**measurement, "device": profile.metadata.get("device")},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(out_dir / "report.json", report)
+    write_text_atomic(out_dir / "report.md", render_markdown(report))
+    log((out_dir / "report.md").read_text())
+    return report
+
+
+def simulated_note(profile, modes: dict[str, str], bits: dict[str, tuple[int, int]]) -> str:
+    simulated = [n for n, m in modes.items() if m == "simulated"]
+    if not simulated:
+        return ""
+    native = [n for n in simulated if profile.runs_natively(*bits[n])]
+    note = (f"{len(simulated)} layer(s) are exported as simulated (fake-quantized) float, since ONNX Runtime has no "
+            f"kernel for their bit-widths; they compute exactly what was trained, at float speed")
+    if native:
+        note += (f"; {len(native)} of them run natively on {profile.name}, whose latency is predicted "
+                 "for their real bit-widths")
+    else:
+        note += f"; {profile.name} cannot run them natively either, and its prediction prices them as float"
+    return note
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    def ms(v: Optional[float]) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    lines = [
+        f"# nasq best model for `{report['target']}`",
+        "",
+        f"Candidate `{report['cid']}`, chosen as the {report['chosen_because']}.",
+        "",
+        "| model | test accuracy (ONNX Runtime) | predicted latency (ms) | measured latency (ms) |",
+        "|---|---|---|---|",
+    ]
+    names = {"candidate": "searched (mixed precision, pruned)", "float": "float baseline", "int8": "uniform int8 baseline"}
+    for plan, name in names.items():
+        m = report["models"][plan]
+        lines.append(f"| {name} | {m['test_accuracy_onnxruntime']:.3f} | {ms(m['predicted_latency_ms'])} | "
+                     f"{ms(m['measured_latency_ms'])} |")
+    meas = report["measurement"]
+    lines.append("")
+    if meas["measured"]:
+        lines.append(f"Measured on {meas['device']}: median of {meas['repetitions']} interleaved runs, "
+                     f"{meas['threads']} thread(s), batch {meas['batch_size']}.")
+    else:
+        lines.append(f"Not measured: {meas['why_not']}.")
+    modes: dict[str, int] = {}
+    for layer in report["layers"]:
+        modes[layer["exported_as"]] = modes.get(layer["exported_as"], 0) + 1
+    lines.append(f"Layers exported as: {', '.join(f'{k} {v}' for k, v in sorted(modes.items()))}.")
+    if report["simulated_note"]:
+        lines.append(report["simulated_note"] + ".")
+    lines.append(f"Search-time accuracy {report['search']['accuracy']:.3f}; after fine-tuning "
+                 f"{report['fine_tune']['val_accuracy_torch']:.3f} (validation, torch).")
+    return "\n".join(lines) + "\n"

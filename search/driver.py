@@ -1,0 +1,298 @@
+"""The search driver: one Ray Tune run, driven by an Optuna sampler through ``OptunaSearch``.
+
+Each Tune trial evaluates one candidate: the accuracy estimate (short training on real data, with
+pruning and quantization applied) and the predicted latency on every target. Objectives:
+maximize ``accuracy``, minimize ``latency_ms.<target>`` for each target.
+
+A run directory holds::
+
+    nasq_run.json      marker: nasq version, the validated config, targets' profile data
+    results.jsonl/.csv one row per candidate (see nasq.search.results)
+    pareto_<target>.png, pareto.json
+    tune/              Ray Tune's experiment state (what `--resume` restores)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from ray.tune import Callback
+
+from nasq import __version__
+from nasq.config import ExperimentConfig, config_from_dict
+from nasq.errors import NasqError
+from nasq.fileio import check_writable_dir, write_json_atomic
+from nasq.search.results import ResultsTable, pareto_front, plot_pareto
+
+RUN_MARKER = "nasq_run.json"
+TUNE_DIR = "tune"
+
+
+def objective_names(targets: list[str]) -> list[str]:
+    return ["accuracy"] + [f"latency_ms.{t}" for t in targets]
+
+
+# --- the trial (runs in a Ray worker) ------------------------------------------------------------
+
+def candidate_metrics(space, candidate: dict, predictors: dict[str, Any]) -> dict[str, Any]:
+    """Everything about a candidate that needs no training: predicted latencies and sizes."""
+    layers = space.layers(candidate)
+    out: dict[str, Any] = {f"latency_ms.{t}": p.predict(layers).total_ms for t, p in predictors.items()}
+    out["params"] = sum(l.params for l in layers)
+    out["macs"] = sum(l.macs for l in layers)
+    out["bitops"] = sum(l.macs * l.w_bits * l.a_bits for l in layers)
+    out["size_bytes"] = int(sum(l.params * l.w_bits for l in layers) // 8)
+    return out
+
+
+def evaluate_candidate(config: dict, settings: dict) -> None:
+    """Ray Tune function trainable: score one candidate and report once."""
+    import torch
+    from ray import tune
+
+    from nasq.accuracy import ESTIMATES
+    from nasq.data import DATASETS
+    from nasq.hardware_profiles import create_predictor
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.spaces import candidate_id, canonical_key, create_space
+
+    cfg = config_from_dict(settings["config"], "run config")
+    torch.set_num_threads(max(1, int(cfg.search.cpus_per_candidate)))
+    space = create_space(cfg.space)
+    candidate = space.validate(dict(config))
+    key = canonical_key(candidate)
+    metrics: dict[str, Any] = {"key": key, "cid": candidate_id(candidate), "status": "ok", "reason": ""}
+    try:
+        predictors = {t: create_predictor(Profile.from_dict(d, t)) for t, d in settings["profiles"].items()}
+        metrics.update(candidate_metrics(space, candidate, predictors))
+        data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
+        est = ESTIMATES.create(cfg.accuracy.estimate, config=cfg.accuracy).estimate(space, candidate, data, seed=cfg.seed)
+        metrics.update(accuracy=est.accuracy, cost_s=est.cost_s, estimate=cfg.accuracy.estimate)
+    except Exception as exc:  # a crashing candidate is recorded as failed; the search goes on
+        metrics.update(status="failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+    for name in objective_names(list(settings["profiles"])):  # Tune requires every objective key
+        metrics.setdefault(name, float("nan"))
+    tune.report(metrics)
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+def _make_sampler(name: str, seed: int):
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def build_searcher(cfg: ExperimentConfig, space):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from nasq.search.searcher import DedupSearcher
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objectives = objective_names(list(cfg.targets))
+    inner = OptunaSearch(space=space.define, metric=objectives, mode=["max"] + ["min"] * len(cfg.targets),
+                         sampler=_make_sampler(cfg.search.sampler, cfg.seed))
+    return DedupSearcher(inner, space, objectives=objectives)
+
+
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+class ResultsCallback(Callback):
+    """Writes one results row per finished trial, prints progress, refreshes the Pareto plots."""
+
+    def __init__(self, run_dir: str, targets: list[str], total: int) -> None:
+        self.run_dir, self.targets, self.total = run_dir, targets, total
+
+    def _record(self, trial, result: Optional[dict], error: str = "") -> None:
+        table = ResultsTable(self.run_dir, self.targets)
+        result = result or {}
+        candidate = {k: v for k, v in trial.config.items()}
+        from nasq.spaces import candidate_id, canonical_key
+
+        row = {
+            "cid": result.get("cid") or candidate_id(candidate),
+            "key": result.get("key") or canonical_key(candidate),
+            "status": "failed" if error else result.get("status", "failed"),
+            "reason": error or result.get("reason", ""),
+            "accuracy": _clean(result.get("accuracy")),
+            "latency_ms": {t: _clean(result.get(f"latency_ms.{t}")) for t in self.targets},
+            "estimate": result.get("estimate"),
+            **{k: _clean(result.get(k)) for k in ("cost_s", "params", "macs", "bitops", "size_bytes")},
+            "trial_id": trial.trial_id,
+            "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        table.append(row)
+        rows = table.rows()
+        done = sum(r["status"] == "ok" for r in rows)
+        failed = len(rows) - done
+        line = f"[{len(rows)}/{self.total}] {row['cid']} {row['status']}"
+        if row["status"] == "ok":
+            lat = " ".join(f"{t}={row['latency_ms'][t]:.4g}ms" for t in self.targets)
+            line += f" acc={row['accuracy']:.3f} {lat} ({row['cost_s']:.0f}s)"
+        else:
+            line += f": {row['reason']}"
+        best = []
+        for t in self.targets:
+            front = pareto_front(rows, t)
+            if front:
+                best.append(f"{t}: front {len(front)}, best acc {front[-1]['accuracy']:.3f}")
+        print(f"{line} | done {done}, failed {failed} | " + "; ".join(best), flush=True)
+        for t in self.targets:
+            if pareto_front(rows, t):
+                plot_pareto(rows, t, Path(self.run_dir) / f"pareto_{t}.png")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._record(trial, trial.last_result)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        error = "trial crashed"
+        if getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
+            lines = [l for l in Path(trial.error_file).read_text().splitlines() if l.strip()]
+            error = f"trial crashed: {lines[-1][:300]}" if lines else error
+        self._record(trial, None, error)
+
+
+def _init_ray(address: Optional[str]) -> None:
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            # embedded local Ray: processes on this machine only, bound to loopback
+            ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"Ray cluster at '{address}'" if address else "a local Ray instance"
+        raise NasqError(f"cannot connect to {where}: {str(exc).splitlines()[0]}") from None
+
+
+def _trainable(settings: dict, cpus: float):
+    from ray import tune
+
+    return tune.with_resources(tune.with_parameters(evaluate_candidate, settings=settings), {"cpu": cpus})
+
+
+def new_run_dir(cfg: ExperimentConfig) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.output_dir) / f"{cfg.name}-{stamp}"
+
+
+def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address: Optional[str] = None) -> Path:
+    """Start a new search; returns its run directory."""
+    from nasq.config import check_references
+    from nasq.hardware_profiles import load_profile
+
+    check_references(cfg)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise NasqError(f"run directory '{run_dir}' already exists and is not empty; resume it with --resume")
+    check_writable_dir(run_dir, "run directory")
+    run_dir = run_dir.resolve()
+    profiles = {t: load_profile(t).data for t in cfg.targets}
+    for t in cfg.targets:
+        prof = load_profile(t)
+        if prof.metadata.get("runtime") == "onnxruntime" and not prof.measured_here():
+            print(f"warning: target '{t}' was measured on '{prof.metadata.get('device')}', not on this machine",
+                  file=sys.stderr)
+    marker = {"nasq_version": __version__, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "config": cfg.to_dict(), "profiles": profiles}
+    write_json_atomic(run_dir / RUN_MARKER, marker)
+    return _run(run_dir, marker, address, restore=False)
+
+
+def load_run(run_dir: Path | str) -> tuple[Path, dict, ExperimentConfig]:
+    """Read and check a run directory's marker; NasqError if it is not a nasq run."""
+    run_dir = Path(run_dir)
+    marker_path = run_dir / RUN_MARKER
+    if not run_dir.is_dir():
+        raise NasqError(f"run directory '{run_dir}' does not exist")
+    if not marker_path.is_file():
+        raise NasqError(f"'{run_dir}' is not a nasq run directory (no {RUN_MARKER})")
+    try:
+        marker = json.loads(marker_path.read_text())
+        cfg = config_from_dict(marker["config"], str(marker_path))
+        if not isinstance(marker.get("profiles"), dict):
+            raise KeyError("profiles")
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise NasqError(f"'{marker_path}' is corrupt ({type(exc).__name__}: {exc})") from None
+    return run_dir.resolve(), marker, cfg
+
+
+def resume_search(run_dir: Path | str, *, address: Optional[str] = None) -> Path:
+    run_dir, marker, _ = load_run(run_dir)
+    if marker["nasq_version"] != __version__:
+        raise NasqError(f"run '{run_dir}' was made by nasq {marker['nasq_version']}; this is {__version__}")
+    return _run(run_dir, marker, address, restore=True)
+
+
+def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) -> Path:
+    cfg = config_from_dict(marker["config"], "run config")
+    settings = {"config": marker["config"], "profiles": marker["profiles"]}
+    from nasq.spaces import create_space
+
+    space = create_space(cfg.space)
+    _init_ray(address)
+    from ray import tune
+
+    trainable = _trainable(settings, cfg.search.cpus_per_candidate)
+    tune_path = run_dir / TUNE_DIR
+    t0 = time.time()
+    if restore:
+        if not tune.Tuner.can_restore(str(tune_path)):
+            raise NasqError(f"run '{run_dir}' has no Ray Tune state to resume (was it ever started?)")
+        print(f"resuming {run_dir}", flush=True)
+        tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        print(f"run directory: {run_dir}", flush=True)
+        print(f"searching {cfg.search.num_candidates} candidates of '{cfg.space}' for targets "
+              f"{', '.join(cfg.targets)} with {cfg.search.sampler} ({cfg.search.max_concurrent} at a time)", flush=True)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=build_searcher(cfg, space), num_samples=cfg.search.num_candidates,
+                                        max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=False),
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(run_dir), verbose=0,
+                                      callbacks=[ResultsCallback(str(run_dir), list(cfg.targets),
+                                                                 cfg.search.num_candidates)],
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+    tuner.fit()
+    summarize(run_dir, cfg, time.time() - t0)
+    return run_dir
+
+
+def summarize(run_dir: Path, cfg: ExperimentConfig, elapsed_s: float) -> None:
+    """Print each target's Pareto front; write pareto.json and the plots."""
+    rows = ResultsTable(run_dir, cfg.targets).rows()
+    ok = sum(r["status"] == "ok" for r in rows)
+    print(f"\n{len(rows)} candidates evaluated ({ok} ok, {len(rows) - ok} failed) in {elapsed_s:.0f} s")
+    fronts = {}
+    for t in cfg.targets:
+        front = pareto_front(rows, t)
+        fronts[t] = [{"cid": r["cid"], "accuracy": r["accuracy"], "latency_ms": r["latency_ms"][t]} for r in front]
+        print(f"\nPareto front for {t} (accuracy vs predicted latency):")
+        print(f"  {'cid':<14}{'accuracy':>9}{'latency_ms':>12}")
+        for r in front:
+            print(f"  {r['cid']:<14}{r['accuracy']:>9.3f}{r['latency_ms'][t]:>12.4f}")
+        if front:
+            plot_pareto(rows, t, run_dir / f"pareto_{t}.png")
+            print(f"  plot: {run_dir / f'pareto_{t}.png'}")
+    write_json_atomic(run_dir / "pareto.json", fronts)

@@ -1,0 +1,146 @@
+"""The results table of a run, Pareto fronts per target, the choice of a best candidate, plots.
+
+One row per evaluated candidate, in ``results.jsonl`` (append-only, the source of truth) and
+``results.csv`` (rewritten atomically after each row)::
+
+    cid, key, status ("ok" | "failed"), reason, accuracy, latency_ms.<target>..., cost_s,
+    params, macs, bitops, size_bytes, trial_id
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from nasq.errors import NasqError
+from nasq.fileio import write_text_atomic
+
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+BASE_COLUMNS = ["cid", "key", "status", "reason", "accuracy"]
+TAIL_COLUMNS = ["cost_s", "params", "macs", "bitops", "size_bytes", "trial_id"]
+
+
+class ResultsTable:
+    """Rows of one run directory, keyed by candidate id (a later row for the same id replaces it)."""
+
+    def __init__(self, run_dir: Path | str, targets: Iterable[str]) -> None:
+        self.run_dir = Path(run_dir)
+        self.targets = list(targets)
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / RESULTS_JSONL
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows: dict[str, dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line torn by a kill mid-write
+                    continue
+                rows[row["cid"]] = row
+        return list(rows.values())
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a+b") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell():  # a line torn by a kill must not swallow this row
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+            fh.write((json.dumps(row, sort_keys=True) + "\n").encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.write_csv()
+
+    def write_csv(self) -> None:
+        columns = BASE_COLUMNS + [f"latency_ms.{t}" for t in self.targets] + TAIL_COLUMNS
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in self.rows():
+            flat = {**row, **{f"latency_ms.{t}": row.get("latency_ms", {}).get(t) for t in self.targets}}
+            writer.writerow(flat)
+        write_text_atomic(self.run_dir / RESULTS_CSV, buf.getvalue())
+
+
+def ok_rows(rows: Iterable[dict], target: str) -> list[dict]:
+    out = []
+    for r in rows:
+        lat = r.get("latency_ms", {}).get(target)
+        if r.get("status") == "ok" and lat is not None and math.isfinite(lat) and math.isfinite(r["accuracy"]):
+            out.append(r)
+    return out
+
+
+def pareto_front(rows: Iterable[dict], target: str) -> list[dict]:
+    """Non-dominated rows (max accuracy, min latency on ``target``), by increasing latency."""
+    front: list[dict] = []
+    for r in sorted(ok_rows(rows, target), key=lambda r: (r["latency_ms"][target], -r["accuracy"])):
+        if not front or r["accuracy"] > front[-1]["accuracy"]:
+            front.append(r)
+    return front
+
+
+def knee(front: list[dict], target: str) -> dict:
+    """The front point farthest from the line joining its extremes (normalized axes)."""
+    if len(front) <= 2:
+        return max(front, key=lambda r: r["accuracy"])
+    lat = [r["latency_ms"][target] for r in front]
+    acc = [r["accuracy"] for r in front]
+    lspan, aspan = (max(lat) - min(lat)) or 1.0, (max(acc) - min(acc)) or 1.0
+    pts = [((x - min(lat)) / lspan, (y - min(acc)) / aspan) for x, y in zip(lat, acc)]
+    (x0, y0), (x1, y1) = pts[0], pts[-1]
+    norm = math.hypot(x1 - x0, y1 - y0) or 1.0
+    dist = [abs((y1 - y0) * x - (x1 - x0) * y + x1 * y0 - y1 * x0) / norm for x, y in pts]
+    return front[max(range(len(front)), key=dist.__getitem__)]
+
+
+def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] = None) -> tuple[dict, str]:
+    """The most accurate candidate within the bound, or the knee of the front; and why it was chosen."""
+    candidates = ok_rows(rows, target)
+    if not candidates:
+        raise NasqError(f"no successful candidate with a latency for target '{target}' in this run")
+    if max_latency_ms is not None:
+        within = [r for r in candidates if r["latency_ms"][target] <= max_latency_ms]
+        if not within:
+            fastest = min(r["latency_ms"][target] for r in candidates)
+            raise NasqError(f"no candidate within {max_latency_ms} ms on '{target}'; the fastest is {fastest:.4g} ms")
+        best = max(within, key=lambda r: (r["accuracy"], -r["latency_ms"][target]))
+        return best, f"most accurate within {max_latency_ms} ms"
+    return knee(pareto_front(rows, target), target), "knee of the accuracy/latency Pareto front"
+
+
+def plot_pareto(rows: list[dict], target: str, path: Path) -> None:
+    """Scatter of all successful candidates with the front highlighted, written atomically (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = ok_rows(rows, target)
+    front = pareto_front(rows, target)
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    ax.scatter([r["latency_ms"][target] for r in pts], [r["accuracy"] for r in pts], s=14, c="0.6",
+               label=f"candidates ({len(pts)})")
+    ax.plot([r["latency_ms"][target] for r in front], [r["accuracy"] for r in front], "o-", c="tab:red", ms=5,
+            label=f"Pareto front ({len(front)})")
+    ax.set_xlabel(f"predicted latency on {target} (ms)")
+    ax.set_ylabel("validation accuracy (pruned + quantized)")
+    ax.set_title(f"nasq: accuracy vs latency, {target}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    from nasq.fileio import write_bytes_atomic
+
+    write_bytes_atomic(path, buf.getvalue())

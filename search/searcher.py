@@ -1,0 +1,83 @@
+"""A Ray Tune searcher wrapper that never lets the same candidate be evaluated twice."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import Any, Dict, Optional
+
+from ray.tune.search import Searcher
+
+from nasq.spaces.base import SearchSpace, canonical_key
+
+logger = logging.getLogger(__name__)
+
+
+class DedupSearcher(Searcher):
+    """Wraps a searcher (OptunaSearch) and skips suggestions whose canonical key was seen.
+
+    A repeat of a finished candidate is answered to the inner searcher at once with the known
+    metrics (so the sampler still learns from it); a repeat of a running or failed one is reported
+    as failed. After ``max_repeats`` repeats in a row the space is taken as exhausted.
+
+    Example:
+        >>> searcher = DedupSearcher(OptunaSearch(space=define, metric=[...], mode=[...]), space)  # doctest: +SKIP
+    """
+
+    def __init__(self, inner: Searcher, space: SearchSpace, *, objectives: list[str], max_repeats: int = 200) -> None:
+        super().__init__(metric=inner.metric, mode=inner.mode)
+        self.inner = inner
+        self.space = space
+        self.objectives = objectives
+        self.max_repeats = max_repeats
+        self.finished: dict[str, Optional[dict]] = {}  # key -> objective values, None when failed
+        self.running: dict[str, str] = {}  # trial id -> key
+        self.inner_ids: dict[str, str] = {}  # trial id -> id the inner searcher knows it by
+        self.repeats_skipped = 0
+
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: Dict, **spec) -> bool:
+        return self.inner.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str) -> Optional[Dict]:
+        for attempt in range(self.max_repeats):
+            inner_id = trial_id if attempt == 0 else f"{trial_id}-repeat{attempt}"
+            config = self.inner.suggest(inner_id)
+            if config is None or config == Searcher.FINISHED:
+                return config
+            key = canonical_key(self.space.validate(config))
+            if key in self.finished and self.finished[key] is not None:
+                self.inner.on_trial_complete(inner_id, result=self.finished[key])
+            elif key in self.finished or key in self.running.values():
+                self.inner.on_trial_complete(inner_id, error=True)
+            else:
+                self.running[trial_id] = key
+                self.inner_ids[trial_id] = inner_id
+                return config
+            self.repeats_skipped += 1
+        logger.warning("%d repeated suggestions in a row: the space looks exhausted; stopping", self.max_repeats)
+        return Searcher.FINISHED
+
+    def on_trial_result(self, trial_id: str, result: Dict) -> None:
+        self.inner.on_trial_result(self.inner_ids.get(trial_id, trial_id), result)
+
+    def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
+        key = self.running.pop(trial_id, None)
+        inner_id = self.inner_ids.pop(trial_id, trial_id)
+        ok = not error and bool(result) and result.get("status") == "ok"
+        values = {m: result[m] for m in self.objectives} if ok else None
+        if key is not None:
+            self.finished[key] = values
+        self.inner.on_trial_complete(inner_id, result=values, error=not ok)
+
+    def save(self, checkpoint_path: str) -> None:
+        # Ray Tune's own convention (OptunaSearch.save pickles its __dict__); the file lives in the
+        # run directory this search wrote, and is read back only by `nasq search --resume`.
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.__dict__, fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.__dict__.update(pickle.load(fh))
+
+    def get_state(self) -> Dict[str, Any]:
+        return {"finished": dict(self.finished), "running": dict(self.running)}

@@ -1,0 +1,142 @@
+import copy
+import json
+
+import pytest
+
+from nasq.errors import NasqError
+from nasq.hardware_profiles import PREDICTORS, PROFILERS, create_predictor, list_profiles, load_profile
+from nasq.hardware_profiles.profile import Profile
+from nasq.spaces.base import LayerSpec
+
+SHIPPED = ["x86-ort", "bitserial-sim"]
+
+
+def test_shipped_profiles_are_listed_with_metadata():
+    for name in SHIPPED:
+        assert name in list_profiles()
+        prof = load_profile(name)
+        for key in ("device", "runtime", "date", "batch_size"):
+            assert key in prof.metadata
+    ort = load_profile("x86-ort").metadata
+    assert ort["threads"] == 1 and ort["batch_size"] == 1 and ort["repetitions"] >= 20
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_predictor_prices_every_candidate(name, space):
+    """Contract: positive finite latency for every candidate of the space the profile covers."""
+    pred = create_predictor(load_profile(name))
+    for seed in range(40):
+        p = pred.predict(space.layers(space.sample(seed)))
+        assert 0 < p.total_ms < 100
+        assert set(p.layer_ms) == {l.name for l in space.layers(space.sample(seed))}
+        assert all(v > 0 for v in p.layer_ms.values())
+
+
+def test_registered_predictors_and_profilers():
+    assert {"table", "bitserial"} <= set(PREDICTORS.names())
+    assert {"onnxruntime", "bitserial-sim"} <= set(PROFILERS.names())
+
+
+def _table_profile(**overrides):
+    layers = []
+    for cin in (8, 32):
+        for cout in (8, 32):
+            for precision, scale in (("fp32", 1.0), ("int8", 0.5)):
+                layers.append(dict(op="conv", cin=cin, cout=cout, kernel=1, stride=1, h_in=7, precision=precision,
+                                   latency_ms=scale * cin * cout / 1000))
+    for precision in ("fp32", "int8"):
+        layers.append(dict(op="linear", cin=32, cout=10, kernel=1, stride=1, h_in=1, precision=precision, latency_ms=0.01))
+    data = {
+        "schema_version": 1, "name": "t", "predictor": "table", "description": "test", "int8": True,
+        "metadata": {"device": "d", "runtime": "r", "date": "2026"},
+        "overhead_ms": 0.1,
+        "boundary": {"quantize": {"intercept_ms": 0.01, "per_melement_ms": 1.0},
+                     "dequantize": {"intercept_ms": 0.02, "per_melement_ms": 1.0}},
+        "layers": layers,
+    }
+    data.update(overrides)
+    return data
+
+
+def test_table_interpolates_between_grid_points_and_adds_boundaries():
+    pred = create_predictor(Profile.from_dict(_table_profile()))
+    conv = LayerSpec("a", "conv", 8, 32, 1, 1, 7)
+    assert pred.predict([conv]).total_ms == pytest.approx(0.1 + 8 * 32 / 1000)
+    mid = LayerSpec("a", "conv", 20, 20, 1, 1, 7)  # bilinear on a bilinear function is exact
+    assert pred.predict([mid]).total_ms == pytest.approx(0.1 + 20 * 20 / 1000)
+    int8 = LayerSpec("a", "conv", 8, 32, 1, 1, 7, w_bits=8, a_bits=8)
+    p = pred.predict([int8])
+    # one fp32->int8 boundary at the input, one int8->fp32 at the output
+    expected_boundary = 0.01 + 8 * 49 / 1e6 + 0.02 + 32 * 49 / 1e6
+    assert p.boundary_ms == pytest.approx(expected_boundary)
+    assert p.total_ms == pytest.approx(0.1 + 0.5 * 8 * 32 / 1000 + expected_boundary)
+    # 4-bit weights are not int8 on this target: priced as fp32, no boundary
+    four = LayerSpec("a", "conv", 8, 32, 1, 1, 7, w_bits=4, a_bits=8)
+    assert pred.predict([four]).boundary_ms == 0
+
+
+def test_table_notes_every_fallback_and_refuses_unknown_ops():
+    pred = create_predictor(Profile.from_dict(_table_profile()))
+    big = LayerSpec("big", "conv", 64, 64, 1, 1, 7)
+    p = pred.predict([big])
+    assert p.layer_ms["big"] == pytest.approx(64 * 64 / 1000)  # scaled by MACs from the 32x32 corner
+    assert any("big" in n and "outside" in n for n in p.notes)
+    other_geometry = LayerSpec("g", "conv", 8, 8, 1, 1, 14)
+    p = pred.predict([other_geometry])
+    assert p.layer_ms["g"] == pytest.approx(8 * 8 / 1000 * 4)  # 4x the MACs of the h=7 entry
+    assert any("g:" in n for n in p.notes)
+    with pytest.raises(NasqError, match="dwconv"):
+        pred.predict([LayerSpec("d", "dwconv", 8, 8, 3, 1, 7)])
+
+
+def test_bitserial_latency_falls_with_bit_width(space):
+    pred = create_predictor(load_profile("bitserial-sim"))
+    layer = LayerSpec("l", "conv", 64, 64, 3, 1, 14)
+    times = [pred.predict([LayerSpec(**{**layer.to_dict(), "w_bits": b, "a_bits": b})]).total_ms for b in (2, 4, 8)]
+    assert times[0] < times[1] < times[2]
+    acc = load_profile("bitserial-sim").data["accelerator"]
+    compute_8bit = layer.macs * 16 / (acc["bitbricks"] * acc["clock_mhz"] * 1e3)
+    assert times[2] >= compute_8bit
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("layers"), "layers"),
+    (lambda d: d.update(schema_version=9), "schema_version"),
+    (lambda d: d["layers"][0].update(latency_ms=-1.0), "latency_ms"),
+    (lambda d: d["layers"][0].update(op="pool"), "op"),
+    (lambda d: d["metadata"].pop("device"), "device"),
+    (lambda d: d.update(predictor="magic"), "magic"),
+    (lambda d: d["boundary"].pop("quantize"), "quantize"),
+])
+def test_bad_profiles_are_refused_with_the_field_named(mutate, message):
+    data = copy.deepcopy(_table_profile())
+    mutate(data)
+    with pytest.raises(NasqError, match=message):
+        Profile.from_dict(data, "bad.json")
+
+
+def test_corrupt_and_missing_profile_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(NasqError, match="not valid JSON"):
+        load_profile(str(bad))
+    with pytest.raises(NasqError, match="does not exist"):
+        load_profile(str(tmp_path / "missing.json"))
+    with pytest.raises(NasqError, match="unknown target 'nope'; available: .*x86-ort"):
+        load_profile("nope")
+
+
+def test_onnxruntime_profiler_measures_a_loadable_profile(space):
+    """Real ONNX Runtime: a few shapes, fp32 and int8, really run as int8 kernels."""
+    shapes = [LayerSpec("", "conv", 32, 64, 1, 1, 14), LayerSpec("", "conv", 64, 32, 1, 1, 14),
+              LayerSpec("", "dwconv", 64, 64, 3, 1, 14), LayerSpec("", "linear", 32, 10)]
+    data = PROFILERS.create("onnxruntime", threads=1, repetitions=10).profile(
+        shapes, name="t", space=space.name, quick=True, log=lambda m: None)
+    prof = Profile.from_dict(json.loads(json.dumps(data)))
+    assert len(prof.data["layers"]) == 2 * len(shapes)
+    int8 = [l for l in prof.data["layers"] if l["precision"] == "int8"]
+    assert {l["executed_as"] for l in int8} <= {"QLinearConv", "QGemm"}
+    assert prof.data["overhead_ms"] > 0
+    assert prof.data["boundary"]["quantize"]["per_melement_ms"] > 0
+    pred = create_predictor(prof)
+    assert pred.predict([LayerSpec("x", "conv", 48, 48, 1, 1, 14)]).total_ms > 0
