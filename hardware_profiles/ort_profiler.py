@@ -4,7 +4,9 @@ For each layer shape a one-layer ONNX graph (with random weights) is built in fp
 int8 QDQ with ORT's own tools; both are timed round-robin with ``repetitions`` runs after warm-up.
 The per-call overhead (an Identity graph) is subtracted from every layer, and from int8 layers the
 cost of the Quantize/Dequantize at their edges, measured separately as a linear function of the
-tensor size, so that the predictor can add boundaries only where precision really changes.
+tensor size, so that the predictor can add boundaries only where precision really changes. The float
+arithmetic that simulates a sub-8-bit activation in an exported model (Div, Round, Add, Clip, Sub,
+Mul) is measured the same way, since such layers run in fp32 with that chain in front.
 """
 
 from __future__ import annotations
@@ -72,6 +74,26 @@ def _qdq_graph(kind: str, numel: int):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), feed
 
 
+def _simulated_activation_graph(numel: int):
+    """The float arithmetic the exporter writes for a fake-quantized activation below 8 bits."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    consts = {"s": 0.05, "z": 7.0, "lo": 0.0, "hi": 15.0}
+    nodes = [
+        helper.make_node("Div", ["x", "s"], ["a"]), helper.make_node("Round", ["a"], ["b"]),
+        helper.make_node("Add", ["b", "z"], ["c"]), helper.make_node("Clip", ["c", "lo", "hi"], ["d"]),
+        helper.make_node("Sub", ["d", "z"], ["e"]), helper.make_node("Mul", ["e", "s"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "fake_quant",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, numel])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, numel])],
+        [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in consts.items()],
+    )
+    feed = {"x": np.random.default_rng(0).standard_normal((1, numel)).astype(np.float32)}
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), feed
+
+
 def _identity_graph():
     from onnx import TensorProto, helper
 
@@ -115,16 +137,18 @@ class OnnxRuntimeProfiler(ProfilerBackend):
 
         sizes = sorted({s.in_numel * self.batch_size for s in shapes} | {s.out_numel * self.batch_size for s in shapes})
         probe = sorted(set(np.quantile(sizes, np.linspace(0, 1, 6)).astype(int).tolist()))
-        boundary = {}
-        for kind in ("quantize", "dequantize"):
+        elementwise = {}
+        for kind in ("quantize", "dequantize", "simulated_activation"):
             runs = []
             for numel in probe:
-                model, feed = _qdq_graph(kind, numel)
+                model, feed = _simulated_activation_graph(numel) if kind == "simulated_activation" else _qdq_graph(kind, numel)
                 runs.append((session(model.SerializeToString(), threads=self.threads), feed))
             times = np.array(time_interleaved(runs, repetitions=reps * 4)) - overhead_ms
             slope, intercept = np.polyfit(np.array(probe, float) / 1e6, times, 1)
-            boundary[kind] = {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0),
-                              "measured": [{"elements": n, "latency_ms": float(t)} for n, t in zip(probe, times)]}
+            elementwise[kind] = {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0),
+                                 "measured": [{"elements": n, "latency_ms": float(t)} for n, t in zip(probe, times)]}
+        simulated_activation = elementwise.pop("simulated_activation")
+        boundary = elementwise
         log(f"boundaries: quantize {boundary['quantize']['per_melement_ms']:.3f} ms/Melement, "
             f"dequantize {boundary['dequantize']['per_melement_ms']:.3f} ms/Melement")
 
@@ -184,5 +208,6 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             },
             "overhead_ms": round(overhead_ms, 6),
             "boundary": boundary,
+            "simulated_activation": simulated_activation,
             "layers": layers,
         }

@@ -76,6 +76,8 @@ class TablePredictor(LatencyPredictor):
       ``overhead_ms``: per-inference-call cost (Python and session overhead);
       ``boundary``: ``{"quantize"|"dequantize": {"intercept_ms", "per_melement_ms"}}``, the cost of an
       fp32->int8 (resp. int8->fp32) transition as a linear function of the tensor's elements;
+      ``simulated_activation`` (optional): the same linear cost for the float arithmetic that simulates a
+      sub-8-bit activation quantizer in front of a layer that runs in fp32 (what the exporter writes);
       ``layers``: measured entries ``{op, cin, cout, kernel, stride, h_in, precision, latency_ms}``
       with precision ``fp32`` or ``int8`` (int8 entries exclude their boundary costs).
 
@@ -110,11 +112,17 @@ class TablePredictor(LatencyPredictor):
                     raise NasqError(f"profile {profile.source}: boundary lacks '{kind}'")
                 for key in ("intercept_ms", "per_melement_ms"):
                     _positive(profile, f"boundary.{kind}.{key}", boundary[kind].get(key))
+        if "simulated_activation" in profile.data:
+            sim = _require(profile, "simulated_activation", dict)
+            for key in ("intercept_ms", "per_melement_ms"):
+                _positive(profile, f"simulated_activation.{key}", sim.get(key))
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
         self.overhead_ms = float(profile.data["overhead_ms"])
-        self.boundary = profile.data.get("boundary", {})
+        self.boundary = dict(profile.data.get("boundary", {}))
+        if "simulated_activation" in profile.data:
+            self.boundary["simulated_activation"] = profile.data["simulated_activation"]
         self._groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
         for e in profile.data["layers"]:
             key = (e["op"], e["kernel"], e["stride"], e["h_in"], e["precision"])
@@ -152,6 +160,8 @@ class TablePredictor(LatencyPredictor):
                 kind = "quantize" if precision == "int8" else "dequantize"
                 pred.boundary_ms += self.boundary_ms(kind, layer.in_numel)
             pred.layer_ms[layer.name] = self.layer_ms(layer, precision, pred.notes)
+            if precision == "fp32" and layer.a_bits < 32 and "simulated_activation" in self.boundary:
+                pred.layer_ms[layer.name] += self.boundary_ms("simulated_activation", layer.in_numel)
             previous = precision
         if previous == "int8" and layers:
             pred.boundary_ms += self.boundary_ms("dequantize", layers[-1].out_numel)

@@ -25,7 +25,6 @@ import numpy as np
 from nasq.registry import Registry
 
 EXPORTERS: Registry = Registry("exporter", builtin_modules=("nasq.export",))
-PLANS = ("candidate", "float", "int8")
 
 
 @dataclass
@@ -42,27 +41,20 @@ class ExportInfo:
 class Exporter(ABC):
     """Writes a compressed model for a target.
 
-    Contract: :meth:`export` writes ``path`` (atomically) and returns which mode each layer was
-    exported in; ``plan`` is ``candidate`` (the candidate's own bits), ``float`` (no quantization)
-    or ``int8`` (every layer int8 where the target runs int8), the last two for baselines of the
-    same trained weights.
+    Contract: :meth:`export` writes ``path`` (atomically) from a trained, compressed model whose
+    layers carry ``layer_bits`` (name -> (weight bits, activation bits)), and returns which mode
+    each layer was exported in.
     """
 
     @abstractmethod
     def export(self, model, layer_bits: Mapping[str, tuple[int, int]], profile, calibration: np.ndarray,
-               path: Path, *, plan: str = "candidate") -> ExportInfo: ...
+               path: Path) -> ExportInfo: ...
 
 
-def layer_modes(layer_bits: Mapping[str, tuple[int, int]], profile, plan: str) -> dict[str, str]:
-    if plan not in PLANS:
-        raise ValueError(f"plan {plan!r} not in {PLANS}")
+def layer_modes(layer_bits: Mapping[str, tuple[int, int]], profile) -> dict[str, str]:
     modes = {}
     for name, (w, a) in layer_bits.items():
-        if plan == "float":
-            modes[name] = "float"
-        elif plan == "int8":
-            modes[name] = "int8" if profile.int8 else "float"
-        elif profile.runs_int8(w, a):
+        if profile.runs_int8(w, a):
             modes[name] = "int8"
         elif w == a == 32:
             modes[name] = "float"
@@ -77,18 +69,22 @@ class OnnxExporter(Exporter):
 
     opset = 17
 
-    def export(self, model, layer_bits, profile, calibration, path, *, plan="candidate") -> ExportInfo:
+    def export(self, model, layer_bits, profile, calibration, path) -> ExportInfo:
         import onnx
         import torch
 
-        from nasq.compress import FLOAT_BITS, bake_weights, quant_layers, set_export_mode
+        from nasq.compress import FLOAT_BITS, activation_qparams, bake_weights, quant_layers, set_export_mode
         from nasq.fileio import write_bytes_atomic
         from nasq.ort import executed_ops, quantize_qdq
 
-        modes = layer_modes(layer_bits, profile, plan)
+        modes = layer_modes(layer_bits, profile)
         model = copy.deepcopy(model).eval()
         layers = quant_layers(model)
+        input_qparams = {}  # the trained activation ranges of int8 layers, handed to ONNX Runtime
         for name, layer in layers.items():
+            q = layer.input_quant
+            if modes[name] == "int8" and bool(q.observed):
+                input_qparams[name] = activation_qparams(float(q.lo), float(q.hi), 8)
             if modes[name] != "simulated":  # int8 layers are quantized by ONNX Runtime from float weights
                 layer.w_bits = FLOAT_BITS
                 layer.input_quant.bits = FLOAT_BITS
@@ -111,7 +107,7 @@ class OnnxExporter(Exporter):
                 wanted = [n for layer in int8_layers for n in (layer, f"{layer}.act") if n in nodes]
                 feeds = [{"input": calibration[i : i + 32]} for i in range(0, min(len(calibration), 256), 32)]
                 out = Path(tmp) / "int8.onnx"
-                quantize_qdq(fp32, out, feeds, nodes_to_quantize=wanted)
+                quantize_qdq(fp32, out, feeds, nodes_to_quantize=wanted, input_qparams=input_qparams)
                 final = out.read_bytes()
             else:
                 final = fp32.read_bytes()

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -55,18 +55,31 @@ class _Feeds:
 
 
 def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Sequence[dict[str, np.ndarray]],
-                 nodes_to_quantize: Iterable[str] | None = None) -> None:
-    """int8 QDQ (uint8 activations, int8 per-channel weights) of the listed nodes (all when None)."""
+                 nodes_to_quantize: Iterable[str] | None = None,
+                 input_qparams: Mapping[str, tuple[float, int]] | None = None) -> None:
+    """int8 QDQ (uint8 activations, int8 per-channel weights) of the listed nodes (all when None).
+
+    ``input_qparams`` fixes the (scale, uint8 zero point) of a node's input instead of calibrating it,
+    so that an exported model quantizes exactly as it was trained.
+    """
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre))
+        overrides = {}
+        if input_qparams:
+            inputs = {n.name: n.input[0] for n in onnx.load(str(pre)).graph.node}
+            for node, (scale, zero_point) in input_qparams.items():
+                if node in inputs:
+                    overrides[inputs[node]] = [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
         quantize_static(
             str(pre), str(out_path), _Feeds(calibration), quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
             nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
+            extra_options={"TensorQuantOverrides": overrides} if overrides else None,
         )
 
 

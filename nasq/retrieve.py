@@ -58,38 +58,38 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     log(f"best for {target}: {row['cid']} ({why}); search accuracy {row['accuracy']:.3f}, "
         f"predicted {row['latency_ms'][target]:.4g} ms")
 
-    torch.manual_seed(cfg.seed)
     torch.set_num_threads(1)
     data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
     a = cfg.accuracy
     schedule = TrainSchedule(cfg.best.train_epochs, cfg.best.finetune_epochs, a.batch_size, a.lr, a.finetune_lr)
-    log(f"rebuilding from its key and fine-tuning ({schedule.train_epochs} + {schedule.finetune_epochs} epochs)")
-    model, train_s = compress_and_train(space, candidate, data, schedule, seed=cfg.seed)
-    val_acc = accuracy(model, data.val)
-
-    layers = space.layers(candidate)
-    bits = {l.name: (l.w_bits, l.a_bits) for l in layers}
-    uniform = {
-        "float": [l.__class__(**{**l.to_dict(), "w_bits": 32, "a_bits": 32}) for l in layers],
-        "int8": [l.__class__(**{**l.to_dict(), "w_bits": 8, "a_bits": 8}) for l in layers],
-        "candidate": layers,
+    variants = {  # the same architecture and pruning, with the candidate's, all-float and all-8-bit widths
+        "candidate": candidate,
+        "float": with_uniform_bits(candidate, 32),
+        "int8": with_uniform_bits(candidate, 8),
     }
     exporter = EXPORTERS.create("onnx")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         paths = {}
-        for plan in ("candidate", "float", "int8"):
+        for plan, variant in variants.items():
+            log(f"{plan}: rebuilding from its key, training {schedule.train_epochs} + fine-tuning "
+                f"{schedule.finetune_epochs} epochs")
+            model, train_s = compress_and_train(space, variant, data, schedule, seed=cfg.seed)
+            layers = space.layers(variant)
+            bits = {l.name: (l.w_bits, l.a_bits) for l in layers}
             paths[plan] = Path(tmp) / MODEL_FILES[plan]
-            info = exporter.export(model, bits, profile, data.train.x, paths[plan], plan=plan)
+            info = exporter.export(model, bits, profile, data.train.x, paths[plan])
             results[plan] = {
                 "file": MODEL_FILES[plan],
+                "val_accuracy_torch": accuracy(model, data.val),
                 "test_accuracy_onnxruntime": onnx_accuracy(paths[plan], data.test.x, data.test.y),
-                "predicted_latency_ms": predictor.predict(uniform[plan]).total_ms,
+                "predicted_latency_ms": predictor.predict(layers).total_ms,
                 "measured_latency_ms": None,
+                "train_seconds": round(train_s, 1),
                 "layer_modes": info.layer_modes,
                 "executed_ops": info.executed_ops,
             }
-            log(f"exported {plan}: test accuracy (ONNX Runtime) {results[plan]['test_accuracy_onnxruntime']:.3f}")
+            log(f"{plan}: test accuracy (ONNX Runtime) {results[plan]['test_accuracy_onnxruntime']:.3f}")
         measured_here = profile.measured_here()
         measurement: dict[str, Any] = {"measured": measured_here}
         if measured_here:
@@ -108,7 +108,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             measurement["why_not"] = (f"target '{target}' is {profile.metadata.get('device')} "
                                       f"({profile.metadata.get('runtime')}), not this machine")
         for plan in MODEL_FILES:
-            (Path(tmp) / MODEL_FILES[plan]).replace(out_dir / MODEL_FILES[plan])
+            paths[plan].replace(out_dir / MODEL_FILES[plan])
 
     cand = results["candidate"]
     simulated = [n for n, m in cand["layer_modes"].items() if m == "simulated"]
@@ -120,11 +120,11 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         "chosen_because": why,
         "max_latency_ms": max_latency_ms,
         "search": {"accuracy": row["accuracy"], "predicted_latency_ms": row["latency_ms"][target]},
-        "fine_tune": {"train_epochs": schedule.train_epochs, "finetune_epochs": schedule.finetune_epochs,
-                      "seconds": round(train_s, 1), "val_accuracy_torch": val_acc},
-        "layers": [{**l.to_dict(), "exported_as": cand["layer_modes"][l.name]} for l in layers],
+        "fine_tune": {"train_epochs": schedule.train_epochs, "finetune_epochs": schedule.finetune_epochs},
+        "layers": [{**l.to_dict(), "exported_as": cand["layer_modes"][l.name]} for l in space.layers(candidate)],
         "simulated_layers": simulated,
-        "simulated_note": simulated_note(profile, cand["layer_modes"], bits),
+        "simulated_note": simulated_note(profile, cand["layer_modes"],
+                                         {l.name: (l.w_bits, l.a_bits) for l in space.layers(candidate)}),
         "models": results,
         "measurement": {**measurement, "device": profile.metadata.get("device")},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -135,18 +135,23 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     return report
 
 
+def with_uniform_bits(candidate: dict, bits: int) -> dict:
+    return {k: (bits if k.endswith((".w_bits", ".a_bits")) else v) for k, v in candidate.items()}
+
+
 def simulated_note(profile, modes: dict[str, str], bits: dict[str, tuple[int, int]]) -> str:
     simulated = [n for n, m in modes.items() if m == "simulated"]
     if not simulated:
         return ""
     native = [n for n in simulated if profile.runs_natively(*bits[n])]
     note = (f"{len(simulated)} layer(s) are exported as simulated (fake-quantized) float, since ONNX Runtime has no "
-            f"kernel for their bit-widths; they compute exactly what was trained, at float speed")
+            "kernel for their bit-widths: they compute exactly what was trained, in float, with elementwise "
+            "arithmetic in front of each quantized activation")
     if native:
         note += (f"; {len(native)} of them run natively on {profile.name}, whose latency is predicted "
                  "for their real bit-widths")
     else:
-        note += f"; {profile.name} cannot run them natively either, and its prediction prices them as float"
+        note += f"; {profile.name} cannot run them natively either, and prices them as float plus that arithmetic"
     return note
 
 
@@ -180,6 +185,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append(f"Layers exported as: {', '.join(f'{k} {v}' for k, v in sorted(modes.items()))}.")
     if report["simulated_note"]:
         lines.append(report["simulated_note"] + ".")
-    lines.append(f"Search-time accuracy {report['search']['accuracy']:.3f}; after fine-tuning "
-                 f"{report['fine_tune']['val_accuracy_torch']:.3f} (validation, torch).")
+    lines.append(f"Search-time validation accuracy {report['search']['accuracy']:.3f}. Each model was rebuilt from "
+                 f"the key and trained {report['fine_tune']['train_epochs']} + {report['fine_tune']['finetune_epochs']} "
+                 "epochs (float, then pruned and quantization-aware); baselines share its architecture and pruning.")
     return "\n".join(lines) + "\n"

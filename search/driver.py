@@ -69,6 +69,14 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     candidate = space.validate(dict(config))
     key = canonical_key(candidate)
     metrics: dict[str, Any] = {"key": key, "cid": candidate_id(candidate), "status": "ok", "reason": ""}
+    previous = _finished_row(settings.get("run_dir"), metrics["cid"])
+    if previous is not None:  # finished before a crash of the driver: report it again, never re-evaluate
+        metrics.update({k: previous.get(k) for k in ("status", "reason", "accuracy", "cost_s", "estimate", "params",
+                                                     "macs", "bitops", "size_bytes")})
+        metrics.update({f"latency_ms.{t}": v for t, v in previous["latency_ms"].items()}, reused=True)
+        metrics = {k: (float("nan") if v is None else v) for k, v in metrics.items()}
+        tune.report(metrics)
+        return
     try:
         predictors = {t: create_predictor(Profile.from_dict(d, t)) for t, d in settings["profiles"].items()}
         metrics.update(candidate_metrics(space, candidate, predictors))
@@ -80,6 +88,15 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     for name in objective_names(list(settings["profiles"])):  # Tune requires every objective key
         metrics.setdefault(name, float("nan"))
     tune.report(metrics)
+
+
+def _finished_row(run_dir: Optional[str], cid: str) -> Optional[dict]:
+    """The results row of a candidate finished earlier in this run, when the run dir is visible here."""
+    if not run_dir or not (Path(run_dir) / "results.jsonl").exists():
+        return None
+    from nasq.search.results import ResultsTable
+
+    return next((r for r in ResultsTable(run_dir, []).rows() if r["cid"] == cid), None)
 
 
 # --- the driver ----------------------------------------------------------------------------------
@@ -131,6 +148,7 @@ class ResultsCallback(Callback):
             "accuracy": _clean(result.get("accuracy")),
             "latency_ms": {t: _clean(result.get(f"latency_ms.{t}")) for t in self.targets},
             "estimate": result.get("estimate"),
+            "reused": bool(result.get("reused", False)),
             **{k: _clean(result.get(k)) for k in ("cost_s", "params", "macs", "bitops", "size_bytes")},
             "trial_id": trial.trial_id,
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -246,7 +264,7 @@ def resume_search(run_dir: Path | str, *, address: Optional[str] = None) -> Path
 
 def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) -> Path:
     cfg = config_from_dict(marker["config"], "run config")
-    settings = {"config": marker["config"], "profiles": marker["profiles"]}
+    settings = {"config": marker["config"], "profiles": marker["profiles"], "run_dir": str(run_dir)}
     from nasq.spaces import create_space
 
     space = create_space(cfg.space)

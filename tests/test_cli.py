@@ -1,0 +1,130 @@
+"""The command line: fast help, and one-line errors with exit code 2 and nothing written."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nasq.search.driver import RUN_MARKER
+from nasq.config import config_from_dict
+from nasq.hardware_profiles import load_profile
+
+NASQ = [sys.executable, "-m", "nasq.cli"]
+
+
+def run(*args, cwd=None):
+    return subprocess.run([*NASQ, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    exe = Path(sys.executable).parent / "nasq"
+    cmd = [str(exe)] if exe.exists() else NASQ
+    start = time.perf_counter()
+    out = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert out.returncode == 0 and "search" in out.stdout and "profile" in out.stdout
+    assert elapsed < 2.0, elapsed
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, nasq.cli; nasq.cli.build_parser();"
+         "print(sorted(m for m in ('torch', 'ray', 'onnxruntime', 'optuna', 'numpy') if m in sys.modules))"],
+        capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "[]"
+
+
+def test_targets_lists_shipped_profiles():
+    out = run("targets")
+    assert out.returncode == 0
+    assert "x86-ort" in out.stdout and "bitserial-sim" in out.stdout and "onnxruntime" in out.stdout
+
+
+def assert_clean_error(out, fragment):
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nasq: error:"), out.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def write_config(tmp_path, **overrides):
+    raw = {"output_dir": str(tmp_path / "runs"), **overrides}
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(raw))  # JSON is YAML
+    return path
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"searchh": {}}, "unknown key 'searchh'"),
+    ({"search": {"num_candidates": "x"}}, "search.num_candidates must be int"),
+    ({"search": {"max_concurrent": 0}}, "search.max_concurrent = 0 is below the minimum 1"),
+    ({"space": "nope"}, "unknown space 'nope'"),
+    ({"targets": ["nope"]}, "unknown target 'nope'"),
+    ({"targets": ["missing.json"]}, "profile file 'missing.json' does not exist"),
+])
+def test_bad_search_configs(tmp_path, overrides, fragment):
+    out = run("search", write_config(tmp_path, **overrides), cwd=tmp_path)
+    assert_clean_error(out, fragment)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_profile_as_target(tmp_path):
+    (tmp_path / "broken.json").write_text('{"schema_version": 1, "name": ')
+    out = run("search", write_config(tmp_path, targets=[str(tmp_path / "broken.json")]))
+    assert_clean_error(out, "not valid JSON")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_search_argument_errors(tmp_path):
+    assert_clean_error(run("search"), "give either a CONFIG")
+    assert_clean_error(run("search", tmp_path / "none.yaml"), "cannot read config")
+    assert_clean_error(run("search", "--resume", tmp_path), "not a nasq run directory")
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """A run directory as the driver writes it (marker + one results row), without searching."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg = config_from_dict({"targets": ["x86-ort"]})
+    marker = {"nasq_version": "0.1.0", "created": "2026", "config": cfg.to_dict(),
+              "profiles": {"x86-ort": load_profile("x86-ort").data}}
+    (run_dir / RUN_MARKER).write_text(json.dumps(marker))
+    from nasq.spaces import candidate_id, canonical_key, create_space
+
+    cand = create_space("mobilenet-mnist").sample(0)
+    row = {"cid": candidate_id(cand), "key": canonical_key(cand), "status": "ok", "reason": "", "accuracy": 0.9,
+           "latency_ms": {"x86-ort": 0.05}}
+    (run_dir / "results.jsonl").write_text(json.dumps(row) + "\n")
+    return run_dir
+
+
+def test_best_errors(tmp_path, fake_run):
+    assert_clean_error(run("best", tmp_path, "--target", "x86-ort", "--out", tmp_path / "o"), "not a nasq run")
+    assert_clean_error(run("best", fake_run, "--target", "bitserial-sim", "--out", tmp_path / "o"),
+                       "'bitserial-sim' is not a target of this run")
+    assert_clean_error(run("best", fake_run, "--target", "x86-ort", "--max-latency-ms", "0.001", "--out",
+                           tmp_path / "o"), "no candidate within 0.001 ms")
+    (tmp_path / "file").write_text("")
+    assert_clean_error(run("best", fake_run, "--target", "x86-ort", "--out", tmp_path / "file" / "o"),
+                       "cannot be created")
+    assert not (tmp_path / "o").exists()
+    (fake_run / RUN_MARKER).write_text("{")
+    assert_clean_error(run("best", fake_run, "--target", "x86-ort", "--out", tmp_path / "o"), "is corrupt")
+
+
+def test_profile_errors(tmp_path):
+    assert_clean_error(run("profile", "--backend", "cuda", "--name", "x"), "unknown profiler backend 'cuda'")
+    assert_clean_error(run("profile", "--backend", "onnxruntime", "--name", "../x"), "profile name '../x' not allowed")
+    assert_clean_error(run("profile", "--backend", "onnxruntime", "--name", "x", "--space", "nope"), "unknown search space")
+    (tmp_path / "file").write_text("")
+    assert_clean_error(run("profile", "--backend", "bitserial-sim", "--name", "x", "--out", tmp_path / "file" / "x.json"),
+                       "cannot be created")
+
+
+def test_profile_writes_a_loadable_profile(tmp_path):
+    out = run("profile", "--backend", "bitserial-sim", "--name", "acc", "--out", tmp_path / "acc.json")
+    assert out.returncode == 0, out.stderr
+    assert load_profile(str(tmp_path / "acc.json")).predictor == "bitserial"
+    assert [p.name for p in tmp_path.iterdir()] == ["acc.json"]  # no temp files left

@@ -1,0 +1,135 @@
+"""End to end through the product's own command line: real Ray Tune, real Optuna, real training on
+MNIST, real ONNX export measured with ONNX Runtime, and a real SIGKILL followed by --resume."""
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+
+from nasq.hardware_profiles import load_profile
+from nasq.ort import session
+
+pytestmark = pytest.mark.slow
+NASQ = [sys.executable, "-m", "nasq.cli"]
+
+
+def write_yaml(path, raw):
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Environment with an extra profile that cannot price int8 convs: candidates using one fail."""
+    folder = tmp_path_factory.mktemp("profiles")
+    data = copy.deepcopy(load_profile("x86-ort").data)
+    data["name"] = "no-int8-conv"
+    data["layers"] = [l for l in data["layers"] if not (l["op"] == "conv" and l["precision"] == "int8")]
+    (folder / "no-int8-conv.json").write_text(json.dumps(data))
+    return {**os.environ, "NASQ_PROFILE_PATH": str(folder)}
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory, env):
+    tmp = tmp_path_factory.mktemp("e2e")
+    cfg = write_yaml(tmp / "e2e.yaml", {
+        "name": "e2e", "targets": ["x86-ort", "bitserial-sim", "no-int8-conv"], "seed": 0,
+        "output_dir": str(tmp / "runs"),
+        "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
+        "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
+        "best": {"train_epochs": 0.5, "finetune_epochs": 0.3, "measure_repetitions": 30},
+    })
+    run_dir = tmp / "run"
+    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return run_dir, out.stdout
+
+
+def rows_of(run_dir):
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+
+
+def test_search_records_every_candidate_and_goes_on_after_failures(search_run):
+    run_dir, stdout = search_run
+    rows = rows_of(run_dir)
+    assert len(rows) == 4 and len({r["cid"] for r in rows}) == 4
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert ok and failed, "seeded random sampling should give both (see the profile fixture)"
+    for r in failed:
+        assert "cannot price op 'conv' in int8" in r["reason"]
+    for r in ok:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["cost_s"] > 0
+        assert all(r["latency_ms"][t] > 0 for t in ("x86-ort", "bitserial-sim", "no-int8-conv"))
+        assert r["estimate"] == "short-training"
+    assert (run_dir / "tune").is_dir() and (run_dir / "results.csv").exists()
+    for t in ("x86-ort", "bitserial-sim"):
+        assert f"Pareto front for {t}" in stdout
+        assert (run_dir / f"pareto_{t}.png").read_bytes()[:4] == b"\x89PNG"
+    fronts = json.loads((run_dir / "pareto.json").read_text())
+    assert {f["cid"] for f in fronts["x86-ort"]} <= {r["cid"] for r in ok}
+
+
+def test_best_exports_measures_and_reports(search_run, env, tmp_path):
+    run_dir, _ = search_run
+    out_dir = tmp_path / "best"
+    out = subprocess.run([*NASQ, "best", str(run_dir), "--target", "x86-ort", "--out", str(out_dir)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["target"] == "x86-ort" and report["measurement"]["measured"] is True
+    ok = {r["cid"]: r for r in rows_of(run_dir) if r["status"] == "ok"}
+    assert report["cid"] in ok
+    for plan, name in (("candidate", "model.onnx"), ("float", "model_float.onnx"), ("int8", "model_int8.onnx")):
+        m = report["models"][plan]
+        onnx.checker.check_model(str(out_dir / name))
+        assert m["measured_latency_ms"] > 0 and m["predicted_latency_ms"] > 0
+        assert 0 <= m["test_accuracy_onnxruntime"] <= 1
+    int8_ops = report["models"]["int8"]["executed_ops"]
+    assert int8_ops.get("QLinearConv", 0) > 0  # the uniform int8 baseline really runs int8 kernels
+    assert report["models"]["float"]["executed_ops"].get("QLinearConv", 0) == 0
+    # the reported test accuracy is what ONNX Runtime gives on the test split
+    from nasq.data import load_mnist
+    data = load_mnist()
+    logits = session(out_dir / "model.onnx").run(None, {"input": data.test.x})[0]
+    assert (logits.argmax(1) == data.test.y).mean() == pytest.approx(report["models"]["candidate"]["test_accuracy_onnxruntime"])
+    assert "| float baseline |" in (out_dir / "report.md").read_text()
+
+
+def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
+    cfg = write_yaml(tmp_path / "r.yaml", {
+        "name": "resume", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
+        "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 1},
+        "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
+    })
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (run_dir / "results.jsonl").exists() and rows_of(run_dir):
+            break
+        assert proc.poll() is None, "search ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die mid-search
+    proc.wait()
+    before = {r["cid"]: r for r in rows_of(run_dir)}
+    assert 1 <= len(before) < 4
+    out = subprocess.run([*NASQ, "search", "--resume", str(run_dir)], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = rows_of(run_dir)
+    final = {r["cid"]: r for r in lines}
+    assert len(final) == 4
+    evaluated = [r["cid"] for r in lines if not r.get("reused")]
+    assert sorted(evaluated) == sorted(set(evaluated)), "a candidate was evaluated twice"
+    for cid, row in before.items():
+        assert final[cid]["accuracy"] == row["accuracy"]
