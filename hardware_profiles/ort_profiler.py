@@ -3,8 +3,8 @@
 For each layer shape a one-layer ONNX graph (with random weights) is built in fp32 and quantized to
 int8 QDQ with ORT's own tools; both are timed round-robin with ``repetitions`` runs after warm-up.
 The per-call overhead (an Identity graph) is subtracted from every layer, and from int8 layers the
-cost of the Quantize/Dequantize at their edges, measured separately as a linear function of the
-tensor size, so that the predictor can add boundaries only where precision really changes. The float
+cost of the boundaries at their edges (Quantize + NCHW->NHWC Transpose in, the reverse out), measured
+separately as a linear function of the tensor size, so that the predictor can add boundaries only where precision really changes. The float
 arithmetic that simulates a sub-8-bit activation in an exported model (Div, Round, Add, Clip, Sub,
 Mul) is measured the same way, since such layers run in fp32 with that chain in front.
 """
@@ -57,19 +57,28 @@ def _layer_graph(spec: LayerSpec, batch: int, rng: np.random.Generator):
     return model, {"x": rng.standard_normal(x_shape).astype(np.float32)}
 
 
-def _qdq_graph(kind: str, numel: int):
-    """A graph of one QuantizeLinear (fp32 -> uint8) or one DequantizeLinear (uint8 -> fp32)."""
+def _boundary_graph(kind: str, channels: int, height: int):
+    """An fp32 -> int8 (``quantize``) or int8 -> fp32 (``dequantize``) boundary as ORT runs it: int8
+    convs run channels-last, so a QuantizeLinear is followed by an NCHW -> NHWC Transpose, and a
+    DequantizeLinear preceded by the opposite one."""
     from onnx import TensorProto, helper, numpy_helper
 
-    src, dst = (TensorProto.FLOAT, TensorProto.UINT8) if kind == "quantize" else (TensorProto.UINT8, TensorProto.FLOAT)
-    op = "QuantizeLinear" if kind == "quantize" else "DequantizeLinear"
+    nchw, nhwc = [1, channels, height, height], [1, height, height, channels]
+    if kind == "quantize":
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                 helper.make_node("Transpose", ["q"], ["y"], perm=[0, 2, 3, 1])]
+        io = (TensorProto.FLOAT, nchw, TensorProto.UINT8, nhwc)
+    else:
+        nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+                 helper.make_node("DequantizeLinear", ["t", "s", "z"], ["y"])]
+        io = (TensorProto.UINT8, nhwc, TensorProto.FLOAT, nchw)
     graph = helper.make_graph(
-        [helper.make_node(op, ["x", "s", "z"], ["y"])], kind,
-        [helper.make_tensor_value_info("x", src, [1, numel])],
-        [helper.make_tensor_value_info("y", dst, [1, numel])],
+        nodes, kind,
+        [helper.make_tensor_value_info("x", io[0], io[1])],
+        [helper.make_tensor_value_info("y", io[2], io[3])],
         [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(128, np.uint8), "z")],
     )
-    x = np.random.default_rng(0).standard_normal((1, numel)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal(io[1]).astype(np.float32)
     feed = {"x": x if kind == "quantize" else (x * 40 + 128).clip(0, 255).astype(np.uint8)}
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), feed
 
@@ -135,13 +144,16 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                                        repetitions=reps * 20, warmup=50)[0]
         log(f"per-call overhead {overhead_ms * 1e3:.1f} us")
 
-        sizes = sorted({s.in_numel * self.batch_size for s in shapes} | {s.out_numel * self.batch_size for s in shapes})
-        probe = sorted(set(np.quantile(sizes, np.linspace(0, 1, 6)).astype(int).tolist()))
+        tensors = {(s.cin, s.h_in) for s in shapes} | {(s.cout, s.h_out) for s in shapes}  # (channels, height)
+        by_size = sorted(tensors, key=lambda t: t[0] * t[1] ** 2)
+        probe_tensors = [by_size[int(round(q * (len(by_size) - 1)))] for q in np.linspace(0, 1, 6)]
+        probe = [c * h * h * self.batch_size for c, h in probe_tensors]
         elementwise = {}
         for kind in ("quantize", "dequantize", "simulated_activation"):
             runs = []
-            for numel in probe:
-                model, feed = _simulated_activation_graph(numel) if kind == "simulated_activation" else _qdq_graph(kind, numel)
+            for (channels, height), numel in zip(probe_tensors, probe):
+                model, feed = (_simulated_activation_graph(numel) if kind == "simulated_activation"
+                               else _boundary_graph(kind, channels * self.batch_size, height))
                 runs.append((session(model.SerializeToString(), threads=self.threads), feed))
             times = np.array(time_interleaved(runs, repetitions=reps * 4)) - overhead_ms
             slope, intercept = np.polyfit(np.array(probe, float) / 1e6, times, 1)

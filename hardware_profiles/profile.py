@@ -63,12 +63,10 @@ class Profile:
 
     @classmethod
     def load(cls, path: Path) -> "Profile":
+        from nasq.fileio import read_text
+
         try:
-            text = path.read_text()
-        except OSError as exc:
-            raise NasqError(f"cannot read profile {path}: {exc.strerror}") from None
-        try:
-            data = json.loads(text)
+            data = json.loads(read_text(path, "profile"))
         except json.JSONDecodeError as exc:
             raise NasqError(f"profile {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
         return cls.from_dict(data, str(path))

@@ -28,6 +28,8 @@ class SearchConfig:
     num_candidates: int = _opt(24, min=1, max=1_000_000, doc="candidates to evaluate (Tune trials)")
     max_concurrent: int = _opt(2, min=1, max=10_000, doc="trials running at once")
     cpus_per_candidate: float = _opt(1.0, min=0.1, max=1024, doc="CPUs Ray reserves per trial (torch threads)")
+    uniform_starts: int = _opt(0, min=0, max=1000, doc="sampled architectures evaluated first at uniform 8-bit "
+                                                       "and at float, as anchors for the sampler")
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
     """Parse and validate a YAML config; NasqError names any problem (file, YAML, key, value)."""
     import yaml
 
+    from nasq.fileio import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise NasqError(f"cannot read config '{path}': {exc.strerror}") from None
+    text = read_text(path, "config")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

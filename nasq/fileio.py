@@ -29,6 +29,16 @@ def write_json_atomic(path: Path | str, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
+def read_text(path: Path | str, what: str) -> str:
+    """A file's text, or NasqError naming ``what`` could not be read and why."""
+    from nasq.errors import NasqError
+
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise NasqError(f"cannot read {what} '{path}': {exc.strerror}") from None
+
+
 def check_writable_dir(path: Path | str, what: str) -> Path:
     """Create ``path`` if needed and check it is a writable folder; NasqError otherwise."""
     from nasq.errors import NasqError

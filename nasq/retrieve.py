@@ -43,6 +43,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     from nasq.search.driver import load_run
     from nasq.search.results import ResultsTable, select_best
     from nasq.spaces import create_space
+    from nasq.spaces.base import with_uniform_bits
     from nasq.train import TrainSchedule, accuracy, compress_and_train
 
     run_dir, marker, cfg = load_run(run_dir)
@@ -133,10 +134,6 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     write_text_atomic(out_dir / "report.md", render_markdown(report))
     log((out_dir / "report.md").read_text())
     return report
-
-
-def with_uniform_bits(candidate: dict, bits: int) -> dict:
-    return {k: (bits if k.endswith((".w_bits", ".a_bits")) else v) for k, v in candidate.items()}
 
 
 def simulated_note(profile, modes: dict[str, str], bits: dict[str, tuple[int, int]]) -> str:

@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -116,11 +117,17 @@ def build_searcher(cfg: ExperimentConfig, space):
     from ray.tune.search.optuna import OptunaSearch
 
     from nasq.search.searcher import DedupSearcher
+    from nasq.spaces.base import with_uniform_bits
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's `group`
     objectives = objective_names(list(cfg.targets))
+    starts = []  # fixed-precision anchors first, as HAQ and APQ start from uniform 8-bit
+    for i in range(cfg.search.uniform_starts):
+        architecture = space.sample(seed=cfg.seed * 1000 + i)
+        starts += [with_uniform_bits(architecture, 8), with_uniform_bits(architecture, 32)]
     inner = OptunaSearch(space=space.define, metric=objectives, mode=["max"] + ["min"] * len(cfg.targets),
-                         sampler=_make_sampler(cfg.search.sampler, cfg.seed))
+                         sampler=_make_sampler(cfg.search.sampler, cfg.seed), points_to_evaluate=starts or None)
     return DedupSearcher(inner, space, objectives=objectives)
 
 
@@ -195,9 +202,8 @@ def _init_ray(address: Optional[str]) -> None:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            # embedded local Ray: processes on this machine only, bound to loopback
-            ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False,
-                     _node_ip_address="127.0.0.1")
+            # embedded local Ray; Ray 2.60 turns token authentication on by default, and we keep it
+            ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"Ray cluster at '{address}'" if address else "a local Ray instance"
         raise NasqError(f"cannot connect to {where}: {str(exc).splitlines()[0]}") from None

@@ -26,6 +26,11 @@ def candidate_id(candidate: Candidate) -> str:
     return hashlib.sha1(canonical_key(candidate).encode()).hexdigest()[:12]
 
 
+def with_uniform_bits(candidate: Candidate, bits: int) -> Candidate:
+    """The same architecture and pruning with every weight and activation at ``bits``."""
+    return {k: (bits if k.endswith((".w_bits", ".a_bits")) else v) for k, v in candidate.items()}
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One compute layer as the latency predictors see it (after pruning).
