@@ -191,6 +191,22 @@ class ResultsCallback(Callback):
         self._record(trial, None, error)
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a cluster address nothing answers at (Ray itself retries for minutes)."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise NasqError(f"Ray cluster address '{address}' must be HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise NasqError(f"cannot reach the Ray cluster at '{address}': {exc.strerror or exc}") from None
+
+
 def _init_ray(address: Optional[str]) -> None:
     import logging
 
@@ -198,6 +214,8 @@ def _init_ray(address: Optional[str]) -> None:
 
     if ray.is_initialized():
         return
+    if address:
+        check_reachable(address)
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
@@ -229,6 +247,7 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise NasqError(f"run directory '{run_dir}' already exists and is not empty; resume it with --resume")
+    _init_ray(address)  # before anything is written: an unreachable cluster leaves no run directory
     check_writable_dir(run_dir, "run directory")
     run_dir = run_dir.resolve()
     profiles = {t: load_profile(t).data for t in cfg.targets}

@@ -76,6 +76,20 @@ def test_corrupt_profile_as_target(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_unreachable_cluster_fails_fast_and_writes_nothing(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.perf_counter()
+    out = run("search", write_config(tmp_path), "--address", f"127.0.0.1:{port}")
+    assert_clean_error(out, "cannot reach the Ray cluster")
+    assert time.perf_counter() - start < 30
+    assert not (tmp_path / "runs").exists()
+    assert_clean_error(run("search", write_config(tmp_path), "--address", "nowhere"), "must be HOST:PORT")
+
+
 def test_search_argument_errors(tmp_path):
     assert_clean_error(run("search"), "give either a CONFIG")
     assert_clean_error(run("search", tmp_path / "none.yaml"), "cannot read config")
