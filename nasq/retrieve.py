@@ -112,7 +112,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             paths[plan].replace(out_dir / MODEL_FILES[plan])
 
     cand = results["candidate"]
-    simulated = [n for n, m in cand["layer_modes"].items() if m == "simulated"]
+    layers = space.layers(candidate)
     report = {
         "target": target,
         "run_dir": str(run_dir),
@@ -122,10 +122,9 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         "max_latency_ms": max_latency_ms,
         "search": {"accuracy": row["accuracy"], "predicted_latency_ms": row["latency_ms"][target]},
         "fine_tune": {"train_epochs": schedule.train_epochs, "finetune_epochs": schedule.finetune_epochs},
-        "layers": [{**l.to_dict(), "exported_as": cand["layer_modes"][l.name]} for l in space.layers(candidate)],
-        "simulated_layers": simulated,
-        "simulated_note": simulated_note(profile, cand["layer_modes"],
-                                         {l.name: (l.w_bits, l.a_bits) for l in space.layers(candidate)}),
+        "layers": [{**l.to_dict(), "exported_as": cand["layer_modes"][l.name]} for l in layers],
+        "simulated_layers": [n for n, m in cand["layer_modes"].items() if m == "simulated"],
+        "simulated_note": simulated_note(profile, cand["layer_modes"], {l.name: (l.w_bits, l.a_bits) for l in layers}),
         "models": results,
         "measurement": {**measurement, "device": profile.metadata.get("device")},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

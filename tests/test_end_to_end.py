@@ -1,7 +1,6 @@
 """End to end through the product's own command line: real Ray Tune, real Optuna, real training on
 MNIST, real ONNX export measured with ONNX Runtime, and a real SIGKILL followed by --resume."""
 
-import copy
 import json
 import os
 import signal
@@ -13,7 +12,6 @@ from pathlib import Path
 import onnx
 import pytest
 
-from nasq.hardware_profiles import load_profile
 from nasq.ort import session
 
 pytestmark = pytest.mark.slow
@@ -27,9 +25,15 @@ def write_yaml(path, raw):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """Environment with an extra profile that cannot price int8 convs: candidates using one fail."""
+    """Profiles measured here and now (`nasq profile --quick`), so that `best` can measure on the very
+    machine the target describes, plus a copy that cannot price int8 convs: candidates using one fail."""
     folder = tmp_path_factory.mktemp("profiles")
-    data = copy.deepcopy(load_profile("x86-ort").data)
+    out = subprocess.run([*NASQ, "profile", "--backend", "onnxruntime", "--name", "here", "--quick",
+                          "--repetitions", "15", "--out", str(folder / "here.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads((folder / "here.json").read_text())
+    assert data["metadata"]["quick"] is True
     data["name"] = "no-int8-conv"
     data["layers"] = [l for l in data["layers"] if not (l["op"] == "conv" and l["precision"] == "int8")]
     (folder / "no-int8-conv.json").write_text(json.dumps(data))
@@ -40,7 +44,7 @@ def env(tmp_path_factory):
 def search_run(tmp_path_factory, env):
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = write_yaml(tmp / "e2e.yaml", {
-        "name": "e2e", "targets": ["x86-ort", "bitserial-sim", "no-int8-conv"], "seed": 0,
+        "name": "e2e", "targets": ["here", "bitserial-sim", "no-int8-conv"], "seed": 0,
         "output_dir": str(tmp / "runs"),
         "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
         "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
@@ -68,24 +72,24 @@ def test_search_records_every_candidate_and_goes_on_after_failures(search_run):
         assert "cannot price op 'conv' in int8" in r["reason"]
     for r in ok:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["cost_s"] > 0
-        assert all(r["latency_ms"][t] > 0 for t in ("x86-ort", "bitserial-sim", "no-int8-conv"))
+        assert all(r["latency_ms"][t] > 0 for t in ("here", "bitserial-sim", "no-int8-conv"))
         assert r["estimate"] == "short-training"
     assert (run_dir / "tune").is_dir() and (run_dir / "results.csv").exists()
-    for t in ("x86-ort", "bitserial-sim"):
+    for t in ("here", "bitserial-sim"):
         assert f"Pareto front for {t}" in stdout
         assert (run_dir / f"pareto_{t}.png").read_bytes()[:4] == b"\x89PNG"
     fronts = json.loads((run_dir / "pareto.json").read_text())
-    assert {f["cid"] for f in fronts["x86-ort"]} <= {r["cid"] for r in ok}
+    assert {f["cid"] for f in fronts["here"]} <= {r["cid"] for r in ok}
 
 
 def test_best_exports_measures_and_reports(search_run, env, tmp_path):
     run_dir, _ = search_run
     out_dir = tmp_path / "best"
-    out = subprocess.run([*NASQ, "best", str(run_dir), "--target", "x86-ort", "--out", str(out_dir)],
+    out = subprocess.run([*NASQ, "best", str(run_dir), "--target", "here", "--out", str(out_dir)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((out_dir / "report.json").read_text())
-    assert report["target"] == "x86-ort" and report["measurement"]["measured"] is True
+    assert report["target"] == "here" and report["measurement"]["measured"] is True
     ok = {r["cid"]: r for r in rows_of(run_dir) if r["status"] == "ok"}
     assert report["cid"] in ok
     for plan, name in (("candidate", "model.onnx"), ("float", "model_float.onnx"), ("int8", "model_int8.onnx")):
