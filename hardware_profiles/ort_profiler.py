@@ -121,10 +121,12 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         >>> data = backend.profile(space.profile_shapes(), name="my-cpu", space=space.name)  # doctest: +SKIP
     """
 
-    def __init__(self, *, threads: int = 1, batch_size: int = 1, repetitions: int | None = None, seed: int = 0) -> None:
+    def __init__(self, *, threads: int = 1, batch_size: int = 1, repetitions: int | None = None, seed: int = 0,
+                 networks: int | None = None) -> None:
         if threads < 1 or batch_size < 1:
             raise ValueError("threads and batch_size must be >= 1")
         self.threads, self.batch_size, self.repetitions, self.seed = threads, batch_size, repetitions, seed
+        self.networks = networks  # whole networks measured for calibration, and as many again held out
 
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
                 log: Callable[[str], None] = print) -> dict:
@@ -194,7 +196,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 if (i + 1) % 25 == 0 or i + 1 == len(shapes):
                     log(f"measured {i + 1}/{len(shapes)} layer shapes ({time.time() - start:.0f} s)")
 
-        return {
+        data = {
             "schema_version": 1,
             "name": name,
             "predictor": "table",
@@ -215,7 +217,6 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "space": space,
                 "quick": quick,
-                "profiling_seconds": round(time.time() - start, 1),
                 "nasq_version": __version__,
             },
             "overhead_ms": round(overhead_ms, 6),
@@ -223,3 +224,38 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             "simulated_activation": simulated_activation,
             "layers": layers,
         }
+        n_networks = self.networks if self.networks is not None else (12 if quick else 30)
+        if n_networks:
+            self._calibrate_and_select(data, space, n_networks, reps, log)
+        data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
+        return data
+
+    def _calibrate_and_select(self, data: dict, space_name: str, n: int, reps: int, log) -> None:
+        """Measure 2n whole networks: fit the end-to-end calibration on n, validate the table and the
+        calibrated predictor on the other n, and keep the one that validates best."""
+        from nasq.hardware_profiles.predictors import CalibratedPredictor, TablePredictor, fit_calibration
+        from nasq.hardware_profiles.profile import Profile
+        from nasq.hardware_profiles.validation import error_summary, format_summary, measure_networks, sample_candidates
+        from nasq.spaces import create_space
+
+        space = create_space(space_name)
+        fit_set = sample_candidates(space, n, seed=2 * self.seed + 1)
+        held_out = sample_candidates(space, n, seed=2 * self.seed + 2)
+        log(f"measuring {2 * n} whole networks ({n} to calibrate, {n} held out)")
+        measured = measure_networks(space, fit_set + held_out, Profile.from_dict(data, "profile being measured"),
+                                    repetitions=max(reps, 50), seed=self.seed, log=log)
+        table = TablePredictor(Profile.from_dict(data, "profile being measured"))
+        data["calibration"] = fit_calibration([table.predict(space.layers(c)) for c in fit_set], measured[:n])
+        calibrated = CalibratedPredictor(Profile.from_dict({**data, "predictor": "calibrated"}, "profile being measured"))
+        summaries = {}
+        for pred_name, predictor in (("table", table), ("calibrated", calibrated)):
+            predicted = [predictor.predict(space.layers(c)).total_ms for c in held_out]
+            summaries[pred_name] = error_summary(predicted, measured[n:])
+            log(f"{pred_name}: {format_summary(summaries[pred_name])}")
+        chosen = min(summaries, key=lambda k: (summaries[k]["median_error"], -summaries[k]["within_10pct"]))
+        data["predictor"] = chosen
+        data["predictor_selection"] = {"chosen": chosen, "held_out": summaries}
+        data["validation"] = {"predictor": chosen, **summaries[chosen], "what": "held-out random space samples "
+                              "(random pruning and precisions), measured end to end at profiling time",
+                              "date": data["metadata"]["date"]}
+        log(f"chose predictor '{chosen}'")

@@ -28,6 +28,8 @@ class Prediction:
     boundary_ms: float = 0.0
     overhead_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: additive parts of the total by kind (e.g. ``fp32_conv_ms``, ``boundary_ms``, ``layers``), for calibration
+    components: dict[str, float] = field(default_factory=dict)
 
 
 class LatencyPredictor(ABC):
@@ -153,19 +155,81 @@ class TablePredictor(LatencyPredictor):
 
     def predict(self, layers: Sequence[LayerSpec]) -> Prediction:
         pred = Prediction(total_ms=0.0, overhead_ms=self.overhead_ms)
+        parts: dict[str, float] = defaultdict(float)
         previous = "fp32"  # the network's input is float
         for layer in layers:
             precision = self.precision(layer)
             if precision != previous:
                 kind = "quantize" if precision == "int8" else "dequantize"
                 pred.boundary_ms += self.boundary_ms(kind, layer.in_numel)
-            pred.layer_ms[layer.name] = self.layer_ms(layer, precision, pred.notes)
+                parts["transitions"] += 1
+            cost = self.layer_ms(layer, precision, pred.notes)
+            parts[f"{precision}_{layer.op}_ms"] += cost
             if precision == "fp32" and layer.a_bits < 32 and "simulated_activation" in self.boundary:
-                pred.layer_ms[layer.name] += self.boundary_ms("simulated_activation", layer.in_numel)
+                simulated = self.boundary_ms("simulated_activation", layer.in_numel)
+                parts["simulated_activation_ms"] += simulated
+                cost += simulated
+            pred.layer_ms[layer.name] = cost
             previous = precision
         if previous == "int8" and layers:
             pred.boundary_ms += self.boundary_ms("dequantize", layers[-1].out_numel)
+            parts["transitions"] += 1
+        parts["boundary_ms"] = pred.boundary_ms
+        parts["layers"] = len(layers)
+        pred.components = dict(parts)
         pred.total_ms = self.overhead_ms + pred.boundary_ms + sum(pred.layer_ms.values())
+        return pred
+
+
+#: What an end-to-end calibration weighs: the table's own parts, plus counts for per-layer and
+#: per-transition costs the isolated measurements cannot see (layout reorders, fusion, residual adds).
+CALIBRATION_FEATURES = (
+    "fp32_conv_ms", "fp32_dwconv_ms", "fp32_linear_ms", "int8_conv_ms", "int8_dwconv_ms", "int8_linear_ms",
+    "boundary_ms", "simulated_activation_ms", "layers", "transitions",
+)
+
+
+def calibration_features(prediction: Prediction) -> list[float]:
+    return [float(prediction.components.get(name, 0.0)) for name in CALIBRATION_FEATURES]
+
+
+def fit_calibration(predictions: Sequence[Prediction], measured_ms: Sequence[float]) -> dict:
+    """Non-negative least squares of measured whole-network latencies on the table's parts.
+
+    Fitted on relative error (rows scaled by 1/measured), since every network's error counts alike.
+    """
+    from scipy.optimize import nnls
+
+    x = np.array([[1.0, *calibration_features(p)] for p in predictions])
+    y = np.asarray(measured_ms, float)
+    coef, _ = nnls(x / y[:, None], np.ones_like(y))
+    return {"features": list(CALIBRATION_FEATURES), "intercept_ms": float(coef[0]),
+            "coefficients": [float(c) for c in coef[1:]], "fitted_on_networks": len(y)}
+
+
+@PREDICTORS.register("calibrated")
+class CalibratedPredictor(TablePredictor):
+    """The table predictor's parts, re-weighted by an end-to-end calibration on measured whole
+    networks (profile field ``calibration``: ``features``, ``coefficients``, ``intercept_ms``)."""
+
+    @classmethod
+    def validate_profile(cls, profile: Profile) -> None:
+        super().validate_profile(profile)
+        cal = _require(profile, "calibration", dict)
+        if cal.get("features") != list(CALIBRATION_FEATURES):
+            raise NasqError(f"profile {profile.source}: calibration.features must be {list(CALIBRATION_FEATURES)}")
+        coefs = cal.get("coefficients")
+        if not isinstance(coefs, list) or len(coefs) != len(CALIBRATION_FEATURES):
+            raise NasqError(f"profile {profile.source}: calibration.coefficients must list "
+                            f"{len(CALIBRATION_FEATURES)} numbers")
+        for i, c in enumerate(coefs):
+            _positive(profile, f"calibration.coefficients[{i}]", c)
+        _positive(profile, "calibration.intercept_ms", cal.get("intercept_ms"))
+
+    def predict(self, layers: Sequence[LayerSpec]) -> Prediction:
+        pred = super().predict(layers)
+        cal = self.profile.data["calibration"]
+        pred.total_ms = cal["intercept_ms"] + sum(c * f for c, f in zip(cal["coefficients"], calibration_features(pred)))
         return pred
 
 

@@ -24,14 +24,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,9 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-latency-ms", type=_positive_float, help="latency bound (default: knee of the Pareto front)")
     p.add_argument("--out", required=True, metavar="DIR", help="where model.onnx and report.json/.md go")
 
-    p = sub.add_parser("profile", help="measure a hardware profile for this machine")
-    p.add_argument("--backend", required=True, help="profiler backend (onnxruntime, bitserial-sim)")
-    p.add_argument("--name", required=True, help="profile name (letters, digits, . _ -)")
+    p = sub.add_parser("profile", help="measure a hardware profile for this machine, or validate one",
+                       description="`nasq profile --backend B --name N` measures a profile; "
+                                   "`nasq profile validate --target N` re-validates one against new whole networks.")
+    p.add_argument("action", nargs="?", choices=["validate"], help="validate an existing profile")
+    p.add_argument("--backend", help="profiler backend (onnxruntime, bitserial-sim)")
+    p.add_argument("--name", help="profile name (letters, digits, . _ -)")
+    p.add_argument("--target", help="with validate: the profile to validate")
+    p.add_argument("--networks", type=_non_negative_int,
+                   help="whole networks to measure (onnxruntime: calibrate on N and hold out N; validate: N)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed for the sampled networks")
     p.add_argument("--space", default="mobilenet-mnist", help="search space whose layer shapes to measure")
     p.add_argument("--quick", action="store_true", help="coarser grid, fewer repetitions (under 5 minutes)")
     p.add_argument("--out", metavar="PATH", help="output file (default: hardware_profiles/NAME.json)")
@@ -99,6 +113,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from nasq.hardware_profiles.profile import Profile
     from nasq.spaces import create_space
 
+    if args.action == "validate":
+        return cmd_profile_validate(args)
+    if not args.backend or not args.name:
+        raise NasqError("profile needs --backend and --name (or: nasq profile validate --target NAME)")
     if not NAME_RE.match(args.name):
         raise NasqError(f"profile name '{args.name}' not allowed; use letters, digits, '.', '_' and '-'")
     backend_cls = PROFILERS.get(args.backend)
@@ -109,7 +127,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     check_writable_dir(out.parent, "output directory")
     options = {}
     if args.backend == "onnxruntime":
-        options = {"threads": args.threads, "batch_size": args.batch_size, "repetitions": args.repetitions}
+        options = {"threads": args.threads, "batch_size": args.batch_size, "repetitions": args.repetitions,
+                   "networks": args.networks, "seed": args.seed}
     backend = backend_cls(**options)
     shapes = space.profile_shapes(quick=args.quick)
     print(f"profiling {len(shapes)} layer shapes of '{space.name}' with backend '{args.backend}'", flush=True)
@@ -118,6 +137,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
     Profile.from_dict(data, str(out))  # never write a profile that would not load
     write_json_atomic(out, data)
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_profile_validate(args: argparse.Namespace) -> int:
+    from nasq.hardware_profiles import resolve_profile_path
+    from nasq.hardware_profiles.validation import validate_profile
+
+    if not args.target:
+        raise NasqError("profile validate needs --target NAME")
+    validate_profile(resolve_profile_path(args.target), networks=args.networks or 30,
+                     repetitions=args.repetitions or 100, seed=args.seed)
     return 0
 
 
@@ -140,7 +170,15 @@ def cmd_targets(args: argparse.Namespace) -> int:
               f"repetitions: {m.get('repetitions', '-')}; date: {m.get('date')}\n  predictor: {prof.predictor}; "
               f"file: {resolve_profile_path(name)}")
         validation = prof.data.get("validation")
-        print(f"  last validation: {validation if validation else 'none yet'}")
+        if validation:
+            from nasq.hardware_profiles.validation import format_summary
+
+            print(f"  last validation ({validation['predictor']} predictor, {validation['date']}): "
+                  f"{format_summary(validation)}")
+        elif prof.metadata.get("runtime") != "onnxruntime":
+            print("  last validation: none (an analytic model, nothing to measure here)")
+        else:
+            print("  last validation: none yet (nasq profile validate --target NAME)")
     return 0
 
 
@@ -157,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nasq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

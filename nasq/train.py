@@ -68,7 +68,7 @@ def accuracy(model: nn.Module, data: Split) -> float:
 def calibrate(model: nn.Module, data: Split, batches: int = 4, batch_size: int = 128) -> None:
     """Run a few training batches in train mode so activation observers see real ranges."""
     model.train()
-    for i in range(batches):
+    for i in range(min(batches, math.ceil(len(data.x) / batch_size))):
         model(torch.from_numpy(data.x[i * batch_size : (i + 1) * batch_size]))
 
 

@@ -137,3 +137,19 @@ def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
     assert sorted(evaluated) == sorted(set(evaluated)), "a candidate was evaluated twice"
     for cid, row in before.items():
         assert final[cid]["accuracy"] == row["accuracy"]
+
+
+def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
+    src = Path(env["NASQ_PROFILE_PATH"]) / "here.json"
+    profile = tmp_path / "copy.json"
+    profile.write_text(src.read_text())
+    data = json.loads(profile.read_text())
+    assert data["predictor"] in ("table", "calibrated")  # chosen on held-out networks at profiling time
+    assert set(data["predictor_selection"]["held_out"]) == {"table", "calibrated"}
+    out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
+                          "--repetitions", "20"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    validation = json.loads(profile.read_text())["validation"]
+    assert validation["networks"] == 6 and 0 <= validation["within_10pct"] <= 1
+    assert validation["median_error"] >= 0 and "new random space samples" in validation["what"]
+    assert "within +-10%" in out.stdout

@@ -33,7 +33,7 @@ def test_every_predictor_prices_every_candidate(name, space):
 
 
 def test_registered_predictors_and_profilers():
-    assert {"table", "bitserial"} <= set(PREDICTORS.names())
+    assert {"table", "calibrated", "bitserial"} <= set(PREDICTORS.names())
     assert {"onnxruntime", "bitserial-sim"} <= set(PROFILERS.names())
 
 
@@ -130,7 +130,7 @@ def test_onnxruntime_profiler_measures_a_loadable_profile(space):
     """Real ONNX Runtime: a few shapes, fp32 and int8, really run as int8 kernels."""
     shapes = [LayerSpec("", "conv", 32, 64, 1, 1, 14), LayerSpec("", "conv", 64, 32, 1, 1, 14),
               LayerSpec("", "dwconv", 64, 64, 3, 1, 14), LayerSpec("", "linear", 32, 10)]
-    data = PROFILERS.create("onnxruntime", threads=1, repetitions=10).profile(
+    data = PROFILERS.create("onnxruntime", threads=1, repetitions=10, networks=0).profile(
         shapes, name="t", space=space.name, quick=True, log=lambda m: None)
     prof = Profile.from_dict(json.loads(json.dumps(data)))
     assert len(prof.data["layers"]) == 2 * len(shapes)
@@ -140,3 +140,29 @@ def test_onnxruntime_profiler_measures_a_loadable_profile(space):
     assert prof.data["boundary"]["quantize"]["per_melement_ms"] > 0
     pred = create_predictor(prof)
     assert pred.predict([LayerSpec("x", "conv", 48, 48, 1, 1, 14)]).total_ms > 0
+
+
+def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
+    from nasq.hardware_profiles.predictors import CALIBRATION_FEATURES, Prediction, fit_calibration
+
+    rng = __import__("numpy").random.default_rng(0)
+    truth = {"fp32_conv_ms": 0.5, "int8_conv_ms": 1.2, "boundary_ms": 2.0, "layers": 0.004}
+    preds, measured = [], []
+    for _ in range(30):
+        comps = {name: float(rng.uniform(0.01, 0.2)) for name in CALIBRATION_FEATURES}
+        comps["layers"] = float(rng.integers(5, 30))
+        preds.append(Prediction(total_ms=0.0, components=comps))
+        measured.append(0.01 + sum(w * comps[k] for k, w in truth.items()))
+    cal = fit_calibration(preds, measured)
+    weights = dict(zip(cal["features"], cal["coefficients"]))
+    for k, w in truth.items():
+        assert weights[k] == pytest.approx(w, rel=1e-3)
+    assert cal["intercept_ms"] == pytest.approx(0.01, abs=1e-4)
+    data = _table_profile(predictor="calibrated", calibration=cal)
+    pred = create_predictor(Profile.from_dict(data))
+    assert pred.predict([LayerSpec("a", "conv", 8, 32, 1, 1, 7)]).total_ms > 0
+    with pytest.raises(NasqError, match="calibration"):
+        Profile.from_dict(_table_profile(predictor="calibrated"))
+    bad = dict(cal, coefficients=cal["coefficients"][:-1])
+    with pytest.raises(NasqError, match="coefficients"):
+        Profile.from_dict(_table_profile(predictor="calibrated", calibration=bad))
