@@ -224,38 +224,45 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             "simulated_activation": simulated_activation,
             "layers": layers,
         }
-        n_networks = self.networks if self.networks is not None else (12 if quick else 30)
+        n_networks = self.networks if self.networks is not None else (12 if quick else 40)
         if n_networks:
             self._calibrate_and_select(data, space, n_networks, reps, log)
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
 
-    def _calibrate_and_select(self, data: dict, space_name: str, n: int, reps: int, log) -> None:
-        """Measure 2n whole networks: fit the end-to-end calibration on n, validate the table and the
-        calibrated predictor on the other n, and keep the one that validates best."""
-        from nasq.hardware_profiles.predictors import CalibratedPredictor, TablePredictor, fit_calibration
+    def _calibrate_and_select(self, data: dict, space_name: str, n: int, reps: int, log, folds: int = 5) -> None:
+        """Measure 2n whole networks; score the plain table and the end-to-end calibration on all of them
+        (the calibration out of fold, by k-fold cross-validation), keep the predictor with the lower median
+        error, and fit the final calibration on all 2n."""
+        from nasq.hardware_profiles.predictors import TablePredictor, apply_calibration, fit_calibration
         from nasq.hardware_profiles.profile import Profile
         from nasq.hardware_profiles.validation import error_summary, format_summary, measure_networks, sample_candidates
         from nasq.spaces import create_space
 
         space = create_space(space_name)
-        fit_set = sample_candidates(space, n, seed=2 * self.seed + 1)
-        held_out = sample_candidates(space, n, seed=2 * self.seed + 2)
-        log(f"measuring {2 * n} whole networks ({n} to calibrate, {n} held out)")
-        measured = measure_networks(space, fit_set + held_out, Profile.from_dict(data, "profile being measured"),
+        networks = sample_candidates(space, 2 * n, seed=2 * self.seed + 1)
+        log(f"measuring {2 * n} whole networks for calibration and predictor choice ({folds}-fold)")
+        measured = measure_networks(space, networks, Profile.from_dict(data, "profile being measured"),
                                     repetitions=max(reps, 50), seed=self.seed, log=log)
         table = TablePredictor(Profile.from_dict(data, "profile being measured"))
-        data["calibration"] = fit_calibration([table.predict(space.layers(c)) for c in fit_set], measured[:n])
-        calibrated = CalibratedPredictor(Profile.from_dict({**data, "predictor": "calibrated"}, "profile being measured"))
-        summaries = {}
-        for pred_name, predictor in (("table", table), ("calibrated", calibrated)):
-            predicted = [predictor.predict(space.layers(c)).total_ms for c in held_out]
-            summaries[pred_name] = error_summary(predicted, measured[n:])
-            log(f"{pred_name}: {format_summary(summaries[pred_name])}")
+        parts = [table.predict(space.layers(c)) for c in networks]
+        out_of_fold = [0.0] * len(networks)
+        for fold in range(folds):
+            test = set(range(fold, len(networks), folds))
+            cal = fit_calibration([p for i, p in enumerate(parts) if i not in test],
+                                  [m for i, m in enumerate(measured) if i not in test])
+            for i in test:
+                out_of_fold[i] = apply_calibration(cal, parts[i])
+        summaries = {"table": error_summary([p.total_ms for p in parts], measured),
+                     "calibrated": error_summary(out_of_fold, measured)}
+        for pred_name, summary in summaries.items():
+            log(f"{pred_name}: {format_summary(summary)}")
+        data["calibration"] = fit_calibration(parts, measured)
         chosen = min(summaries, key=lambda k: (summaries[k]["median_error"], -summaries[k]["within_10pct"]))
         data["predictor"] = chosen
-        data["predictor_selection"] = {"chosen": chosen, "held_out": summaries}
-        data["validation"] = {"predictor": chosen, **summaries[chosen], "what": "held-out random space samples "
-                              "(random pruning and precisions), measured end to end at profiling time",
-                              "date": data["metadata"]["date"]}
+        data["predictor_selection"] = {"chosen": chosen, "method": f"{folds}-fold cross-validation on "
+                                       f"{len(networks)} measured networks", "scores": summaries}
+        data["validation"] = {"predictor": chosen, **summaries[chosen], "what": f"{len(networks)} random space "
+                              "samples (random pruning and precisions) measured end to end at profiling time; "
+                              f"the calibration scored out of fold ({folds}-fold)", "date": data["metadata"]["date"]}
         log(f"chose predictor '{chosen}'")

@@ -207,6 +207,11 @@ def fit_calibration(predictions: Sequence[Prediction], measured_ms: Sequence[flo
             "coefficients": [float(c) for c in coef[1:]], "fitted_on_networks": len(y)}
 
 
+def apply_calibration(calibration: dict, prediction: Prediction) -> float:
+    return calibration["intercept_ms"] + sum(c * f for c, f in zip(calibration["coefficients"],
+                                                                   calibration_features(prediction)))
+
+
 @PREDICTORS.register("calibrated")
 class CalibratedPredictor(TablePredictor):
     """The table predictor's parts, re-weighted by an end-to-end calibration on measured whole
@@ -228,8 +233,7 @@ class CalibratedPredictor(TablePredictor):
 
     def predict(self, layers: Sequence[LayerSpec]) -> Prediction:
         pred = super().predict(layers)
-        cal = self.profile.data["calibration"]
-        pred.total_ms = cal["intercept_ms"] + sum(c * f for c, f in zip(cal["coefficients"], calibration_features(pred)))
+        pred.total_ms = apply_calibration(self.profile.data["calibration"], pred)
         return pred
 
 

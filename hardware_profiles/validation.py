@@ -111,8 +111,8 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
     log(f"validating '{profile.name}' ({profile.predictor} predictor) on {networks} new networks of '{space.name}'")
     measured = measure_networks(space, candidates, profile, repetitions=repetitions, seed=seed, log=log)
     summaries = {}
-    for name, predictor in ((profile.predictor, create_predictor(profile)), ("table (sum of isolated layers)",
-                                                                             TablePredictor(profile))):
+    table_name = "table (isolated layers + boundaries + overhead)"
+    for name, predictor in ((profile.predictor, create_predictor(profile)), (table_name, TablePredictor(profile))):
         summaries[name] = error_summary([predictor.predict(space.layers(c)).total_ms for c in candidates], measured)
         log(f"{name}: {format_summary(summaries[name])}")
         if profile.predictor == "table":

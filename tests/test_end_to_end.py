@@ -145,7 +145,7 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     profile.write_text(src.read_text())
     data = json.loads(profile.read_text())
     assert data["predictor"] in ("table", "calibrated")  # chosen on held-out networks at profiling time
-    assert set(data["predictor_selection"]["held_out"]) == {"table", "calibrated"}
+    assert set(data["predictor_selection"]["scores"]) == {"table", "calibrated"}
     out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
                           "--repetitions", "20"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
