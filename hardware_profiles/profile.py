@@ -81,9 +81,19 @@ class Profile:
         native = self.data.get("native_bits", [8] if self.int8 else [])
         return w_bits in native and a_bits in native
 
+    def machine_mismatch(self) -> str | None:
+        """How this machine visibly differs from the one the profile was measured on (CPU model, or
+        the CPU flags that decide kernels: AVX2, AVX-512, VNNI, AMX), or None when it does not."""
+        device, flags = self.metadata.get("device"), self.metadata.get("cpu_flags")
+        if device != cpu_model():
+            return f"measured on '{device}', this machine is '{cpu_model()}'"
+        if flags is not None and sorted(flags) != sorted(cpu_flags()):
+            return f"measured with CPU flags {sorted(flags)}, this machine has {sorted(cpu_flags())}"
+        return None
+
     def measured_here(self) -> bool:
-        """Whether the profile was measured on a machine like this one (same CPU model)."""
-        return self.metadata.get("runtime") == "onnxruntime" and self.metadata.get("device") == cpu_model()
+        """Whether the profile was measured with ONNX Runtime on a machine like this one."""
+        return self.metadata.get("runtime") == "onnxruntime" and self.machine_mismatch() is None
 
 
 def cpu_model() -> str:

@@ -247,15 +247,15 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise NasqError(f"run directory '{run_dir}' already exists and is not empty; resume it with --resume")
+    targets = {t: load_profile(t) for t in cfg.targets}
+    for t, prof in targets.items():
+        if prof.metadata.get("runtime") == "onnxruntime" and not prof.measured_here():
+            print(f"warning: target '{t}' was {prof.machine_mismatch()}; its latencies are predictions for that "
+                  "machine, and `nasq best` will not measure them here", file=sys.stderr)
     _init_ray(address)  # before anything is written: an unreachable cluster leaves no run directory
     check_writable_dir(run_dir, "run directory")
     run_dir = run_dir.resolve()
-    profiles = {t: load_profile(t).data for t in cfg.targets}
-    for t in cfg.targets:
-        prof = load_profile(t)
-        if prof.metadata.get("runtime") == "onnxruntime" and not prof.measured_here():
-            print(f"warning: target '{t}' was measured on '{prof.metadata.get('device')}', not on this machine",
-                  file=sys.stderr)
+    profiles = {t: prof.data for t, prof in targets.items()}
     marker = {"nasq_version": __version__, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "config": cfg.to_dict(), "profiles": profiles}
     write_json_atomic(run_dir / RUN_MARKER, marker)

@@ -142,3 +142,14 @@ def test_profile_writes_a_loadable_profile(tmp_path):
     assert out.returncode == 0, out.stderr
     assert load_profile(str(tmp_path / "acc.json")).predictor == "bitserial"
     assert [p.name for p in tmp_path.iterdir()] == ["acc.json"]  # no temp files left
+
+
+def test_search_warns_about_a_profile_from_another_machine(tmp_path):
+    data = load_profile("x86-ort").data
+    data = {**data, "name": "elsewhere", "metadata": {**data["metadata"], "device": "Cortex-A72"}}
+    (tmp_path / "elsewhere.json").write_text(json.dumps(data))
+    out = run("search", write_config(tmp_path, targets=[str(tmp_path / "elsewhere.json")]), "--address", "nowhere")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[0].startswith("warning: target") and "Cortex-A72" in lines[0]
+    assert lines[-1].startswith("nasq: error:")

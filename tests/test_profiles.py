@@ -166,3 +166,18 @@ def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
     bad = dict(cal, coefficients=cal["coefficients"][:-1])
     with pytest.raises(NasqError, match="coefficients"):
         Profile.from_dict(_table_profile(predictor="calibrated", calibration=bad))
+
+
+def test_a_profile_from_a_visibly_different_machine_is_not_measured_here():
+    from nasq.hardware_profiles.profile import cpu_flags, cpu_model
+
+    here = _table_profile()
+    here["metadata"].update(device=cpu_model(), cpu_flags=cpu_flags(), runtime="onnxruntime")
+    assert Profile.from_dict(here).measured_here()
+    other_flags = copy.deepcopy(here)
+    other_flags["metadata"]["cpu_flags"] = cpu_flags() + ["made_up_flag"]
+    prof = Profile.from_dict(other_flags)
+    assert not prof.measured_here() and "made_up_flag" in prof.machine_mismatch()
+    other_cpu = copy.deepcopy(here)
+    other_cpu["metadata"]["device"] = "Cortex-A72"
+    assert "Cortex-A72" in Profile.from_dict(other_cpu).machine_mismatch()
