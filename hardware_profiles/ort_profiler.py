@@ -4,7 +4,8 @@ For each layer shape a one-layer ONNX graph (with random weights) is built in fp
 int8 QDQ with ORT's own tools; both are timed round-robin with ``repetitions`` runs after warm-up.
 The per-call overhead (an Identity graph) is subtracted from every layer, and from int8 layers the
 cost of the boundaries at their edges (Quantize + NCHW->NHWC Transpose in, the reverse out), measured
-separately as a linear function of the tensor size, so that the predictor can add boundaries only where precision really changes. The float
+separately as a linear function of the tensor size, so that the predictor can add boundaries only
+where precision really changes. The float
 arithmetic that simulates a sub-8-bit activation in an exported model (Div, Round, Add, Clip, Sub,
 Mul) is measured the same way, since such layers run in fp32 with that chain in front.
 """
@@ -242,9 +243,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         space = create_space(space_name)
         networks = sample_candidates(space, 2 * n, seed=2 * self.seed + 1)
         log(f"measuring {2 * n} whole networks for calibration and predictor choice ({folds}-fold)")
-        measured = measure_networks(space, networks, Profile.from_dict(data, "profile being measured"),
-                                    repetitions=max(reps, 50), seed=self.seed, log=log)
-        table = TablePredictor(Profile.from_dict(data, "profile being measured"))
+        profile = Profile.from_dict(data, "profile being measured")
+        measured = measure_networks(space, networks, profile, repetitions=max(reps, 50), seed=self.seed, log=log)
+        table = TablePredictor(profile)
         parts = [table.predict(space.layers(c)) for c in networks]
         out_of_fold = [0.0] * len(networks)
         for fold in range(folds):

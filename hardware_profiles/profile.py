@@ -82,18 +82,21 @@ class Profile:
         return w_bits in native and a_bits in native
 
     def machine_mismatch(self) -> str | None:
-        """How this machine visibly differs from the one the profile was measured on (CPU model, or
-        the CPU flags that decide kernels: AVX2, AVX-512, VNNI, AMX), or None when it does not."""
+        """How this machine visibly differs from the one the profile was measured on (not measured
+        with ONNX Runtime here at all, another CPU model, or other CPU flags that decide kernels:
+        AVX2, AVX-512, VNNI, AMX), or None when it does not."""
         device, flags = self.metadata.get("device"), self.metadata.get("cpu_flags")
+        if self.metadata.get("runtime") != "onnxruntime":
+            return f"'{device}' ({self.metadata.get('runtime')}), not this machine"
         if device != cpu_model():
-            return f"measured on '{device}', this machine is '{cpu_model()}'"
+            return f"measured on '{device}', and this machine is '{cpu_model()}'"
         if flags is not None and sorted(flags) != sorted(cpu_flags()):
-            return f"measured with CPU flags {sorted(flags)}, this machine has {sorted(cpu_flags())}"
+            return f"measured with CPU flags {sorted(flags)}, and this machine has {sorted(cpu_flags())}"
         return None
 
     def measured_here(self) -> bool:
         """Whether the profile was measured with ONNX Runtime on a machine like this one."""
-        return self.metadata.get("runtime") == "onnxruntime" and self.machine_mismatch() is None
+        return self.machine_mismatch() is None
 
 
 def cpu_model() -> str:

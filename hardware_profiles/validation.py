@@ -25,17 +25,13 @@ def build_untrained(space, candidate: dict, seed: int):
     """The candidate's network, pruned and quantized, with observers set on random input."""
     import torch
 
-    from nasq.compress import fold_batchnorm
-    from nasq.train import calibrate
     from nasq.data import Split
+    from nasq.train import compress
 
     torch.manual_seed(seed)
     model = space.build(candidate)
-    space.compress(model, candidate)
-    fold_batchnorm(model)
-    space.quantize(model, candidate)
     x = np.random.default_rng(seed).standard_normal((256, *space.input_shape)).astype(np.float32)
-    calibrate(model, Split(x, np.zeros(len(x), np.int64)))
+    compress(space, model, candidate, Split(x, np.zeros(len(x), np.int64)))
     return model.eval(), x
 
 
@@ -104,8 +100,7 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
         raise NasqError(f"target '{profile.name}' is not measured with onnxruntime ({profile.metadata.get('runtime')}); "
                         "there is nothing to measure it against here")
     if not profile.measured_here():
-        raise NasqError(f"target '{profile.name}' was measured on '{profile.metadata.get('device')}'; "
-                        "validate it on that machine")
+        raise NasqError(f"target '{profile.name}' is {profile.machine_mismatch()}; validate it on that machine")
     space = create_space(profile.metadata.get("space", "mobilenet-mnist"))
     candidates = sample_candidates(space, networks, seed=10_000 + seed)  # never the profiling seeds
     log(f"validating '{profile.name}' ({profile.predictor} predictor) on {networks} new networks of '{space.name}'")

@@ -106,10 +106,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             measurement.update(repetitions=reps, threads=threads, batch_size=batch, statistic="median, interleaved",
                                seconds=round(time.time() - t0, 1))
         else:
-            measurement["why_not"] = (f"target '{target}' is {profile.metadata.get('device')} "
-                                      f"({profile.metadata.get('runtime')}), not this machine"
-                                      if profile.metadata.get("runtime") != "onnxruntime"
-                                      else f"target '{target}' was {profile.machine_mismatch()}")
+            measurement["why_not"] = f"target '{target}' is {profile.machine_mismatch()}"
         for plan in MODEL_FILES:
             paths[plan].replace(out_dir / MODEL_FILES[plan])
 

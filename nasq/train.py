@@ -72,18 +72,23 @@ def calibrate(model: nn.Module, data: Split, batches: int = 4, batch_size: int =
         model(torch.from_numpy(data.x[i * batch_size : (i + 1) * batch_size]))
 
 
-def compress_and_train(space, candidate: dict, data: Dataset, schedule: TrainSchedule, *, seed: int):
-    """The whole pipeline above; returns the compressed, fine-tuned model and timings."""
+def compress(space, model: nn.Module, candidate: dict, calibration: Split) -> None:
+    """Steps 2-3 before fine-tuning: prune, fold BatchNorm, set bit-widths, calibrate observers."""
     from nasq.compress import fold_batchnorm
 
+    space.compress(model, candidate)
+    fold_batchnorm(model)
+    space.quantize(model, candidate)
+    calibrate(model, calibration)
+
+
+def compress_and_train(space, candidate: dict, data: Dataset, schedule: TrainSchedule, *, seed: int):
+    """The whole pipeline above; returns the compressed, fine-tuned model and timings."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     model = space.build(candidate)
     train_steps(model, data.train, schedule.train_epochs, batch_size=schedule.batch_size, lr=schedule.lr, seed=seed)
-    space.compress(model, candidate)
-    fold_batchnorm(model)
-    space.quantize(model, candidate)
-    calibrate(model, data.train)
+    compress(space, model, candidate, data.train)
     train_steps(model, data.train, schedule.finetune_epochs, batch_size=schedule.batch_size,
                 lr=schedule.finetune_lr, seed=seed + 1)
     return model, time.perf_counter() - t0

@@ -250,7 +250,7 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
     targets = {t: load_profile(t) for t in cfg.targets}
     for t, prof in targets.items():
         if prof.metadata.get("runtime") == "onnxruntime" and not prof.measured_here():
-            print(f"warning: target '{t}' was {prof.machine_mismatch()}; its latencies are predictions for that "
+            print(f"warning: target '{t}' is {prof.machine_mismatch()}; its latencies are predictions for that "
                   "machine, and `nasq best` will not measure them here", file=sys.stderr)
     _init_ray(address)  # before anything is written: an unreachable cluster leaves no run directory
     check_writable_dir(run_dir, "run directory")
