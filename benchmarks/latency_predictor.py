@@ -1,5 +1,6 @@
-"""How well nasq's latency predictors match ONNX Runtime on this machine.
+"""How well nasq's latency predictors match measurements: ONNX Runtime on this machine, and published tables.
 
+Part ``ort``:
 1. Builds a fresh ONNX Runtime profile of the quickstart space (timed: how long a profile takes),
    which fits its end-to-end calibration on whole networks and picks its predictor on held-out ones.
 2. Measures new held-out networks (random architecture, pruning and precisions; seeds never used for
@@ -7,9 +8,15 @@
    naive sum of isolated per-layer latencies (no boundaries, no overhead), the table predictor
    (isolated layers + boundaries + overhead) and the calibrated predictor.
 
-Writes the results to ``docs/benchmarks.md`` (its "Latency predictors" section) and prints them.
+Part ``published`` (needs ``../shared/data/``): for NAS-Bench-201 and FBNet and 7 device settings
+(Xeon, two phones, Raspberry Pi 4, FPGA, Eyeriss, GPU), fits an architecture table on 10, 20 and 100
+measured architectures (5 seeds each) exactly as ``nasq profile import --samples N`` does, choosing by
+cross-validation between the additive fit and transfer from the other devices' shipped tables (the
+device itself excluded), and scores it on every other architecture of the table.
 
-    python benchmarks/latency_predictor.py [--networks 60] [--repetitions 100]
+Writes the results to ``docs/benchmarks.md`` (one section per part) and prints them.
+
+    python benchmarks/latency_predictor.py [--part ort|published|all] [--networks 60] [--repetitions 100]
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "Latency predictors (ONNX Runtime, this machine)"
+PUBLISHED_SECTION = "Latency predictors from published tables (NAS-Bench-201, FBNet)"
+DATA = ROOT.parent / "shared" / "data"
+PUBLISHED = {"nas-bench-201": "nb201_latency_ms.csv", "fbnet": "fbnet_latency_ms.csv"}
+DEVICES = ("gold_6226", "pixel3", "samsung_a50", "raspi4", "fpga", "eyeriss", "titan_rtx_1")
 
 
 def naive_sum(predictor, layers) -> float:
@@ -37,12 +48,98 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=100)
     parser.add_argument("--profile-networks", type=int, default=40, help="calibration networks in the profile")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--part", choices=["ort", "published", "all"], default="all")
+    parser.add_argument("--seeds", type=int, default=5, help="published part: fits per (device, sample size)")
     args = parser.parse_args()
+    if args.part in ("published", "all"):
+        text = published_tables(args.seeds)
+        print(text)
+        if not args.no_write:
+            write_section(ROOT / "docs" / "benchmarks.md", text, PUBLISHED_SECTION)
+    if args.part in ("ort", "all"):
+        ort_profile(args)
+
+
+def published_tables(seeds: int, sizes: tuple[int, ...] = (10, 20, 100)) -> str:
+    import numpy as np
+
+    from nasq.hardware_profiles.published import (
+        _one_hot, read_latency_csv, reference_tables, select_and_fit,
+    )
+    from nasq.hardware_profiles.validation import error_summary
+    from nasq.spaces import create_space
+
+    if not DATA.is_dir():
+        raise SystemExit(f"{DATA} not found: the published part needs the shared benchmark tables")
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    lines = [
+        f"## {PUBLISHED_SECTION}", "",
+        f"Command: `python benchmarks/latency_predictor.py --part published --seeds {seeds}`; data: HELP's "
+        "NAS-Bench-201 (15,625 cells) and FBNet (5,000 architectures) latency tables in `../shared/data/`; "
+        f"machine: any (no measurement is taken); date: {date}.", "",
+        "For each device, an architecture table is fitted on N measured architectures (a seeded sample, as "
+        "`nasq profile import --samples N` does; the fit is chosen by 5-fold cross-validation among `additive`, "
+        "`transfer` and `transfer+additive`, transferring from the other 26 device settings' shipped tables, never "
+        "from the device itself) and scored on all the other architectures of the table. Mean over "
+        f"{seeds} seeds; in brackets the additive fit alone (no transfer). HELP reports a mean Spearman of 0.93 on "
+        "new devices from 10 measured architectures (NAS-Bench-201, its meta-learned predictor).", "",
+    ]
+    for space_name, csv_name in PUBLISHED.items():
+        space = create_space(space_name)
+        header = "| device | " + " | ".join(f"N={n}: Spearman | N={n}: within +-10%" for n in sizes) + " | chosen fit (N=20) |"
+        lines += [f"### {space_name}", "", header, "|---" * (2 * len(sizes) + 2) + "|"]
+        means = []
+        for device in DEVICES:
+            candidates, y = read_latency_csv(DATA / csv_name, space, "arch_str", device)
+            columns = sorted({(k, str(v)) for c in candidates for k, v in c.items()})
+            x = _one_hot(candidates, columns)
+            refs = reference_tables(space_name, exclude_device=device)
+            cells, chosen = [], {}
+            for n in sizes:
+                scores = {"chosen": [], "additive": []}
+                for seed in range(seeds):
+                    order = np.random.default_rng(seed).permutation(len(y))
+                    fit, rest = order[:n], order[n:]
+                    for kind, use in (("chosen", refs), ("additive", {})):
+                        table, sel = select_and_fit([candidates[i] for i in fit], y[fit], use, seed=seed)
+                        vec = np.array([table["costs"].get(p, {}).get(v, 0.0) for p, v in columns])
+                        pred = np.maximum(x[rest] @ vec + table["intercept_ms"], 0.5 * y[fit].min())
+                        summary = error_summary(list(pred), list(y[rest]))
+                        scores[kind].append((summary["spearman"], summary["within_10pct"]))
+                        if kind == "chosen" and n == 20:
+                            chosen[sel["chosen"]] = chosen.get(sel["chosen"], 0) + 1
+                mean = {k: np.mean(v, axis=0) for k, v in scores.items()}
+                cells += [f"{mean['chosen'][0]:.3f} ({mean['additive'][0]:.3f})",
+                          f"{mean['chosen'][1]:.0%} ({mean['additive'][1]:.0%})"]
+            picks = ", ".join(f"{k} {v}/{seeds}" for k, v in sorted(chosen.items()))
+            lines.append(f"| {device} | " + " | ".join(cells) + f" | {picks} |")
+            means.append([float(c.split()[0].rstrip("%")) for c in cells])
+            print(lines[-1], flush=True)
+        avg = np.mean(means, axis=0)
+        lines += ["| **mean** | " + " | ".join(f"**{v:.3f}**" if i % 2 == 0 else f"**{v:.0f}%**"
+                                             for i, v in enumerate(avg)) + " | |", ""]
+    lines += [
+        "Fitted on every row (the shipped `hardware_profiles/published/` profiles), 5-fold cross-validated: "
+        "see `nasq targets`. The samsung_a50/s7, pixel2 and essential_ph_1 columns are whole milliseconds, so "
+        "+-10% is out of reach for the fastest networks whatever the predictor. On NAS-Bench-201's pixel3 and "
+        "raspi4 columns an additive table is the limit (about 55% within +-10% even fitted on 12,000 cells; "
+        "pairwise terms reach about 63%, not implemented). FBNet's pixel3, raspi4, eyeriss and fpga columns come "
+        "from HW-NAS-Bench, whose values are themselves sums of per-layer lookups (an additive table fits "
+        "them exactly).", "",
+    ]
+    return "\n".join(lines)
+
+
+def ort_profile(args) -> None:
 
     from nasq.hardware_profiles import PROFILERS
-    from nasq.hardware_profiles.predictors import CalibratedPredictor, TablePredictor
+    from nasq.hardware_profiles.predictors import CalibratedPredictor, KernelRegressorPredictor, TablePredictor
     from nasq.hardware_profiles.profile import Profile, cpu_model
-    from nasq.hardware_profiles.validation import error_summary, measure_networks, sample_candidates
+    from nasq.hardware_profiles.validation import (
+        error_summary, measure_models, measure_networks, real_topology_models, sample_candidates,
+    )
+    from nasq.onnx_graph import graph_layers
+    from nasq.predict import predict_model
     from nasq.spaces import create_space
 
     space = create_space("mobilenet-mnist")
@@ -64,6 +161,18 @@ def main() -> None:
         calibrated = CalibratedPredictor(Profile.from_dict({**data, "predictor": "calibrated"}, "benchmark profile"))
         rows["calibrated (end-to-end fit on the profile's networks)"] = [calibrated.predict(space.layers(c)).total_ms
                                                                          for c in candidates]
+    regressor = KernelRegressorPredictor(profile)
+    rows["kernel-regressor (every layer by the learned per-kernel model)"] = [
+        regressor.predict(space.layers(c)).total_ms for c in candidates]
+
+    # real topologies, float and int8 QDQ: the naive sum against every predictor, in one interleaved run
+    models = real_topology_models(profile)
+    print(f"measuring real topologies: {', '.join(models)}", flush=True)
+    real_measured = measure_models(models, profile, repetitions=10)
+    real_rows = {"naive sum of isolated layers (other ops free)": [
+        naive_sum(table, graph_layers(m).layers) for m in models.values()]}
+    for pred_name in ("table", "calibrated", "kernel-regressor"):
+        real_rows[pred_name] = [predict_model(m, profile, predictor=pred_name)["latency_ms"] for m in models.values()]
 
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     lines = [
@@ -73,8 +182,12 @@ def main() -> None:
         f"{args.repetitions}`; machine: {cpu_model()} ({platform.machine()}), ONNX Runtime "
         f"{profile.metadata['runtime_version']}, 1 thread, batch 1; date: {date}.",
         "",
-        f"Building the profile (268 layer shapes in fp32 and int8, plus {2 * args.profile_networks} whole networks "
-        f"for calibration and predictor choice) took {profile_s:.0f} s; it chose the `{profile.predictor}` predictor.",
+        f"Building the profile (268 layer shapes in fp32 and int8, {len(data['kernel_sweep']['layers']) // 2} swept "
+        f"layers for the per-kernel regressor, {len(data['op_costs'])} other op types, plus "
+        f"{2 * args.profile_networks} whole networks for calibration and predictor choice) took {profile_s:.0f} s; "
+        f"it chose the `{profile.predictor}` predictor. The regressor's own cross-validation on its measurements: "
+        f"{data['kernel_sweep']['rounds'][-1]['cv_within_10pct']:.0%} within +-10%, median error "
+        f"{data['kernel_sweep']['rounds'][-1]['cv_median_error']:.1%}.",
         "",
         f"{args.networks} held-out networks of the quickstart space (random architecture, pruning and per-layer "
         "bits; exported as `nasq best` exports them), measured end to end in one interleaved run "
@@ -87,20 +200,32 @@ def main() -> None:
         s = error_summary(predicted, measured)
         lines.append(f"| {name} | {s['within_10pct']:.0%} | {s['within_20pct']:.0%} | {s['median_error']:.1%} | "
                      f"{s['p90_error']:.1%} | {s['spearman']:.3f} |")
+    lines += ["", f"Real topologies from the `onnx` wheel (materialized filler weights; {', '.join(models)}), "
+              "measured in one interleaved run (median of 10 runs each), priced with `nasq predict`:", "",
+              "| predictor | within +-10% | within +-20% | median error | p90 error | Spearman |",
+              "|---|---|---|---|---|---|"]
+    real_list = [real_measured[n] for n in models]
+    for name, predicted in real_rows.items():
+        s = error_summary(predicted, real_list)
+        lines.append(f"| {name} | {s['within_10pct']:.0%} | {s['within_20pct']:.0%} | {s['median_error']:.1%} | "
+                     f"{s['p90_error']:.1%} | {s['spearman']:.3f} |")
+    lines += ["", "| model | measured ms | " + " | ".join(real_rows) + " |", "|---" * (len(real_rows) + 2) + "|"]
+    for i, n in enumerate(models):
+        lines.append(f"| {n} | {real_measured[n]:.3g} | " + " | ".join(f"{v[i]:.3g}" for v in real_rows.values()) + " |")
     lines += ["", f"The profile's own choice (cross-validated on its networks): `{profile.predictor}`. Target (issue 3): at least "
-              "90% within +-10%. Not reached yet.", ""]
+              "90% within +-10%. Not reached.", ""]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
         write_section(ROOT / "docs" / "benchmarks.md", text)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md, atomically."""
+def write_section(path: Path, section: str, title: str = SECTION) -> None:
+    """Replace (or append) one section of docs/benchmarks.md, atomically."""
     from nasq.fileio import write_text_atomic
 
     old = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure here comes from a script in `benchmarks/`.\n\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     new = pattern.sub(section, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section
     path.parent.mkdir(exist_ok=True)
     write_text_atomic(path, new)

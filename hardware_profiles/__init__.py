@@ -20,23 +20,27 @@ from nasq.hardware_profiles.profile import Profile
 from nasq.registry import Registry
 
 PROFILE_DIR = Path(__file__).resolve().parent
+PUBLISHED_DIR = PROFILE_DIR / "published"
 
 #: Latency predictors, by the name a profile's ``predictor`` field gives.
 PREDICTORS: Registry = Registry(
-    "latency predictor", builtin_modules=("nasq.hardware_profiles.predictors", "nasq.hardware_profiles.bitserial")
+    "latency predictor",
+    builtin_modules=("nasq.hardware_profiles.predictors", "nasq.hardware_profiles.bitserial",
+                     "nasq.hardware_profiles.published"),
 )
 #: Profiler backends, by the name ``nasq profile --backend`` takes.
 PROFILERS: Registry = Registry(
     "profiler backend",
-    builtin_modules=("nasq.hardware_profiles.ort_profiler", "nasq.hardware_profiles.bitserial"),
+    builtin_modules=("nasq.hardware_profiles.ort_profiler", "nasq.hardware_profiles.bitserial",
+                     "nasq.hardware_profiles.published", "nasq.hardware_profiles.tvm_profiler"),
 )
 
 
 def profile_dirs() -> list[Path]:
     """Where profile names are looked up: ``$NASQ_PROFILE_PATH`` (os.pathsep-separated), then the
-    shipped ``hardware_profiles/`` folder."""
+    shipped ``hardware_profiles/`` folder and its ``published/`` profiles (fitted from public tables)."""
     extra = [Path(p) for p in os.environ.get("NASQ_PROFILE_PATH", "").split(os.pathsep) if p]
-    return extra + [PROFILE_DIR]
+    return extra + [PROFILE_DIR, PUBLISHED_DIR]
 
 
 def list_profiles() -> list[str]:

@@ -48,11 +48,12 @@ def _layer_graph(spec: LayerSpec, batch: int, rng: np.random.Generator):
         node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="layer", group=groups,
                                 kernel_shape=[spec.kernel] * 2, strides=[spec.stride] * 2, pads=[pad] * 4)
     b = (rng.standard_normal(spec.cout) * 0.1).astype(np.float32)
+    nodes, consts = [node], [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
     graph = helper.make_graph(
-        [node], "layer",
+        nodes, "layer",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+        consts,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     return model, {"x": rng.standard_normal(x_shape).astype(np.float32)}
@@ -104,6 +105,55 @@ def _simulated_activation_graph(numel: int):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), feed
 
 
+def _add_graph(numel: int):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, numel])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, numel])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+#: ops outside the layer table that real topologies use, measured one by one: (op, attributes, inputs)
+OP_PROBES = (
+    ("Add", {}, 2), ("Mul", {}, 2), ("Sum", {}, 2), ("Concat", {"axis": 1}, 2),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, 1),
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}, 1),
+    ("GlobalAveragePool", {}, 1), ("LRN", {"size": 5}, 1), ("Softmax", {"axis": 1}, 1),
+    ("Transpose", {"perm": [0, 2, 3, 1]}, 1), ("Relu", {}, 1), ("Sigmoid", {}, 1), ("Tanh", {}, 1),
+    ("BatchNormalization", {}, 1),
+)
+OP_PROBE_SIZES = ((32, 112), (64, 56), (128, 28), (256, 14), (512, 7))  # (channels, height)
+
+
+def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
+    """One ``op`` on [1, channels, height, height] float input(s); returns (model, feed, work)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = [1, channels, height, height]
+    inputs = ["x"] * n_inputs if op not in ("Concat",) else ["x", "x"]
+    inits = []
+    if op == "BatchNormalization":
+        inits = [numpy_helper.from_array(np.full(channels, v, np.float32), n)
+                 for n, v in (("g", 1.0), ("b", 0.0), ("m", 0.0), ("v", 1.0))]
+        inputs = ["x", "g", "b", "m", "v"]
+    x_shape = [1, channels * height * height] if op == "Softmax" else shape
+    node = helper.make_node(op, inputs, ["y"], **attrs)
+    graph = helper.make_graph([node], op, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    numel = channels * height * height
+    if op == "MaxPool":
+        out = (height + 2 - 3) // 2 + 1
+        work = channels * out * out * 9
+    elif op == "AveragePool":
+        work = numel * 9
+    else:
+        work = numel * (2 if n_inputs == 2 else 1)
+    feed = {"x": np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)}
+    return model, feed, work
+
+
 def _identity_graph():
     from onnx import TensorProto, helper
 
@@ -123,19 +173,19 @@ class OnnxRuntimeProfiler(ProfilerBackend):
     """
 
     def __init__(self, *, threads: int = 1, batch_size: int = 1, repetitions: int | None = None, seed: int = 0,
-                 networks: int | None = None) -> None:
+                 networks: int | None = None, sweep_seconds: float | None = None) -> None:
         if threads < 1 or batch_size < 1:
             raise ValueError("threads and batch_size must be >= 1")
         self.threads, self.batch_size, self.repetitions, self.seed = threads, batch_size, repetitions, seed
         self.networks = networks  # whole networks measured for calibration, and as many again held out
+        self.sweep_seconds = sweep_seconds  # time budget of the adaptive kernel sweep
 
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
                 log: Callable[[str], None] = print) -> dict:
-        import onnx
         import onnxruntime as ort
 
         from nasq import __version__
-        from nasq.ort import executed_ops, quantize_qdq, session, time_interleaved
+        from nasq.ort import session, time_interleaved
 
         reps = self.repetitions or (25 if quick else 60)
         rng = np.random.default_rng(self.seed)
@@ -167,35 +217,16 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         log(f"boundaries: quantize {boundary['quantize']['per_melement_ms']:.3f} ms/Melement, "
             f"dequantize {boundary['dequantize']['per_melement_ms']:.3f} ms/Melement")
 
-        def edge_ms(kind: str, numel: int) -> float:
-            b = boundary[kind]
-            return b["intercept_ms"] + b["per_melement_ms"] * numel / 1e6
-
+        edge_ms = self._edge_cost(boundary)
         layers = []
         with tempfile.TemporaryDirectory() as tmp:
             for i, spec in enumerate(shapes):
-                model, feed = _layer_graph(spec, self.batch_size, rng)
-                fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-                onnx.save(model, str(fp32_path))
-                calib = [{"x": rng.standard_normal(feed["x"].shape).astype(np.float32)} for _ in range(4)]
-                quantize_qdq(fp32_path, int8_path, calib)
-                int8_bytes = int8_path.read_bytes()
-                kernels = executed_ops(int8_bytes, threads=self.threads)
-                t_fp32, t_int8 = time_interleaved(
-                    [(session(fp32_path, threads=self.threads), feed), (session(int8_bytes, threads=self.threads), feed)],
-                    repetitions=reps,
-                )
-                geometry = dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride,
-                                h_in=spec.h_in)
-                fp32_ms = max(t_fp32 - overhead_ms, 1e-4)
-                edges = edge_ms("quantize", spec.in_numel * self.batch_size) + edge_ms("dequantize", spec.out_numel * self.batch_size)
-                int8_ms = max(t_int8 - overhead_ms - edges, 1e-4)
-                int8_kernel = next((k for k in ("QLinearConv", "QGemm", "MatMulIntegerToFloat", "QLinearMatMul")
-                                    if kernels.get(k)), "float fallback")
-                layers.append({**geometry, "precision": "fp32", "latency_ms": round(fp32_ms, 6)})
-                layers.append({**geometry, "precision": "int8", "latency_ms": round(int8_ms, 6), "executed_as": int8_kernel})
+                layers += self._measure_layer(spec, rng, Path(tmp), overhead_ms, edge_ms, reps)
                 if (i + 1) % 25 == 0 or i + 1 == len(shapes):
                     log(f"measured {i + 1}/{len(shapes)} layer shapes ({time.time() - start:.0f} s)")
+            elementwise = self._elementwise(probe, overhead_ms, reps)
+            op_costs = self._op_costs(overhead_ms, reps)
+            kernel_model, sweep = self._kernel_sweep(layers, rng, Path(tmp), overhead_ms, edge_ms, reps, quick, log)
 
         data = {
             "schema_version": 1,
@@ -223,7 +254,11 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             "overhead_ms": round(overhead_ms, 6),
             "boundary": boundary,
             "simulated_activation": simulated_activation,
+            "elementwise": elementwise,
+            "op_costs": op_costs,
             "layers": layers,
+            "kernel_model": kernel_model,
+            "kernel_sweep": sweep,
         }
         n_networks = self.networks if self.networks is not None else (12 if quick else 40)
         if n_networks:
@@ -231,11 +266,119 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
 
+    @staticmethod
+    def _edge_cost(boundary: dict) -> Callable[[str, int], float]:
+        def edge_ms(kind: str, numel: int) -> float:
+            b = boundary[kind]
+            return b["intercept_ms"] + b["per_melement_ms"] * numel / 1e6
+
+        return edge_ms
+
+    def _measure_layer(self, spec: LayerSpec, rng, tmp: Path, overhead_ms: float, edge_ms, reps: int) -> list[dict]:
+        """fp32 and int8 QDQ latency of one layer shape, interleaved; int8 without its boundaries.
+
+        Large layers get fewer repetitions (about half a second of runs each) and single timed runs
+        (their weights do not fit in cache anyway)."""
+        import onnx
+
+        from nasq.ort import executed_ops, quantize_qdq, session, time_interleaved
+
+        model, feed = _layer_graph(spec, self.batch_size, rng)
+        fp32_path, int8_path = tmp / "fp32.onnx", tmp / "int8.onnx"
+        onnx.save(model, str(fp32_path))
+        calib = [{"x": rng.standard_normal(feed["x"].shape).astype(np.float32)} for _ in range(4)]
+        quantize_qdq(fp32_path, int8_path, calib)
+        int8_bytes = int8_path.read_bytes()
+        kernels = executed_ops(int8_bytes, threads=self.threads)
+        runs = [(session(fp32_path, threads=self.threads), feed), (session(int8_bytes, threads=self.threads), feed)]
+        probe = time_interleaved(runs, repetitions=1, warmup=1, burst=1)
+        big = max(probe) > 2.0
+        t_fp32, t_int8 = time_interleaved(runs, repetitions=int(np.clip(500 / max(sum(probe), 1e-3), 5, reps)) if big
+                                          else reps, warmup=2 if big else 5, burst=1 if big else 3)
+        geometry = dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in)
+        fp32_ms = max(t_fp32 - overhead_ms, 1e-4)
+        edges = edge_ms("quantize", spec.in_numel * self.batch_size) + edge_ms("dequantize", spec.out_numel * self.batch_size)
+        int8_ms = max(t_int8 - overhead_ms - edges, 1e-4)
+        int8_kernel = next((k for k in ("QLinearConv", "QGemm", "MatMulIntegerToFloat", "QLinearMatMul")
+                            if kernels.get(k)), "float fallback")
+        return [{**geometry, "precision": "fp32", "latency_ms": round(fp32_ms, 6)},
+                {**geometry, "precision": "int8", "latency_ms": round(int8_ms, 6), "executed_as": int8_kernel}]
+
+    def _elementwise(self, probe: Sequence[int], overhead_ms: float, reps: int) -> dict:
+        """Cost of memory-bound ops (what ``nasq predict`` charges for Add, Concat, pools...), as a linear
+        function of the elements read and written, measured on an Add of two tensors."""
+        from nasq.ort import session, time_interleaved
+
+        runs = [(session(_add_graph(n).SerializeToString(), threads=self.threads),
+                 {"x": np.random.default_rng(0).standard_normal((1, n)).astype(np.float32)}) for n in probe]
+        times = np.array(time_interleaved(runs, repetitions=reps * 4)) - overhead_ms
+        traffic = np.array(probe, float) * 3  # two reads and one write per element
+        slope, intercept = np.polyfit(traffic / 1e6, times, 1)
+        return {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0),
+                "measured_on": "Add of two float tensors; elements read + written"}
+
+    def _op_costs(self, overhead_ms: float, reps: int) -> dict:
+        """Per-op cost of the ops in OP_PROBES as a linear function of their work (pools: output
+        elements x window; others: input elements), each timed at 5 sizes, interleaved."""
+        from nasq.ort import session, time_interleaved
+
+        costs = {}
+        for op, attrs, n_inputs in OP_PROBES:
+            runs, works = [], []
+            for channels, height in OP_PROBE_SIZES:
+                model, feed, work = _op_graph(op, attrs, n_inputs, channels, height)
+                runs.append((session(model.SerializeToString(), threads=self.threads), feed))
+                works.append(work)
+            times = np.array(time_interleaved(runs, repetitions=max(10, reps // 2))) - overhead_ms
+            slope, intercept = np.polyfit(np.array(works, float) / 1e6, times, 1)
+            costs[op] = {"intercept_ms": max(float(intercept), 0.0), "per_mwork_ms": max(float(slope), 0.0),
+                         "work": "output elements x window" if op.endswith("Pool") and op != "GlobalAveragePool"
+                         else "input elements",
+                         "measured": [{"work": w, "latency_ms": round(float(t), 6)} for w, t in zip(works, times)]}
+        return costs
+
+    def _kernel_sweep(self, table_layers: list[dict], rng, tmp: Path, overhead_ms: float, edge_ms, reps: int,
+                      quick: bool, log, target: float = 0.9) -> tuple[dict, dict]:
+        """Random layers beyond the space's shapes, measured in rounds; after each round the per-kernel
+        regressor is cross-validated, and the next round samples half around the worst-predicted layers
+        (nn-Meter's adaptive sampling), until ``target`` share within +-10% or the time budget."""
+        from nasq.hardware_profiles.kernel_model import cross_validated_errors, fit_kernel_model, perturb, random_layers
+
+        budget_s = self.sweep_seconds if self.sweep_seconds is not None else (20 if quick else 120)
+        round_size = 10 if quick else 30
+        entries = list(table_layers)
+        start, rounds = time.time(), []
+        pending = random_layers(rng, round_size)
+        swept = 0
+        while True:
+            for spec in pending:
+                entries += self._measure_layer(spec, rng, tmp, overhead_ms, edge_ms, reps)
+            swept += len(pending)
+            specs = [LayerSpec("", e["op"], e["cin"], e["cout"], e["kernel"], e["stride"], e["h_in"]) for e in entries]
+            precisions = [e["precision"] for e in entries]
+            errors = cross_validated_errors(specs, precisions, [e["latency_ms"] for e in entries], seed=self.seed)
+            share = float(np.mean(errors <= 0.10))
+            rounds.append({"layers_swept": swept, "cv_within_10pct": round(share, 3),
+                           "cv_median_error": round(float(np.median(errors)), 4), "seconds": round(time.time() - start, 1)})
+            log(f"kernel regressor after {swept} swept layers: {share:.0%} of {len(entries)} measurements within +-10% "
+                f"(cross-validated), median error {np.median(errors):.1%}")
+            if share >= target or time.time() - start > budget_s:
+                break
+            worst = np.argsort(errors)[-max(1, len(errors) // 4):]
+            picks = rng.choice(worst, round_size // 2)
+            pending = [perturb(rng, specs[i]) for i in picks] + random_layers(rng, round_size - round_size // 2)
+        model = fit_kernel_model(specs, precisions, [e["latency_ms"] for e in entries], seed=self.seed)
+        sweep = {"rounds": rounds, "target_within_10pct": target, "budget_seconds": budget_s,
+                 "layers": [e for e in entries[len(table_layers):]]}
+        return model, sweep
+
     def _calibrate_and_select(self, data: dict, space_name: str, n: int, reps: int, log, folds: int = 5) -> None:
         """Measure 2n whole networks; score the plain table and the end-to-end calibration on all of them
         (the calibration out of fold, by k-fold cross-validation), keep the predictor with the lower median
         error, and fit the final calibration on all 2n."""
-        from nasq.hardware_profiles.predictors import TablePredictor, apply_calibration, fit_calibration
+        from nasq.hardware_profiles.predictors import (
+            KernelRegressorPredictor, TablePredictor, apply_calibration, fit_calibration,
+        )
         from nasq.hardware_profiles.profile import Profile
         from nasq.hardware_profiles.validation import error_summary, format_summary, measure_networks, sample_candidates
         from nasq.spaces import create_space
@@ -254,8 +397,11 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                                   [m for i, m in enumerate(measured) if i not in test])
             for i in test:
                 out_of_fold[i] = apply_calibration(cal, parts[i])
+        regressor = KernelRegressorPredictor(profile)
         summaries = {"table": error_summary([p.total_ms for p in parts], measured),
-                     "calibrated": error_summary(out_of_fold, measured)}
+                     "calibrated": error_summary(out_of_fold, measured),
+                     "kernel-regressor": error_summary([regressor.predict(space.layers(c)).total_ms for c in networks],
+                                                       measured)}
         for pred_name, summary in summaries.items():
             log(f"{pred_name}: {format_summary(summary)}")
         data["calibration"] = fit_calibration(parts, measured)

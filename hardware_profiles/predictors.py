@@ -52,6 +52,11 @@ class LatencyPredictor(ABC):
     @abstractmethod
     def predict(self, layers: Sequence[LayerSpec]) -> Prediction: ...
 
+    def predict_candidate(self, space, candidate: dict) -> Prediction:
+        """A candidate of ``space``: by default, its layers. Predictors fitted on whole architectures
+        of one space (published tables) override this and refuse other spaces."""
+        return self.predict(space.layers(candidate))
+
 
 def _require(profile: Profile, key: str, typ: type) -> object:
     value = profile.data.get(key)
@@ -68,6 +73,7 @@ def _positive(profile: Profile, where: str, value: object) -> float:
 
 LAYER_FIELDS = ("op", "cin", "cout", "kernel", "stride", "h_in", "precision", "latency_ms")
 OPS = ("conv", "dwconv", "linear")
+PRECISIONS = ("fp32", "int8")
 
 
 @PREDICTORS.register("table")
@@ -99,9 +105,9 @@ class TablePredictor(LatencyPredictor):
         for i, entry in enumerate(layers):
             if not isinstance(entry, dict) or any(f not in entry for f in LAYER_FIELDS):
                 raise NasqError(f"profile {profile.source}: layers[{i}] must have fields {', '.join(LAYER_FIELDS)}")
-            if entry["op"] not in OPS or entry["precision"] not in ("fp32", "int8"):
+            if entry["op"] not in OPS or entry["precision"] not in PRECISIONS:
                 raise NasqError(f"profile {profile.source}: layers[{i}] has op {entry['op']!r} / precision "
-                                f"{entry['precision']!r}; allowed ops {OPS}, precisions fp32, int8")
+                                f"{entry['precision']!r}; allowed ops {OPS}, precisions {', '.join(PRECISIONS)}")
             for key in ("cin", "cout", "kernel", "stride", "h_in"):
                 if not isinstance(entry[key], int) or isinstance(entry[key], bool) or entry[key] < 1:
                     raise NasqError(f"profile {profile.source}: layers[{i}].{key} must be a positive integer, "
@@ -114,10 +120,15 @@ class TablePredictor(LatencyPredictor):
                     raise NasqError(f"profile {profile.source}: boundary lacks '{kind}'")
                 for key in ("intercept_ms", "per_melement_ms"):
                     _positive(profile, f"boundary.{kind}.{key}", boundary[kind].get(key))
-        if "simulated_activation" in profile.data:
-            sim = _require(profile, "simulated_activation", dict)
-            for key in ("intercept_ms", "per_melement_ms"):
-                _positive(profile, f"simulated_activation.{key}", sim.get(key))
+        for optional in ("simulated_activation", "elementwise"):
+            if optional in profile.data:
+                sim = _require(profile, optional, dict)
+                for key in ("intercept_ms", "per_melement_ms"):
+                    _positive(profile, f"{optional}.{key}", sim.get(key))
+        if "kernel_model" in profile.data:
+            from nasq.hardware_profiles.kernel_model import validate_kernel_model
+
+            validate_kernel_model(profile.data["kernel_model"], profile.source)
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
@@ -125,6 +136,11 @@ class TablePredictor(LatencyPredictor):
         self.boundary = dict(profile.data.get("boundary", {}))
         if "simulated_activation" in profile.data:
             self.boundary["simulated_activation"] = profile.data["simulated_activation"]
+        self.kernel_model = None
+        if "kernel_model" in profile.data:
+            from nasq.hardware_profiles.kernel_model import KernelModel
+
+            self.kernel_model = KernelModel(profile.data["kernel_model"])
         self._groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
         for e in profile.data["layers"]:
             key = (e["op"], e["kernel"], e["stride"], e["h_in"], e["precision"])
@@ -140,6 +156,10 @@ class TablePredictor(LatencyPredictor):
     def layer_ms(self, layer: LayerSpec, precision: str, notes: list[str]) -> float:
         key = (layer.op, layer.kernel, layer.stride, layer.h_in, precision)
         table = self._groups.get(key)
+        if table is None and self.kernel_model is not None:
+            notes.append(f"{layer.name}: no {layer.op} k{layer.kernel} s{layer.stride} h{layer.h_in} {precision} "
+                         "in the table; priced by the per-kernel regressor")
+            return self.kernel_model.predict_ms(layer, precision)
         if table is None:
             same_op = [k for k in self._groups if k[0] == layer.op and k[4] == precision]
             if not same_op:
@@ -179,6 +199,20 @@ class TablePredictor(LatencyPredictor):
         pred.components = dict(parts)
         pred.total_ms = self.overhead_ms + pred.boundary_ms + sum(pred.layer_ms.values())
         return pred
+
+
+@PREDICTORS.register("kernel-regressor")
+class KernelRegressorPredictor(TablePredictor):
+    """Every layer priced by the profile's learned per-kernel regressor (``kernel_model``), plus the
+    table predictor's boundaries, simulated activations and call overhead."""
+
+    @classmethod
+    def validate_profile(cls, profile: Profile) -> None:
+        super().validate_profile(profile)
+        _require(profile, "kernel_model", dict)
+
+    def layer_ms(self, layer: LayerSpec, precision: str, notes: list[str]) -> float:
+        return self.kernel_model.predict_ms(layer, precision)
 
 
 #: What an end-to-end calibration weighs: the table's own parts, plus counts for per-layer and

@@ -83,7 +83,88 @@ def format_summary(summary: dict[str, float]) -> str:
             f"p90 {summary['p90_error']:.1%}, Spearman {'n/a' if math.isnan(rho) else f'{rho:.3f}'}")
 
 
-def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: Callable[[str], None] = print) -> dict:
+#: real topologies validated by default: under 5 G MACs, so a run takes seconds, not minutes
+VALIDATION_TOPOLOGIES = ("squeezenet", "shufflenet", "inception_v1", "densenet121", "resnet50")
+
+
+def real_topology_models(profile, names: Sequence[str] = VALIDATION_TOPOLOGIES, *, int8: Sequence[str] = ("squeezenet", "resnet50"),
+                         seed: int = 0) -> dict[str, object]:
+    """The onnx wheel's real topologies as ModelProtos, float, plus int8 QDQ versions of ``int8`` (quantized
+    with ORT's tools on random calibration input) when the target runs int8."""
+    import onnx
+
+    from nasq.ort import quantize_qdq
+    from nasq.predict import prepared_model, real_topology
+
+    models = {}
+    for name in names:
+        models[name], _ = prepared_model(real_topology(name))
+    if profile.int8:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in int8:
+                fp32, q = Path(tmp) / f"{name}.onnx", Path(tmp) / f"{name}-int8.onnx"
+                onnx.save(models[name], str(fp32))
+                inp = _input_of(models[name])
+                rng = np.random.default_rng(seed)
+                quantize_qdq(fp32, q, [{inp[0]: rng.standard_normal(inp[1]).astype(np.float32)} for _ in range(2)])
+                models[f"{name} int8"] = onnx.load(str(q))
+    return models
+
+
+def _input_of(model) -> tuple[str, list[int]]:
+    inits = {t.name for t in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    return inp.name, [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
+
+
+def measure_models(models: dict[str, object], profile, *, repetitions: int) -> dict[str, float]:
+    """Median latency (ms) of ONNX models, interleaved, each run the last of 3 back to back (warm caches)."""
+    from nasq.ort import session, time_interleaved
+
+    threads = int(profile.metadata.get("threads", 1))
+    runs = []
+    for model in models.values():
+        name, shape = _input_of(model)
+        runs.append((session(model.SerializeToString(), threads=threads),
+                     {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}))
+    return dict(zip(models, time_interleaved(runs, repetitions=repetitions, warmup=2)))
+
+
+def validate_real_topologies(profile, names: Sequence[str] = VALIDATION_TOPOLOGIES, *, repetitions: int = 10,
+                             log: Callable[[str], None] = print) -> dict:
+    from nasq.predict import predict_model
+
+    models = real_topology_models(profile, names, int8=[n for n in ("squeezenet", "resnet50") if n in names])
+    log(f"measuring {len(models)} real topologies: {', '.join(models)}")
+    measured = measure_models(models, profile, repetitions=repetitions)
+    candidates = [n for n in ("table", "calibrated", "kernel-regressor") if _loads_as(profile, n)] or [profile.predictor]
+    scores, predicted = {}, {}
+    for pred_name in candidates:
+        predicted[pred_name] = {n: predict_model(m, profile, predictor=pred_name)["latency_ms"] for n, m in models.items()}
+        scores[pred_name] = error_summary([predicted[pred_name][n] for n in models], [measured[n] for n in models])
+        log(f"real topologies, {pred_name}: {format_summary(scores[pred_name])}")
+    chosen = min(scores, key=lambda k: (scores[k]["median_error"], -scores[k]["within_10pct"]))
+    per_model = {n: {"predicted_ms": round(predicted[chosen][n], 4), "measured_ms": round(measured[n], 4)} for n in models}
+    for n, v in per_model.items():
+        log(f"  {n}: predicted {v['predicted_ms']:.4g} ms ({chosen}), measured {v['measured_ms']:.4g} ms")
+    return {**scores[chosen], "predictor": chosen, "models": per_model, "scores": scores, "repetitions": repetitions,
+            "what": "the onnx wheel's real topologies (materialized filler weights), fp32 and int8 QDQ; the "
+                    "predictor for ONNX models is chosen on them (in-sample: no held-out topologies)"}
+
+
+def _loads_as(profile, predictor: str) -> bool:
+    from nasq.errors import NasqError
+    from nasq.hardware_profiles import PREDICTORS
+
+    try:
+        PREDICTORS.get(predictor).validate_profile(profile)
+        return True
+    except NasqError:
+        return False
+
+
+def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: Callable[[str], None] = print,
+                     topologies: Sequence[str] = VALIDATION_TOPOLOGIES) -> dict:
     """Measure ``networks`` new whole networks, compare with the profile's predictor (and with the
     plain table sum), and store the result as the profile's ``validation``."""
     import datetime as _dt
@@ -108,7 +189,7 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
     summaries = {}
     table_name = "table (isolated layers + boundaries + overhead)"
     for name, predictor in ((profile.predictor, create_predictor(profile)), (table_name, TablePredictor(profile))):
-        summaries[name] = error_summary([predictor.predict(space.layers(c)).total_ms for c in candidates], measured)
+        summaries[name] = error_summary([predictor.predict_candidate(space, c).total_ms for c in candidates], measured)
         log(f"{name}: {format_summary(summaries[name])}")
         if profile.predictor == "table":
             break
@@ -117,6 +198,10 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
                           "what": f"{networks} new random space samples (random pruning and precisions), "
                                   f"measured end to end, {repetitions} interleaved runs each",
                           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if topologies:
+        real = validate_real_topologies(profile, topologies, log=log)
+        data["validation"]["real_topologies"] = real
+        data["onnx_predictor"] = real["predictor"]  # what `nasq predict` uses for models outside the space
     write_json_atomic(Path(path), data)
     log(f"stored the validation in {path}")
     return data["validation"]

@@ -62,11 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-latency-ms", type=_positive_float, help="latency bound (default: knee of the Pareto front)")
     p.add_argument("--out", required=True, metavar="DIR", help="where model.onnx and report.json/.md go")
 
-    p = sub.add_parser("profile", help="measure a hardware profile for this machine, or validate one",
+    p = sub.add_parser("profile", help="measure a hardware profile for this machine, import one, or validate one",
                        description="`nasq profile --backend B --name N` measures a profile; "
+                                   "`nasq profile import --csv F --space S --column C --name N` fits one from "
+                                   "published whole-network latencies; "
                                    "`nasq profile validate --target N` re-validates one against new whole networks.")
-    p.add_argument("action", nargs="?", choices=["validate"], help="validate an existing profile")
-    p.add_argument("--backend", help="profiler backend (onnxruntime, bitserial-sim)")
+    p.add_argument("action", nargs="?", choices=["validate", "import"],
+                   help="validate an existing profile, or import published measurements")
+    p.add_argument("--backend", help="profiler backend (onnxruntime, tvm, bitserial-sim)")
     p.add_argument("--name", help="profile name (letters, digits, . _ -)")
     p.add_argument("--target", help="with validate: the profile to validate")
     p.add_argument("--networks", type=_non_negative_int,
@@ -78,8 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=1, help="intra-op threads (onnxruntime)")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="batch size (onnxruntime)")
     p.add_argument("--repetitions", type=_positive_int, help="timed runs per layer (onnxruntime)")
+    p.add_argument("--tvm-target", help='TVM target as a JSON dict (tvm backend; default {"kind": "llvm"})')
+    p.add_argument("--rpc", metavar="HOST:PORT", help="tvm backend: measure on the tvm.rpc server there")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="tvm backend: request a device from this tvm.rpc tracker")
+    p.add_argument("--rpc-key", help="tvm backend: the device key to request from the tracker")
+    p.add_argument("--topologies", default="squeezenet,shufflenet,inception_v1,densenet121,resnet50",
+                   help="with validate: real topologies to measure beside the space samples (comma-separated, "
+                        "or 'none'); int8 QDQ versions of squeezenet and resnet50 are added on int8 targets")
+    p.add_argument("--csv", help="with import: CSV of architectures and their measured latencies (ms)")
+    p.add_argument("--column", help="with import: the CSV column with the device's latencies in ms")
+    p.add_argument("--arch-column", default="arch_str", help="with import: the column with architectures")
+    p.add_argument("--samples", type=_int_at_least(2),
+                   help="with import: fit on this many seeded rows, validate on the rest (default: fit on all)")
+    p.add_argument("--references", default="auto",
+                   help="with import: reference profiles to transfer from: auto (other profiles of the space), "
+                        "none, or comma-separated names")
 
-    sub.add_parser("targets", help="list the available hardware profiles with their metadata")
+    p = sub.add_parser("predict", help="predict the latency of any ONNX model (float or int8 QDQ) on a target")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--target", required=True, help="a hardware profile (name or path)")
+    p.add_argument("--json", action="store_true", help="print the full breakdown as JSON")
+
+    p = sub.add_parser("targets", help="list the available hardware profiles with their metadata")
+    p.add_argument("--space", help="only profiles that price this search space (published tables name theirs)")
     return parser
 
 
@@ -115,6 +139,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     if args.action == "validate":
         return cmd_profile_validate(args)
+    if args.action == "import":
+        if not args.csv or not args.column:
+            raise NasqError("profile import needs --csv FILE and --column NAME (and --space, --name)")
+        args.backend = "published-csv"
+    elif args.csv:
+        raise NasqError("--csv is only for `nasq profile import`")
     if not args.backend or not args.name:
         raise NasqError("profile needs --backend and --name (or: nasq profile validate --target NAME)")
     if not NAME_RE.match(args.name):
@@ -129,9 +159,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.backend == "onnxruntime":
         options = {"threads": args.threads, "batch_size": args.batch_size, "repetitions": args.repetitions,
                    "networks": args.networks, "seed": args.seed}
+    elif args.backend == "tvm":
+        options = {"target": args.tvm_target, "rpc": args.rpc, "tracker": args.rpc_tracker, "key": args.rpc_key,
+                   "repetitions": args.repetitions, "seed": args.seed}
+    elif args.backend == "published-csv":
+        refs = args.references if args.references in ("auto", "none") else args.references.split(",")
+        options = {"csv": args.csv, "column": args.column, "arch_column": args.arch_column, "samples": args.samples,
+                   "seed": args.seed, "references": refs}
     backend = backend_cls(**options)
     shapes = space.profile_shapes(quick=args.quick)
-    print(f"profiling {len(shapes)} layer shapes of '{space.name}' with backend '{args.backend}'", flush=True)
+    if args.backend != "published-csv":
+        print(f"profiling {len(shapes)} layer shapes of '{space.name}' with backend '{args.backend}'", flush=True)
     data = backend.profile(shapes, name=args.name, space=space.name, quick=args.quick,
                            log=lambda msg: print(msg, flush=True))
     Profile.from_dict(data, str(out))  # never write a profile that would not load
@@ -146,22 +184,37 @@ def cmd_profile_validate(args: argparse.Namespace) -> int:
 
     if not args.target:
         raise NasqError("profile validate needs --target NAME")
+    from nasq.predict import real_topology
+
+    topologies = [] if args.topologies == "none" else [t for t in args.topologies.split(",") if t]
+    for name in topologies:
+        real_topology(name)  # unknown names fail before anything is measured
     validate_profile(resolve_profile_path(args.target), networks=args.networks or 30,
-                     repetitions=args.repetitions or 100, seed=args.seed)
+                     repetitions=args.repetitions or 100, seed=args.seed, topologies=topologies)
     return 0
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
     from nasq.hardware_profiles import list_profiles, load_profile, resolve_profile_path
 
+    from nasq.hardware_profiles.validation import format_summary
+
     names = list_profiles()
     if not names:
         print("no hardware profiles found")
+    published = []
     for name in names:
         try:
             prof = load_profile(name)
         except NasqError as exc:
             print(f"{name}: unusable ({exc})")
+            continue
+        if args.space and prof.data.get("space", args.space) != args.space:
+            continue
+        if prof.predictor == "architecture-table":  # one line each: there are dozens
+            v = prof.data.get("validation")
+            published.append(f"  {name:<22} {prof.metadata.get('device')}: "
+                             + (f"{v['within_10pct']:.0%} within +-10%, Spearman {v['spearman']:.3f}" if v else "not validated"))
             continue
         m = prof.metadata
         here = " [measured on this machine]" if prof.measured_here() else ""
@@ -171,18 +224,36 @@ def cmd_targets(args: argparse.Namespace) -> int:
               f"file: {resolve_profile_path(name)}")
         validation = prof.data.get("validation")
         if validation:
-            from nasq.hardware_profiles.validation import format_summary
-
             print(f"  last validation ({validation['predictor']} predictor, {validation['date']}): "
                   f"{format_summary(validation)}")
+            if validation.get("real_topologies"):
+                print(f"  real topologies ({', '.join(validation['real_topologies']['models'])}): "
+                      f"{format_summary(validation['real_topologies'])}")
         elif prof.metadata.get("runtime") != "onnxruntime":
             print("  last validation: none (an analytic model, nothing to measure here)")
         else:
             print("  last validation: none yet (nasq profile validate --target NAME)")
+    if published:
+        print("published whole-network tables (architecture-table predictor; only their own space; "
+              "validation: cross-validated on the table's rows):")
+        print("\n".join(published))
     return 0
 
 
-COMMANDS = {"search": cmd_search, "best": cmd_best, "profile": cmd_profile, "targets": cmd_targets}
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from nasq.hardware_profiles import load_profile
+    from nasq.predict import format_prediction, predict_model, prepared_model
+
+    profile = load_profile(args.target)
+    model, notes = prepared_model(args.model)
+    result = predict_model(model, profile, notes)
+    print(json.dumps(result, indent=2) if args.json else format_prediction(result))
+    return 0
+
+
+COMMANDS = {"search": cmd_search, "predict": cmd_predict, "best": cmd_best, "profile": cmd_profile, "targets": cmd_targets}
 
 
 def main(argv: list[str] | None = None) -> int:

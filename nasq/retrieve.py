@@ -84,7 +84,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 "file": MODEL_FILES[plan],
                 "val_accuracy_torch": accuracy(model, data.val),
                 "test_accuracy_onnxruntime": onnx_accuracy(paths[plan], data.test.x, data.test.y),
-                "predicted_latency_ms": predictor.predict(layers).total_ms,
+                "predicted_latency_ms": predictor.predict_candidate(space, variant).total_ms,
                 "measured_latency_ms": None,
                 "train_seconds": round(train_s, 1),
                 "layer_modes": info.layer_modes,

@@ -45,7 +45,7 @@ def objective_names(targets: list[str]) -> list[str]:
 def candidate_metrics(space, candidate: dict, predictors: dict[str, Any]) -> dict[str, Any]:
     """Everything about a candidate that needs no training: predicted latencies and sizes."""
     layers = space.layers(candidate)
-    out: dict[str, Any] = {f"latency_ms.{t}": p.predict(layers).total_ms for t, p in predictors.items()}
+    out: dict[str, Any] = {f"latency_ms.{t}": p.predict_candidate(space, candidate).total_ms for t, p in predictors.items()}
     out["params"] = sum(l.params for l in layers)
     out["macs"] = sum(l.macs for l in layers)
     out["bitops"] = sum(l.macs * l.w_bits * l.a_bits for l in layers)

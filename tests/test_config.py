@@ -31,7 +31,7 @@ def test_bad_configs_name_key_value_and_allowed(raw, message):
 
 
 def test_unknown_space_target_and_estimate_are_refused():
-    with pytest.raises(NasqError, match="unknown space 'resnet'; available: mobilenet-mnist"):
+    with pytest.raises(NasqError, match="unknown space 'resnet'; available: fbnet, mobilenet-mnist, nas-bench-201"):
         check_references(config_from_dict({"space": "resnet"}))
     with pytest.raises(NasqError, match="unknown target 'tpu'"):
         check_references(config_from_dict({"targets": ["tpu"]}))

@@ -36,6 +36,7 @@ def env(tmp_path_factory):
     assert data["metadata"]["quick"] is True
     data["name"] = "no-int8-conv"
     data["layers"] = [l for l in data["layers"] if not (l["op"] == "conv" and l["precision"] == "int8")]
+    del data["kernel_model"]  # else the per-kernel regressor prices the missing entries
     (folder / "no-int8-conv.json").write_text(json.dumps(data))
     return {**os.environ, "NASQ_PROFILE_PATH": str(folder)}
 
@@ -144,12 +145,17 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     profile = tmp_path / "copy.json"
     profile.write_text(src.read_text())
     data = json.loads(profile.read_text())
-    assert data["predictor"] in ("table", "calibrated")  # chosen on held-out networks at profiling time
-    assert set(data["predictor_selection"]["scores"]) == {"table", "calibrated"}
+    assert data["predictor"] in ("table", "calibrated", "kernel-regressor")  # chosen by cross-validation
+    assert set(data["predictor_selection"]["scores"]) == {"table", "calibrated", "kernel-regressor"}
+    assert data["kernel_sweep"]["rounds"] and data["kernel_model"]["trees"]
     out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
-                          "--repetitions", "20"], capture_output=True, text=True, timeout=600)
+                          "--repetitions", "20", "--topologies", "squeezenet"], capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     validation = json.loads(profile.read_text())["validation"]
     assert validation["networks"] == 6 and 0 <= validation["within_10pct"] <= 1
     assert validation["median_error"] >= 0 and "new random space samples" in validation["what"]
     assert "within +-10%" in out.stdout
+    real = validation["real_topologies"]
+    assert set(real["models"]) == {"squeezenet", "squeezenet int8"} and real["networks"] == 2
+    assert all(v["measured_ms"] > 0 and v["predicted_ms"] > 0 for v in real["models"].values())

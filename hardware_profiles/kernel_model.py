@@ -1,0 +1,139 @@
+"""A learned per-kernel latency regressor, stored as plain JSON (no pickle).
+
+Features of one layer: its op (dense conv, depthwise conv, linear), whether it runs int8, its
+bit-widths, its channel counts after pruning, kernel, stride, input size, MACs and tensor sizes. The
+target is log(latency / MACs): time per MAC levels off for large layers, so beyond the measured sizes
+the regressor scales with MACs instead of saturating. The model is scikit-learn's gradient boosting
+with shallow trees, whose trees are written out as arrays and evaluated here with numpy.
+
+Example:
+    >>> model = fit_kernel_model(layers, precisions, latencies_ms)     # doctest: +SKIP
+    >>> KernelModel(model).predict_ms(layer, "int8")                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from nasq.errors import NasqError
+from nasq.spaces.base import LayerSpec
+
+FEATURES = ("conv", "dwconv", "linear", "int8", "w_bits", "a_bits", "log2_cin", "log2_cout", "kernel", "stride",
+            "log2_h_in", "log2_macs", "log2_in_numel", "log2_out_numel")
+
+
+def features(layer: LayerSpec, precision: str) -> list[float]:
+    int8 = precision == "int8"
+    return [float(layer.op == "conv"), float(layer.op == "dwconv"), float(layer.op == "linear"), float(int8),
+            8.0 if int8 else 32.0, 8.0 if int8 else 32.0, math.log2(layer.cin), math.log2(layer.cout),
+            float(layer.kernel), float(layer.stride), math.log2(max(layer.h_in, 1)), math.log2(max(layer.macs, 1)),
+            math.log2(max(layer.in_numel, 1)), math.log2(max(layer.out_numel, 1))]
+
+
+def fit_kernel_model(layers: Sequence[LayerSpec], precisions: Sequence[str], latency_ms: Sequence[float], *,
+                     seed: int = 0, n_estimators: int = 150, max_depth: int = 3) -> dict:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    x = np.array([features(l, p) for l, p in zip(layers, precisions)])
+    macs = np.array([max(l.macs, 1) for l in layers], float)
+    y = np.log(np.asarray(latency_ms, float) / macs)
+    gbr = GradientBoostingRegressor(n_estimators=n_estimators, max_depth=max_depth, learning_rate=0.1,
+                                    subsample=0.8, random_state=seed).fit(x, y)
+    trees = []
+    for est in gbr.estimators_[:, 0]:
+        t = est.tree_
+        trees.append({"left": t.children_left.tolist(), "right": t.children_right.tolist(),
+                      "feature": t.feature.tolist(), "threshold": [round(float(v), 6) for v in t.threshold],
+                      "value": [round(float(v), 6) for v in t.value[:, 0, 0]]})
+    return {"features": list(FEATURES), "target": "log(latency_ms / macs)", "init": float(gbr.init_.constant_[0][0]),
+            "learning_rate": gbr.learning_rate, "trees": trees, "fitted_on_layers": len(y)}
+
+
+def validate_kernel_model(model: object, source: str) -> None:
+    if not isinstance(model, dict) or model.get("features") != list(FEATURES) or not isinstance(model.get("trees"), list):
+        raise NasqError(f"profile {source}: kernel_model must have features {list(FEATURES)} and a list of trees")
+    for i, tree in enumerate(model["trees"]):
+        sizes = {len(tree.get(k, [])) for k in ("left", "right", "feature", "threshold", "value")}
+        if len(sizes) != 1 or not sizes.pop():
+            raise NasqError(f"profile {source}: kernel_model.trees[{i}] has arrays of different or zero length")
+
+
+class KernelModel:
+    """Evaluates a stored regressor."""
+
+    def __init__(self, model: dict) -> None:
+        self.init, self.lr = float(model["init"]), float(model["learning_rate"])
+        self.trees = [{k: np.asarray(v) for k, v in t.items()} for t in model["trees"]]
+
+    def _raw(self, x: np.ndarray) -> float:
+        total = self.init
+        for t in self.trees:
+            node = 0
+            while t["left"][node] != -1:
+                node = t["left"][node] if x[t["feature"][node]] <= t["threshold"][node] else t["right"][node]
+            total += self.lr * t["value"][node]
+        return total
+
+    def predict_ms(self, layer: LayerSpec, precision: str) -> float:
+        return float(math.exp(self._raw(np.array(features(layer, precision)))) * max(layer.macs, 1))
+
+
+# --- what to measure: random layers, then more where the regressor errs (nn-Meter's adaptive sampling) ----
+
+def random_layers(rng: np.random.Generator, n: int, *, max_macs: float = 3e8) -> list[LayerSpec]:
+    """Layers spanning what real CNNs contain: 1x1/3x3/5x5/7x7 dense and depthwise convs from 3 to 1024
+    channels on 4..112 pixel inputs (and 224-pixel stems), and linear layers up to 2048 x 1000."""
+    out: list[LayerSpec] = []
+    while len(out) < n:
+        kind = rng.choice(["conv", "conv", "conv", "dwconv", "linear", "stem"], p=[.3, .2, .15, .2, .08, .07])
+        logc = lambda lo, hi: int(round(2 ** rng.uniform(math.log2(lo), math.log2(hi))))  # noqa: E731
+        if kind == "linear":
+            spec = LayerSpec("", "linear", logc(16, 2048), logc(10, 1000))
+        elif kind == "stem":
+            spec = LayerSpec("", "conv", 3, logc(16, 64), int(rng.choice([3, 7])), 2, int(rng.choice([112, 224])))
+        elif kind == "dwconv":
+            c = logc(8, 1024)
+            spec = LayerSpec("", "dwconv", c, c, int(rng.choice([3, 5, 7])), int(rng.choice([1, 2])), logc(4, 112))
+        else:
+            k = int(rng.choice([1, 1, 3, 3, 5])) if kind == "conv" else 1
+            spec = LayerSpec("", "conv", logc(8, 1024), logc(8, 1024), k, int(rng.choice([1, 1, 2])), logc(4, 112))
+        if spec.macs <= max_macs and spec.h_out >= 1:
+            out.append(spec)
+    return out
+
+
+def perturb(rng: np.random.Generator, layer: LayerSpec, *, max_macs: float = 3e8) -> LayerSpec:
+    """A nearby layer: channels and size scaled by up to 1.5x either way, same op and kernel."""
+    for _ in range(20):
+        scale = lambda v, lo: max(lo, int(round(v * 2 ** rng.uniform(-0.6, 0.6))))  # noqa: E731
+        if layer.op == "linear":
+            spec = LayerSpec("", "linear", scale(layer.cin, 2), scale(layer.cout, 2))
+        elif layer.op == "dwconv":
+            c = scale(layer.cin, 2)
+            spec = LayerSpec("", "dwconv", c, c, layer.kernel, layer.stride, scale(layer.h_in, 2))
+        else:
+            cin = layer.cin if layer.cin <= 4 else scale(layer.cin, 2)
+            spec = LayerSpec("", "conv", cin, scale(layer.cout, 2), layer.kernel, layer.stride, scale(layer.h_in, 2))
+        if spec.macs <= max_macs:
+            return spec
+    return layer
+
+
+def cross_validated_errors(layers: Sequence[LayerSpec], precisions: Sequence[str], latency_ms: Sequence[float],
+                           folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Relative error of every measured point, predicted by a model fitted without its fold."""
+    n = len(layers)
+    order = np.random.default_rng(seed).permutation(n)
+    errors = np.zeros(n)
+    y = np.asarray(latency_ms, float)
+    for fold in range(folds):
+        test = order[fold::folds]
+        train = np.setdiff1d(order, test)
+        km = KernelModel(fit_kernel_model([layers[i] for i in train], [precisions[i] for i in train], y[train],
+                                          n_estimators=80))
+        for i in test:
+            errors[i] = abs(km.predict_ms(layers[i], precisions[i]) - y[i]) / y[i]
+    return errors

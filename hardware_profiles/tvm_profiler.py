@@ -1,0 +1,158 @@
+"""TVM: per-layer costs of code compiled with ``tvm.compile`` for an LLVM target, measured on this machine
+or on a remote device through ``tvm.rpc`` (a server's host and port, or a tracker and a device key).
+
+Each layer shape becomes a one-layer ONNX graph (the same graphs the ONNX Runtime profiler builds),
+imported with TVM's Relax ONNX frontend, compiled, and timed with the VM's ``time_evaluator`` on the
+device; the per-call cost of an Identity graph is subtracted. TVM runs QDQ int8 as simulated
+quantization (no faster than float), so the profile is float only (``int8: false``); sub-8-bit
+activations are priced with the measured cost of their simulation chain, as on ONNX Runtime.
+The code is untuned (no meta-schedule): the profile describes what ``tvm.compile`` produces.
+
+Example:
+    >>> backend = TvmProfiler(rpc="192.168.1.20:9090")                                 # doctest: +SKIP
+    >>> data = backend.profile(space.profile_shapes(), name="pi4-tvm", space=space.name)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from nasq.errors import NasqError
+from nasq.hardware_profiles import PROFILERS
+from nasq.hardware_profiles.ort_profiler import _identity_graph, _layer_graph, _simulated_activation_graph
+from nasq.hardware_profiles.profile import cpu_flags, cpu_model
+from nasq.hardware_profiles.profiler import ProfilerBackend
+from nasq.spaces.base import LayerSpec
+
+
+def _host_port(text: str, what: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise NasqError(f"{what} '{text}' must be HOST:PORT")
+    return host, int(port)
+
+
+@PROFILERS.register("tvm")
+class TvmProfiler(ProfilerBackend):
+    """Options: ``target`` (a TVM target as a JSON dict, default ``{"kind": "llvm"}``), ``rpc``
+    (``HOST:PORT`` of a ``tvm.rpc`` server) or ``tracker`` (``HOST:PORT``) with ``key``; neither means this
+    machine. ``repetitions``: timed repeats per layer (each at least 1 ms of back-to-back runs)."""
+
+    def __init__(self, *, target: str | dict | None = None, rpc: str | None = None, tracker: str | None = None,
+                 key: str | None = None, repetitions: int | None = None, seed: int = 0, timeout_s: int = 60) -> None:
+        if isinstance(target, str):
+            try:
+                target = json.loads(target)
+            except json.JSONDecodeError:
+                raise NasqError(f"TVM target must be a JSON dict such as {{\"kind\": \"llvm\"}}, got {target!r}") from None
+        self.target = target or {"kind": "llvm"}
+        if not isinstance(self.target, dict) or "kind" not in self.target:
+            raise NasqError(f"TVM target must be a JSON dict with a 'kind', got {self.target!r}")
+        if rpc and tracker:
+            raise NasqError("give either an RPC server (HOST:PORT) or a tracker with a key, not both")
+        if tracker and not key:
+            raise NasqError("an RPC tracker needs the device key (--rpc-key)")
+        self.rpc = _host_port(rpc, "RPC server") if rpc else None
+        self.tracker = _host_port(tracker, "RPC tracker") if tracker else None
+        self.key, self.repetitions, self.seed, self.timeout_s = key, repetitions, seed, timeout_s
+
+    # --- where the code runs --------------------------------------------------------------------
+
+    def _session(self):
+        """(remote session or None, device)."""
+        import tvm
+        from tvm import rpc
+
+        if self.rpc is None and self.tracker is None:
+            return None, tvm.cpu()
+        where = f"RPC server {self.rpc[0]}:{self.rpc[1]}" if self.rpc else f"RPC tracker {self.tracker[0]}:{self.tracker[1]}"
+        try:
+            if self.rpc:
+                remote = rpc.connect(self.rpc[0], self.rpc[1], session_timeout=self.timeout_s * 20)
+            else:
+                remote = rpc.connect_tracker(*self.tracker).request(self.key, priority=1,
+                                                                    session_timeout=self.timeout_s * 20)
+        except Exception as exc:  # TVM raises InternalError/RuntimeError/TimeoutError for a dead target
+            raise NasqError(f"{where} does not answer: {str(exc).splitlines()[0][:200]}") from None
+        return remote, remote.cpu()
+
+    def _time(self, model, feed: np.ndarray, remote, dev, tmp: Path, reps: int) -> float:
+        """Median latency (ms) of one ONNX model compiled for the target and run on ``dev``."""
+        import tvm
+        from tvm import relax
+        from tvm.relax.frontend.onnx import from_onnx
+
+        mod = from_onnx(model, keep_params_in_input=False)
+        ex = tvm.compile(mod, target=tvm.target.Target(self.target))
+        if remote is not None:
+            self._uploads = getattr(self, "_uploads", 0) + 1  # a fresh name: the server caches loaded files
+            path = tmp / f"layer{self._uploads}.so"
+            ex.export_library(str(path))
+            remote.upload(str(path))
+            ex = remote.load_module(path.name)
+        vm = relax.VirtualMachine(ex, dev)
+        x = tvm.runtime.tensor(feed, dev)
+        timer = vm.time_evaluator("main", dev, number=1, repeat=reps, min_repeat_ms=1)
+        return float(np.median(timer(x).results)) * 1e3
+
+    # --- the profile ----------------------------------------------------------------------------
+
+    def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
+                log: Callable[[str], None] = print) -> dict:
+        import tvm
+
+        from nasq import __version__
+
+        reps = self.repetitions or (10 if quick else 30)
+        rng = np.random.default_rng(self.seed)
+        start = time.time()
+        shapes = list(dict.fromkeys(s.shape_only() for s in shapes))
+        remote, dev = self._session()
+        with tempfile.TemporaryDirectory() as tmp:
+            ident, feed = _identity_graph()
+            overhead_ms = self._time(ident, feed["x"], remote, dev, Path(tmp), reps * 3)
+            log(f"per-call overhead {overhead_ms * 1e3:.1f} us")
+            sizes = sorted({s.in_numel for s in shapes})
+            probe = [sizes[int(round(q * (len(sizes) - 1)))] for q in np.linspace(0, 1, 5)]
+            sim_times = []
+            for n in probe:
+                model, feed = _simulated_activation_graph(n)
+                sim_times.append(self._time(model, feed["x"], remote, dev, Path(tmp), reps) - overhead_ms)
+            slope, intercept = np.polyfit(np.array(probe, float) / 1e6, sim_times, 1)
+            layers = []
+            for i, spec in enumerate(shapes):
+                model, feed = _layer_graph(spec, 1, rng)
+                ms = self._time(model, feed["x"], remote, dev, Path(tmp), reps) - overhead_ms
+                layers.append({"op": spec.op, "cin": spec.cin, "cout": spec.cout, "kernel": spec.kernel,
+                               "stride": spec.stride, "h_in": spec.h_in, "precision": "fp32",
+                               "latency_ms": round(max(ms, 1e-4), 6)})
+                if (i + 1) % 25 == 0 or i + 1 == len(shapes):
+                    log(f"compiled and measured {i + 1}/{len(shapes)} layer shapes ({time.time() - start:.0f} s)")
+        where = (f"tvm.rpc server {self.rpc[0]}:{self.rpc[1]}" if self.rpc else
+                 f"tvm.rpc tracker {self.tracker[0]}:{self.tracker[1]} key {self.key}" if self.tracker else "local")
+        local = remote is None or (self.rpc is not None and self.rpc[0] in ("127.0.0.1", "localhost"))
+        return {
+            "schema_version": 1, "name": name, "predictor": "table",
+            "description": f"TVM {tvm.__version__} {json.dumps(self.target)} (untuned), float, measured {where}",
+            "int8": False,
+            "metadata": {
+                "device": cpu_model() if local else where, "cpu_flags": cpu_flags() if local else None,
+                "machine": platform.machine(), "runtime": "tvm", "runtime_version": tvm.__version__,
+                "target": self.target, "measured_via": where, "threads": "TVM default (all cores)" if remote is None else "remote default",
+                "batch_size": 1, "repetitions": reps, "statistic": "median of time_evaluator repeats (>= 1 ms each), "
+                "per-call overhead subtracted", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "space": space, "quick": quick, "nasq_version": __version__,
+                "profiling_seconds": round(time.time() - start, 1),
+            },
+            "overhead_ms": round(overhead_ms, 6),
+            "simulated_activation": {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0)},
+            "layers": layers,
+        }

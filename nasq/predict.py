@@ -1,0 +1,112 @@
+"""``nasq predict``: the latency of any ONNX model on a target, with every op's pricing accounted for."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from nasq.errors import NasqError
+
+#: the onnx wheel's real ImageNet topologies (filler weights): latency test material, not accuracy
+REAL_TOPOLOGIES = ("resnet50", "squeezenet", "shufflenet", "densenet121", "inception_v1", "inception_v2",
+                   "bvlc_alexnet", "vgg19", "zfnet512")
+
+
+def real_topology(name: str) -> Path:
+    import onnx
+
+    if name not in REAL_TOPOLOGIES:
+        raise NasqError(f"unknown real topology '{name}'; available: {', '.join(REAL_TOPOLOGIES)}")
+    return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
+
+
+def prepared_model(path: str | Path):
+    """The model as nasq prices and measures it: weights made by ConstantOfShape become initializers."""
+    from nasq.onnx_graph import load_onnx, materialize
+
+    model = load_onnx(path)
+    notes = []
+    if any(n.op_type == "ConstantOfShape" for n in model.graph.node):
+        model = materialize(model)
+        notes.append("weights computed by ConstantOfShape were taken as constant initializers "
+                     "(ONNX Runtime folds them at load time)")
+    return model, notes
+
+
+def predict_model(model, profile, notes: list[str] | None = None, predictor: str | None = None) -> dict[str, Any]:
+    """Predicted latency (ms) of an ONNX ModelProto on ``profile``'s target, with a breakdown.
+
+    The predictor is ``predictor``, else the profile's ``onnx_predictor`` (chosen by validation on real
+    topologies), else its main predictor (chosen on networks of its space)."""
+    from nasq.hardware_profiles import PREDICTORS
+    from nasq.onnx_graph import graph_layers
+
+    name = predictor or profile.data.get("onnx_predictor") or profile.predictor
+    predictor = PREDICTORS.get(name)(profile)
+    if "space" in profile.data:
+        raise NasqError(f"target '{profile.name}' prices architectures of space '{profile.data['space']}' only, "
+                        "not ONNX models")
+    batch = int(profile.metadata.get("batch_size", 1))
+    graph = graph_layers(model, batch=batch)
+    pred = predictor.predict(graph.layers)
+    rate = profile.data.get("elementwise")
+    how = "memory traffic at the profile's measured elementwise rate"
+    if rate is None and "simulated_activation" in profile.data:
+        sim = profile.data["simulated_activation"]
+        rate = {"intercept_ms": sim["intercept_ms"] / 6, "per_melement_ms": sim["per_melement_ms"] / 6}
+        how = "memory traffic at 1/6 of the simulated-activation chain's rate (the profile has no elementwise rate)"
+    uncovered: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "ms": 0.0, "priced_as": ""})
+    memory_ms = 0.0
+    op_costs = profile.data.get("op_costs", {})
+    for op in graph.others:
+        entry = uncovered[op.op_type]
+        entry["count"] += 1
+        if op.kind == "memory" and op.op_type in op_costs:
+            c = op_costs[op.op_type]
+            ms = c["intercept_ms"] + c["per_mwork_ms"] * op.work / 1e6
+            entry["ms"] += ms
+            memory_ms += ms
+            entry["priced_as"] = f"its own measured cost ({c['work']})"
+        elif op.kind == "memory":
+            if rate is None:
+                entry["priced_as"] = "not modeled by this target (an accelerator model of conv/linear layers): 0 ms"
+                continue
+            ms = rate["intercept_ms"] + rate["per_melement_ms"] * op.elements / 1e6
+            entry["ms"] += ms
+            memory_ms += ms
+            entry["priced_as"] = how
+        elif op.kind == "fused":
+            entry["priced_as"] = "fused into the preceding layer by the runtime: 0 ms"
+        else:
+            entry["priced_as"] = ("precision boundary, priced by the predictor" if op.op_type.endswith("Linear")
+                                  else "no compute: 0 ms")
+    precisions = defaultdict(int)
+    for layer in graph.layers:
+        key = "int8" if profile.runs_int8(layer.w_bits, layer.a_bits) else "fp32"
+        precisions[f"{key} {layer.op}"] += 1
+    return {
+        "target": profile.name, "predictor": name, "batch_size": batch,
+        "latency_ms": pred.total_ms + memory_ms,
+        "layers_ms": pred.total_ms, "memory_ops_ms": memory_ms,
+        "layers": dict(sorted(precisions.items())), "macs": int(sum(l.macs for l in graph.layers)),
+        "uncovered_ops": {k: {**v, "ms": round(v["ms"], 6)} for k, v in sorted(uncovered.items())},
+        "notes": (notes or []) + graph.notes + pred.notes,
+    }
+
+
+def format_prediction(result: dict[str, Any], max_notes: int = 8) -> str:
+    lines = [f"{result['target']} ({result['predictor']} predictor, batch {result['batch_size']}): "
+             f"{result['latency_ms']:.4g} ms predicted",
+             f"  layers: {result['layers_ms']:.4g} ms for " + ", ".join(f"{n} {k}" for k, n in result["layers"].items())
+             + f" ({result['macs'] / 1e6:.1f} M MACs)",
+             f"  other ops: {result['memory_ops_ms']:.4g} ms"]
+    for op, v in result["uncovered_ops"].items():
+        lines.append(f"    {op} x{v['count']}: {v['ms']:.4g} ms, {v['priced_as']}")
+    notes = result["notes"]
+    if notes:
+        lines.append(f"  notes ({len(notes)}):")
+        lines += [f"    {n}" for n in notes[:max_notes]]
+        if len(notes) > max_notes:
+            lines.append(f"    ... and {len(notes) - max_notes} more (--json lists all)")
+    return "\n".join(lines)

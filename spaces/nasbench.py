@@ -1,0 +1,155 @@
+"""The architecture spaces of two public latency benchmarks, so their published measurements become targets.
+
+``nas-bench-201``: NAS-Bench-201's cell space (Dong & Yang, ICLR 2020). One cell, repeated 5 times in
+each of 3 stages (16, 32, 64 channels, ResNet reduction blocks between them), is a 4-node DAG whose 6
+edges each take one of ``none``, ``skip_connect``, ``nor_conv_1x1``, ``nor_conv_3x3``, ``avg_pool_3x3``:
+15,625 architectures. Its usual string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` is :meth:`parse_arch`'s input.
+
+``fbnet``: FBNet's layer-wise space (Wu et al., CVPR 2019) as HW-NAS-Bench uses it for CIFAR: 22
+searchable layers, each one of 9 blocks (``k{3,5}_e{1,3,6}`` inverted residuals, ``k{3,5}_e1_g2`` with
+grouped 1x1 convs, ``skip``); the string is the 22 block names separated by spaces.
+
+Both spaces search architecture only (the published tables measured float networks, unpruned). Their
+published latencies are for the benchmarks' own setting (3x32x32 CIFAR input); the models :meth:`build`
+makes take this project's input shape, so that they can be trained on the data nasq ships.
+"""
+
+from __future__ import annotations
+
+from nasq.errors import NasqError
+from nasq.spaces import SPACES
+from nasq.spaces.base import Candidate, LayerSpec, SearchSpace, Suggester
+
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node), in the string's order
+NB201_CHANNELS, NB201_CELLS = (16, 32, 64), 5
+
+FBNET_BLOCKS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
+#: (output channels, stride) of the 22 searchable layers; strides adapted to 32x32 input as HW-NAS-Bench does
+FBNET_LAYERS = ((16, 1),) + ((24, 1),) * 4 + ((32, 2),) + ((32, 1),) * 3 + ((64, 2),) + ((64, 1),) * 3 + \
+    ((112, 1),) * 4 + ((184, 2),) + ((184, 1),) * 3 + ((352, 1),)
+FBNET_STEM, FBNET_HEAD = 16, 1504
+
+
+def _edge(to: int, frm: int) -> str:
+    return f"edge{frm}_{to}"
+
+
+class _ArchitectureOnly(SearchSpace):
+    """Spaces without per-layer pruning or bit-width choices: compression does nothing."""
+
+    def compress(self, model, candidate: Candidate) -> None:
+        pass
+
+    def quantize(self, model, candidate: Candidate) -> None:
+        pass
+
+
+@SPACES.register("nas-bench-201")
+class NasBench201Space(_ArchitectureOnly):
+    name = "nas-bench-201"
+    input_shape = (1, 28, 28)
+    num_classes = 10
+
+    def define(self, trial: Suggester) -> None:
+        for to, frm in NB201_EDGES:
+            trial.suggest_categorical(_edge(to, frm), NB201_OPS)
+
+    def parse_arch(self, text: str) -> Candidate:
+        nodes = text.strip().strip("|").split("|+|")
+        ops = [e.split("~") for node in nodes for e in node.split("|")]
+        if len(nodes) != 3 or len(ops) != len(NB201_EDGES) or any(len(o) != 2 for o in ops):
+            raise NasqError(f"'{text}' is not a NAS-Bench-201 string like |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
+        cand = {_edge(to, frm): op for (to, frm), (op, _) in zip(NB201_EDGES, ops)}
+        return self.validate(cand)
+
+    def format_arch(self, candidate: Candidate) -> str:
+        parts = []
+        for to in (1, 2, 3):
+            parts.append("|".join(f"{candidate[_edge(to, frm)]}~{frm}" for frm in range(to)))
+        return "|" + "|+|".join(parts) + "|"
+
+    def build(self, candidate: Candidate):
+        from nasq.spaces._nasbench_models import NasBench201Net
+
+        edges = {(to, frm): candidate[_edge(to, frm)] for to, frm in NB201_EDGES}
+        return NasBench201Net(edges, NB201_CHANNELS, NB201_CELLS, self.input_shape[0], self.num_classes)
+
+    def layers(self, candidate: Candidate) -> list[LayerSpec]:
+        h = self.input_shape[1]
+        specs = [LayerSpec("stem", "conv", self.input_shape[0], NB201_CHANNELS[0], 3, 1, h)]
+        for s, c in enumerate(NB201_CHANNELS):
+            if s:
+                cin = NB201_CHANNELS[s - 1]
+                specs += [LayerSpec(f"reduce{s}.a", "conv", cin, c, 3, 2, h),
+                          LayerSpec(f"reduce{s}.b", "conv", c, c, 3, 1, (h + 1) // 2),
+                          LayerSpec(f"reduce{s}.shortcut", "conv", cin, c, 1, 1, (h + 1) // 2)]
+                h = (h + 1) // 2
+            for i in range(NB201_CELLS):
+                for to, frm in NB201_EDGES:
+                    op = candidate[_edge(to, frm)]
+                    if op.startswith("nor_conv"):
+                        specs.append(LayerSpec(f"s{s}c{i}.{_edge(to, frm)}", "conv", c, c, int(op[-1]), 1, h))
+        specs.append(LayerSpec("classifier", "linear", NB201_CHANNELS[-1], self.num_classes))
+        return specs
+
+    def profile_shapes(self, *, quick: bool = False) -> list[LayerSpec]:
+        cand = {_edge(to, frm): "nor_conv_3x3" for to, frm in NB201_EDGES}
+        shapes = {s.shape_only() for s in self.layers(cand)}
+        cand = {k: "nor_conv_1x1" for k in cand}
+        shapes |= {s.shape_only() for s in self.layers(cand)}
+        return sorted(shapes, key=lambda s: (s.op, s.h_in, s.cin, s.cout, s.kernel, s.stride))
+
+
+@SPACES.register("fbnet")
+class FBNetSpace(_ArchitectureOnly):
+    name = "fbnet"
+    input_shape = (1, 28, 28)
+    num_classes = 10
+
+    def define(self, trial: Suggester) -> None:
+        for i in range(len(FBNET_LAYERS)):
+            trial.suggest_categorical(f"layer{i}", FBNET_BLOCKS)
+
+    def parse_arch(self, text: str) -> Candidate:
+        blocks = text.split()
+        if len(blocks) != len(FBNET_LAYERS):
+            raise NasqError(f"an FBNet architecture is {len(FBNET_LAYERS)} block names separated by spaces, "
+                            f"got {len(blocks)} in '{text}'")
+        return self.validate({f"layer{i}": b for i, b in enumerate(blocks)})
+
+    def format_arch(self, candidate: Candidate) -> str:
+        return " ".join(candidate[f"layer{i}"] for i in range(len(FBNET_LAYERS)))
+
+    def build(self, candidate: Candidate):
+        from nasq.spaces._nasbench_models import FBNet
+
+        blocks = [candidate[f"layer{i}"] for i in range(len(FBNET_LAYERS))]
+        return FBNet(blocks, FBNET_LAYERS, FBNET_STEM, FBNET_HEAD, self.input_shape[0], self.num_classes)
+
+    def layers(self, candidate: Candidate) -> list[LayerSpec]:
+        """Grouped 1x1 convs (``_g2``) are described as dense convs with the same MACs (cin / 2)."""
+        h = self.input_shape[1]
+        specs, cin = [LayerSpec("stem", "conv", self.input_shape[0], FBNET_STEM, 3, 1, h)], FBNET_STEM
+        for i, (cout, stride) in enumerate(FBNET_LAYERS):
+            block, name = candidate[f"layer{i}"], f"layer{i}"
+            if block == "skip":
+                if cin != cout or stride != 1:
+                    specs.append(LayerSpec(f"{name}.shortcut", "conv", cin, cout, 1, stride, h))
+            else:
+                k, e, groups = int(block[1]), int(block.split("_")[1][1:]), 2 if block.endswith("g2") else 1
+                hidden = cin * e
+                specs += [LayerSpec(f"{name}.expand", "conv", cin // groups, hidden, 1, 1, h),
+                          LayerSpec(f"{name}.dw", "dwconv", hidden, hidden, k, stride, h)]
+                specs.append(LayerSpec(f"{name}.project", "conv", hidden // groups, cout, 1, 1, specs[-1].h_out))
+            h = (h + stride - 1) // stride
+            cin = cout
+        specs += [LayerSpec("head", "conv", cin, FBNET_HEAD, 1, 1, h),
+                  LayerSpec("classifier", "linear", FBNET_HEAD, self.num_classes)]
+        return specs
+
+    def profile_shapes(self, *, quick: bool = False) -> list[LayerSpec]:
+        shapes: set[LayerSpec] = set()
+        for block in FBNET_BLOCKS:
+            shapes |= {s.shape_only() for s in self.layers({f"layer{i}": block for i in range(len(FBNET_LAYERS))})}
+        return sorted(shapes, key=lambda s: (s.op, s.h_in, s.cin, s.cout, s.kernel, s.stride))
