@@ -213,7 +213,7 @@ def ort_profile(args) -> None:
     for i, n in enumerate(models):
         lines.append(f"| {n} | {real_measured[n]:.3g} | " + " | ".join(f"{v[i]:.3g}" for v in real_rows.values()) + " |")
     lines += ["", f"The profile's own choice (cross-validated on its networks): `{profile.predictor}`. Target (issue 3): at least "
-              "90% within +-10%. Not reached.", ""]
+              "90% within +-10%. Not reached.", "", ""]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
