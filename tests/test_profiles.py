@@ -181,3 +181,17 @@ def test_a_profile_from_a_visibly_different_machine_is_not_measured_here():
     other_cpu = copy.deepcopy(here)
     other_cpu["metadata"]["device"] = "Cortex-A72"
     assert "Cortex-A72" in Profile.from_dict(other_cpu).machine_mismatch()
+
+
+def test_unaligned_depthwise_channel_counts_are_their_own_class():
+    """ONNX Runtime runs depthwise convs with channels not a multiple of 4 on a slower kernel: the table
+    keeps them apart when it measured them, and falls back to the aligned entries when it did not."""
+    dw = [dict(op="dwconv", cin=c, cout=c, kernel=3, stride=1, h_in=7, precision="fp32", latency_ms=ms)
+          for c, ms in ((64, 0.01), (128, 0.02), (66, 0.1), (130, 0.2))]
+    base = _table_profile()
+    pred = create_predictor(Profile.from_dict({**base, "layers": base["layers"] + dw}))
+    aligned, unaligned = LayerSpec("a", "dwconv", 96, 96, 3, 1, 7), LayerSpec("u", "dwconv", 98, 98, 3, 1, 7)
+    assert pred.predict([aligned]).total_ms == pytest.approx(0.1 + 0.015)
+    assert pred.predict([unaligned]).total_ms == pytest.approx(0.1 + 0.1 + 0.1 * 32 / 64)
+    only_aligned = create_predictor(Profile.from_dict({**base, "layers": base["layers"] + dw[:2]}))
+    assert only_aligned.predict([unaligned]).total_ms == pytest.approx(0.1 + 0.01 + 0.01 * 34 / 64)
