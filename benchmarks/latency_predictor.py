@@ -190,7 +190,8 @@ def ort_profile(args) -> None:
         f"{data['kernel_sweep']['rounds'][-1]['cv_median_error']:.1%}.",
         "",
         f"{args.networks} held-out networks of the quickstart space (random architecture, pruning and per-layer "
-        "bits; exported as `nasq best` exports them), measured end to end in one interleaved run "
+        "bits for a third, all float for a third, all 8-bit for a third; exported as `nasq best` exports them), "
+        "measured end to end in one interleaved run "
         f"(median of {args.repetitions} runs each, each run the last of 3 back to back):",
         "",
         "| predictor | within +-10% | within +-20% | median error | p90 error | Spearman |",

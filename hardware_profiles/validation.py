@@ -18,7 +18,16 @@ import numpy as np
 
 
 def sample_candidates(space, n: int, seed: int) -> list[dict]:
-    return [space.sample(seed=seed * 100_003 + i) for i in range(n)]
+    """Random architectures with random pruning; a third keep random per-layer bit-widths, a third are
+    all float and a third all 8-bit: the uniform networks are what `nasq best` compares every result
+    with (and what searches start from), so the predictor must be right on them too."""
+    from nasq.spaces.base import with_uniform_bits
+
+    out = []
+    for i in range(n):
+        cand = space.sample(seed=seed * 100_003 + i)
+        out.append(cand if i % 3 == 0 else with_uniform_bits(cand, 32 if i % 3 == 1 else 8))
+    return out
 
 
 def build_untrained(space, candidate: dict, seed: int):
@@ -219,7 +228,8 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
             break
     data = dict(profile.data)
     data["validation"] = {"predictor": profile.predictor, **summaries[profile.predictor],
-                          "what": f"{networks} new random space samples (random pruning and precisions), "
+                          "what": f"{networks} new random space samples (random pruning; a third each with random per-layer "
+                                  "bits, all float, all 8-bit), "
                                   f"measured end to end, {repetitions} interleaved runs each",
                           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if topologies:
