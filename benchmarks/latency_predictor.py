@@ -219,7 +219,7 @@ def ort_profile(args) -> None:
     lines += ["", f"The profile's own choice (cross-validated on its networks): `{profile.predictor}`. Target (issue 3): at "
               f"least 90% within +-10%: {'reached' if chosen['within_10pct'] >= 0.9 else 'not reached'} on the space's "
               f"held-out networks ({chosen['within_10pct']:.0%}) by a profile built in {profile_s:.0f} s; "
-              f"{'reached' if real_best['within_10pct'] >= 0.9 else 'not reached'} on real topologies (best: "
+              f"{'reached' if real_best['within_10pct'] >= 0.9 else 'not reached'} on real topologies (lowest median error: "
               f"`{real_chosen}`, {real_best['within_10pct']:.0%}).", "", ""]
     text = "\n".join(lines)
     print(text)
