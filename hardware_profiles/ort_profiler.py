@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nasq.hardware_profiles import PROFILERS
+from nasq.hardware_profiles.predictors import linear_ms
 from nasq.hardware_profiles.profile import cpu_flags, cpu_model
 from nasq.hardware_profiles.profiler import ProfilerBackend
 from nasq.spaces.base import LayerSpec
@@ -48,12 +49,11 @@ def _layer_graph(spec: LayerSpec, batch: int, rng: np.random.Generator):
         node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="layer", group=groups,
                                 kernel_shape=[spec.kernel] * 2, strides=[spec.stride] * 2, pads=[pad] * 4)
     b = (rng.standard_normal(spec.cout) * 0.1).astype(np.float32)
-    nodes, consts = [node], [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
     graph = helper.make_graph(
-        nodes, "layer",
+        [node], "layer",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
-        consts,
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     return model, {"x": rng.standard_normal(x_shape).astype(np.float32)}
@@ -131,7 +131,7 @@ def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
     from onnx import TensorProto, helper, numpy_helper
 
     shape = [1, channels, height, height]
-    inputs = ["x"] * n_inputs if op not in ("Concat",) else ["x", "x"]
+    inputs = ["x"] * n_inputs
     inits = []
     if op == "BatchNormalization":
         inits = [numpy_helper.from_array(np.full(channels, v, np.float32), n)
@@ -217,16 +217,15 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         log(f"boundaries: quantize {boundary['quantize']['per_melement_ms']:.3f} ms/Melement, "
             f"dequantize {boundary['dequantize']['per_melement_ms']:.3f} ms/Melement")
 
-        edge_ms = self._edge_cost(boundary)
         layers = []
         with tempfile.TemporaryDirectory() as tmp:
             for i, spec in enumerate(shapes):
-                layers += self._measure_layer(spec, rng, Path(tmp), overhead_ms, edge_ms, reps)
+                layers += self._measure_layer(spec, rng, Path(tmp), overhead_ms, boundary, reps)
                 if (i + 1) % 25 == 0 or i + 1 == len(shapes):
                     log(f"measured {i + 1}/{len(shapes)} layer shapes ({time.time() - start:.0f} s)")
             elementwise = self._elementwise(probe, overhead_ms, reps)
             op_costs = self._op_costs(overhead_ms, reps)
-            kernel_model, sweep = self._kernel_sweep(layers, rng, Path(tmp), overhead_ms, edge_ms, reps, quick, log)
+            kernel_model, sweep = self._kernel_sweep(layers, rng, Path(tmp), overhead_ms, boundary, reps, quick, log)
 
         data = {
             "schema_version": 1,
@@ -266,15 +265,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
 
-    @staticmethod
-    def _edge_cost(boundary: dict) -> Callable[[str, int], float]:
-        def edge_ms(kind: str, numel: int) -> float:
-            b = boundary[kind]
-            return b["intercept_ms"] + b["per_melement_ms"] * numel / 1e6
-
-        return edge_ms
-
-    def _measure_layer(self, spec: LayerSpec, rng, tmp: Path, overhead_ms: float, edge_ms, reps: int) -> list[dict]:
+    def _measure_layer(self, spec: LayerSpec, rng, tmp: Path, overhead_ms: float, boundary: dict,
+                       reps: int) -> list[dict]:
         """fp32 and int8 QDQ latency of one layer shape, interleaved; int8 without its boundaries.
 
         Large layers get fewer repetitions (about half a second of runs each) and single timed runs
@@ -297,7 +289,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                                           else reps, warmup=2 if big else 5, burst=1 if big else 3)
         geometry = dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in)
         fp32_ms = max(t_fp32 - overhead_ms, 1e-4)
-        edges = edge_ms("quantize", spec.in_numel * self.batch_size) + edge_ms("dequantize", spec.out_numel * self.batch_size)
+        edges = (linear_ms(boundary["quantize"], spec.in_numel * self.batch_size)
+                 + linear_ms(boundary["dequantize"], spec.out_numel * self.batch_size))
         int8_ms = max(t_int8 - overhead_ms - edges, 1e-4)
         int8_kernel = next((k for k in ("QLinearConv", "QGemm", "MatMulIntegerToFloat", "QLinearMatMul")
                             if kernels.get(k)), "float fallback")
@@ -337,7 +330,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                          "measured": [{"work": w, "latency_ms": round(float(t), 6)} for w, t in zip(works, times)]}
         return costs
 
-    def _kernel_sweep(self, table_layers: list[dict], rng, tmp: Path, overhead_ms: float, edge_ms, reps: int,
+    def _kernel_sweep(self, table_layers: list[dict], rng, tmp: Path, overhead_ms: float, boundary: dict, reps: int,
                       quick: bool, log, target: float = 0.9) -> tuple[dict, dict]:
         """Random layers beyond the space's shapes, measured in rounds; after each round the per-kernel
         regressor is cross-validated, and the next round samples half around the worst-predicted layers
@@ -352,7 +345,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         swept = 0
         while True:
             for spec in pending:
-                entries += self._measure_layer(spec, rng, tmp, overhead_ms, edge_ms, reps)
+                entries += self._measure_layer(spec, rng, tmp, overhead_ms, boundary, reps)
             swept += len(pending)
             specs = [LayerSpec("", e["op"], e["cin"], e["cout"], e["kernel"], e["stride"], e["h_in"]) for e in entries]
             precisions = [e["precision"] for e in entries]
@@ -369,13 +362,13 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             pending = [perturb(rng, specs[i]) for i in picks] + random_layers(rng, round_size - round_size // 2)
         model = fit_kernel_model(specs, precisions, [e["latency_ms"] for e in entries], seed=self.seed)
         sweep = {"rounds": rounds, "target_within_10pct": target, "budget_seconds": budget_s,
-                 "layers": [e for e in entries[len(table_layers):]]}
+                 "layers": entries[len(table_layers):]}
         return model, sweep
 
     def _calibrate_and_select(self, data: dict, space_name: str, n: int, reps: int, log, folds: int = 5) -> None:
-        """Measure 2n whole networks; score the plain table and the end-to-end calibration on all of them
-        (the calibration out of fold, by k-fold cross-validation), keep the predictor with the lower median
-        error, and fit the final calibration on all 2n."""
+        """Measure 2n whole networks; score the table, the end-to-end calibration (out of fold, by k-fold
+        cross-validation) and the per-kernel regressor on all of them, keep the predictor with the lowest
+        median error, and fit the final calibration on all 2n."""
         from nasq.hardware_profiles.predictors import (
             KernelRegressorPredictor, TablePredictor, apply_calibration, fit_calibration,
         )
@@ -410,6 +403,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         data["predictor_selection"] = {"chosen": chosen, "method": f"{folds}-fold cross-validation on "
                                        f"{len(networks)} measured networks", "scores": summaries}
         data["validation"] = {"predictor": chosen, **summaries[chosen], "what": f"{len(networks)} random space "
-                              "samples (random pruning and precisions) measured end to end at profiling time; "
+                              "samples (random pruning; a third each with random per-layer bits, all float, all "
+                              "8-bit) measured end to end at profiling time; "
                               f"the calibration scored out of fold ({folds}-fold)", "date": data["metadata"]["date"]}
         log(f"chose predictor '{chosen}'")

@@ -58,6 +58,11 @@ class LatencyPredictor(ABC):
         return self.predict(space.layers(candidate))
 
 
+def linear_ms(cost: dict, amount: float, per: str = "per_melement_ms") -> float:
+    """A measured linear cost (``intercept_ms`` plus ``per`` for each million units of ``amount``)."""
+    return cost["intercept_ms"] + cost[per] * amount / 1e6
+
+
 def _require(profile: Profile, key: str, typ: type) -> object:
     value = profile.data.get(key)
     if not isinstance(value, typ):
@@ -150,8 +155,7 @@ class TablePredictor(LatencyPredictor):
         return "int8" if self.profile.runs_int8(layer.w_bits, layer.a_bits) else "fp32"
 
     def boundary_ms(self, kind: str, numel: int) -> float:
-        b = self.boundary[kind]
-        return b["intercept_ms"] + b["per_melement_ms"] * numel / 1e6
+        return linear_ms(self.boundary[kind], numel)
 
     def layer_ms(self, layer: LayerSpec, precision: str, notes: list[str]) -> float:
         key = (layer.op, layer.kernel, layer.stride, layer.h_in, precision, _aligned(layer.op, layer.cin))

@@ -40,6 +40,7 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
     The predictor is ``predictor``, else the profile's ``onnx_predictor`` (chosen by validation on real
     topologies), else its main predictor (chosen on networks of its space)."""
     from nasq.hardware_profiles import PREDICTORS
+    from nasq.hardware_profiles.predictors import linear_ms
     from nasq.onnx_graph import graph_layers
 
     name = predictor or profile.data.get("onnx_predictor") or profile.predictor
@@ -64,7 +65,7 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
         entry["count"] += 1
         if op.kind == "memory" and op.op_type in op_costs:
             c = op_costs[op.op_type]
-            ms = c["intercept_ms"] + c["per_mwork_ms"] * op.work / 1e6
+            ms = linear_ms(c, op.work, per="per_mwork_ms")
             entry["ms"] += ms
             memory_ms += ms
             entry["priced_as"] = f"its own measured cost ({c['work']})"
@@ -72,7 +73,7 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
             if rate is None:
                 entry["priced_as"] = "not modeled by this target (an accelerator model of conv/linear layers): 0 ms"
                 continue
-            ms = rate["intercept_ms"] + rate["per_melement_ms"] * op.elements / 1e6
+            ms = linear_ms(rate, op.elements)
             entry["ms"] += ms
             memory_ms += ms
             entry["priced_as"] = how
