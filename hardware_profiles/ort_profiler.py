@@ -25,6 +25,7 @@ from nasq.hardware_profiles import PROFILERS
 from nasq.hardware_profiles.predictors import linear_ms
 from nasq.hardware_profiles.profile import cpu_flags, cpu_model
 from nasq.hardware_profiles.profiler import ProfilerBackend
+from nasq.hardware_profiles.validation import calibrate_and_select
 from nasq.spaces.base import LayerSpec
 
 OPSET = 17
@@ -154,6 +155,28 @@ def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
     return model, feed, work
 
 
+def _qlinear_add_graph(channels: int, height: int):
+    """A residual add between int8 layers as ORT runs it: DequantizeLinear on both inputs, Add,
+    QuantizeLinear, which ORT fuses into one QLinearAdd; returns (model, feed, work)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = [1, height, height, channels]
+    nodes = [helper.make_node("DequantizeLinear", ["a", "s", "z"], ["fa"]),
+             helper.make_node("DequantizeLinear", ["b", "s", "z"], ["fb"]),
+             helper.make_node("Add", ["fa", "fb"], ["sum"]),
+             helper.make_node("QuantizeLinear", ["sum", "s2", "z"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "qlinear_add",
+        [helper.make_tensor_value_info(n, TensorProto.UINT8, shape) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)],
+        [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0.1, np.float32), "s2"),
+         numpy_helper.from_array(np.array(128, np.uint8), "z")],
+    )
+    rng = np.random.default_rng(0)
+    feed = {n: rng.integers(0, 256, shape, dtype=np.uint8) for n in ("a", "b")}
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), feed, 2 * channels * height * height
+
+
 def _identity_graph():
     from onnx import TensorProto, helper
 
@@ -261,9 +284,19 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         }
         n_networks = self.networks if self.networks is not None else (12 if quick else 40)
         if n_networks:
-            self._calibrate_and_select(data, space, n_networks, reps, log)
+            calibrate_and_select(self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log)
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
+
+    def measure_models(self, models, feeds, *, repetitions: int) -> list[float]:
+        from nasq.ort import session, time_interleaved
+
+        runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
+        return time_interleaved(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10)
+
+    @classmethod
+    def for_profile(cls, metadata: dict) -> "OnnxRuntimeProfiler":
+        return cls(threads=int(metadata.get("threads", 1)), batch_size=int(metadata.get("batch_size", 1)))
 
     def _measure_layer(self, spec: LayerSpec, rng, tmp: Path, overhead_ms: float, boundary: dict,
                        reps: int) -> list[dict]:
@@ -311,15 +344,17 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 "measured_on": "Add of two float tensors; elements read + written"}
 
     def _op_costs(self, overhead_ms: float, reps: int) -> dict:
-        """Per-op cost of the ops in OP_PROBES as a linear function of their work (pools: output
-        elements x window; others: input elements), each timed at 5 sizes, interleaved."""
+        """Per-op cost of the ops in OP_PROBES, and of the int8 residual add (QLinearAdd), as a linear
+        function of their work (pools: output elements x window; others: input elements), each timed at
+        5 sizes, interleaved."""
         from nasq.ort import session, time_interleaved
 
         costs = {}
-        for op, attrs, n_inputs in OP_PROBES:
+        for op, attrs, n_inputs in OP_PROBES + (("QLinearAdd", {}, 2),):
             runs, works = [], []
             for channels, height in OP_PROBE_SIZES:
-                model, feed, work = _op_graph(op, attrs, n_inputs, channels, height)
+                model, feed, work = (_qlinear_add_graph(channels, height) if op == "QLinearAdd"
+                                     else _op_graph(op, attrs, n_inputs, channels, height))
                 runs.append((session(model.SerializeToString(), threads=self.threads), feed))
                 works.append(work)
             times = np.array(time_interleaved(runs, repetitions=max(10, reps // 2))) - overhead_ms
@@ -364,46 +399,3 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         sweep = {"rounds": rounds, "target_within_10pct": target, "budget_seconds": budget_s,
                  "layers": entries[len(table_layers):]}
         return model, sweep
-
-    def _calibrate_and_select(self, data: dict, space_name: str, n: int, reps: int, log, folds: int = 5) -> None:
-        """Measure 2n whole networks; score the table, the end-to-end calibration (out of fold, by k-fold
-        cross-validation) and the per-kernel regressor on all of them, keep the predictor with the lowest
-        median error, and fit the final calibration on all 2n."""
-        from nasq.hardware_profiles.predictors import (
-            KernelRegressorPredictor, TablePredictor, apply_calibration, fit_calibration,
-        )
-        from nasq.hardware_profiles.profile import Profile
-        from nasq.hardware_profiles.validation import error_summary, format_summary, measure_networks, sample_candidates
-        from nasq.spaces import create_space
-
-        space = create_space(space_name)
-        networks = sample_candidates(space, 2 * n, seed=2 * self.seed + 1)
-        log(f"measuring {2 * n} whole networks for calibration and predictor choice ({folds}-fold)")
-        profile = Profile.from_dict(data, "profile being measured")
-        measured = measure_networks(space, networks, profile, repetitions=max(reps, 50), seed=self.seed, log=log)
-        table = TablePredictor(profile)
-        parts = [table.predict(space.layers(c)) for c in networks]
-        out_of_fold = [0.0] * len(networks)
-        for fold in range(folds):
-            test = set(range(fold, len(networks), folds))
-            cal = fit_calibration([p for i, p in enumerate(parts) if i not in test],
-                                  [m for i, m in enumerate(measured) if i not in test])
-            for i in test:
-                out_of_fold[i] = apply_calibration(cal, parts[i])
-        regressor = KernelRegressorPredictor(profile)
-        summaries = {"table": error_summary([p.total_ms for p in parts], measured),
-                     "calibrated": error_summary(out_of_fold, measured),
-                     "kernel-regressor": error_summary([regressor.predict(space.layers(c)).total_ms for c in networks],
-                                                       measured)}
-        for pred_name, summary in summaries.items():
-            log(f"{pred_name}: {format_summary(summary)}")
-        data["calibration"] = fit_calibration(parts, measured)
-        chosen = min(summaries, key=lambda k: (summaries[k]["median_error"], -summaries[k]["within_10pct"]))
-        data["predictor"] = chosen
-        data["predictor_selection"] = {"chosen": chosen, "method": f"{folds}-fold cross-validation on "
-                                       f"{len(networks)} measured networks", "scores": summaries}
-        data["validation"] = {"predictor": chosen, **summaries[chosen], "what": f"{len(networks)} random space "
-                              "samples (random pruning; a third each with random per-layer bits, all float, all "
-                              "8-bit) measured end to end at profiling time; "
-                              f"the calibration scored out of fold ({folds}-fold)", "date": data["metadata"]["date"]}
-        log(f"chose predictor '{chosen}'")

@@ -148,7 +148,7 @@ class TablePredictor(LatencyPredictor):
             self.kernel_model = KernelModel(profile.data["kernel_model"])
         self._groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
         for e in profile.data["layers"]:
-            key = (e["op"], e["kernel"], e["stride"], e["h_in"], e["precision"], _aligned(e["op"], e["cin"]))
+            key = (e["op"], e["kernel"], e["stride"], e["h_in"], e["precision"], _alignment(e["op"], e["precision"], e["cin"]))
             self._groups[key][(e["cin"], e["cout"])] = float(e["latency_ms"])
 
     def precision(self, layer: LayerSpec) -> str:
@@ -158,16 +158,17 @@ class TablePredictor(LatencyPredictor):
         return linear_ms(self.boundary[kind], numel)
 
     def layer_ms(self, layer: LayerSpec, precision: str, notes: list[str]) -> float:
-        key = (layer.op, layer.kernel, layer.stride, layer.h_in, precision, _aligned(layer.op, layer.cin))
+        key = (layer.op, layer.kernel, layer.stride, layer.h_in, precision, _alignment(layer.op, precision, layer.cin))
         table = self._groups.get(key)
-        if table is None and not key[5]:  # profiles from before the unaligned class: the aligned entries
-            table = self._groups.get(key[:5] + (True,))
+        if table is None:  # a class the profile did not measure: the nearest better-aligned one
+            table = next((self._groups[k] for k in sorted(g for g in self._groups if g[:5] == key[:5] and g[5] > key[5])),
+                         None)
         if table is None and self.kernel_model is not None:
             notes.append(f"{layer.name}: no {layer.op} k{layer.kernel} s{layer.stride} h{layer.h_in} {precision} "
                          "in the table; priced by the per-kernel regressor")
             return self.kernel_model.predict_ms(layer, precision)
         if table is None:
-            same_op = [k for k in self._groups if k[0] == layer.op and k[4] == precision and k[5]]
+            same_op = [k for k in self._groups if k[0] == layer.op and k[4] == precision]
             if not same_op:
                 raise NasqError(f"target '{self.profile.name}' cannot price op '{layer.op}' in {precision}")
             key = min(same_op, key=lambda k: (abs(math.log(max(k[3], 1) / max(layer.h_in, 1))), k[1] != layer.kernel,
@@ -179,27 +180,71 @@ class TablePredictor(LatencyPredictor):
             return _interpolate(table, proxy, notes) * layer.macs / max(proxy.macs, 1)
         return _interpolate(table, layer, notes)
 
+    def op_ms(self, op: str, work: int) -> float:
+        """A measured op outside the layer table (``op_costs``), else memory traffic at the elementwise
+        rate, else free (profiles from before these were measured)."""
+        costs = self.profile.data.get("op_costs", {})
+        if op in costs:
+            return linear_ms(costs[op], work, "per_mwork_ms")
+        if "elementwise" in self.profile.data:
+            return linear_ms(self.profile.data["elementwise"], 1.5 * work)
+        return 0.0
+
     def predict(self, layers: Sequence[LayerSpec]) -> Prediction:
+        """Layers in order, with a boundary wherever the precision changes and the ops between layers as
+        an ONNX Runtime export runs them: a global average pool in float (the quantizer leaves it out),
+        a residual add as one int8 kernel when its inputs and its consumer are int8, else in float
+        (fused into the conv before it when that conv is float)."""
         pred = Prediction(total_ms=0.0, overhead_ms=self.overhead_ms)
         parts: dict[str, float] = defaultdict(float)
+        precisions = [self.precision(layer) for layer in layers]
+        inputs: list[str] = []  # the precision each layer's input arrives in
         previous = "fp32"  # the network's input is float
-        for layer in layers:
-            precision = self.precision(layer)
+
+        def boundary(kind: str, numel: int) -> float:
+            parts["transitions"] += 1
+            return self.boundary_ms(kind, numel)
+
+        for i, layer in enumerate(layers):
+            precision = precisions[i]
+            extra = 0.0
+            if layer.op == "linear" and i and layers[i - 1].op != "linear" and layers[i - 1].h_out > 1:
+                pooled = layers[i - 1].out_numel
+                if previous == "int8":
+                    pred.boundary_ms += boundary("dequantize", pooled)
+                extra += self.op_ms("GlobalAveragePool", pooled)
+                previous = "fp32"
+            inputs.append(previous)
             if precision != previous:
-                kind = "quantize" if precision == "int8" else "dequantize"
-                pred.boundary_ms += self.boundary_ms(kind, layer.in_numel)
-                parts["transitions"] += 1
+                pred.boundary_ms += boundary("quantize" if precision == "int8" else "dequantize", layer.in_numel)
             cost = self.layer_ms(layer, precision, pred.notes)
             parts[f"{precision}_{layer.op}_ms"] += cost
             if precision == "fp32" and layer.a_bits < 32 and "simulated_activation" in self.boundary:
                 simulated = self.boundary_ms("simulated_activation", layer.in_numel)
                 parts["simulated_activation_ms"] += simulated
                 cost += simulated
-            pred.layer_ms[layer.name] = cost
             previous = precision
+            if layer.residual and i - layer.residual + 1 >= 0:
+                skip = inputs[i - layer.residual + 1]
+                after = layers[i + 1] if i + 1 < len(layers) else None
+                consumer = precisions[i + 1] if after is not None and not (after.op == "linear" and layer.h_out > 1) else "fp32"
+                if precision == skip == consumer == "int8":
+                    add = self.op_ms("QLinearAdd", 2 * layer.out_numel)
+                elif precision == "fp32" and skip == "fp32":
+                    add = 0.0  # fused into the float conv before it
+                else:
+                    add = self.op_ms("Add", 2 * layer.out_numel)
+                    if skip == "int8":
+                        pred.boundary_ms += boundary("dequantize", layer.out_numel)
+                    if precision == "int8":
+                        pred.boundary_ms += boundary("dequantize", layer.out_numel)
+                    previous = "fp32"
+                parts["adds"] += add > 0
+                extra += add
+            parts["other_ops_ms"] += extra
+            pred.layer_ms[layer.name] = cost + extra
         if previous == "int8" and layers:
-            pred.boundary_ms += self.boundary_ms("dequantize", layers[-1].out_numel)
-            parts["transitions"] += 1
+            pred.boundary_ms += boundary("dequantize", layers[-1].out_numel)
         parts["boundary_ms"] = pred.boundary_ms
         parts["layers"] = len(layers)
         pred.components = dict(parts)
@@ -225,7 +270,7 @@ class KernelRegressorPredictor(TablePredictor):
 #: per-transition costs the isolated measurements cannot see (layout reorders, fusion, residual adds).
 CALIBRATION_FEATURES = (
     "fp32_conv_ms", "fp32_dwconv_ms", "fp32_linear_ms", "int8_conv_ms", "int8_dwconv_ms", "int8_linear_ms",
-    "boundary_ms", "simulated_activation_ms", "layers", "transitions",
+    "boundary_ms", "simulated_activation_ms", "other_ops_ms", "layers", "transitions", "adds",
 )
 
 
@@ -277,14 +322,19 @@ class CalibratedPredictor(TablePredictor):
         return pred
 
 
-#: ONNX Runtime runs depthwise convs whose channel count is not a multiple of this on a slower kernel
-#: (NCHW instead of NCHWc: 77 us instead of 7 us for 162 channels, 5x5, 4x4 pixels, on this project's Xeon)
-DW_ALIGNMENT = 4
+#: ONNX Runtime runs depthwise convs on kernels chosen by channel count: fp32 ones whose count is not a
+#: multiple of 4 on its NCHW path instead of NCHWc (77 us instead of 7 us for 162 channels, 5x5, 4x4
+#: pixels, on this project's Xeon); int8 ones fastest at multiples of 16, slower at other multiples of 8,
+#: slowest otherwise (5x5 at 14x14: 16 channels 16 us, 24 channels 27 us, 12 channels 31 us).
+DW_ALIGNMENT = {"fp32": (4,), "int8": (16, 8)}
 
 
-def _aligned(op: str, channels: int) -> bool:
-    """The table keeps depthwise convs with aligned and unaligned channel counts apart."""
-    return op != "dwconv" or channels % DW_ALIGNMENT == 0
+def _alignment(op: str, precision: str, channels: int) -> int:
+    """The table's alignment class of a layer: the largest of its precision's alignments that divides
+    its channel count (1 for none); every op other than depthwise conv is one class (0)."""
+    if op != "dwconv":
+        return 0
+    return next((a for a in DW_ALIGNMENT.get(precision, ()) if channels % a == 0), 1)
 
 
 def _interpolate(table: dict[tuple[int, int], float], layer: LayerSpec, notes: list[str]) -> float:

@@ -83,10 +83,12 @@ class Profile:
 
     def machine_mismatch(self) -> str | None:
         """How this machine visibly differs from the one the profile was measured on (not measured
-        with ONNX Runtime here at all, another CPU model, or other CPU flags that decide kernels:
-        AVX2, AVX-512, VNNI, AMX), or None when it does not."""
+        with ONNX Runtime or TVM here at all, on a remote device, another CPU model, or other CPU
+        flags that decide kernels: AVX2, AVX-512, VNNI, AMX), or None when it does not."""
         device, flags = self.metadata.get("device"), self.metadata.get("cpu_flags")
-        if self.metadata.get("runtime") != "onnxruntime":
+        if self.remote:
+            return f"a remote device measured through {self.metadata.get('measured_via')}"
+        if self.metadata.get("runtime") not in ("onnxruntime", "tvm"):
             return f"'{device}' ({self.metadata.get('runtime')}), not this machine"
         if device != cpu_model():
             return f"measured on '{device}', and this machine is '{cpu_model()}'"
@@ -94,8 +96,13 @@ class Profile:
             return f"measured with CPU flags {sorted(flags)}, and this machine has {sorted(cpu_flags())}"
         return None
 
+    @property
+    def remote(self) -> bool:
+        """Measured on another device through an RPC server or tracker (TVM)."""
+        return bool(self.metadata.get("rpc") or self.metadata.get("tracker"))
+
     def measured_here(self) -> bool:
-        """Whether the profile was measured with ONNX Runtime on a machine like this one."""
+        """Whether the profile was measured with ONNX Runtime or TVM on a machine like this one."""
         return self.machine_mismatch() is None
 
 

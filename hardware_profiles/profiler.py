@@ -5,6 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Callable, Sequence
 
+import numpy as np
+
+from nasq.errors import NasqError
 from nasq.spaces.base import LayerSpec
 
 
@@ -13,9 +16,22 @@ class ProfilerBackend(ABC):
 
     Contract: :meth:`profile` returns a dict that ``Profile.from_dict`` accepts and whose predictor
     can price every shape in ``shapes`` in every precision the target runs. Constructors take the
-    backend's options as keyword arguments and do no work.
+    backend's options as keyword arguments and do no work. Backends that run whole networks also
+    implement :meth:`measure_models` (what calibration and ``nasq profile validate`` measure with) and
+    :meth:`for_profile` (the same backend, options and device again, from a profile's metadata).
     """
 
     @abstractmethod
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
                 log: Callable[[str], None] = print) -> dict: ...
+
+    def measure_models(self, models: Sequence[bytes], feeds: Sequence[dict[str, np.ndarray]], *,
+                       repetitions: int) -> list[float]:
+        """Median end-to-end latency (ms) of each serialized ONNX model on its feed, all measured
+        round-robin so that the machine's noise hits them alike."""
+        raise NasqError(f"the {type(self).__name__} backend does not run whole networks")
+
+    @classmethod
+    def for_profile(cls, metadata: dict) -> "ProfilerBackend":
+        """The backend that measured a profile with this ``metadata``, set up to measure like it."""
+        raise NasqError(f"the {cls.__name__} backend cannot measure again")

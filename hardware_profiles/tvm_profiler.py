@@ -6,7 +6,9 @@ imported with TVM's Relax ONNX frontend, compiled, and timed with the VM's ``tim
 device; the per-call cost of an Identity graph is subtracted. TVM runs QDQ int8 as simulated
 quantization (no faster than float), so the profile is float only (``int8: false``); sub-8-bit
 activations are priced with the measured cost of their simulation chain, as on ONNX Runtime.
-The code is untuned (no meta-schedule): the profile describes what ``tvm.compile`` produces.
+The code is untuned (no meta-schedule): the profile describes what ``tvm.compile`` produces. Whole
+networks of the space, exported as for the target and compiled the same way, calibrate the table
+end to end and choose between the table and the calibrated predictor, as on ONNX Runtime.
 
 Example:
     >>> backend = TvmProfiler(rpc="192.168.1.20:9090")                                 # doctest: +SKIP
@@ -30,6 +32,7 @@ from nasq.hardware_profiles import PROFILERS
 from nasq.hardware_profiles.ort_profiler import _identity_graph, _layer_graph, _simulated_activation_graph
 from nasq.hardware_profiles.profile import cpu_flags, cpu_model
 from nasq.hardware_profiles.profiler import ProfilerBackend
+from nasq.hardware_profiles.validation import calibrate_and_select
 from nasq.spaces.base import LayerSpec
 
 
@@ -44,10 +47,13 @@ def _host_port(text: str, what: str) -> tuple[str, int]:
 class TvmProfiler(ProfilerBackend):
     """Options: ``target`` (a TVM target as a JSON dict, default ``{"kind": "llvm"}``), ``rpc``
     (``HOST:PORT`` of a ``tvm.rpc`` server) or ``tracker`` (``HOST:PORT``) with ``key``; neither means this
-    machine. ``repetitions``: timed repeats per layer (each at least 1 ms of back-to-back runs)."""
+    machine. ``repetitions``: timed repeats per layer (each at least 1 ms of back-to-back runs).
+    ``networks``: calibrate on 2x this many whole networks of the space, compiled and measured like the
+    layers (default 4 with ``quick``, else 12; 0: a table profile only)."""
 
     def __init__(self, *, target: str | dict | None = None, rpc: str | None = None, tracker: str | None = None,
-                 key: str | None = None, repetitions: int | None = None, seed: int = 0, timeout_s: int = 60) -> None:
+                 key: str | None = None, repetitions: int | None = None, seed: int = 0, timeout_s: int = 60,
+                 networks: int | None = None) -> None:
         if isinstance(target, str):
             try:
                 target = json.loads(target)
@@ -63,16 +69,21 @@ class TvmProfiler(ProfilerBackend):
         self.rpc = _host_port(rpc, "RPC server") if rpc else None
         self.tracker = _host_port(tracker, "RPC tracker") if tracker else None
         self.key, self.repetitions, self.seed, self.timeout_s = key, repetitions, seed, timeout_s
+        self.rpc_text, self.tracker_text = rpc, tracker
+        self.networks = networks  # whole networks compiled and measured for the calibration (2x this many)
 
     # --- where the code runs --------------------------------------------------------------------
 
     def _session(self):
-        """(remote session or None, device)."""
+        """(remote session or None, device); one session per backend object (an RPC server serves one
+        client at a time)."""
         import tvm
         from tvm import rpc
 
         if self.rpc is None and self.tracker is None:
             return None, tvm.cpu()
+        if getattr(self, "_remote", None) is not None:
+            return self._remote, self._remote.cpu()
         where = f"RPC server {self.rpc[0]}:{self.rpc[1]}" if self.rpc else f"RPC tracker {self.tracker[0]}:{self.tracker[1]}"
         try:
             if self.rpc:
@@ -82,26 +93,55 @@ class TvmProfiler(ProfilerBackend):
                                                                     session_timeout=self.timeout_s * 20)
         except Exception as exc:  # TVM raises InternalError/RuntimeError/TimeoutError for a dead target
             raise NasqError(f"{where} does not answer: {str(exc).splitlines()[0][:200]}") from None
+        self._remote = remote
         return remote, remote.cpu()
 
-    def _time(self, model, feed: np.ndarray, remote, dev, tmp: Path, reps: int) -> float:
-        """Median latency (ms) of one ONNX model compiled for the target and run on ``dev``."""
+    def _load(self, model, shapes: dict[str, list[int]] | None, remote, dev, tmp: Path):
+        """One ONNX model compiled for the target and loaded on ``dev``, as a Relax VM."""
         import tvm
         from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
 
-        mod = from_onnx(model, keep_params_in_input=False)
+        mod = from_onnx(model, shape_dict=shapes, keep_params_in_input=False)
         ex = tvm.compile(mod, target=tvm.target.Target(self.target))
         if remote is not None:
             self._uploads = getattr(self, "_uploads", 0) + 1  # a fresh name: the server caches loaded files
-            path = tmp / f"layer{self._uploads}.so"
+            path = tmp / f"model{self._uploads}.so"
             ex.export_library(str(path))
             remote.upload(str(path))
             ex = remote.load_module(path.name)
-        vm = relax.VirtualMachine(ex, dev)
-        x = tvm.runtime.tensor(feed, dev)
+        return relax.VirtualMachine(ex, dev)
+
+    def _time(self, model, feed: np.ndarray, remote, dev, tmp: Path, reps: int) -> float:
+        """Median latency (ms) of one ONNX model compiled for the target and run on ``dev``."""
+        import tvm
+
+        vm = self._load(model, None, remote, dev, tmp)
         timer = vm.time_evaluator("main", dev, number=1, repeat=reps, min_repeat_ms=1)
-        return float(np.median(timer(x).results)) * 1e3
+        return float(np.median(timer(tvm.runtime.tensor(feed, dev)).results)) * 1e3
+
+    def measure_models(self, models, feeds, *, repetitions: int) -> list[float]:
+        """Whole networks compiled for the target; each turn of the round-robin times 3 runs back to back."""
+        import onnx
+        import tvm
+
+        remote, dev = self._session()
+        timers = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for model, feed in zip(models, feeds):
+                (name, x), = feed.items()
+                vm = self._load(onnx.load_from_string(model), {name: list(x.shape)}, remote, dev, Path(tmp))
+                timers.append((vm.time_evaluator("main", dev, number=3, repeat=1), tvm.runtime.tensor(x, dev)))
+            samples: list[list[float]] = [[] for _ in timers]
+            for _ in range(repetitions):
+                for i, (timer, x) in enumerate(timers):
+                    samples[i].append(timer(x).mean * 1e3)
+        return [float(np.median(s)) for s in samples]
+
+    @classmethod
+    def for_profile(cls, metadata: dict) -> "TvmProfiler":
+        return cls(target=metadata.get("target"), rpc=metadata.get("rpc"), tracker=metadata.get("tracker"),
+                   key=metadata.get("key"))
 
     # --- the profile ----------------------------------------------------------------------------
 
@@ -139,7 +179,7 @@ class TvmProfiler(ProfilerBackend):
         where = (f"tvm.rpc server {self.rpc[0]}:{self.rpc[1]}" if self.rpc else
                  f"tvm.rpc tracker {self.tracker[0]}:{self.tracker[1]} key {self.key}" if self.tracker else "local")
         local = remote is None or (self.rpc is not None and self.rpc[0] in ("127.0.0.1", "localhost"))
-        return {
+        data = {
             "schema_version": 1, "name": name, "predictor": "table",
             "description": f"TVM {tvm.__version__} {json.dumps(self.target)} (untuned), float, measured {where}",
             "int8": False,
@@ -149,10 +189,15 @@ class TvmProfiler(ProfilerBackend):
                 "target": self.target, "measured_via": where, "threads": "TVM default (all cores)" if remote is None else "remote default",
                 "batch_size": 1, "repetitions": reps, "statistic": "median of time_evaluator repeats (>= 1 ms each), "
                 "per-call overhead subtracted", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "rpc": self.rpc_text, "tracker": self.tracker_text, "key": self.key,
                 "space": space, "quick": quick, "nasq_version": __version__,
-                "profiling_seconds": round(time.time() - start, 1),
             },
             "overhead_ms": round(overhead_ms, 6),
             "simulated_activation": {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0)},
             "layers": layers,
         }
+        n_networks = self.networks if self.networks is not None else (4 if quick else 12)
+        if n_networks:
+            calibrate_and_select(self, data, space, n_networks, repetitions=reps, seed=self.seed, log=log)
+        data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
+        return data

@@ -64,26 +64,107 @@ def _recalibrate_batchnorm(model, x) -> None:
     model.eval()
 
 
-def measure_networks(space, candidates: Sequence[dict], profile, *, repetitions: int, seed: int = 0,
-                     log: Callable[[str], None] = print) -> list[float]:
-    """Median end-to-end latency (ms) of each candidate as exported for ``profile``'s target."""
-    from nasq.export import EXPORTERS
-    from nasq.ort import session, time_interleaved
+def backend_for(profile):
+    """The profiler backend that measured ``profile``, set up to measure whole networks like it did."""
+    from nasq.errors import NasqError
+    from nasq.hardware_profiles import PROFILERS
 
-    threads = int(profile.metadata.get("threads", 1))
+    runtime = profile.metadata.get("runtime")
+    if runtime not in PROFILERS.names():
+        raise NasqError(f"target '{profile.name}' comes from {runtime!r}, not from a backend that runs networks "
+                        f"({', '.join(n for n in PROFILERS.names() if n in ('onnxruntime', 'tvm'))}); "
+                        "there is nothing to measure it against")
+    return PROFILERS.get(runtime).for_profile(profile.metadata)
+
+
+def measure_networks(space, candidates: Sequence[dict], profile, *, repetitions: int, seed: int = 0,
+                     log: Callable[[str], None] = print, backend=None) -> list[float]:
+    """Median end-to-end latency (ms) of each candidate as exported for ``profile``'s target, measured
+    by ``backend`` (default: the backend that measured the profile)."""
+    from nasq.export import EXPORTERS
+
+    backend = backend or backend_for(profile)
     batch = int(profile.metadata.get("batch_size", 1))
     exporter = EXPORTERS.create("onnx")
-    runs = []
+    models, feeds = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, cand in enumerate(candidates):
             model, x = build_untrained(space, cand, seed + i)
             bits = {l.name: (l.w_bits, l.a_bits) for l in space.layers(cand)}
             path = Path(tmp) / f"net{i}.onnx"
             exporter.export(model, bits, profile, x, path)
-            runs.append((session(path, threads=threads), {"input": x[:batch]}))
+            models.append(path.read_bytes())
+            feeds.append({"input": x[:batch]})
             if (i + 1) % 10 == 0 or i + 1 == len(candidates):
                 log(f"exported {i + 1}/{len(candidates)} networks")
-        return time_interleaved(runs, repetitions=repetitions, warmup=10)
+    return backend.measure_models(models, feeds, repetitions=repetitions)
+
+
+def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetitions: int, seed: int = 0,
+                       log: Callable[[str], None] = print, backend=None, anchors: int = 12):
+    """Measure ``candidates`` and, in the same interleaved run, up to ``anchors`` of the networks the
+    profile was calibrated on. Returns (latencies of the candidates, drift): drift is None for a profile
+    without stored calibration measurements, else how much slower (>1) or faster the machine runs those
+    networks now than at profiling time (median ratio, and its range). Every prediction's error moves
+    by that much; the ratio separates the predictor's error from the machine's."""
+    selection = profile.data.get("predictor_selection", {})
+    then = selection.get("measured_ms") or []
+    again = sample_candidates(space, len(then), seed=selection["networks_seed"])[:anchors] if then else []
+    measured = measure_networks(space, list(candidates) + again, profile, repetitions=repetitions, seed=seed,
+                                log=log, backend=backend)
+    if not again:
+        return measured, None
+    ratios = [now / before for now, before in zip(measured[len(candidates):], then)]
+    drift = {"networks": len(ratios), "median_ratio": round(statistics.median(ratios), 4),
+             "min_ratio": round(min(ratios), 4), "max_ratio": round(max(ratios), 4)}
+    return measured[: len(candidates)], drift
+
+
+def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repetitions: int, seed: int,
+                         log: Callable[[str], None] = print, folds: int = 5) -> None:
+    """Measure 2n whole networks with ``backend``; score the table, the end-to-end calibration (out of
+    fold, by k-fold cross-validation) and the per-kernel regressor (when the profile has one) on all of
+    them, keep the predictor with the lowest median error, and fit the final calibration on all 2n.
+    Stores ``calibration``, ``predictor``, ``predictor_selection`` and ``validation`` in ``data``."""
+    from nasq.hardware_profiles.predictors import (
+        KernelRegressorPredictor, TablePredictor, apply_calibration, fit_calibration,
+    )
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.spaces import create_space
+
+    space = create_space(space_name)
+    networks = sample_candidates(space, 2 * n, seed=2 * seed + 1)
+    log(f"measuring {2 * n} whole networks for calibration and predictor choice ({folds}-fold)")
+    profile = Profile.from_dict(data, "profile being measured")
+    measured = measure_networks(space, networks, profile, repetitions=repetitions, seed=seed, log=log, backend=backend)
+    table = TablePredictor(profile)
+    parts = [table.predict(space.layers(c)) for c in networks]
+    out_of_fold = [0.0] * len(networks)
+    for fold in range(folds):
+        test = set(range(fold, len(networks), folds))
+        cal = fit_calibration([p for i, p in enumerate(parts) if i not in test],
+                              [m for i, m in enumerate(measured) if i not in test])
+        for i in test:
+            out_of_fold[i] = apply_calibration(cal, parts[i])
+    summaries = {"table": error_summary([p.total_ms for p in parts], measured),
+                 "calibrated": error_summary(out_of_fold, measured)}
+    if "kernel_model" in data:
+        regressor = KernelRegressorPredictor(profile)
+        summaries["kernel-regressor"] = error_summary([regressor.predict(space.layers(c)).total_ms for c in networks],
+                                                      measured)
+    for pred_name, summary in summaries.items():
+        log(f"{pred_name}: {format_summary(summary)}")
+    data["calibration"] = fit_calibration(parts, measured)
+    chosen = min(summaries, key=lambda k: (summaries[k]["median_error"], -summaries[k]["within_10pct"]))
+    data["predictor"] = chosen
+    data["predictor_selection"] = {"chosen": chosen, "method": f"{folds}-fold cross-validation on "
+                                   f"{len(networks)} measured networks", "scores": summaries,
+                                   "networks_seed": 2 * seed + 1, "measured_ms": [round(m, 5) for m in measured]}
+    data["validation"] = {"predictor": chosen, **summaries[chosen], "what": f"{len(networks)} random space "
+                          "samples (random pruning; a third each with random per-layer bits, all float, all "
+                          "8-bit) measured end to end at profiling time; "
+                          f"the calibration scored out of fold ({folds}-fold)", "date": data["metadata"]["date"]}
+    log(f"chose predictor '{chosen}'")
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -146,26 +227,24 @@ def _input_of(model) -> tuple[str, list[int]]:
     return inp.name, [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
 
 
-def measure_models(models: dict[str, object], profile, *, repetitions: int) -> dict[str, float]:
-    """Median latency (ms) of ONNX models, interleaved, each run the last of 3 back to back (warm caches)."""
-    from nasq.ort import session, time_interleaved
-
-    threads = int(profile.metadata.get("threads", 1))
-    runs = []
+def measure_models(models: dict[str, object], profile, *, repetitions: int, backend=None) -> dict[str, float]:
+    """Median latency (ms) of ONNX models (ModelProtos), interleaved, on ``profile``'s backend."""
+    backend = backend or backend_for(profile)
+    feeds = []
     for model in models.values():
         name, shape = _input_of(model)
-        runs.append((session(model.SerializeToString(), threads=threads),
-                     {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}))
-    return dict(zip(models, time_interleaved(runs, repetitions=repetitions, warmup=2)))
+        feeds.append({name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)})
+    times = backend.measure_models([m.SerializeToString() for m in models.values()], feeds, repetitions=repetitions)
+    return dict(zip(models, times))
 
 
 def validate_real_topologies(profile, names: Sequence[str] = VALIDATION_TOPOLOGIES, *, repetitions: int = 10,
-                             log: Callable[[str], None] = print) -> dict:
+                             log: Callable[[str], None] = print, backend=None) -> dict:
     from nasq.predict import predict_model
 
     models = real_topology_models(profile, names, int8=[n for n in ("squeezenet", "resnet50") if n in names])
     log(f"measuring {len(models)} real topologies: {', '.join(models)}")
-    measured = measure_models(models, profile, repetitions=repetitions)
+    measured = measure_models(models, profile, repetitions=repetitions, backend=backend)
     candidates = [n for n in ("table", "calibrated", "kernel-regressor") if _loads_as(profile, n)] or [profile.predictor]
     scores, predicted = {}, {}
     for pred_name in candidates:
@@ -210,30 +289,37 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
     from nasq.spaces import create_space
 
     profile = Profile.load(Path(path))
-    if profile.metadata.get("runtime") != "onnxruntime":
-        raise NasqError(f"target '{profile.name}' is not measured with onnxruntime ({profile.metadata.get('runtime')}); "
-                        "there is nothing to measure it against here")
-    if not profile.measured_here():
+    backend = backend_for(profile)
+    if not profile.remote and not profile.measured_here():
         raise NasqError(f"target '{profile.name}' is {profile.machine_mismatch()}; validate it on that machine")
     space = create_space(profile.metadata.get("space", "mobilenet-mnist"))
     candidates = sample_candidates(space, networks, seed=10_000 + seed)  # never the profiling seeds
     log(f"validating '{profile.name}' ({profile.predictor} predictor) on {networks} new networks of '{space.name}'")
-    measured = measure_networks(space, candidates, profile, repetitions=repetitions, seed=seed, log=log)
-    summaries = {}
+    measured, drift = measure_with_drift(space, candidates, profile, repetitions=repetitions, seed=seed, log=log,
+                                         backend=backend)
+    summaries, predicted = {}, {}
     table_name = "table (isolated layers + boundaries + overhead)"
     for name, predictor in ((profile.predictor, create_predictor(profile)), (table_name, TablePredictor(profile))):
-        summaries[name] = error_summary([predictor.predict_candidate(space, c).total_ms for c in candidates], measured)
+        predicted[name] = [predictor.predict_candidate(space, c).total_ms for c in candidates]
+        summaries[name] = error_summary(predicted[name], measured)
         log(f"{name}: {format_summary(summaries[name])}")
         if profile.predictor == "table":
             break
     data = dict(profile.data)
-    data["validation"] = {"predictor": profile.predictor, **summaries[profile.predictor],
+    extra = {}
+    if drift is not None:
+        adjusted = error_summary([p * drift["median_ratio"] for p in predicted[profile.predictor]], measured)
+        log(f"drift: the profile's own networks run {drift['median_ratio']:.3f}x their profiling-time latency "
+            f"({drift['networks']} networks, {drift['min_ratio']:.3f}-{drift['max_ratio']:.3f}); with that "
+            f"divided out, {format_summary(adjusted)}")
+        extra = {"drift": drift, "drift_adjusted": adjusted}
+    data["validation"] = {"predictor": profile.predictor, **summaries[profile.predictor], **extra,
                           "what": f"{networks} new random space samples (random pruning; a third each with random per-layer "
                                   "bits, all float, all 8-bit), "
                                   f"measured end to end, {repetitions} interleaved runs each",
                           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if topologies:
-        real = validate_real_topologies(profile, topologies, log=log)
+        real = validate_real_topologies(profile, topologies, log=log, backend=backend)
         data["validation"]["real_topologies"] = real
         data["onnx_predictor"] = real["predictor"]  # what `nasq predict` uses for models outside the space
     write_json_atomic(Path(path), data)

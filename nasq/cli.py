@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="profile name (letters, digits, . _ -)")
     p.add_argument("--target", help="with validate: the profile to validate")
     p.add_argument("--networks", type=_non_negative_int,
-                   help="whole networks to measure (onnxruntime: calibrate on N and hold out N; validate: N)")
+                   help="whole networks to measure (onnxruntime, tvm: calibrate and choose the predictor on 2N, by "
+                        "cross-validation; validate: N)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed for the sampled networks")
     p.add_argument("--space", default="mobilenet-mnist", help="search space whose layer shapes to measure")
     p.add_argument("--quick", action="store_true", help="coarser grid, fewer repetitions (under 5 minutes)")
@@ -161,7 +162,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                    "networks": args.networks, "seed": args.seed}
     elif args.backend == "tvm":
         options = {"target": args.tvm_target, "rpc": args.rpc, "tracker": args.rpc_tracker, "key": args.rpc_key,
-                   "repetitions": args.repetitions, "seed": args.seed}
+                   "repetitions": args.repetitions, "seed": args.seed, "networks": args.networks}
     elif args.backend == "published-csv":
         refs = args.references if args.references in ("auto", "none") else args.references.split(",")
         options = {"csv": args.csv, "column": args.column, "arch_column": args.arch_column, "samples": args.samples,
@@ -226,10 +227,14 @@ def cmd_targets(args: argparse.Namespace) -> int:
         if validation:
             print(f"  last validation ({validation['predictor']} predictor, {validation['date']}): "
                   f"{format_summary(validation)}")
+            if validation.get("drift"):
+                d = validation["drift"]
+                print(f"  machine drift since profiling: {d['median_ratio']:.3f}x on {d['networks']} of its calibration "
+                      f"networks; with it divided out: {format_summary(validation['drift_adjusted'])}")
             if validation.get("real_topologies"):
                 print(f"  real topologies ({', '.join(validation['real_topologies']['models'])}): "
                       f"{format_summary(validation['real_topologies'])}")
-        elif prof.metadata.get("runtime") != "onnxruntime":
+        elif prof.metadata.get("runtime") not in ("onnxruntime", "tvm"):
             print("  last validation: none (an analytic model, nothing to measure here)")
         else:
             print("  last validation: none yet (nasq profile validate --target NAME)")

@@ -39,7 +39,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     from nasq.export import EXPORTERS
     from nasq.hardware_profiles import create_predictor
     from nasq.hardware_profiles.profile import Profile
-    from nasq.ort import session, time_interleaved
+    from nasq.hardware_profiles.validation import backend_for
     from nasq.search.driver import load_run
     from nasq.search.results import ResultsTable, select_best
     from nasq.spaces import create_space
@@ -91,20 +91,20 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 "executed_ops": info.executed_ops,
             }
             log(f"{plan}: test accuracy (ONNX Runtime) {results[plan]['test_accuracy_onnxruntime']:.3f}")
-        measured_here = profile.measured_here()
-        measurement: dict[str, Any] = {"measured": measured_here}
-        if measured_here:
-            threads = int(profile.metadata.get("threads", 1))
+        measurable = profile.measured_here() or profile.remote
+        measurement: dict[str, Any] = {"measured": measurable}
+        if measurable:  # on the target itself: this machine, or the remote device the profile was measured on
             batch = int(profile.metadata.get("batch_size", 1))
-            feed = {"input": data.test.x[:batch]}
             reps = cfg.best.measure_repetitions
             t0 = time.time()
-            medians = time_interleaved([(session(paths[p], threads=threads), feed) for p in MODEL_FILES],
-                                       repetitions=reps, warmup=20)
+            medians = backend_for(profile).measure_models([paths[p].read_bytes() for p in MODEL_FILES],
+                                                          [{"input": data.test.x[:batch]}] * len(MODEL_FILES),
+                                                          repetitions=reps)
             for plan, ms in zip(MODEL_FILES, medians):
                 results[plan]["measured_latency_ms"] = ms
-            measurement.update(repetitions=reps, threads=threads, batch_size=batch, statistic="median, interleaved",
-                               seconds=round(time.time() - t0, 1))
+            measurement.update(repetitions=reps, runtime=profile.metadata.get("runtime"),
+                               threads=profile.metadata.get("threads"), batch_size=batch,
+                               statistic="median, interleaved", seconds=round(time.time() - t0, 1))
         else:
             measurement["why_not"] = f"target '{target}' is {profile.machine_mismatch()}"
         for plan in MODEL_FILES:

@@ -37,6 +37,9 @@ class LayerSpec:
 
     ``op`` is ``conv`` (dense 2-D conv), ``dwconv`` (depthwise, groups == cin == cout) or
     ``linear``. ``h_in`` is the (square) input height; ``w_bits``/``a_bits`` are 2..8 or 32 (float).
+    ``residual`` > 0: the layer's output is added to the input of the layer ``residual - 1`` places
+    before it (a residual branch of that many layers ends here). A ``linear`` layer after a spatial one
+    reads its input through a global average pool.
     """
 
     name: str
@@ -48,6 +51,7 @@ class LayerSpec:
     h_in: int = 1
     w_bits: int = 32
     a_bits: int = 32
+    residual: int = 0
 
     @property
     def h_out(self) -> int:

@@ -88,24 +88,27 @@ class MobileNetMnistSpace(SearchSpace):
             specs.append(LayerSpec(f"{name}.expand", "conv", blk["cin"], hidden, 1, 1, h, **bits(f"{name}.expand")))
             dw = LayerSpec(f"{name}.dw", "dwconv", hidden, hidden, k, st, h, **bits(f"{name}.dw"))
             specs.append(dw)
-            specs.append(LayerSpec(f"{name}.project", "conv", hidden, blk["cout"], 1, 1, dw.h_out, **bits(f"{name}.project")))
+            residual = 3 if st == 1 and blk["cin"] == blk["cout"] else 0
+            specs.append(LayerSpec(f"{name}.project", "conv", hidden, blk["cout"], 1, 1, dw.h_out,
+                                   **bits(f"{name}.project"), residual=residual))
             cout = blk["cout"]
         specs.append(LayerSpec("classifier", "linear", cout, self.num_classes, **bits("classifier")))
         return specs
 
     def profile_shapes(self, *, quick: bool = False) -> list[LayerSpec]:
         max_hidden = STAGE_BASE_WIDTHS[-1] * EXPANSIONS[-1]
+        # depthwise channel counts in every alignment class the runtimes distinguish (see
+        # nasq.hardware_profiles.predictors.DW_ALIGNMENT): multiples of 16, other multiples of 8, other
+        # multiples of 4, and counts that are not multiples of 4
         if quick:
             pw_channels = [8, 48, 144, max_hidden]
-            dw_channels = [8, 64, max_hidden]
+            dw_channels = [8, 12, 64, 72, 140, max_hidden]
         else:
             pw_channels = [8, 16, 32, 48, 96, 144, 192, max_hidden]
-            dw_channels = [8, 16, 32, 64, 128, 192, max_hidden]
+            dw_channels = [8, 12, 16, 24, 32, 36, 64, 72, 108, 128, 136, 192, 200, 276, max_hidden]
         shapes = [LayerSpec("", "conv", 1, STEM_CHANNELS, 3, 2, 28)]
         for h in (14, 7, 4):
             shapes += [LayerSpec("", "conv", ci, co, 1, 1, h) for ci in pw_channels for co in pw_channels]
-        # pruning leaves channel counts that are not multiples of 4; ONNX Runtime runs such depthwise convs
-        # on another, up to 10x slower, kernel: measure them as their own class
         dw_unaligned = [10, 66, max_hidden - 2] if quick else [10, 18, 34, 66, 130, 194, max_hidden - 2]
         for k in KERNELS:
             for stride, h in ((1, 14), (2, 14), (1, 7), (2, 7), (1, 4)):

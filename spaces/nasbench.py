@@ -141,7 +141,8 @@ class FBNetSpace(_ArchitectureOnly):
                 hidden = cin * e
                 specs += [LayerSpec(f"{name}.expand", "conv", cin // groups, hidden, 1, 1, h),
                           LayerSpec(f"{name}.dw", "dwconv", hidden, hidden, k, stride, h)]
-                specs.append(LayerSpec(f"{name}.project", "conv", hidden // groups, cout, 1, 1, specs[-1].h_out))
+                specs.append(LayerSpec(f"{name}.project", "conv", hidden // groups, cout, 1, 1, specs[-1].h_out,
+                                       residual=3 if stride == 1 and cin == cout else 0))
             h = (h + stride - 1) // stride
             cin = cout
         specs += [LayerSpec("head", "conv", cin, FBNET_HEAD, 1, 1, h),

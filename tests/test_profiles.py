@@ -184,7 +184,7 @@ def test_a_profile_from_a_visibly_different_machine_is_not_measured_here():
 
 
 def test_unaligned_depthwise_channel_counts_are_their_own_class():
-    """ONNX Runtime runs depthwise convs with channels not a multiple of 4 on a slower kernel: the table
+    """ONNX Runtime runs fp32 depthwise convs with channels not a multiple of 4 on a slower kernel: the table
     keeps them apart when it measured them, and falls back to the aligned entries when it did not."""
     dw = [dict(op="dwconv", cin=c, cout=c, kernel=3, stride=1, h_in=7, precision="fp32", latency_ms=ms)
           for c, ms in ((64, 0.01), (128, 0.02), (66, 0.1), (130, 0.2))]
@@ -195,3 +195,49 @@ def test_unaligned_depthwise_channel_counts_are_their_own_class():
     assert pred.predict([unaligned]).total_ms == pytest.approx(0.1 + 0.1 + 0.1 * 32 / 64)
     only_aligned = create_predictor(Profile.from_dict({**base, "layers": base["layers"] + dw[:2]}))
     assert only_aligned.predict([unaligned]).total_ms == pytest.approx(0.1 + 0.01 + 0.01 * 34 / 64)
+
+
+def test_int8_depthwise_channel_counts_have_their_own_alignment_classes():
+    """int8 depthwise convs are fastest at multiples of 16, slower at other multiples of 8, slowest
+    otherwise; each measured class is priced from its own entries, an unmeasured one from the nearest
+    better-aligned class."""
+    dw = [dict(op="dwconv", cin=c, cout=c, kernel=5, stride=1, h_in=14, precision="int8", latency_ms=ms)
+          for c, ms in ((16, 0.016), (32, 0.019), (12, 0.031), (20, 0.033))]
+    base = _table_profile()
+    pred = create_predictor(Profile.from_dict({**base, "layers": base["layers"] + dw}))
+
+    def cost(channels):
+        layer = LayerSpec("d", "dwconv", channels, channels, 5, 1, 14, w_bits=8, a_bits=8)
+        return pred.predict([layer]).layer_ms["d"]
+
+    assert cost(16) == pytest.approx(0.016) and cost(12) == pytest.approx(0.031)
+    assert cost(28) == pytest.approx(0.033 * 28 / 20)  # the slow class, beyond its measured range: MACs
+    assert cost(24) == pytest.approx(0.0175)  # no other multiple-of-8 entries: interpolated in the x16 class
+
+
+def test_residual_adds_and_the_global_pool_are_priced_as_onnx_runtime_runs_them():
+    """An int8 residual add between int8 layers is one QLinearAdd; a float one after a float conv is
+    fused (free); one with a float side runs in float behind dequantized int8 inputs. The global pool
+    before the classifier runs in float, so an int8 network dequantizes in front of it."""
+    base = _table_profile(op_costs={
+        "QLinearAdd": {"intercept_ms": 0.003, "per_mwork_ms": 0.0},
+        "Add": {"intercept_ms": 0.005, "per_mwork_ms": 0.0},
+        "GlobalAveragePool": {"intercept_ms": 0.007, "per_mwork_ms": 0.0}})
+    pred = create_predictor(Profile.from_dict(base))
+
+    def net(bits, head_bits=None):
+        head_bits = bits if head_bits is None else head_bits
+        return [LayerSpec("a", "conv", 8, 32, 1, 1, 7, bits, bits), LayerSpec("b", "conv", 32, 32, 1, 1, 7, bits, bits),
+                LayerSpec("c", "conv", 32, 32, 1, 1, 7, bits, bits, residual=2),
+                LayerSpec("d", "conv", 32, 32, 1, 1, 7, head_bits, head_bits), LayerSpec("fc", "linear", 32, 10, 1, 1, 1)]
+
+    int8, fp32 = pred.predict(net(8)), pred.predict(net(32))
+    assert int8.components["adds"] == 1 and fp32.components.get("adds", 0) == 0
+    assert int8.layer_ms["c"] == pytest.approx(0.5 * 32 * 32 / 1000 + 0.003)  # the layer and its QLinearAdd
+    assert fp32.layer_ms["c"] == pytest.approx(32 * 32 / 1000)  # fused into the float conv
+    assert fp32.layer_ms["fc"] == pytest.approx(0.01 + 0.007)  # the classifier and the pool in front of it
+    # int8 network: quantize at the input, dequantize before the float pool; the fp32 classifier needs nothing more
+    assert int8.components["transitions"] == 2
+    mixed = pred.predict(net(8, head_bits=32))  # the add's consumer is float: float add, both inputs dequantized
+    assert mixed.layer_ms["c"] == pytest.approx(0.5 * 32 * 32 / 1000 + 0.005)
+    assert mixed.components["transitions"] == 3  # quantize in; dequantize the add's two inputs
