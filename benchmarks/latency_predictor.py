@@ -153,7 +153,7 @@ def ort_profile(args) -> None:
     candidates = sample_candidates(space, args.networks, seed=20_000)
     # some of the profile's own calibration networks measured again in the same run: how far this
     # machine's speed moved between profiling and now (every held-out error includes that drift)
-    measured, drift = measure_with_drift(space, candidates, profile, repetitions=args.repetitions)
+    measured, drift = measure_with_drift(space, candidates, profile, repetitions=args.repetitions, min_seconds=30)
     rows = {
         "naive sum of isolated layers": [naive_sum(table, space.layers(c)) for c in candidates],
         "table (isolated layers + boundaries + call overhead)": [table.predict(space.layers(c)).total_ms

@@ -196,12 +196,14 @@ class OnnxRuntimeProfiler(ProfilerBackend):
     """
 
     def __init__(self, *, threads: int = 1, batch_size: int = 1, repetitions: int | None = None, seed: int = 0,
-                 networks: int | None = None, sweep_seconds: float | None = None) -> None:
+                 networks: int | None = None, sweep_seconds: float | None = None,
+                 network_seconds: float | None = None) -> None:
         if threads < 1 or batch_size < 1:
             raise ValueError("threads and batch_size must be >= 1")
         self.threads, self.batch_size, self.repetitions, self.seed = threads, batch_size, repetitions, seed
         self.networks = networks  # whole networks measured for calibration, and as many again held out
         self.sweep_seconds = sweep_seconds  # time budget of the adaptive kernel sweep
+        self.network_seconds = network_seconds  # the whole-network measurement lasts at least this long
 
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
                 log: Callable[[str], None] = print) -> dict:
@@ -284,15 +286,18 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         }
         n_networks = self.networks if self.networks is not None else (12 if quick else 40)
         if n_networks:
-            calibrate_and_select(self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log)
+            seconds = self.network_seconds if self.network_seconds is not None else (5 if quick else 30)
+            calibrate_and_select(self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log,
+                                 min_seconds=seconds)
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
 
-    def measure_models(self, models, feeds, *, repetitions: int) -> list[float]:
+    def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> list[float]:
         from nasq.ort import session, time_interleaved
 
         runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
-        return time_interleaved(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10)
+        return time_interleaved(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
+                                min_seconds=min_seconds)
 
     @classmethod
     def for_profile(cls, metadata: dict) -> "OnnxRuntimeProfiler":

@@ -95,9 +95,10 @@ class TablePredictor(LatencyPredictor):
       with precision ``fp32`` or ``int8`` (int8 entries exclude their boundary costs).
 
     A layer is priced by bilinear interpolation over (cin, cout) among the entries of the same
-    (op, kernel, stride, h_in, precision); outside the measured channel range it is scaled by MACs
-    from the nearest entry, and with no entry of that geometry from the nearest geometry of the same
-    op, scaled by MACs (both noted). A layer runs int8 iff the profile runs int8 and its weights and
+    (op, kernel, stride, h_in, precision, alignment class); just outside the measured channel range it
+    is scaled by MACs from the nearest entry; far outside it, or with no entry of that geometry, by the
+    profile's per-kernel regressor when it has one, else from the nearest entry or geometry of the same
+    op scaled by MACs (all noted). A layer runs int8 iff the profile runs int8 and its weights and
     activations both have 8 bits; otherwise it runs (and is priced) in fp32.
     """
 
@@ -178,6 +179,10 @@ class TablePredictor(LatencyPredictor):
                          f"measured; scaled by MACs from k{key[1]} s{key[2]} h{key[3]}")
             proxy = LayerSpec(layer.name, layer.op, layer.cin, layer.cout, key[1], key[2], key[3])
             return _interpolate(table, proxy, notes) * layer.macs / max(proxy.macs, 1)
+        if self.kernel_model is not None and _far_outside(table, layer):
+            notes.append(f"{layer.name}: {layer.cin}x{layer.cout} channels far beyond the measured ones (MAC scaling "
+                         "would ignore how much better large kernels use the CPU); priced by the per-kernel regressor")
+            return self.kernel_model.predict_ms(layer, precision)
         return _interpolate(table, layer, notes)
 
     def op_ms(self, op: str, work: int) -> float:
@@ -335,6 +340,13 @@ def _alignment(op: str, precision: str, channels: int) -> int:
     if op != "dwconv":
         return 0
     return next((a for a in DW_ALIGNMENT.get(precision, ()) if channels % a == 0), 1)
+
+
+def _far_outside(table: dict[tuple[int, int], float], layer: LayerSpec, factor: float = 1.5) -> bool:
+    """Whether a layer's channel counts lie beyond the table's measured range by more than ``factor``."""
+    cins, couts = [c for c, _ in table], [c for _, c in table]
+    return (layer.cin > factor * max(cins) or layer.cin * factor < min(cins)
+            or layer.cout > factor * max(couts) or layer.cout * factor < min(couts))
 
 
 def _interpolate(table: dict[tuple[int, int], float], layer: LayerSpec, notes: list[str]) -> float:

@@ -26,9 +26,10 @@ class ProfilerBackend(ABC):
                 log: Callable[[str], None] = print) -> dict: ...
 
     def measure_models(self, models: Sequence[bytes], feeds: Sequence[dict[str, np.ndarray]], *,
-                       repetitions: int) -> list[float]:
+                       repetitions: int, min_seconds: float = 0.0) -> list[float]:
         """Median end-to-end latency (ms) of each serialized ONNX model on its feed, all measured
-        round-robin so that the machine's noise hits them alike."""
+        round-robin so that the machine's noise hits them alike, for at least ``repetitions`` rounds
+        and ``min_seconds``."""
         raise NasqError(f"the {type(self).__name__} backend does not run whole networks")
 
     @classmethod

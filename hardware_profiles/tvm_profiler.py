@@ -53,7 +53,7 @@ class TvmProfiler(ProfilerBackend):
 
     def __init__(self, *, target: str | dict | None = None, rpc: str | None = None, tracker: str | None = None,
                  key: str | None = None, repetitions: int | None = None, seed: int = 0, timeout_s: int = 60,
-                 networks: int | None = None) -> None:
+                 networks: int | None = None, network_seconds: float | None = None) -> None:
         if isinstance(target, str):
             try:
                 target = json.loads(target)
@@ -71,6 +71,7 @@ class TvmProfiler(ProfilerBackend):
         self.key, self.repetitions, self.seed, self.timeout_s = key, repetitions, seed, timeout_s
         self.rpc_text, self.tracker_text = rpc, tracker
         self.networks = networks  # whole networks compiled and measured for the calibration (2x this many)
+        self.network_seconds = network_seconds  # ... for at least this long
 
     # --- where the code runs --------------------------------------------------------------------
 
@@ -120,7 +121,7 @@ class TvmProfiler(ProfilerBackend):
         timer = vm.time_evaluator("main", dev, number=1, repeat=reps, min_repeat_ms=1)
         return float(np.median(timer(tvm.runtime.tensor(feed, dev)).results)) * 1e3
 
-    def measure_models(self, models, feeds, *, repetitions: int) -> list[float]:
+    def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> list[float]:
         """Whole networks compiled for the target; each turn of the round-robin times 3 runs back to back."""
         import onnx
         import tvm
@@ -133,7 +134,9 @@ class TvmProfiler(ProfilerBackend):
                 vm = self._load(onnx.load_from_string(model), {name: list(x.shape)}, remote, dev, Path(tmp))
                 timers.append((vm.time_evaluator("main", dev, number=3, repeat=1), tvm.runtime.tensor(x, dev)))
             samples: list[list[float]] = [[] for _ in timers]
-            for _ in range(repetitions):
+            deadline, rounds = time.perf_counter() + min_seconds, 0
+            while rounds < repetitions or time.perf_counter() < deadline:
+                rounds += 1
                 for i, (timer, x) in enumerate(timers):
                     samples[i].append(timer(x).mean * 1e3)
         return [float(np.median(s)) for s in samples]
@@ -198,6 +201,7 @@ class TvmProfiler(ProfilerBackend):
         }
         n_networks = self.networks if self.networks is not None else (4 if quick else 12)
         if n_networks:
-            calibrate_and_select(self, data, space, n_networks, repetitions=reps, seed=self.seed, log=log)
+            calibrate_and_select(self, data, space, n_networks, repetitions=reps, seed=self.seed, log=log,
+                                 min_seconds=self.network_seconds if self.network_seconds is not None else (5 if quick else 30))
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data

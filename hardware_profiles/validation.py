@@ -78,7 +78,7 @@ def backend_for(profile):
 
 
 def measure_networks(space, candidates: Sequence[dict], profile, *, repetitions: int, seed: int = 0,
-                     log: Callable[[str], None] = print, backend=None) -> list[float]:
+                     log: Callable[[str], None] = print, backend=None, min_seconds: float = 0.0) -> list[float]:
     """Median end-to-end latency (ms) of each candidate as exported for ``profile``'s target, measured
     by ``backend`` (default: the backend that measured the profile)."""
     from nasq.export import EXPORTERS
@@ -97,11 +97,11 @@ def measure_networks(space, candidates: Sequence[dict], profile, *, repetitions:
             feeds.append({"input": x[:batch]})
             if (i + 1) % 10 == 0 or i + 1 == len(candidates):
                 log(f"exported {i + 1}/{len(candidates)} networks")
-    return backend.measure_models(models, feeds, repetitions=repetitions)
+    return backend.measure_models(models, feeds, repetitions=repetitions, min_seconds=min_seconds)
 
 
 def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetitions: int, seed: int = 0,
-                       log: Callable[[str], None] = print, backend=None, anchors: int = 12):
+                       log: Callable[[str], None] = print, backend=None, anchors: int = 12, min_seconds: float = 0.0):
     """Measure ``candidates`` and, in the same interleaved run, up to ``anchors`` of the networks the
     profile was calibrated on. Returns (latencies of the candidates, drift): drift is None for a profile
     without stored calibration measurements, else how much slower (>1) or faster the machine runs those
@@ -111,7 +111,7 @@ def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetition
     then = selection.get("measured_ms") or []
     again = sample_candidates(space, len(then), seed=selection["networks_seed"])[:anchors] if then else []
     measured = measure_networks(space, list(candidates) + again, profile, repetitions=repetitions, seed=seed,
-                                log=log, backend=backend)
+                                log=log, backend=backend, min_seconds=min_seconds)
     if not again:
         return measured, None
     ratios = [now / before for now, before in zip(measured[len(candidates):], then)]
@@ -121,7 +121,7 @@ def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetition
 
 
 def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repetitions: int, seed: int,
-                         log: Callable[[str], None] = print, folds: int = 5) -> None:
+                         log: Callable[[str], None] = print, folds: int = 5, min_seconds: float = 0.0) -> None:
     """Measure 2n whole networks with ``backend``; score the table, the end-to-end calibration (out of
     fold, by k-fold cross-validation) and the per-kernel regressor (when the profile has one) on all of
     them, keep the predictor with the lowest median error, and fit the final calibration on all 2n.
@@ -136,7 +136,8 @@ def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repeti
     networks = sample_candidates(space, 2 * n, seed=2 * seed + 1)
     log(f"measuring {2 * n} whole networks for calibration and predictor choice ({folds}-fold)")
     profile = Profile.from_dict(data, "profile being measured")
-    measured = measure_networks(space, networks, profile, repetitions=repetitions, seed=seed, log=log, backend=backend)
+    measured = measure_networks(space, networks, profile, repetitions=repetitions, seed=seed, log=log, backend=backend,
+                                min_seconds=min_seconds)
     table = TablePredictor(profile)
     parts = [table.predict(space.layers(c)) for c in networks]
     out_of_fold = [0.0] * len(networks)
@@ -276,7 +277,7 @@ def _loads_as(profile, predictor: str) -> bool:
 
 
 def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: Callable[[str], None] = print,
-                     topologies: Sequence[str] = VALIDATION_TOPOLOGIES) -> dict:
+                     topologies: Sequence[str] = VALIDATION_TOPOLOGIES, min_seconds: float = 30.0) -> dict:
     """Measure ``networks`` new whole networks, compare with the profile's predictor (and with the
     plain table sum), and store the result as the profile's ``validation``."""
     import datetime as _dt
@@ -296,7 +297,7 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
     candidates = sample_candidates(space, networks, seed=10_000 + seed)  # never the profiling seeds
     log(f"validating '{profile.name}' ({profile.predictor} predictor) on {networks} new networks of '{space.name}'")
     measured, drift = measure_with_drift(space, candidates, profile, repetitions=repetitions, seed=seed, log=log,
-                                         backend=backend)
+                                         backend=backend, min_seconds=min_seconds)
     summaries, predicted = {}, {}
     table_name = "table (isolated layers + boundaries + overhead)"
     for name, predictor in ((profile.predictor, create_predictor(profile)), (table_name, TablePredictor(profile))):
@@ -316,7 +317,9 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
     data["validation"] = {"predictor": profile.predictor, **summaries[profile.predictor], **extra,
                           "what": f"{networks} new random space samples (random pruning; a third each with random per-layer "
                                   "bits, all float, all 8-bit), "
-                                  f"measured end to end, {repetitions} interleaved runs each",
+                                  f"measured end to end, interleaved, at least {repetitions} runs each over at least "
+                                  f"{min_seconds:g} s, with {drift['networks'] if drift else 0} of the profile's "
+                                  "calibration networks measured again beside them (drift)",
                           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if topologies:
         real = validate_real_topologies(profile, topologies, log=log, backend=backend)

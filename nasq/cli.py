@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="whole networks to measure (onnxruntime, tvm: calibrate and choose the predictor on 2N, by "
                         "cross-validation; validate: N)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed for the sampled networks")
+    p.add_argument("--measure-seconds", type=_non_negative_int,
+                   help="measure whole networks for at least this long (default 30, 5 with --quick): this "
+                        "machine's speed moves by +-10%% over 5-30 s, and longer windows average it out"),
     p.add_argument("--space", default="mobilenet-mnist", help="search space whose layer shapes to measure")
     p.add_argument("--quick", action="store_true", help="coarser grid, fewer repetitions (under 5 minutes)")
     p.add_argument("--out", metavar="PATH", help="output file (default: hardware_profiles/NAME.json)")
@@ -159,10 +162,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     options = {}
     if args.backend == "onnxruntime":
         options = {"threads": args.threads, "batch_size": args.batch_size, "repetitions": args.repetitions,
-                   "networks": args.networks, "seed": args.seed}
+                   "networks": args.networks, "seed": args.seed, "network_seconds": args.measure_seconds}
     elif args.backend == "tvm":
         options = {"target": args.tvm_target, "rpc": args.rpc, "tracker": args.rpc_tracker, "key": args.rpc_key,
-                   "repetitions": args.repetitions, "seed": args.seed, "networks": args.networks}
+                   "repetitions": args.repetitions, "seed": args.seed, "networks": args.networks,
+                   "network_seconds": args.measure_seconds}
     elif args.backend == "published-csv":
         refs = args.references if args.references in ("auto", "none") else args.references.split(",")
         options = {"csv": args.csv, "column": args.column, "arch_column": args.arch_column, "samples": args.samples,
@@ -191,7 +195,8 @@ def cmd_profile_validate(args: argparse.Namespace) -> int:
     for name in topologies:
         real_topology(name)  # unknown names fail before anything is measured
     validate_profile(resolve_profile_path(args.target), networks=args.networks or 30,
-                     repetitions=args.repetitions or 100, seed=args.seed, topologies=topologies)
+                     repetitions=args.repetitions or 100, seed=args.seed, topologies=topologies,
+                     min_seconds=30 if args.measure_seconds is None else args.measure_seconds)
     return 0
 
 

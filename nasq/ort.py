@@ -84,18 +84,23 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Seque
 
 
 def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, repetitions: int,
-                     warmup: int = 5, burst: int = 3) -> list[float]:
+                     warmup: int = 5, burst: int = 3, min_seconds: float = 0.0) -> list[float]:
     """Median latency (ms) of each (session, feed), measured round-robin so noise hits all alike.
 
     Each turn runs a model ``burst`` times back to back and times the last run: the latency of a
     model in steady use, with its weights in cache. (Timing single runs round-robin over many
-    models measures cold caches instead: 60% slower on 80 small networks here.)
+    models measures cold caches instead: 60% slower on 80 small networks here.) Rounds go on until
+    there are ``repetitions`` of them and ``min_seconds`` have passed: a shared machine's speed moves
+    by +-10% over 5-30 s, and medians over a longer window are comparable from one run to the next.
     """
     for sess, feed in runs:
         for _ in range(warmup):
             sess.run(None, feed)
     samples: list[list[float]] = [[] for _ in runs]
-    for _ in range(repetitions):
+    deadline = time.perf_counter() + min_seconds
+    rounds = 0
+    while rounds < repetitions or time.perf_counter() < deadline:
+        rounds += 1
         for i, (sess, feed) in enumerate(runs):
             for _ in range(burst - 1):
                 sess.run(None, feed)

@@ -99,7 +99,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             t0 = time.time()
             medians = backend_for(profile).measure_models([paths[p].read_bytes() for p in MODEL_FILES],
                                                           [{"input": data.test.x[:batch]}] * len(MODEL_FILES),
-                                                          repetitions=reps)
+                                                          repetitions=reps, min_seconds=10)
             for plan, ms in zip(MODEL_FILES, medians):
                 results[plan]["measured_latency_ms"] = ms
             measurement.update(repetitions=reps, runtime=profile.metadata.get("runtime"),

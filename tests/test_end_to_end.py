@@ -149,12 +149,16 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     assert set(data["predictor_selection"]["scores"]) == {"table", "calibrated", "kernel-regressor"}
     assert data["kernel_sweep"]["rounds"] and data["kernel_model"]["trees"]
     out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
-                          "--repetitions", "20", "--topologies", "squeezenet"], capture_output=True, text=True,
+                          "--repetitions", "20", "--topologies", "squeezenet", "--measure-seconds", "2"],
+                         capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     validation = json.loads(profile.read_text())["validation"]
     assert validation["networks"] == 6 and 0 <= validation["within_10pct"] <= 1
     assert validation["median_error"] >= 0 and "new random space samples" in validation["what"]
+    # the profile's own calibration networks measured again beside the new ones: the machine's drift
+    assert validation["drift"]["networks"] == 12 and validation["drift"]["median_ratio"] > 0
+    assert validation["drift_adjusted"]["networks"] == 6
     assert "within +-10%" in out.stdout
     real = validation["real_topologies"]
     assert set(real["models"]) == {"squeezenet", "squeezenet int8"} and real["networks"] == 2

@@ -31,7 +31,7 @@ def test_profile_through_rpc_on_loopback_calibrates_and_validates_there(rpc_serv
     from nasq.hardware_profiles import PROFILERS
     from nasq.hardware_profiles.validation import validate_profile
 
-    data = PROFILERS.create("tvm", rpc=rpc_server, repetitions=5, networks=3).profile(
+    data = PROFILERS.create("tvm", rpc=rpc_server, repetitions=5, networks=3, network_seconds=1).profile(
         SHAPES, name="tvm-rpc", space=space.name, quick=True, log=lambda m: None)
     prof = Profile.from_dict(data, "tvm-rpc")
     assert prof.metadata["runtime"] == "tvm" and rpc_server in prof.metadata["measured_via"]
@@ -51,7 +51,8 @@ def test_profile_through_rpc_on_loopback_calibrates_and_validates_there(rpc_serv
     # validation reconnects to the same server and measures new networks there
     path = tmp_path / "tvm-rpc.json"
     path.write_text(json.dumps(data))
-    validation = validate_profile(path, networks=3, repetitions=3, seed=0, log=lambda m: None, topologies=())
+    validation = validate_profile(path, networks=3, repetitions=3, seed=0, log=lambda m: None, topologies=(),
+                                  min_seconds=1)
     assert validation["networks"] == 3 and 0 <= validation["within_20pct"] <= 1
     assert json.loads(path.read_text())["validation"]["date"] != data["validation"]["date"]
 
