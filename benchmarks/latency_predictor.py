@@ -184,8 +184,8 @@ def ort_profile(args) -> None:
         f"{args.repetitions}`; machine: {cpu_model()} ({platform.machine()}), ONNX Runtime "
         f"{profile.metadata['runtime_version']}, 1 thread, batch 1; date: {date}.",
         "",
-        f"Building the profile ({len(space.profile_shapes())} layer shapes in fp32 and int8, {len(data['kernel_sweep']['layers']) // 2} swept "
-        f"layers for the per-kernel regressor, {len(data['op_costs'])} other op types, plus "
+        f"Building the profile ({len(space.profile_shapes())} layer shapes in fp32 and int8, {sum(not e.get('chained') for e in data['kernel_sweep']['layers']) // 2} swept "
+        f"layers and {sum(bool(e.get('chained')) for e in data['kernel_sweep']['layers'])} chained float ones for the per-kernel regressor, {len(data['op_costs'])} other op types, plus "
         f"{2 * args.profile_networks} whole networks for calibration and predictor choice) took {profile_s:.0f} s; "
         f"it chose the `{profile.predictor}` predictor. The regressor's own cross-validation on its measurements: "
         f"{data['kernel_sweep']['rounds'][-1]['cv_within_10pct']:.0%} within +-10%, median error "

@@ -23,13 +23,16 @@ from nasq.spaces.base import LayerSpec
 
 FEATURES = ("conv", "dwconv", "linear", "int8", "w_bits", "a_bits", "log2_cin", "log2_cout", "kernel", "stride",
             "log2_h_in", "log2_macs", "log2_in_numel", "log2_out_numel",
-            "cin_x4", "cin_x8", "cin_x16", "cout_x4", "cout_x8", "cout_x16", "log2_cin_padded16", "log2_cout_padded16")
+            "cin_x4", "cin_x8", "cin_x16", "cout_x4", "cout_x8", "cout_x16", "log2_cin_padded16", "log2_cout_padded16",
+            "chained")
 
 
-def features(layer: LayerSpec, precision: str) -> list[float]:
+def features(layer: LayerSpec, precision: str, chained: bool = False) -> list[float]:
     """The regressor's inputs (FEATURES). Channel alignment matters as much as size: CPU kernels work on
     blocks of 4, 8 or 16 channels and fall back to slower paths for the rest (see predictors.DW_ALIGNMENT);
-    without these features the cross-validated median error was 33% instead of 15% on this project's Xeon."""
+    without these features the cross-validated median error was 33% instead of 15% on this project's Xeon.
+    ``chained``: the layer runs between layers of its own kind and layout (no layout reorders at its
+    edges), as measured in chains of identical layers; else as measured alone."""
     int8 = precision == "int8"
     pad = lambda c: -(-c // 16) * 16  # noqa: E731
     return [float(layer.op == "conv"), float(layer.op == "dwconv"), float(layer.op == "linear"), float(int8),
@@ -37,14 +40,16 @@ def features(layer: LayerSpec, precision: str) -> list[float]:
             float(layer.kernel), float(layer.stride), math.log2(max(layer.h_in, 1)), math.log2(max(layer.macs, 1)),
             math.log2(max(layer.in_numel, 1)), math.log2(max(layer.out_numel, 1)),
             *(float(c % a == 0) for c in (layer.cin, layer.cout) for a in (4, 8, 16)),
-            math.log2(pad(layer.cin)), math.log2(pad(layer.cout))]
+            math.log2(pad(layer.cin)), math.log2(pad(layer.cout)), float(chained)]
 
 
 def fit_kernel_model(layers: Sequence[LayerSpec], precisions: Sequence[str], latency_ms: Sequence[float], *,
-                     seed: int = 0, n_estimators: int = 250, max_depth: int = 5) -> dict:
+                     chained: Sequence[bool] | None = None, seed: int = 0, n_estimators: int = 250,
+                     max_depth: int = 5) -> dict:
     from sklearn.ensemble import GradientBoostingRegressor
 
-    x = np.array([features(l, p) for l, p in zip(layers, precisions)])
+    chained = chained if chained is not None else [False] * len(layers)
+    x = np.array([features(l, p, c) for l, p, c in zip(layers, precisions, chained)])
     macs = np.array([max(l.macs, 1) for l in layers], float)
     y = np.log(np.asarray(latency_ms, float) / macs)
     gbr = GradientBoostingRegressor(n_estimators=n_estimators, max_depth=max_depth, learning_rate=0.08,
@@ -84,8 +89,8 @@ class KernelModel:
             total += self.lr * t["value"][node]
         return total
 
-    def predict_ms(self, layer: LayerSpec, precision: str) -> float:
-        return float(math.exp(self._raw(np.array(features(layer, precision)))) * max(layer.macs, 1))
+    def predict_ms(self, layer: LayerSpec, precision: str, chained: bool = False) -> float:
+        return float(math.exp(self._raw(np.array(features(layer, precision, chained)))) * max(layer.macs, 1))
 
 
 # --- what to measure: random layers, then more where the regressor errs (nn-Meter's adaptive sampling) ----
@@ -112,6 +117,22 @@ def random_layers(rng: np.random.Generator, n: int, *, max_macs: float = 3e8) ->
     return out
 
 
+def random_chainable(rng: np.random.Generator, n: int, *, max_macs: float = 1.5e8) -> list[LayerSpec]:
+    """Shape-preserving float layers (cin == cout, stride 1), which can be measured in chains of
+    themselves: dense 1x1 / 3x3 and depthwise 3x3 / 5x5 / 7x7 convs, 8 to 512 channels, 7 to 56 pixels."""
+    out: list[LayerSpec] = []
+    while len(out) < n:
+        c = int(round(2 ** rng.uniform(3, 9)))
+        h = int(round(2 ** rng.uniform(math.log2(7), math.log2(56))))
+        if rng.random() < 0.5:
+            spec = LayerSpec("", "conv", c, c, int(rng.choice([1, 1, 3])), 1, h)
+        else:
+            spec = LayerSpec("", "dwconv", c, c, int(rng.choice([3, 5, 7])), 1, h)
+        if spec.macs <= max_macs:
+            out.append(spec)
+    return out
+
+
 def perturb(rng: np.random.Generator, layer: LayerSpec, *, max_macs: float = 3e8) -> LayerSpec:
     """A nearby layer: channels and size scaled by up to 1.5x either way, same op and kernel."""
     for _ in range(20):
@@ -130,17 +151,18 @@ def perturb(rng: np.random.Generator, layer: LayerSpec, *, max_macs: float = 3e8
 
 
 def cross_validated_errors(layers: Sequence[LayerSpec], precisions: Sequence[str], latency_ms: Sequence[float],
-                           folds: int = 5, seed: int = 0) -> np.ndarray:
+                           folds: int = 5, seed: int = 0, chained: Sequence[bool] | None = None) -> np.ndarray:
     """Relative error of every measured point, predicted by a model fitted without its fold."""
     n = len(layers)
     order = np.random.default_rng(seed).permutation(n)
     errors = np.zeros(n)
     y = np.asarray(latency_ms, float)
+    chained = list(chained) if chained is not None else [False] * n
     for fold in range(folds):
         test = order[fold::folds]
         train = np.setdiff1d(order, test)
         km = KernelModel(fit_kernel_model([layers[i] for i in train], [precisions[i] for i in train], y[train],
-                                          n_estimators=80))
+                                          chained=[chained[i] for i in train], n_estimators=80))
         for i in test:
-            errors[i] = abs(km.predict_ms(layers[i], precisions[i]) - y[i]) / y[i]
+            errors[i] = abs(km.predict_ms(layers[i], precisions[i], chained[i]) - y[i]) / y[i]
     return errors

@@ -158,7 +158,9 @@ class TablePredictor(LatencyPredictor):
     def boundary_ms(self, kind: str, numel: int) -> float:
         return linear_ms(self.boundary[kind], numel)
 
-    def layer_ms(self, layer: LayerSpec, precision: str, notes: list[str]) -> float:
+    def layer_ms(self, layer: LayerSpec, precision: str, notes: list[str], chained: bool = False) -> float:
+        """A layer's cost as measured alone; ``chained``: it runs between float layers (no layout
+        reorders at its edges), which only the per-kernel regressor distinguishes."""
         key = (layer.op, layer.kernel, layer.stride, layer.h_in, precision, _alignment(layer.op, precision, layer.cin))
         table = self._groups.get(key)
         if table is None:  # a class the profile did not measure: the nearest better-aligned one
@@ -167,7 +169,7 @@ class TablePredictor(LatencyPredictor):
         if table is None and self.kernel_model is not None:
             notes.append(f"{layer.name}: no {layer.op} k{layer.kernel} s{layer.stride} h{layer.h_in} {precision} "
                          "in the table; priced by the per-kernel regressor")
-            return self.kernel_model.predict_ms(layer, precision)
+            return self.kernel_model.predict_ms(layer, precision, chained)
         if table is None:
             same_op = [k for k in self._groups if k[0] == layer.op and k[4] == precision]
             if not same_op:
@@ -182,7 +184,7 @@ class TablePredictor(LatencyPredictor):
         if self.kernel_model is not None and _far_outside(table, layer):
             notes.append(f"{layer.name}: {layer.cin}x{layer.cout} channels far beyond the measured ones (MAC scaling "
                          "would ignore how much better large kernels use the CPU); priced by the per-kernel regressor")
-            return self.kernel_model.predict_ms(layer, precision)
+            return self.kernel_model.predict_ms(layer, precision, chained)
         return _interpolate(table, layer, notes)
 
     def op_ms(self, op: str, work: int) -> float:
@@ -222,7 +224,9 @@ class TablePredictor(LatencyPredictor):
             inputs.append(previous)
             if precision != previous:
                 pred.boundary_ms += boundary("quantize" if precision == "int8" else "dequantize", layer.in_numel)
-            cost = self.layer_ms(layer, precision, pred.notes)
+            chained = (i > 0 and precision == previous == precisions[i - 1] == "fp32" and layer.a_bits >= 32
+                       and "linear" not in (layer.op, layers[i - 1].op))
+            cost = self.layer_ms(layer, precision, pred.notes, chained)
             parts[f"{precision}_{layer.op}_ms"] += cost
             if precision == "fp32" and layer.a_bits < 32 and "simulated_activation" in self.boundary:
                 simulated = self.boundary_ms("simulated_activation", layer.in_numel)
@@ -267,8 +271,8 @@ class KernelRegressorPredictor(TablePredictor):
         super().validate_profile(profile)
         _require(profile, "kernel_model", dict)
 
-    def layer_ms(self, layer: LayerSpec, precision: str, notes: list[str]) -> float:
-        return self.kernel_model.predict_ms(layer, precision)
+    def layer_ms(self, layer: LayerSpec, precision: str, notes: list[str], chained: bool = False) -> float:
+        return self.kernel_model.predict_ms(layer, precision, chained)
 
 
 #: What an end-to-end calibration weighs: the table's own parts, plus counts for per-layer and
