@@ -208,6 +208,17 @@ def _identity_graph():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), {"x": np.zeros((1, 1), np.float32)}
 
 
+def _time_sized(runs, reps: int) -> list[float]:
+    """Interleaved medians of a few small models; large ones (over 2 ms a run) get fewer repetitions
+    (about half a second of runs each) and single timed runs (their weights do not fit in cache anyway)."""
+    from nasq.ort import time_interleaved
+
+    probe = time_interleaved(runs, repetitions=1, warmup=1, burst=1)
+    if max(probe) > 2.0:
+        return time_interleaved(runs, repetitions=int(np.clip(500 / max(sum(probe), 1e-3), 5, reps)), warmup=2, burst=1)
+    return time_interleaved(runs, repetitions=reps, warmup=5, burst=3)
+
+
 @PROFILERS.register("onnxruntime")
 class OnnxRuntimeProfiler(ProfilerBackend):
     """Measures a ``table`` profile with ONNX Runtime's CPU execution provider on this machine.
@@ -327,13 +338,10 @@ class OnnxRuntimeProfiler(ProfilerBackend):
 
     def _measure_layer(self, spec: LayerSpec, rng, tmp: Path, overhead_ms: float, boundary: dict,
                        reps: int) -> list[dict]:
-        """fp32 and int8 QDQ latency of one layer shape, interleaved; int8 without its boundaries.
-
-        Large layers get fewer repetitions (about half a second of runs each) and single timed runs
-        (their weights do not fit in cache anyway)."""
+        """fp32 and int8 QDQ latency of one layer shape, interleaved; int8 without its boundaries."""
         import onnx
 
-        from nasq.ort import executed_ops, quantize_qdq, session, time_interleaved
+        from nasq.ort import executed_ops, quantize_qdq, session
 
         model, feed = _layer_graph(spec, self.batch_size, rng)
         fp32_path, int8_path = tmp / "fp32.onnx", tmp / "int8.onnx"
@@ -343,10 +351,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         int8_bytes = int8_path.read_bytes()
         kernels = executed_ops(int8_bytes, threads=self.threads)
         runs = [(session(fp32_path, threads=self.threads), feed), (session(int8_bytes, threads=self.threads), feed)]
-        probe = time_interleaved(runs, repetitions=1, warmup=1, burst=1)
-        big = max(probe) > 2.0
-        t_fp32, t_int8 = time_interleaved(runs, repetitions=int(np.clip(500 / max(sum(probe), 1e-3), 5, reps)) if big
-                                          else reps, warmup=2 if big else 5, burst=1 if big else 3)
+        t_fp32, t_int8 = _time_sized(runs, reps)
         geometry = dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in)
         fp32_ms = max(t_fp32 - overhead_ms, 1e-4)
         edges = (linear_ms(boundary["quantize"], spec.in_numel * self.batch_size)
@@ -361,14 +366,11 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         """The float cost of a shape-preserving layer between layers like it: chains of 1 and 3 copies
         timed interleaved, half the difference. Alone, a float conv also pays for reordering its input
         and output into and out of the blocked layout (64 channels at 56x56: 276 us alone, 134 us chained)."""
-        from nasq.ort import session, time_interleaved
+        from nasq.ort import session
 
         runs = [(session(m.SerializeToString(), threads=self.threads), f)
                 for m, f in (_chain_graph(spec, n, self.batch_size, rng) for n in (1, 3))]
-        probe = time_interleaved(runs, repetitions=1, warmup=1, burst=1)
-        big = max(probe) > 2.0
-        t1, t3 = time_interleaved(runs, repetitions=int(np.clip(500 / max(sum(probe), 1e-3), 5, reps)) if big else reps,
-                                  warmup=2 if big else 5, burst=1 if big else 3)
+        t1, t3 = _time_sized(runs, reps)
         return dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in,
                     precision="fp32", latency_ms=round(max((t3 - t1) / 2, 1e-4), 6), chained=True)
 
