@@ -101,6 +101,11 @@ class Profile:
         """Measured on another device through an RPC server or tracker (TVM)."""
         return bool(self.metadata.get("rpc") or self.metadata.get("tracker"))
 
+    def measurable(self) -> bool:
+        """Whether whole networks can be measured on the profile's device from here: it was measured on
+        a machine like this one, or on a remote device that the backend reconnects to."""
+        return self.remote or self.measured_here()
+
     def measured_here(self) -> bool:
         """Whether the profile was measured with ONNX Runtime or TVM on a machine like this one."""
         return self.machine_mismatch() is None

@@ -69,7 +69,6 @@ class TvmProfiler(ProfilerBackend):
         self.rpc = _host_port(rpc, "RPC server") if rpc else None
         self.tracker = _host_port(tracker, "RPC tracker") if tracker else None
         self.key, self.repetitions, self.seed, self.timeout_s = key, repetitions, seed, timeout_s
-        self.rpc_text, self.tracker_text = rpc, tracker
         self.networks = networks  # whole networks compiled and measured for the calibration (2x this many)
         self.network_seconds = network_seconds  # ... for at least this long
 
@@ -192,7 +191,8 @@ class TvmProfiler(ProfilerBackend):
                 "target": self.target, "measured_via": where, "threads": "TVM default (all cores)" if remote is None else "remote default",
                 "batch_size": 1, "repetitions": reps, "statistic": "median of time_evaluator repeats (>= 1 ms each), "
                 "per-call overhead subtracted", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "rpc": self.rpc_text, "tracker": self.tracker_text, "key": self.key,
+                "rpc": ":".join(map(str, self.rpc)) if self.rpc else None,
+                "tracker": ":".join(map(str, self.tracker)) if self.tracker else None, "key": self.key,
                 "space": space, "quick": quick, "nasq_version": __version__,
             },
             "overhead_ms": round(overhead_ms, 6),

@@ -68,12 +68,13 @@ def backend_for(profile):
     """The profiler backend that measured ``profile``, set up to measure whole networks like it did."""
     from nasq.errors import NasqError
     from nasq.hardware_profiles import PROFILERS
+    from nasq.hardware_profiles.profiler import ProfilerBackend
 
     runtime = profile.metadata.get("runtime")
-    if runtime not in PROFILERS.names():
+    measuring = [n for n in PROFILERS.names() if PROFILERS.get(n).measure_models is not ProfilerBackend.measure_models]
+    if runtime not in measuring:
         raise NasqError(f"target '{profile.name}' comes from {runtime!r}, not from a backend that runs networks "
-                        f"({', '.join(n for n in PROFILERS.names() if n in ('onnxruntime', 'tvm'))}); "
-                        "there is nothing to measure it against")
+                        f"({', '.join(measuring)}); there is nothing to measure it against")
     return PROFILERS.get(runtime).for_profile(profile.metadata)
 
 
@@ -291,7 +292,7 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
 
     profile = Profile.load(Path(path))
     backend = backend_for(profile)
-    if not profile.remote and not profile.measured_here():
+    if not profile.measurable():
         raise NasqError(f"target '{profile.name}' is {profile.machine_mismatch()}; validate it on that machine")
     space = create_space(profile.metadata.get("space", "mobilenet-mnist"))
     candidates = sample_candidates(space, networks, seed=10_000 + seed)  # never the profiling seeds

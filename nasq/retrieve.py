@@ -91,7 +91,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 "executed_ops": info.executed_ops,
             }
             log(f"{plan}: test accuracy (ONNX Runtime) {results[plan]['test_accuracy_onnxruntime']:.3f}")
-        measurable = profile.measured_here() or profile.remote
+        measurable = profile.measurable()
         measurement: dict[str, Any] = {"measured": measurable}
         if measurable:  # on the target itself: this machine, or the remote device the profile was measured on
             batch = int(profile.metadata.get("batch_size", 1))
