@@ -24,15 +24,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
-import re
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import DATA, publish
+
 SECTION = "Latency predictors (ONNX Runtime, this machine)"
 PUBLISHED_SECTION = "Latency predictors from published tables (NAS-Bench-201, FBNet)"
-DATA = ROOT.parent / "shared" / "data"
 PUBLISHED = {"nas-bench-201": "nb201_latency_ms.csv", "fbnet": "fbnet_latency_ms.csv"}
 DEVICES = ("gold_6226", "pixel3", "samsung_a50", "raspi4", "fpga", "eyeriss", "titan_rtx_1")
 
@@ -53,9 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.part in ("published", "all"):
         text = published_tables(args.seeds)
-        print(text)
-        if not args.no_write:
-            write_section(ROOT / "docs" / "benchmarks.md", text, PUBLISHED_SECTION)
+        publish(text, PUBLISHED_SECTION, write=not args.no_write)
     if args.part in ("ort", "all"):
         ort_profile(args)
 
@@ -241,20 +237,7 @@ def ort_profile(args) -> None:
               f"`{real_chosen}`, {real_best['within_10pct']:.0%} within +-10%, median error "
               f"{real_best['median_error']:.1%}).", "", ""]
     text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section(ROOT / "docs" / "benchmarks.md", text)
-
-
-def write_section(path: Path, section: str, title: str = SECTION) -> None:
-    """Replace (or append) one section of docs/benchmarks.md, atomically."""
-    from nasq.fileio import write_text_atomic
-
-    old = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure here comes from a script in `benchmarks/`.\n\n"
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(section, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(exist_ok=True)
-    write_text_atomic(path, new)
+    publish(text, SECTION, write=not args.no_write)
 
 
 if __name__ == "__main__":

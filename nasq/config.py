@@ -40,6 +40,12 @@ class AccuracyConfig:
     batch_size: int = _opt(64, min=1, max=4096)
     lr: float = _opt(0.01, min=0.0, max=10.0)
     finetune_lr: float = _opt(0.003, min=0.0, max=10.0)
+    proxy_batch_size: int = _opt(64, min=2, max=4096, doc="real training samples a zero-cost proxy sees")
+    supernet_epochs: float = _opt(6.0, min=0.0, max=1000, doc="supernet: float training epochs (sandwich rule)")
+    supernet_qat_epochs: float = _opt(2.0, min=0.0, max=1000, doc="supernet: quantization-aware epochs, random bits")
+    supernet_path: str = _opt("", doc="supernet: a checkpoint to reuse (empty: train one in the run directory)")
+    bn_samples: int = _opt(1000, min=16, max=1_000_000, doc="supernet: training images that re-estimate a "
+                                                           "sub-network's BatchNorm statistics")
 
 
 @dataclass(frozen=True)

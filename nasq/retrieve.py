@@ -41,7 +41,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     from nasq.hardware_profiles.profile import Profile
     from nasq.hardware_profiles.validation import backend_for
     from nasq.search.driver import load_run
-    from nasq.search.results import ResultsTable, select_best
+    from nasq.search.results import ResultsTable, score_text, select_best
     from nasq.spaces import create_space
     from nasq.spaces.base import with_uniform_bits
     from nasq.train import TrainSchedule, accuracy, compress_and_train
@@ -56,7 +56,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     predictor = create_predictor(profile)
     space = create_space(cfg.space)
     candidate = space.validate(json.loads(row["key"]))
-    log(f"best for {target}: {row['cid']} ({why}); search accuracy {row['accuracy']:.3f}, "
+    log(f"best for {target}: {row['cid']} ({why}); search {score_text(row)}, "
         f"predicted {row['latency_ms'][target]:.4g} ms")
 
     torch.set_num_threads(1)
@@ -119,7 +119,8 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         "key": row["key"],
         "chosen_because": why,
         "max_latency_ms": max_latency_ms,
-        "search": {"accuracy": row["accuracy"], "predicted_latency_ms": row["latency_ms"][target]},
+        "search": {"estimate": row.get("estimate"), "score": row["score"], "accuracy": row.get("accuracy"),
+                   "predicted_latency_ms": row["latency_ms"][target]},
         "fine_tune": {"train_epochs": schedule.train_epochs, "finetune_epochs": schedule.finetune_epochs},
         "layers": [{**l.to_dict(), "exported_as": cand["layer_modes"][l.name]} for l in layers],
         "simulated_layers": [n for n, m in cand["layer_modes"].items() if m == "simulated"],
@@ -180,7 +181,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append(f"Layers exported as: {', '.join(f'{k} {v}' for k, v in sorted(modes.items()))}.")
     if report["simulated_note"]:
         lines.append(report["simulated_note"] + ".")
-    lines.append(f"Search-time validation accuracy {report['search']['accuracy']:.3f}. Each model was rebuilt from "
+    search = report["search"]
+    scored = (f"Search-time validation accuracy {search['accuracy']:.3f}" if search.get("accuracy") is not None
+              else f"Search-time score {search['score']:.4g} ({search.get('estimate')}; no accuracy measured in the search)")
+    lines.append(f"{scored}. Each model was rebuilt from "
                  f"the key and trained {report['fine_tune']['train_epochs']} + {report['fine_tune']['finetune_epochs']} "
                  "epochs (float, then pruned and quantization-aware); baselines share its architecture and pruning.")
     return "\n".join(lines) + "\n"

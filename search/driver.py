@@ -1,8 +1,9 @@
 """The search driver: one Ray Tune run, driven by an Optuna sampler through ``OptunaSearch``.
 
-Each Tune trial evaluates one candidate: the accuracy estimate (short training on real data, with
-pruning and quantization applied) and the predicted latency on every target. Objectives:
-maximize ``accuracy``, minimize ``latency_ms.<target>`` for each target.
+Each Tune trial evaluates one candidate: the accuracy estimate (short training on real data, or a
+zero-cost proxy, with pruning and quantization applied) and the predicted latency on every target.
+Objectives: maximize the estimate's ``score`` (the validation accuracy, for training-based
+estimates), minimize ``latency_ms.<target>`` for each target.
 
 A run directory holds::
 
@@ -30,26 +31,25 @@ from nasq import __version__
 from nasq.config import ExperimentConfig, config_from_dict
 from nasq.errors import NasqError
 from nasq.fileio import check_writable_dir, write_json_atomic
-from nasq.search.results import ResultsTable, pareto_front, plot_pareto
+from nasq.search.results import ResultsTable, pareto_front, plot_pareto, score_text
 
 RUN_MARKER = "nasq_run.json"
 TUNE_DIR = "tune"
 
 
 def objective_names(targets: list[str]) -> list[str]:
-    return ["accuracy"] + [f"latency_ms.{t}" for t in targets]
+    return ["score"] + [f"latency_ms.{t}" for t in targets]
 
 
 # --- the trial (runs in a Ray worker) ------------------------------------------------------------
 
 def candidate_metrics(space, candidate: dict, predictors: dict[str, Any]) -> dict[str, Any]:
     """Everything about a candidate that needs no training: predicted latencies and sizes."""
-    layers = space.layers(candidate)
+    from nasq.accuracy import layer_counts
+
+    counts = layer_counts(space.layers(candidate))
     out: dict[str, Any] = {f"latency_ms.{t}": p.predict_candidate(space, candidate).total_ms for t, p in predictors.items()}
-    out["params"] = sum(l.params for l in layers)
-    out["macs"] = sum(l.macs for l in layers)
-    out["bitops"] = sum(l.macs * l.w_bits * l.a_bits for l in layers)
-    out["size_bytes"] = int(sum(l.params * l.w_bits for l in layers) // 8)
+    out.update(params=counts["params"], macs=counts["flops"], bitops=counts["bitops"], size_bytes=counts["size_bytes"])
     return out
 
 
@@ -72,7 +72,7 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     metrics: dict[str, Any] = {"key": key, "cid": candidate_id(candidate), "status": "ok", "reason": ""}
     previous = _finished_row(settings.get("run_dir"), metrics["cid"])
     if previous is not None:  # finished before a crash of the driver: report it again, never re-evaluate
-        metrics.update({k: previous.get(k) for k in ("status", "reason", "accuracy", "cost_s", "estimate", "params",
+        metrics.update({k: previous.get(k) for k in ("status", "reason", "score", "accuracy", "cost_s", "estimate", "params",
                                                      "macs", "bitops", "size_bytes")})
         metrics.update({f"latency_ms.{t}": v for t, v in previous["latency_ms"].items()}, reused=True)
         metrics = {k: (float("nan") if v is None else v) for k, v in metrics.items()}
@@ -82,8 +82,11 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
         predictors = {t: create_predictor(Profile.from_dict(d, t)) for t, d in settings["profiles"].items()}
         metrics.update(candidate_metrics(space, candidate, predictors))
         data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
-        est = ESTIMATES.create(cfg.accuracy.estimate, config=cfg.accuracy).estimate(space, candidate, data, seed=cfg.seed)
-        metrics.update(accuracy=est.accuracy, cost_s=est.cost_s, estimate=cfg.accuracy.estimate)
+        name = cfg.accuracy.estimate
+        estimate = ESTIMATES.create(name, config=cfg.accuracy, run_dir=settings.get("run_dir"))
+        est = estimate.run(space, candidate, data, seed=cfg.seed, name=name)
+        metrics.update(score=est.score, accuracy=float("nan") if est.accuracy is None else est.accuracy,
+                       cost_s=est.cost_s, estimate=name)
     except Exception as exc:  # a crashing candidate is recorded as failed; the search goes on
         metrics.update(status="failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
     for name in objective_names(list(settings["profiles"])):  # Tune requires every objective key
@@ -152,6 +155,7 @@ class ResultsCallback(Callback):
             "key": result.get("key") or canonical_key(candidate),
             "status": "failed" if error else result.get("status", "failed"),
             "reason": error or result.get("reason", ""),
+            "score": _clean(result.get("score")),
             "accuracy": _clean(result.get("accuracy")),
             "latency_ms": {t: _clean(result.get(f"latency_ms.{t}")) for t in self.targets},
             "estimate": result.get("estimate"),
@@ -167,14 +171,14 @@ class ResultsCallback(Callback):
         line = f"[{len(rows)}/{self.total}] {row['cid']} {row['status']}"
         if row["status"] == "ok":
             lat = " ".join(f"{t}={row['latency_ms'][t]:.4g}ms" for t in self.targets)
-            line += f" acc={row['accuracy']:.3f} {lat} ({row['cost_s']:.0f}s)"
+            line += f" {score_text(row)} {lat} ({row['cost_s']:.1f}s)"
         else:
             line += f": {row['reason']}"
         best = []
         for t in self.targets:
             front = pareto_front(rows, t)
             if front:
-                best.append(f"{t}: front {len(front)}, best acc {front[-1]['accuracy']:.3f}")
+                best.append(f"{t}: front {len(front)}, best {score_text(front[-1])}")
         print(f"{line} | done {done}, failed {failed} | " + "; ".join(best), flush=True)
         for t in self.targets:
             if pareto_front(rows, t):
@@ -296,6 +300,7 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) 
     _init_ray(address)
     from ray import tune
 
+    prepare_estimate(cfg, space, run_dir)
     trainable = _trainable(settings, cfg.search.cpus_per_candidate)
     tune_path = run_dir / TUNE_DIR
     t0 = time.time()
@@ -322,6 +327,23 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) 
     return run_dir
 
 
+ESTIMATE_RECORD = "estimate.json"
+
+
+def prepare_estimate(cfg: ExperimentConfig, space, run_dir: Path) -> None:
+    """The accuracy estimate's one-off work (a supernet), done once in the driver before any trial and
+    recorded in the run directory (a resumed run finds it there)."""
+    from nasq.accuracy import ESTIMATES, AccuracyEstimate
+    from nasq.data import DATASETS
+
+    estimate = ESTIMATES.create(cfg.accuracy.estimate, config=cfg.accuracy, run_dir=run_dir)
+    if type(estimate).prepare is AccuracyEstimate.prepare:  # nothing to do once
+        return
+    data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
+    record = estimate.prepare(space, data, run_dir=run_dir, seed=cfg.seed, log=lambda m: print(m, flush=True))
+    write_json_atomic(run_dir / ESTIMATE_RECORD, {"estimate": cfg.accuracy.estimate, **record})
+
+
 def summarize(run_dir: Path, cfg: ExperimentConfig, elapsed_s: float) -> None:
     """Print each target's Pareto front; write pareto.json and the plots."""
     rows = ResultsTable(run_dir, cfg.targets).rows()
@@ -330,11 +352,12 @@ def summarize(run_dir: Path, cfg: ExperimentConfig, elapsed_s: float) -> None:
     fronts = {}
     for t in cfg.targets:
         front = pareto_front(rows, t)
-        fronts[t] = [{"cid": r["cid"], "accuracy": r["accuracy"], "latency_ms": r["latency_ms"][t]} for r in front]
-        print(f"\nPareto front for {t} (accuracy vs predicted latency):")
-        print(f"  {'cid':<14}{'accuracy':>9}{'latency_ms':>12}")
+        fronts[t] = [{"cid": r["cid"], "score": r["score"], "accuracy": r.get("accuracy"),
+                      "latency_ms": r["latency_ms"][t]} for r in front]
+        print(f"\nPareto front for {t} ({cfg.accuracy.estimate} score vs predicted latency):")
+        print(f"  {'cid':<14}{'score':>10}{'latency_ms':>12}")
         for r in front:
-            print(f"  {r['cid']:<14}{r['accuracy']:>9.3f}{r['latency_ms'][t]:>12.4f}")
+            print(f"  {r['cid']:<14}{r['score']:>10.4g}{r['latency_ms'][t]:>12.4f}")
         if front:
             plot_pareto(rows, t, run_dir / f"pareto_{t}.png")
             print(f"  plot: {run_dir / f'pareto_{t}.png'}")

@@ -3,8 +3,12 @@
 One row per evaluated candidate, in ``results.jsonl`` (append-only, the source of truth) and
 ``results.csv`` (rewritten atomically after each row)::
 
-    cid, key, status ("ok" | "failed"), reason, accuracy, latency_ms.<target>..., cost_s,
-    params, macs, bitops, size_bytes, trial_id
+    cid, key, status ("ok" | "failed"), reason, score, accuracy, estimate, latency_ms.<target>...,
+    cost_s, params, macs, bitops, size_bytes, trial_id
+
+``score`` is what the search maximized: the accuracy estimate's score (``estimate`` names it), equal
+to ``accuracy`` (validation accuracy, pruned and quantized) for training-based estimates and a
+ranking score, with ``accuracy`` empty, for zero-cost proxies and counts.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from nasq.fileio import write_text_atomic
 
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
-BASE_COLUMNS = ["cid", "key", "status", "reason", "accuracy"]
+BASE_COLUMNS = ["cid", "key", "status", "reason", "score", "accuracy", "estimate"]
 TAIL_COLUMNS = ["cost_s", "params", "macs", "bitops", "size_bytes", "trial_id"]
 
 
@@ -45,6 +49,7 @@ class ResultsTable:
                     row = json.loads(line)
                 except json.JSONDecodeError:  # a line torn by a kill mid-write
                     continue
+                row.setdefault("score", row.get("accuracy"))  # rows written before scores existed
                 rows[row["cid"]] = row
         return list(rows.values())
 
@@ -75,16 +80,17 @@ def ok_rows(rows: Iterable[dict], target: str) -> list[dict]:
     out = []
     for r in rows:
         lat = r.get("latency_ms", {}).get(target)
-        if r.get("status") == "ok" and lat is not None and math.isfinite(lat) and math.isfinite(r["accuracy"]):
+        if r.get("status") == "ok" and lat is not None and math.isfinite(lat) and r.get("score") is not None \
+                and math.isfinite(r["score"]):
             out.append(r)
     return out
 
 
 def pareto_front(rows: Iterable[dict], target: str) -> list[dict]:
-    """Non-dominated rows (max accuracy, min latency on ``target``), by increasing latency."""
+    """Non-dominated rows (max score, min latency on ``target``), by increasing latency."""
     front: list[dict] = []
-    for r in sorted(ok_rows(rows, target), key=lambda r: (r["latency_ms"][target], -r["accuracy"])):
-        if not front or r["accuracy"] > front[-1]["accuracy"]:
+    for r in sorted(ok_rows(rows, target), key=lambda r: (r["latency_ms"][target], -r["score"])):
+        if not front or r["score"] > front[-1]["score"]:
             front.append(r)
     return front
 
@@ -92,9 +98,9 @@ def pareto_front(rows: Iterable[dict], target: str) -> list[dict]:
 def knee(front: list[dict], target: str) -> dict:
     """The front point farthest from the line joining its extremes (normalized axes)."""
     if len(front) <= 2:
-        return max(front, key=lambda r: r["accuracy"])
+        return max(front, key=lambda r: r["score"])
     lat = [r["latency_ms"][target] for r in front]
-    acc = [r["accuracy"] for r in front]
+    acc = [r["score"] for r in front]
     lspan, aspan = (max(lat) - min(lat)) or 1.0, (max(acc) - min(acc)) or 1.0
     pts = [((x - min(lat)) / lspan, (y - min(acc)) / aspan) for x, y in zip(lat, acc)]
     (x0, y0), (x1, y1) = pts[0], pts[-1]
@@ -104,7 +110,7 @@ def knee(front: list[dict], target: str) -> dict:
 
 
 def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] = None) -> tuple[dict, str]:
-    """The most accurate candidate within the bound, or the knee of the front; and why it was chosen."""
+    """The best-scored candidate within the bound, or the knee of the front; and why it was chosen."""
     candidates = ok_rows(rows, target)
     if not candidates:
         raise NasqError(f"no successful candidate with a latency for target '{target}' in this run")
@@ -113,9 +119,24 @@ def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] =
         if not within:
             fastest = min(r["latency_ms"][target] for r in candidates)
             raise NasqError(f"no candidate within {max_latency_ms} ms on '{target}'; the fastest is {fastest:.4g} ms")
-        best = max(within, key=lambda r: (r["accuracy"], -r["latency_ms"][target]))
-        return best, f"most accurate within {max_latency_ms} ms"
-    return knee(pareto_front(rows, target), target), "knee of the accuracy/latency Pareto front"
+        best = max(within, key=lambda r: (r["score"], -r["latency_ms"][target]))
+        return best, f"best {estimate_label(rows)} within {max_latency_ms} ms"
+    return knee(pareto_front(rows, target), target), f"knee of the {estimate_label(rows)}/latency Pareto front"
+
+
+def estimate_label(rows: Iterable[dict]) -> str:
+    """What the rows' scores are: "accuracy" when every scored row measured it, else the estimates' names."""
+    scored = [r for r in rows if r.get("score") is not None]
+    if all(r.get("accuracy") is not None for r in scored):
+        return "accuracy"
+    return "/".join(sorted({str(r.get("estimate")) for r in scored})) + " score"
+
+
+def score_text(row: dict) -> str:
+    """A row's score for progress lines: ``acc=0.912`` or ``synflow=41.3``."""
+    if row.get("accuracy") is not None:
+        return f"acc={row['accuracy']:.3f}"
+    return f"{row.get('estimate')}={row['score']:.4g}"
 
 
 def plot_pareto(rows: list[dict], target: str, path: Path) -> None:
@@ -128,13 +149,14 @@ def plot_pareto(rows: list[dict], target: str, path: Path) -> None:
     pts = ok_rows(rows, target)
     front = pareto_front(rows, target)
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
-    ax.scatter([r["latency_ms"][target] for r in pts], [r["accuracy"] for r in pts], s=14, c="0.6",
+    ax.scatter([r["latency_ms"][target] for r in pts], [r["score"] for r in pts], s=14, c="0.6",
                label=f"candidates ({len(pts)})")
-    ax.plot([r["latency_ms"][target] for r in front], [r["accuracy"] for r in front], "o-", c="tab:red", ms=5,
+    ax.plot([r["latency_ms"][target] for r in front], [r["score"] for r in front], "o-", c="tab:red", ms=5,
             label=f"Pareto front ({len(front)})")
     ax.set_xlabel(f"predicted latency on {target} (ms)")
-    ax.set_ylabel("validation accuracy (pruned + quantized)")
-    ax.set_title(f"nasq: accuracy vs latency, {target}")
+    label = estimate_label(pts)
+    ax.set_ylabel("validation accuracy (pruned + quantized)" if label == "accuracy" else label)
+    ax.set_title(f"nasq: {label} vs latency, {target}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

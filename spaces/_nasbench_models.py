@@ -17,9 +17,10 @@ class _ReLUConvBN(QuantConvBNAct):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
         super().__init__(cin, cout, kernel, stride, act=False)
+        self.pre = nn.ReLU()  # a module, so that activation-pattern proxies (NASWOT) see it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(torch.relu(x))
+        return super().forward(self.pre(x))
 
 
 class _Zero(nn.Module):

@@ -104,6 +104,17 @@ class RandomSuggester:
         return self.params[name]
 
 
+class _LargestSuggester:
+    """Every choice at its maximum, except pruning ratios (``*.prune``) at their minimum."""
+
+    def __init__(self) -> None:
+        self.params: Candidate = {}
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        self.params[name] = min(choices) if name.endswith(".prune") else max(choices)
+        return self.params[name]
+
+
 class FixedSuggester:
     """Replays a given candidate, checking every value; unknown or missing params are errors."""
 
@@ -185,6 +196,22 @@ class SearchSpace(ABC):
         from nasq.compress import prune_channels
 
         prune_channels(model, self.per_layer(candidate, "prune"), torch.zeros(1, *self.input_shape))
+
+    # Weight sharing (optional) ---------------------------------------------------------------
+
+    def supernet_candidate(self) -> Candidate:
+        """The largest candidate (every choice at its maximum, no pruning, float): a supernet is its
+        network, and every candidate's weights are slices of the supernet's."""
+        suggester = _LargestSuggester()
+        self.define(suggester)
+        return suggester.params
+
+    def build_pruned(self, candidate: Candidate):
+        """The candidate's float model with every pruned layer narrowed to its leading channels, so that
+        its parameters are leading slices (and centred kernel crops) of the supernet's, by name. Spaces
+        that support weight sharing implement this; the others refuse."""
+        raise NasqError(f"space '{self.name}' does not support weight sharing (it has no supernet); "
+                        "choose another accuracy.estimate")
 
     def quantize(self, model, candidate: Candidate) -> None:
         from nasq.compress import apply_bits

@@ -75,6 +75,13 @@ class MobileNetMnistSpace(SearchSpace):
 
         return MobileNet(STEM_CHANNELS, self._blocks(candidate), self.num_classes)
 
+    def build_pruned(self, candidate: Candidate):
+        from nasq.spaces._mobilenet_model import MobileNet
+
+        blocks = [{**b, "hidden": kept_channels(b["hidden"], candidate[f"blocks.{b['name']}.expand.prune"])}
+                  for b in self._blocks(candidate)]
+        return MobileNet(STEM_CHANNELS, blocks, self.num_classes)
+
     def layers(self, candidate: Candidate) -> list[LayerSpec]:
         def bits(layer: str) -> dict[str, int]:
             return dict(w_bits=candidate[f"{layer}.w_bits"], a_bits=candidate[f"{layer}.a_bits"])

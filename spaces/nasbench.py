@@ -9,7 +9,10 @@ edges each take one of ``none``, ``skip_connect``, ``nor_conv_1x1``, ``nor_conv_
 searchable layers, each one of 9 blocks (``k{3,5}_e{1,3,6}`` inverted residuals, ``k{3,5}_e1_g2`` with
 grouped 1x1 convs, ``skip``); the string is the 22 block names separated by spaces.
 
-Both spaces search architecture only (the published tables measured float networks, unpruned). Their
+``nas-bench-macro``: NAS-Bench-Macro's MobileNetV2-block space (Su et al., CVPR 2021; 6,561 networks with
+CIFAR-10 accuracies), described as a smaller FBNet-style plan (see :class:`NasBenchMacroSpace`).
+
+These spaces search architecture only (the published tables measured float networks, unpruned). Their
 published latencies are for the benchmarks' own setting (3x32x32 CIFAR input); the models :meth:`build`
 makes take this project's input shape, so that they can be trained on the data nasq ships.
 """
@@ -29,6 +32,7 @@ FBNET_BLOCKS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_
 FBNET_LAYERS = ((16, 1),) + ((24, 1),) * 4 + ((32, 2),) + ((32, 1),) * 3 + ((64, 2),) + ((64, 1),) * 3 + \
     ((112, 1),) * 4 + ((184, 2),) + ((184, 1),) * 3 + ((352, 1),)
 FBNET_STEM, FBNET_HEAD = 16, 1504
+MACRO_BLOCKS = ("skip", "k3_e3", "k5_e6")
 
 
 def _edge(to: int, frm: int) -> str:
@@ -106,32 +110,33 @@ class FBNetSpace(_ArchitectureOnly):
     name = "fbnet"
     input_shape = (1, 28, 28)
     num_classes = 10
+    blocks, plan, stem, head = FBNET_BLOCKS, FBNET_LAYERS, FBNET_STEM, FBNET_HEAD
 
     def define(self, trial: Suggester) -> None:
-        for i in range(len(FBNET_LAYERS)):
-            trial.suggest_categorical(f"layer{i}", FBNET_BLOCKS)
+        for i in range(len(self.plan)):
+            trial.suggest_categorical(f"layer{i}", self.blocks)
 
     def parse_arch(self, text: str) -> Candidate:
         blocks = text.split()
-        if len(blocks) != len(FBNET_LAYERS):
-            raise NasqError(f"an FBNet architecture is {len(FBNET_LAYERS)} block names separated by spaces, "
+        if len(blocks) != len(self.plan):
+            raise NasqError(f"an FBNet architecture is {len(self.plan)} block names separated by spaces, "
                             f"got {len(blocks)} in '{text}'")
         return self.validate({f"layer{i}": b for i, b in enumerate(blocks)})
 
     def format_arch(self, candidate: Candidate) -> str:
-        return " ".join(candidate[f"layer{i}"] for i in range(len(FBNET_LAYERS)))
+        return " ".join(candidate[f"layer{i}"] for i in range(len(self.plan)))
 
     def build(self, candidate: Candidate):
         from nasq.spaces._nasbench_models import FBNet
 
-        blocks = [candidate[f"layer{i}"] for i in range(len(FBNET_LAYERS))]
-        return FBNet(blocks, FBNET_LAYERS, FBNET_STEM, FBNET_HEAD, self.input_shape[0], self.num_classes)
+        blocks = [candidate[f"layer{i}"] for i in range(len(self.plan))]
+        return FBNet(blocks, self.plan, self.stem, self.head, self.input_shape[0], self.num_classes)
 
     def layers(self, candidate: Candidate) -> list[LayerSpec]:
         """Grouped 1x1 convs (``_g2``) are described as dense convs with the same MACs (cin / 2)."""
         h = self.input_shape[1]
-        specs, cin = [LayerSpec("stem", "conv", self.input_shape[0], FBNET_STEM, 3, 1, h)], FBNET_STEM
-        for i, (cout, stride) in enumerate(FBNET_LAYERS):
+        specs, cin = [LayerSpec("stem", "conv", self.input_shape[0], self.stem, 3, 1, h)], self.stem
+        for i, (cout, stride) in enumerate(self.plan):
             block, name = candidate[f"layer{i}"], f"layer{i}"
             if block == "skip":
                 if cin != cout or stride != 1:
@@ -145,12 +150,37 @@ class FBNetSpace(_ArchitectureOnly):
                                        residual=3 if stride == 1 and cin == cout else 0))
             h = (h + stride - 1) // stride
             cin = cout
-        specs += [LayerSpec("head", "conv", cin, FBNET_HEAD, 1, 1, h),
-                  LayerSpec("classifier", "linear", FBNET_HEAD, self.num_classes)]
+        specs += [LayerSpec("head", "conv", cin, self.head, 1, 1, h),
+                  LayerSpec("classifier", "linear", self.head, self.num_classes)]
         return specs
 
     def profile_shapes(self, *, quick: bool = False) -> list[LayerSpec]:
         shapes: set[LayerSpec] = set()
-        for block in FBNET_BLOCKS:
-            shapes |= {s.shape_only() for s in self.layers({f"layer{i}": block for i in range(len(FBNET_LAYERS))})}
+        for block in self.blocks:
+            shapes |= {s.shape_only() for s in self.layers({f"layer{i}": block for i in range(len(self.plan))})}
         return sorted(shapes, key=lambda s: (s.op, s.h_in, s.cin, s.cout, s.kernel, s.stride))
+
+
+@SPACES.register("nas-bench-macro")
+class NasBenchMacroSpace(FBNetSpace):
+    """NAS-Bench-Macro (Su et al., 2021): 8 searchable layers in stages of 2, 3 and 3 (64, 128, 256
+    channels, each stage's first layer at stride 2) after a 32-channel 3x3 stem on 3x32x32 input, a
+    1280-channel 1x1 head; each layer an identity (a strided 1x1 conv where it must change shape), an
+    MBConv k3 e3 or an MBConv k5 e6. Its table's keys are 8 digits over (identity, k3 e3, k5 e6); the
+    networks built here match its published parameter and FLOP counts exactly."""
+
+    name = "nas-bench-macro"
+    input_shape = (3, 32, 32)
+    blocks = MACRO_BLOCKS
+    plan = ((64, 2), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2), (256, 1), (256, 1))
+    stem, head = 32, 1280
+
+    def parse_arch(self, text: str) -> Candidate:
+        text = text.strip()
+        if len(text) != len(self.plan) or any(ch not in "012" for ch in text):
+            raise NasqError(f"a NAS-Bench-Macro architecture is {len(self.plan)} digits over 0 (identity), "
+                            f"1 (MBConv k3 e3), 2 (MBConv k5 e6); got '{text}'")
+        return self.validate({f"layer{i}": self.blocks[int(ch)] for i, ch in enumerate(text)})
+
+    def format_arch(self, candidate: Candidate) -> str:
+        return "".join(str(self.blocks.index(candidate[f"layer{i}"])) for i in range(len(self.plan)))

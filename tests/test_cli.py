@@ -108,7 +108,7 @@ def fake_run(tmp_path):
     from nasq.spaces import candidate_id, canonical_key, create_space
 
     cand = create_space("mobilenet-mnist").sample(0)
-    row = {"cid": candidate_id(cand), "key": canonical_key(cand), "status": "ok", "reason": "", "accuracy": 0.9,
+    row = {"cid": candidate_id(cand), "key": canonical_key(cand), "status": "ok", "reason": "", "score": 0.9, "accuracy": 0.9,
            "latency_ms": {"x86-ort": 0.05}}
     (run_dir / "results.jsonl").write_text(json.dumps(row) + "\n")
     return run_dir

@@ -73,6 +73,7 @@ def test_search_records_every_candidate_and_goes_on_after_failures(search_run):
         assert "cannot price op 'conv' in int8" in r["reason"]
     for r in ok:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["cost_s"] > 0
+        assert r["score"] == r["accuracy"] and r["estimate"] == "short-training"
         assert all(r["latency_ms"][t] > 0 for t in ("here", "bitserial-sim", "no-int8-conv"))
         assert r["estimate"] == "short-training"
     assert (run_dir / "tune").is_dir() and (run_dir / "results.csv").exists()
@@ -163,3 +164,42 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     real = validation["real_topologies"]
     assert set(real["models"]) == {"squeezenet", "squeezenet int8"} and real["networks"] == 2
     assert all(v["measured_ms"] > 0 and v["predicted_ms"] > 0 for v in real["models"].values())
+
+
+def test_search_scored_by_a_zero_cost_proxy(tmp_path):
+    cfg = write_yaml(tmp_path / "proxy.yaml", {
+        "name": "proxy", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
+        "search": {"sampler": "nsga2", "num_candidates": 6, "max_concurrent": 2},
+        "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
+    })
+    run_dir = tmp_path / "run"
+    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = rows_of(run_dir)
+    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows), rows
+    for r in rows:
+        assert r["estimate"] == "zico" and r["accuracy"] is None and r["score"] > 0 and 0 < r["cost_s"] < 60
+    front = json.loads((run_dir / "pareto.json").read_text())["bitserial-sim"]
+    assert front and all("score" in p for p in front)
+    assert "zico score vs predicted latency" in out.stdout and "zico=" in out.stdout
+
+
+def test_search_scored_by_a_supernet_trains_it_once(tmp_path):
+    cfg = write_yaml(tmp_path / "sn.yaml", {
+        "name": "sn", "targets": ["bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
+        "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
+        "accuracy": {"estimate": "supernet", "supernet_epochs": 0.2, "supernet_qat_epochs": 0.05, "bn_samples": 128},
+    })
+    run_dir = tmp_path / "run"
+    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    record = json.loads((run_dir / "estimate.json").read_text())
+    assert record["estimate"] == "supernet" and record["train_seconds"] > 0 and not record["reused"]
+    assert Path(record["checkpoint"]) == run_dir / "supernet.pt" and (run_dir / "supernet.pt").exists()
+    rows = rows_of(run_dir)
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows), rows
+    for r in rows:
+        assert r["estimate"] == "supernet" and 0.0 <= r["accuracy"] <= 1.0 and r["score"] == r["accuracy"]
+    assert out.stdout.count("supernet: trained in") == 1

@@ -6,7 +6,7 @@ from nasq.search.results import ResultsTable, knee, pareto_front, plot_pareto, s
 
 
 def row(cid, acc, lat, status="ok"):
-    return {"cid": cid, "key": cid, "status": status, "reason": "", "accuracy": acc, "latency_ms": {"t": lat}}
+    return {"cid": cid, "key": cid, "status": status, "reason": "", "score": acc, "accuracy": acc, "latency_ms": {"t": lat}}
 
 
 ROWS = [row("a", 0.50, 1.0), row("b", 0.80, 2.0), row("c", 0.70, 3.0), row("d", 0.90, 5.0),
@@ -18,7 +18,7 @@ def test_pareto_front_is_non_dominated_and_sorted():
     assert [r["cid"] for r in front] == ["a", "b", "g", "d", "e"]
     for r in ROWS:
         if r["status"] == "ok" and r not in front:
-            assert any(f["accuracy"] >= r["accuracy"] and f["latency_ms"]["t"] <= r["latency_ms"]["t"] for f in front)
+            assert any(f["score"] >= r["score"] and f["latency_ms"]["t"] <= r["latency_ms"]["t"] for f in front)
 
 
 def test_knee_and_bounded_selection():
@@ -38,11 +38,11 @@ def test_results_table_survives_a_torn_line_and_writes_csv(tmp_path):
     table.append(ROWS[1])
     with open(table.path, "a") as fh:
         fh.write('{"cid": "torn", "acc')
-    table.append({**ROWS[0], "accuracy": 0.55})  # same candidate again: the later row wins
+    table.append({**ROWS[0], "score": 0.55, "accuracy": 0.55})  # same candidate again: the later row wins
     rows = {r["cid"]: r for r in table.rows()}
     assert set(rows) == {"a", "b"} and rows["a"]["accuracy"] == 0.55
     csv = (tmp_path / "results.csv").read_text().splitlines()
-    assert csv[0].startswith("cid,key,status,reason,accuracy,latency_ms.t")
+    assert csv[0].startswith("cid,key,status,reason,score,accuracy,estimate,latency_ms.t")
     assert len(csv) == 3
 
 
@@ -50,3 +50,21 @@ def test_pareto_plot_is_a_png(tmp_path):
     plot_pareto(ROWS, "t", tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_proxy_scored_rows_rank_by_score_and_say_so(tmp_path):
+    from nasq.search.results import estimate_label, score_text
+
+    rows = [{**row(c, None, lat), "score": s, "estimate": "synflow"}
+            for c, s, lat in (("a", 10.0, 1.0), ("b", 30.0, 2.0), ("c", 20.0, 3.0))]
+    assert [r["cid"] for r in pareto_front(rows, "t")] == ["a", "b"]
+    best, why = select_best(rows, "t", max_latency_ms=5.0)
+    assert best["cid"] == "b" and why == "best synflow score within 5.0 ms"
+    assert estimate_label(rows) == "synflow score" and score_text(rows[1]) == "synflow=30"
+    assert estimate_label(ROWS) == "accuracy" and score_text(ROWS[0]) == "acc=0.500"
+    plot_pareto(rows, "t", tmp_path / "p.png")
+    # a row written before scores existed ranks by its accuracy
+    table = ResultsTable(tmp_path, ["t"])
+    old = {k: v for k, v in ROWS[1].items() if k != "score"}
+    table.append(old)
+    assert table.rows()[0]["score"] == 0.80

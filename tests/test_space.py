@@ -70,3 +70,19 @@ def test_profile_shapes_cover_every_geometry(space):
     for seed in range(30):
         for spec in space.layers(space.sample(seed)):
             assert (spec.op, spec.kernel, spec.stride, spec.h_in) in shapes, spec
+
+
+def test_nas_bench_macro_networks_match_the_published_counts():
+    # (params, FLOPs) from NAS-Bench-Macro's table (Su et al. 2021, Apache-2.0), for three of its keys
+    from nasq.spaces import create_space
+
+    space = create_space("nas-bench-macro")
+    published = {"00000000": (387882, 7713280), "11111111": (1588874, 53246464), "02012100": (890666, 47327744),
+                 "22222222": (2932586, 105660928)}
+    for key, (params, flops) in published.items():
+        cand = space.parse_arch(key)
+        assert space.format_arch(cand) == key
+        assert sum(p.numel() for p in space.build(cand).parameters()) == params
+        assert sum(l.macs for l in space.layers(cand)) == flops
+    with pytest.raises(NasqError, match="8 digits over 0"):
+        space.parse_arch("0123")

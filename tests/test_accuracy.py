@@ -1,0 +1,119 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nasq.accuracy import (
+    COUNT_BASELINES, ESTIMATES, ZERO_COST_PROXIES, Estimate, AccuracyEstimate, EstimateError, layer_counts, proxy_batch,
+)
+from nasq.config import config_from_dict
+from nasq.data import load_mnist
+from nasq.proxies import PROXIES, compressed_at_init, naswot, proxy_score, synflow
+from nasq.spaces import create_space
+from nasq.spaces.base import with_uniform_bits
+from nasq.spaces.mobilenet import PRUNE_RATIOS
+
+
+@pytest.fixture(scope="module")
+def space():
+    return create_space("mobilenet-mnist")
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return proxy_batch(load_mnist().train, 32, seed=0)
+
+
+def test_every_proxy_and_baseline_is_registered():
+    assert set(PROXIES) == set(ZERO_COST_PROXIES)
+    for name in (*ZERO_COST_PROXIES, *COUNT_BASELINES, "short-training"):
+        assert name in ESTIMATES
+
+
+@pytest.mark.parametrize("name", ZERO_COST_PROXIES)
+def test_proxies_score_compressed_candidates_deterministically(space, batch, name):
+    cand = space.sample(seed=3)
+    first = proxy_score(name, space, cand, *batch, seed=0)
+    assert math.isfinite(first)
+    assert proxy_score(name, space, cand, *batch, seed=0) == pytest.approx(first, rel=1e-5)
+
+
+def _pruned(cand, ratio):
+    return {k: (ratio if k.endswith(".prune") else v) for k, v in cand.items()}
+
+
+@pytest.mark.parametrize("name", ["synflow", "snip", "grad-norm"])
+def test_heavy_pruning_lowers_saliency_proxies(space, batch, name):
+    # the same architecture with half its channels pruned away has fewer, and no larger, saliencies
+    cand = with_uniform_bits(space.sample(seed=5), 32)
+    dense = proxy_score(name, space, _pruned(cand, 0.0), *batch, seed=0)
+    pruned = proxy_score(name, space, _pruned(cand, max(PRUNE_RATIOS)), *batch, seed=0)
+    assert pruned < dense, (name, dense, pruned)
+
+
+def test_synflow_leaves_the_model_unchanged(space, batch):
+    model = compressed_at_init(space, space.sample(seed=1), batch[0], seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    synflow(model, torch.from_numpy(batch[0]), torch.from_numpy(batch[1]))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_dead_network_is_refused_not_ranked(space, batch):
+    model = compressed_at_init(space, space.sample(seed=1), batch[0], seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # every activation pattern identical: a singular NASWOT kernel
+    assert naswot(model, torch.from_numpy(batch[0]), torch.from_numpy(batch[1])) == -math.inf
+
+    class Dead(AccuracyEstimate):
+        def estimate(self, space, candidate, data, *, seed):
+            return Estimate(float("nan"), 0.1)
+
+    with pytest.raises(EstimateError, match="dead-one score is nan"):
+        Dead(None).run(space, {}, None, seed=0, name="dead-one")
+
+
+def test_count_baselines_and_proxy_estimates_through_the_registry(space):
+    cfg = config_from_dict({"accuracy": {"proxy_batch_size": 16}}).accuracy
+    data = load_mnist()
+    cand = space.sample(seed=2)
+    counts = layer_counts(space.layers(cand))
+    for name in COUNT_BASELINES:
+        est = ESTIMATES.create(name, config=cfg).run(space, cand, data, seed=0, name=name)
+        assert est.score == counts[name] and est.accuracy is None and est.cost_s >= 0
+    est = ESTIMATES.create("zico", config=cfg).run(space, cand, data, seed=0, name="zico")
+    assert math.isfinite(est.score) and est.accuracy is None and 0 < est.cost_s < 60
+
+
+def test_proxy_batch_is_seeded_real_data():
+    split = load_mnist().train
+    x1, y1 = proxy_batch(split, 16, seed=4)
+    x2, _ = proxy_batch(split, 16, seed=4)
+    assert np.array_equal(x1, x2) and x1.shape == (16, 1, 28, 28) and set(y1) <= set(range(10))
+
+
+def test_accuracy_predictor_learns_what_bits_and_size_do(space):
+    from scipy.stats import kendalltau
+
+    from nasq.accuracy_predictor import AccuracyPredictor, CandidateEncoder
+
+    cands = [space.sample(seed=100 + i) for i in range(160)]
+
+    def synthetic(c):  # a known rule: low-bit layers cost accuracy, capacity adds some
+        layers = space.layers(c)
+        return 0.9 - 0.05 * sum(min(l.w_bits, l.a_bits) <= 2 for l in layers) + 0.01 * math.log(sum(l.params for l in layers))
+
+    scores = [synthetic(c) for c in cands]
+    predictor = AccuracyPredictor(space, seed=0).fit(cands[:120], scores[:120])
+    tau = kendalltau(predictor.predict(cands[120:]), scores[120:]).statistic
+    assert tau > 0.7, tau
+    encoder = CandidateEncoder(space)
+    shallow = next(c for c in cands if c["s0.depth"] == 1)
+    assert encoder.encode(shallow).shape == (len(encoder.names),)  # absent blocks are encoded, not dropped
+    with pytest.raises(Exception, match="at least 8 scored candidates"):
+        AccuracyPredictor(space).fit(cands[:5], scores[:5])
+    with pytest.raises(Exception, match="not fitted"):
+        AccuracyPredictor(space).predict(cands[:1])
