@@ -57,9 +57,6 @@ class AccuracyEstimate(ABC):
     nondeterminism. Call it through :meth:`run`, which refuses non-finite scores.
     """
 
-    #: whether ``score`` is a validation accuracy rather than a score that only ranks
-    measures_accuracy: bool = False
-
     def __init__(self, config, run_dir: str | Path | None = None) -> None:
         self.config = config
         self.run_dir = run_dir  # the search's run directory, where one-off work (a supernet) is kept
@@ -85,8 +82,6 @@ class ShortTraining(AccuracyEstimate):
     """Train briefly, prune, fine-tune with fake quantization, then measure validation accuracy
     (see :mod:`nasq.train`)."""
 
-    measures_accuracy = True
-
     def estimate(self, space, candidate: dict, data, *, seed: int) -> Estimate:
         from nasq.train import TrainSchedule, accuracy, compress_and_train
 
@@ -104,7 +99,6 @@ class SupernetEstimate(AccuracyEstimate):
     or the checkpoint ``accuracy.supernet_path``). ``cost_s`` is the per-candidate evaluation; the
     supernet's one-off training time is recorded by :meth:`prepare`."""
 
-    measures_accuracy = True
     CHECKPOINT = "supernet.pt"
 
     def fingerprint(self, space, data, seed: int) -> str:
@@ -152,8 +146,6 @@ class SensitivityEstimate(SupernetEstimate):
     """Compression sensitivity (see :mod:`nasq.sensitivity`): minus the predicted loss of the candidate's
     bit policy, from per-layer loss changes measured on its architecture with supernet weights. The
     table is cached per architecture, so further bit policies of an architecture cost microseconds."""
-
-    measures_accuracy = False
 
     def estimate(self, space, candidate: dict, data, *, seed: int) -> Estimate:
         from nasq.sensitivity import architecture_key, sensitivity_table

@@ -16,22 +16,11 @@ predictor as the search goes; fitting on a few hundred rows takes well under a s
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from nasq.errors import NasqError
-
-
-class _Recorder:
-    """Records every parameter and its choices while replaying the space's largest candidate."""
-
-    def __init__(self, candidate: dict) -> None:
-        self.candidate, self.choices = candidate, {}
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        self.choices[name] = list(choices)
-        return self.candidate[name]
 
 
 class CandidateEncoder:
@@ -39,9 +28,7 @@ class CandidateEncoder:
 
     def __init__(self, space) -> None:
         self.space = space
-        recorder = _Recorder(space.supernet_candidate())
-        space.define(recorder)
-        self.choices: dict[str, list] = recorder.choices
+        self.choices: dict[str, list] = space.choices()
         self.names = [f"{p}={c}" for p, cs in self.choices.items() for c in [*cs, "<absent>"]]
         self.ordered = {p for p, cs in self.choices.items()
                         if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cs)}

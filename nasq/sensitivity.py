@@ -49,20 +49,6 @@ def architecture_key(candidate: dict) -> str:
     return json.dumps({k: v for k, v in candidate.items() if not k.endswith((".w_bits", ".a_bits"))}, sort_keys=True)
 
 
-def _bit_choices(space, candidate: dict) -> dict[str, list[int]]:
-    """Each bit-width parameter's choices below float, from the space's own definition."""
-    choices: dict[str, list[int]] = {}
-
-    class Recorder:
-        def suggest_categorical(self, name, options):
-            if name.endswith((".w_bits", ".a_bits")):
-                choices[name] = [b for b in options if b != FLOAT_BITS]
-            return candidate[name]
-
-    space.define(Recorder())
-    return choices
-
-
 @torch.no_grad()
 def sensitivity_table(space, candidate: dict, weights: dict[str, torch.Tensor], data, *, seed: int,
                       samples: int = 256, bn_samples: int = 1000) -> SensitivityTable:
@@ -87,10 +73,12 @@ def sensitivity_table(space, candidate: dict, weights: dict[str, torch.Tensor], 
         layer.w_bits, layer.input_quant.bits = FLOAT_BITS, FLOAT_BITS
     base = loss()
     changes: dict[tuple[str, str, int], float] = {}
-    for param, options in _bit_choices(space, candidate).items():
+    for param, options in space.choices(candidate).items():
+        if not param.endswith((".w_bits", ".a_bits")):
+            continue
         name, kind = param.rsplit(".", 1)
         layer = layers[name]
-        for bits in options:
+        for bits in (b for b in options if b != FLOAT_BITS):
             if kind == "w_bits":
                 layer.w_bits = bits
                 changes[(name, "w", bits)] = loss() - base

@@ -65,24 +65,6 @@ def fingerprint(space_name: str, dataset: str, seed: int, settings: dict) -> str
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-class _Replay:
-    """Replays a candidate's choices, except those ``pick`` overrides (by name and choices)."""
-
-    def __init__(self, base: dict, pick: Callable) -> None:
-        self.base, self.pick, self.params = base, pick, {}
-
-    def suggest_categorical(self, name: str, choices):
-        value = self.pick(name, list(choices))
-        self.params[name] = self.base[name] if value is None else value
-        return self.params[name]
-
-
-def _choose(space, pick: Callable, base: dict | None = None) -> dict:
-    suggester = _Replay(base or {}, pick)
-    space.define(suggester)
-    return suggester.params
-
-
 def _bits(name: str) -> bool:
     return name.endswith((".w_bits", ".a_bits"))
 
@@ -107,8 +89,8 @@ def train_supernet(space, data, *, epochs: float, qat_epochs: float, batch_size:
     gen = torch.Generator().manual_seed(seed)
     perm, pos = torch.randperm(n, generator=gen), 0
     float_bits = lambda name, choices: max(choices) if _bits(name) else None  # noqa: E731
-    smallest = _choose(space, lambda name, choices: max(choices) if _bits(name) or name.endswith(".prune")
-                       else min(choices))
+    smallest = space.derive(lambda name, choices: max(choices) if _bits(name) or name.endswith(".prune")
+                            else min(choices))
     for step in range(total):
         if pos + batch_size > n:
             perm, pos = torch.randperm(n, generator=gen), 0
@@ -120,7 +102,7 @@ def train_supernet(space, data, *, epochs: float, qat_epochs: float, batch_size:
         # float phase: every sub-network in float; quantization-aware phase: random per-layer bits for each
         bits = (lambda name, choices: rng.choice(choices) if _bits(name) else None) if quantized else float_bits
         opt.zero_grad(set_to_none=True)
-        for cand in (_choose(space, bits, c) for c in group):
+        for cand in (space.derive(bits, c) for c in group):
             sub = space.build_pruned(cand)
             if quantized:
                 space.quantize(sub, cand)

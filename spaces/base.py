@@ -104,15 +104,27 @@ class RandomSuggester:
         return self.params[name]
 
 
-class _LargestSuggester:
-    """Every choice at its maximum, except pruning ratios (``*.prune``) at their minimum."""
+class _Picker:
+    """Chooses by a function of (name, choices), falling back to a base candidate's value."""
 
-    def __init__(self) -> None:
-        self.params: Candidate = {}
+    def __init__(self, pick, base: Candidate) -> None:
+        self.pick, self.base, self.params = pick, base, {}
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        self.params[name] = min(choices) if name.endswith(".prune") else max(choices)
+        value = self.pick(name, list(choices))
+        self.params[name] = self.base[name] if value is None else value
         return self.params[name]
+
+
+class _ChoiceRecorder:
+    """Replays a candidate, recording each parameter's choices."""
+
+    def __init__(self, candidate: Candidate) -> None:
+        self.candidate, self.choices = candidate, {}
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        self.choices[name] = list(choices)
+        return self.candidate[name]
 
 
 class FixedSuggester:
@@ -173,6 +185,13 @@ class SearchSpace(ABC):
         self.define(suggester)
         return suggester.params
 
+    def choices(self, candidate: Candidate | None = None) -> dict[str, list[Any]]:
+        """Every parameter ``candidate`` (default: the largest candidate, which has them all) sets, with
+        the choices the space offers it, in definition order."""
+        recorder = _ChoiceRecorder(candidate if candidate is not None else self.supernet_candidate())
+        self.define(recorder)
+        return recorder.choices
+
     def validate(self, candidate: Candidate) -> Candidate:
         """Return the candidate in canonical order, or raise NasqError naming the bad param."""
         if not isinstance(candidate, dict):
@@ -202,7 +221,12 @@ class SearchSpace(ABC):
     def supernet_candidate(self) -> Candidate:
         """The largest candidate (every choice at its maximum, no pruning, float): a supernet is its
         network, and every candidate's weights are slices of the supernet's."""
-        suggester = _LargestSuggester()
+        return self.derive(lambda name, choices: min(choices) if name.endswith(".prune") else max(choices))
+
+    def derive(self, pick, base: Candidate | None = None) -> Candidate:
+        """The candidate whose every parameter is ``pick(name, choices)``, or ``base``'s value where
+        ``pick`` returns None."""
+        suggester = _Picker(pick, base or {})
         self.define(suggester)
         return suggester.params
 
