@@ -335,7 +335,7 @@ def mobilenet(args) -> None:
     lines = [
         f"## {SECTION}",
         "",
-        f"Command: `python benchmarks/accuracy_proxies.py --candidates {args.candidates} --full {full[0]:g} {full[1]:g}`; "
+        f"Command: `python benchmarks/accuracy_proxies.py --part mobilenet --candidates {args.candidates} --full {full[0]:g} {full[1]:g}`; "
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{args.workers} worker processes of 1 thread; date: {date}.",
         "",
