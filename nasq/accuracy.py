@@ -7,10 +7,14 @@ One registered interface; the config's ``accuracy.estimate`` names the implement
   (``grad-norm``, ``snip``, ``synflow``, ``naswot``, ``zico``; see :mod:`nasq.proxies`);
 - ``supernet``: weight sharing; a supernet trained once per run, every candidate evaluated with
   inherited weights, pruned and quantized, without training (see :mod:`nasq.supernet`);
+  ``supernet-finetune`` fine-tunes the inherited candidate briefly before validating it;
 - ``sensitivity``: per-layer loss changes under quantization, measured once per architecture on
   supernet weights and added up for a candidate's bit policy (see :mod:`nasq.sensitivity`);
 - baselines any proxy must beat: ``params``, ``flops`` (multiply-accumulates) and ``bitops``
   (MACs x weight bits x activation bits), all after pruning.
+
+Estimates that train have a fidelity (``fidelity_keys``): a fidelity schedule (``accuracy.schedule:
+asha``) scores a candidate at rising fractions of its training and stops the unpromising early.
 
 Every estimate yields a ``score`` that the search maximizes; training-based ones also yield the
 validation accuracy it equals. A score that is NaN or infinite fails the candidate with the reason.
@@ -57,6 +61,9 @@ class AccuracyEstimate(ABC):
     nondeterminism. Call it through :meth:`run`, which refuses non-finite scores.
     """
 
+    #: config fields that set its fidelity (training time): a fidelity schedule (ASHA) scales them
+    fidelity_keys: tuple[str, ...] = ()
+
     def __init__(self, config, run_dir: str | Path | None = None) -> None:
         self.config = config
         self.run_dir = run_dir  # the search's run directory, where one-off work (a supernet) is kept
@@ -81,6 +88,8 @@ class AccuracyEstimate(ABC):
 class ShortTraining(AccuracyEstimate):
     """Train briefly, prune, fine-tune with fake quantization, then measure validation accuracy
     (see :mod:`nasq.train`)."""
+
+    fidelity_keys = ("train_epochs", "finetune_epochs")
 
     def estimate(self, space, candidate: dict, data, *, seed: int) -> Estimate:
         from nasq.train import TrainSchedule, accuracy, compress_and_train
@@ -137,8 +146,21 @@ class SupernetEstimate(AccuracyEstimate):
             raise RuntimeError("the supernet estimate needs its run directory (set by the search driver)")
         weights = _cached_weights(str(self.checkpoint(self.run_dir)), self.fingerprint(space, data, seed))
         t0 = time.perf_counter()
-        acc = supernet.evaluate(space, candidate, weights, data, seed=seed, bn_samples=self.config.bn_samples)
+        c = self.config
+        acc = supernet.evaluate(space, candidate, weights, data, seed=seed, bn_samples=c.bn_samples,
+                                finetune_epochs=c.finetune_epochs if self.fidelity_keys else 0.0,
+                                batch_size=c.batch_size, finetune_lr=c.finetune_lr)
         return Estimate(acc, time.perf_counter() - t0, acc)
+
+
+@ESTIMATES.register("supernet-finetune")
+class SupernetFinetune(SupernetEstimate):
+    """``supernet``, then quantization-aware fine-tuning of the inherited, pruned, quantized candidate for
+    ``accuracy.finetune_epochs`` before it is validated: inherited weights are a much better start than
+    random ones, so a fraction of an epoch ranks candidates close to short training at a fraction of
+    its cost. The fine-tuning length is its fidelity."""
+
+    fidelity_keys = ("finetune_epochs",)
 
 
 @ESTIMATES.register("sensitivity")
@@ -176,6 +198,22 @@ def _cached_weights(path: str, expected: str):
         _WEIGHTS.clear()
         _WEIGHTS[key] = supernet.load(path, expected)[0]
     return _WEIGHTS[key]
+
+
+def at_fidelity(config, fraction: float):
+    """The accuracy config with the estimate's fidelity keys scaled by ``fraction`` (a rung of ASHA)."""
+    import dataclasses
+
+    keys = ESTIMATES.get(config.estimate).fidelity_keys
+    return dataclasses.replace(config, **{k: getattr(config, k) * fraction for k in keys})
+
+
+def fidelities(config) -> list[float]:
+    """The fractions of the configured training a candidate is scored at: ``[1.0]`` without a schedule,
+    else ``reduction_factor ** -(rungs - 1 - k)`` for rung k."""
+    if config.schedule == "none":
+        return [1.0]
+    return [config.reduction_factor ** -(config.rungs - 1 - k) for k in range(config.rungs)]
 
 
 def proxy_batch(split, size: int, seed: int):

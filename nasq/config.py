@@ -14,7 +14,8 @@ from typing import Any
 
 from nasq.errors import NasqError
 
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("tpe", "nsga2", "random", "evolution")
+SCHEDULES = ("none", "asha")
 
 
 def _opt(default: Any, *, min: float | None = None, max: float | None = None, choices: tuple | None = None,
@@ -24,12 +25,17 @@ def _opt(default: Any, *, min: float | None = None, max: float | None = None, ch
 
 @dataclass(frozen=True)
 class SearchConfig:
-    sampler: str = _opt("tpe", choices=SAMPLERS, doc="Optuna sampler driving Ray Tune")
+    sampler: str = _opt("tpe", choices=SAMPLERS, doc="Optuna sampler driving Ray Tune, or `evolution`: an "
+                                                     "evolutionary search over an accuracy predictor (APQ-style)")
     num_candidates: int = _opt(24, min=1, max=1_000_000, doc="candidates to evaluate (Tune trials)")
     max_concurrent: int = _opt(2, min=1, max=10_000, doc="trials running at once")
     cpus_per_candidate: float = _opt(1.0, min=0.1, max=1024, doc="CPUs Ray reserves per trial (torch threads)")
     uniform_starts: int = _opt(0, min=0, max=1000, doc="sampled architectures evaluated first at uniform 8-bit "
                                                        "and at float, as anchors for the sampler")
+    screen_pool: int = _opt(2000, min=10, max=1_000_000, doc="evolution: candidates screened with the accuracy "
+                                                              "and latency predictors after each new result")
+    screen_startup: int = _opt(8, min=8, max=1_000_000, doc="evolution: random candidates evaluated before the "
+                                                            "accuracy predictor is trusted")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,11 @@ class AccuracyConfig:
     supernet_path: str = _opt("", doc="supernet: a checkpoint to reuse (empty: train one in the run directory)")
     bn_samples: int = _opt(1000, min=16, max=1_000_000, doc="supernet: training images that re-estimate a "
                                                            "sub-network's BatchNorm statistics")
+    schedule: str = _opt("none", choices=SCHEDULES, doc="fidelity schedule: `asha` scores every candidate at "
+                                                         "rising fidelities and stops the unpromising early")
+    rungs: int = _opt(3, min=2, max=10, doc="asha: fidelities per candidate; rung k trains for "
+                                            "reduction_factor**-(rungs-1-k) of the configured epochs")
+    reduction_factor: float = _opt(3.0, min=1.5, max=100, doc="asha: one in reduction_factor goes on at each rung")
 
 
 @dataclass(frozen=True)
@@ -157,5 +168,10 @@ def check_references(cfg: ExperimentConfig) -> None:
     if cfg.accuracy.estimate not in ESTIMATES:
         raise NasqError(f"config: unknown accuracy.estimate '{cfg.accuracy.estimate}'; "
                         f"available: {', '.join(ESTIMATES.names())}")
+    estimate = ESTIMATES.get(cfg.accuracy.estimate)
+    if cfg.accuracy.schedule != "none" and not estimate.fidelity_keys:
+        with_fidelity = [n for n in ESTIMATES.names() if ESTIMATES.get(n).fidelity_keys]
+        raise NasqError(f"config: accuracy.schedule '{cfg.accuracy.schedule}' needs an estimate with a fidelity "
+                        f"(training time); '{cfg.accuracy.estimate}' has none; allowed: {', '.join(with_fidelity)}")
     for target in cfg.targets:
         load_profile(target)

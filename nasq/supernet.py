@@ -143,15 +143,20 @@ def inherited_network(space, candidate: dict, weights: dict[str, torch.Tensor], 
 
 @torch.no_grad()
 def evaluate(space, candidate: dict, weights: dict[str, torch.Tensor], data, *, seed: int,
-             bn_samples: int = 1000) -> float:
-    """Validation accuracy of the candidate with inherited weights, pruned and quantized (no training)."""
+             bn_samples: int = 1000, finetune_epochs: float = 0.0, batch_size: int = 64,
+             finetune_lr: float = 3e-3) -> float:
+    """Validation accuracy of the candidate with inherited weights, pruned and quantized, after
+    ``finetune_epochs`` of quantization-aware fine-tuning (none by default)."""
     from nasq.compress import fold_batchnorm
-    from nasq.train import accuracy, calibrate
+    from nasq.train import accuracy, calibrate, train_steps
 
     sub = inherited_network(space, candidate, weights, data, seed=seed, bn_samples=bn_samples)
     fold_batchnorm(sub)
     space.quantize(sub, candidate)
     calibrate(sub, data.train)
+    if finetune_epochs > 0:
+        with torch.enable_grad():
+            train_steps(sub, data.train, finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed + 1)
     return accuracy(sub, data.val)
 
 

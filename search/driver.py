@@ -58,7 +58,7 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     import torch
     from ray import tune
 
-    from nasq.accuracy import ESTIMATES
+    from nasq.accuracy import ESTIMATES, at_fidelity, fidelities
     from nasq.data import DATASETS
     from nasq.hardware_profiles import create_predictor
     from nasq.hardware_profiles.profile import Profile
@@ -73,7 +73,7 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     previous = _finished_row(settings.get("run_dir"), metrics["cid"])
     if previous is not None:  # finished before a crash of the driver: report it again, never re-evaluate
         metrics.update({k: previous.get(k) for k in ("status", "reason", "score", "accuracy", "cost_s", "estimate", "params",
-                                                     "macs", "bitops", "size_bytes")})
+                                                     "macs", "bitops", "size_bytes", "fidelity")})
         metrics.update({f"latency_ms.{t}": v for t, v in previous["latency_ms"].items()}, reused=True)
         metrics = {k: (float("nan") if v is None else v) for k, v in metrics.items()}
         tune.report(metrics)
@@ -82,11 +82,16 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
         predictors = {t: create_predictor(Profile.from_dict(d, t)) for t, d in settings["profiles"].items()}
         metrics.update(candidate_metrics(space, candidate, predictors))
         data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
-        name = cfg.accuracy.estimate
-        estimate = ESTIMATES.create(name, config=cfg.accuracy, run_dir=settings.get("run_dir"))
-        est = estimate.run(space, candidate, data, seed=cfg.seed, name=name)
-        metrics.update(score=est.score, accuracy=float("nan") if est.accuracy is None else est.accuracy,
-                       cost_s=est.cost_s, estimate=name)
+        name, spent = cfg.accuracy.estimate, 0.0
+        levels = fidelities(cfg.accuracy)
+        for rung, fraction in enumerate(levels):  # one level without a schedule; ASHA may stop us after any
+            estimate = ESTIMATES.create(name, config=at_fidelity(cfg.accuracy, fraction), run_dir=settings.get("run_dir"))
+            est = estimate.run(space, candidate, data, seed=cfg.seed, name=name)
+            spent += est.cost_s
+            metrics.update(score=est.score, accuracy=float("nan") if est.accuracy is None else est.accuracy,
+                           cost_s=spent, estimate=name, fidelity=fraction, rung=rung)
+            if rung < len(levels) - 1:
+                tune.report(metrics)
     except Exception as exc:  # a crashing candidate is recorded as failed; the search goes on
         metrics.update(status="failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
     for name in objective_names(list(settings["profiles"])):  # Tune requires every objective key
@@ -115,7 +120,7 @@ def _make_sampler(name: str, seed: int):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def build_searcher(cfg: ExperimentConfig, space):
+def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -129,9 +134,28 @@ def build_searcher(cfg: ExperimentConfig, space):
     for i in range(cfg.search.uniform_starts):
         architecture = space.sample(seed=cfg.seed * 1000 + i)
         starts += [with_uniform_bits(architecture, 8), with_uniform_bits(architecture, 32)]
-    inner = OptunaSearch(space=space.define, metric=objectives, mode=["max"] + ["min"] * len(cfg.targets),
-                         sampler=_make_sampler(cfg.search.sampler, cfg.seed), points_to_evaluate=starts or None)
+    modes = ["max"] + ["min"] * len(cfg.targets)
+    if cfg.search.sampler == "evolution":
+        from nasq.search.evolution import PredictorEvolution
+
+        inner = PredictorEvolution(space, profiles, metric=objectives, mode=modes, seed=cfg.seed,
+                                   pool_size=cfg.search.screen_pool, startup=cfg.search.screen_startup,
+                                   points_to_evaluate=starts)
+    else:
+        inner = OptunaSearch(space=space.define, metric=objectives, mode=modes,
+                             sampler=_make_sampler(cfg.search.sampler, cfg.seed), points_to_evaluate=starts or None)
     return DedupSearcher(inner, space, objectives=objectives)
+
+
+def build_scheduler(cfg: ExperimentConfig):
+    """The fidelity schedule's Ray Tune scheduler: multi-objective ASHA, or None (Ray's FIFO)."""
+    if cfg.accuracy.schedule == "none":
+        return None
+    from nasq.search.scheduler import MultiObjectiveASHA
+
+    objectives = objective_names(list(cfg.targets))
+    return MultiObjectiveASHA(objectives, ["max"] + ["min"] * len(cfg.targets), rungs=cfg.accuracy.rungs,
+                              reduction_factor=cfg.accuracy.reduction_factor)
 
 
 def _clean(value: Any) -> Any:
@@ -150,28 +174,33 @@ class ResultsCallback(Callback):
         candidate = {k: v for k, v in trial.config.items()}
         from nasq.spaces import candidate_id, canonical_key
 
+        status = "failed" if error else result.get("status", "failed")
+        if status == "ok" and _clean(result.get("fidelity", 1.0)) not in (None, 1.0):
+            status = "stopped"  # by the fidelity schedule (ASHA) before the full fidelity: not comparable
         row = {
             "cid": result.get("cid") or candidate_id(candidate),
             "key": result.get("key") or canonical_key(candidate),
-            "status": "failed" if error else result.get("status", "failed"),
+            "status": status,
             "reason": error or result.get("reason", ""),
             "score": _clean(result.get("score")),
             "accuracy": _clean(result.get("accuracy")),
             "latency_ms": {t: _clean(result.get(f"latency_ms.{t}")) for t in self.targets},
             "estimate": result.get("estimate"),
             "reused": bool(result.get("reused", False)),
-            **{k: _clean(result.get(k)) for k in ("cost_s", "params", "macs", "bitops", "size_bytes")},
+            **{k: _clean(result.get(k)) for k in ("cost_s", "fidelity", "params", "macs", "bitops", "size_bytes")},
             "trial_id": trial.trial_id,
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         table.append(row)
         rows = table.rows()
         done = sum(r["status"] == "ok" for r in rows)
-        failed = len(rows) - done
+        stopped = sum(r["status"] == "stopped" for r in rows)
+        failed = len(rows) - done - stopped
         line = f"[{len(rows)}/{self.total}] {row['cid']} {row['status']}"
-        if row["status"] == "ok":
+        if row["status"] in ("ok", "stopped"):
             lat = " ".join(f"{t}={row['latency_ms'][t]:.4g}ms" for t in self.targets)
-            line += f" {score_text(row)} {lat} ({row['cost_s']:.1f}s)"
+            at = f" at fidelity {row['fidelity']:.3g}" if row["status"] == "stopped" else ""
+            line += f"{at} {score_text(row)} {lat} ({row['cost_s']:.1f}s)"
         else:
             line += f": {row['reason']}"
         best = []
@@ -179,7 +208,8 @@ class ResultsCallback(Callback):
             front = pareto_front(rows, t)
             if front:
                 best.append(f"{t}: front {len(front)}, best {score_text(front[-1])}")
-        print(f"{line} | done {done}, failed {failed} | " + "; ".join(best), flush=True)
+        counts = f"done {done}, " + (f"stopped early {stopped}, " if stopped else "") + f"failed {failed}"
+        print(f"{line} | {counts} | " + "; ".join(best), flush=True)
         for t in self.targets:
             if pareto_front(rows, t):
                 plot_pareto(rows, t, Path(self.run_dir) / f"pareto_{t}.png")
@@ -224,7 +254,10 @@ def _init_ray(address: Optional[str]) -> None:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            # embedded local Ray; Ray 2.60 turns token authentication on by default, and we keep it
+            # embedded local Ray; Ray 2.60 turns token authentication on by default, and we keep it.
+            # Its raylet starts workers at niceness 15, so that any other busy process on the machine
+            # (another search, a benchmark) slows trials 15-20x (measured here); trials are the work.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"Ray cluster at '{address}'" if address else "a local Ray instance"
@@ -304,6 +337,7 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) 
     trainable = _trainable(settings, cfg.search.cpus_per_candidate)
     tune_path = run_dir / TUNE_DIR
     t0 = time.time()
+    searcher = None
     if restore:
         if not tune.Tuner.can_restore(str(tune_path)):
             raise NasqError(f"run '{run_dir}' has no Ray Tune state to resume (was it ever started?)")
@@ -313,9 +347,11 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) 
         print(f"run directory: {run_dir}", flush=True)
         print(f"searching {cfg.search.num_candidates} candidates of '{cfg.space}' for targets "
               f"{', '.join(cfg.targets)} with {cfg.search.sampler} ({cfg.search.max_concurrent} at a time)", flush=True)
+        searcher = build_searcher(cfg, space, marker["profiles"])
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=build_searcher(cfg, space), num_samples=cfg.search.num_candidates,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=build_scheduler(cfg),
+                                        num_samples=cfg.search.num_candidates,
                                         max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=False),
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(run_dir), verbose=0,
                                       callbacks=[ResultsCallback(str(run_dir), list(cfg.targets),
@@ -323,6 +359,10 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) 
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
     tuner.fit()
+    screen = getattr(searcher, "inner", None) if not restore else None
+    if getattr(screen, "screened", 0):
+        print(f"evolution: the predictors screened {screen.screened} candidates; the accuracy predictor was "
+              f"refitted {screen.refits} times, last on {screen.pool_fitted_on} results", flush=True)
     summarize(run_dir, cfg, time.time() - t0)
     return run_dir
 

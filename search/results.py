@@ -3,12 +3,15 @@
 One row per evaluated candidate, in ``results.jsonl`` (append-only, the source of truth) and
 ``results.csv`` (rewritten atomically after each row)::
 
-    cid, key, status ("ok" | "failed"), reason, score, accuracy, estimate, latency_ms.<target>...,
-    cost_s, params, macs, bitops, size_bytes, trial_id
+    cid, key, status ("ok" | "stopped" | "failed"), reason, score, accuracy, estimate, latency_ms.<target>...,
+    cost_s, fidelity, params, macs, bitops, size_bytes, trial_id
 
 ``score`` is what the search maximized: the accuracy estimate's score (``estimate`` names it), equal
 to ``accuracy`` (validation accuracy, pruned and quantized) for training-based estimates and a
-ranking score, with ``accuracy`` empty, for zero-cost proxies and counts.
+ranking score, with ``accuracy`` empty, for zero-cost proxies and counts. ``fidelity`` is the share
+of the configured training the score was measured at; a fidelity schedule (ASHA) stops candidates
+early, and their rows are ``stopped``: kept and plotted, but outside Pareto fronts and `nasq best`,
+since a score at a lower fidelity is not comparable. ``cost_s`` is what the candidate cost in all.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from nasq.fileio import write_text_atomic
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 BASE_COLUMNS = ["cid", "key", "status", "reason", "score", "accuracy", "estimate"]
-TAIL_COLUMNS = ["cost_s", "params", "macs", "bitops", "size_bytes", "trial_id"]
+TAIL_COLUMNS = ["cost_s", "fidelity", "params", "macs", "bitops", "size_bytes", "trial_id"]
 
 
 class ResultsTable:
@@ -151,6 +154,11 @@ def plot_pareto(rows: list[dict], target: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
     ax.scatter([r["latency_ms"][target] for r in pts], [r["score"] for r in pts], s=14, c="0.6",
                label=f"candidates ({len(pts)})")
+    stopped = [r for r in rows if r.get("status") == "stopped" and r.get("score") is not None
+               and r.get("latency_ms", {}).get(target) is not None]
+    if stopped:
+        ax.scatter([r["latency_ms"][target] for r in stopped], [r["score"] for r in stopped], s=12, c="0.75",
+                   marker="x", label=f"stopped early, lower fidelity ({len(stopped)})")
     ax.plot([r["latency_ms"][target] for r in front], [r["score"] for r in front], "o-", c="tab:red", ms=5,
             label=f"Pareto front ({len(front)})")
     ax.set_xlabel(f"predicted latency on {target} (ms)")

@@ -63,8 +63,10 @@ class DedupSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
         key = self.running.pop(trial_id, None)
         inner_id = self.inner_ids.pop(trial_id, trial_id)
-        ok = not error and bool(result) and result.get("status") == "ok"
+        ok = not error and bool(result) and result.get("status") in ("ok", "stopped")  # stopped: at a lower fidelity
         values = {m: result[m] for m in self.objectives} if ok else None
+        if ok and "fidelity" in result:
+            values["fidelity"] = result["fidelity"]
         if key is not None:
             self.finished[key] = values
         self.inner.on_trial_complete(inner_id, result=values, error=not ok)

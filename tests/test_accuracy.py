@@ -117,3 +117,17 @@ def test_accuracy_predictor_learns_what_bits_and_size_do(space):
         AccuracyPredictor(space).fit(cands[:5], scores[:5])
     with pytest.raises(Exception, match="not fitted"):
         AccuracyPredictor(space).predict(cands[:1])
+
+
+def test_fidelities_scale_only_the_estimates_training():
+    from nasq.accuracy import at_fidelity, fidelities
+
+    cfg = config_from_dict({"accuracy": {"train_epochs": 3.0, "finetune_epochs": 1.5, "schedule": "asha", "rungs": 3,
+                                         "reduction_factor": 3}}).accuracy
+    assert fidelities(cfg) == pytest.approx([1 / 9, 1 / 3, 1.0])
+    low = at_fidelity(cfg, 1 / 3)
+    assert (low.train_epochs, low.finetune_epochs, low.lr) == pytest.approx((1.0, 0.5, cfg.lr))
+    tuned = at_fidelity(config_from_dict({"accuracy": {"estimate": "supernet-finetune", "finetune_epochs": 0.9,
+                                                       "supernet_epochs": 4.0}}).accuracy, 1 / 3)
+    assert (tuned.finetune_epochs, tuned.supernet_epochs) == pytest.approx((0.3, 4.0))  # the supernet is shared
+    assert fidelities(config_from_dict({}).accuracy) == [1.0]

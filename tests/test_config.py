@@ -16,7 +16,7 @@ def test_quickstart_config_parses_and_references_exist():
     ({"search": {"num_candidats": 3}}, "unknown key 'search.num_candidats'"),
     ({"search": {"num_candidates": "many"}}, "search.num_candidates must be int, got 'many'"),
     ({"search": {"num_candidates": 0}}, "search.num_candidates = 0 is below the minimum 1"),
-    ({"search": {"sampler": "grid"}}, "search.sampler = 'grid' not allowed; allowed: tpe, nsga2, random"),
+    ({"search": {"sampler": "grid"}}, "search.sampler = 'grid' not allowed; allowed: tpe, nsga2, random, evolution"),
     ({"accuracy": {"lr": -1}}, "accuracy.lr = -1.0 is below the minimum 0.0"),
     ({"targets": []}, "targets must be a non-empty list"),
     ({"targets": ["a", "a"]}, "lists a name twice"),
@@ -46,3 +46,13 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     bad.write_text("search: [unclosed\n")
     with pytest.raises(NasqError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_a_fidelity_schedule_needs_an_estimate_that_trains():
+    from nasq.config import check_references
+
+    cfg = config_from_dict({"targets": ["bitserial-sim"], "accuracy": {"estimate": "synflow", "schedule": "asha"}})
+    with pytest.raises(NasqError, match="accuracy.schedule 'asha' needs an estimate with a fidelity .*'synflow' has "
+                                        "none; allowed: short-training, supernet-finetune"):
+        check_references(cfg)
+    check_references(config_from_dict({"targets": ["bitserial-sim"], "accuracy": {"schedule": "asha"}}))

@@ -167,10 +167,10 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     assert all(v["measured_ms"] > 0 and v["predicted_ms"] > 0 for v in real["models"].values())
 
 
-def test_search_scored_by_a_zero_cost_proxy(tmp_path):
+def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(tmp_path):
     cfg = write_yaml(tmp_path / "proxy.yaml", {
         "name": "proxy", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
-        "search": {"sampler": "nsga2", "num_candidates": 6, "max_concurrent": 2},
+        "search": {"sampler": "evolution", "num_candidates": 12, "max_concurrent": 2, "screen_pool": 200},
         "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
     })
     run_dir = tmp_path / "run"
@@ -178,7 +178,10 @@ def test_search_scored_by_a_zero_cost_proxy(tmp_path):
                          timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     rows = rows_of(run_dir)
-    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows), rows
+    assert len(rows) == 12 and all(r["status"] == "ok" for r in rows), rows
+    assert len({r["key"] for r in rows}) == 12
+    # 8 random candidates, then 4 chosen from screened pools of 200 by a predictor refitted on the results
+    assert "evolution: the predictors screened" in out.stdout
     for r in rows:
         assert r["estimate"] == "zico" and r["accuracy"] is None and r["score"] > 0 and 0 < r["cost_s"] < 60
     front = json.loads((run_dir / "pareto.json").read_text())["bitserial-sim"]
@@ -189,7 +192,7 @@ def test_search_scored_by_a_zero_cost_proxy(tmp_path):
 def test_search_scored_by_a_supernet_trains_it_once(tmp_path):
     cfg = write_yaml(tmp_path / "sn.yaml", {
         "name": "sn", "targets": ["bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
-        "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
+        "search": {"sampler": "nsga2", "num_candidates": 4, "max_concurrent": 2},
         "accuracy": {"estimate": "supernet", "supernet_epochs": 0.2, "supernet_qat_epochs": 0.05, "bn_samples": 128},
     })
     run_dir = tmp_path / "run"
@@ -204,3 +207,29 @@ def test_search_scored_by_a_supernet_trains_it_once(tmp_path):
     for r in rows:
         assert r["estimate"] == "supernet" and 0.0 <= r["accuracy"] <= 1.0 and r["score"] == r["accuracy"]
     assert out.stdout.count("supernet: trained in") == 1
+
+
+def test_search_with_a_fidelity_schedule_stops_candidates_early(tmp_path):
+    """Short training scored at 1/3 and then all of its epochs; multi-objective ASHA stops the candidates
+    that rank in the lower two thirds at the first rung (one trial at a time, so the order is fixed)."""
+    cfg = write_yaml(tmp_path / "asha.yaml", {
+        "name": "asha", "targets": ["bitserial-sim"], "seed": 3, "output_dir": str(tmp_path / "runs"),
+        "search": {"sampler": "random", "num_candidates": 6, "max_concurrent": 1},
+        "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.15, "schedule": "asha", "rungs": 2,
+                     "reduction_factor": 3},
+    })
+    run_dir = tmp_path / "run"
+    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = rows_of(run_dir)
+    assert len(rows) == 6 and {r["status"] for r in rows} <= {"ok", "stopped"}, rows
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    full = [r for r in rows if r["status"] == "ok"]
+    assert stopped and full, rows
+    assert all(abs(r["fidelity"] - 1 / 3) < 1e-9 for r in stopped) and all(r["fidelity"] == 1.0 for r in full)
+    assert all(0.0 <= r["score"] <= 1.0 and r["score"] == r["accuracy"] for r in rows)
+    assert "stopped early" in out.stdout and "at fidelity 0.333" in out.stdout
+    front = json.loads((run_dir / "pareto.json").read_text())["bitserial-sim"]
+    assert {p["cid"] for p in front} <= {r["cid"] for r in full}  # lower-fidelity scores are not compared
+    assert "stopped" in (run_dir / "results.csv").read_text()

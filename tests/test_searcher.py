@@ -49,3 +49,82 @@ def test_state_saves_and_restores(space, tmp_path):
     assert fresh.finished == s.finished
     fresh.inner.suggestions = [a]
     assert fresh.suggest("t2") == Searcher.FINISHED  # `a` already finished: not evaluated again
+
+
+# --- the evolutionary search over an accuracy predictor ----------------------------------------------
+
+import math  # noqa: E402
+
+import pytest  # noqa: E402
+
+from nasq.hardware_profiles import create_predictor, load_profile  # noqa: E402
+from nasq.search.evolution import PredictorEvolution, hypervolume_2d  # noqa: E402
+
+
+def test_hypervolume_2d():
+    ref = (0.0, 0.0)
+    assert hypervolume_2d([(1.0, 1.0)], ref) == 1.0
+    assert hypervolume_2d([(2.0, 1.0), (1.0, 2.0)], ref) == 3.0  # two rectangles sharing a unit square
+    assert hypervolume_2d([(2.0, 1.0), (1.0, 2.0), (1.0, 1.0)], ref) == 3.0  # a dominated point adds nothing
+    assert hypervolume_2d([(-1.0, 5.0)], ref) == 0.0  # below the reference point
+
+
+def _drive(space, searcher, objective, n):
+    """Suggest and complete n candidates one at a time; the (score, -log latency) points found."""
+    points, keys = [], set()
+    for i in range(n):
+        c = searcher.suggest(str(i))
+        keys.add(tuple(sorted(c.items())))
+        score, latency = objective(c)
+        searcher.on_trial_complete(str(i), {"score": score, "latency_ms.sim": latency})
+        points.append((score, -math.log(latency)))
+    assert len(keys) == n  # never the same candidate twice
+    return points
+
+
+@pytest.fixture(scope="module")
+def synthetic(space):
+    """A known objective on the real space: more parameters and more bits score higher (a stand-in for
+    accuracy, so the test needs no training), latency from the shipped bit-serial simulator's profile."""
+    profile = load_profile("bitserial-sim")
+    latency = create_predictor(profile)
+
+    def objective(c):
+        layers = space.layers(c)
+        score = math.log(sum(l.params for l in layers)) + sum(math.log2(l.w_bits * l.a_bits) for l in layers) / len(layers)
+        return score, latency.predict_candidate(space, c).total_ms
+
+    return {"sim": profile.data}, objective
+
+
+def test_evolution_beats_random_sampling_on_a_known_objective(space, synthetic):
+    profiles, objective = synthetic
+    n = 30
+    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=0,
+                             pool_size=300, startup=8, explore=0.0)
+    found = _drive(space, evo, objective, n)
+    assert evo.screened >= (n - 8) * 150  # the predictors screened far more candidates than were evaluated
+    assert evo._models[0].fitted_on == n - 1  # retrained as results came in
+    randomly = [objective(space.sample(seed=10_000 + i)) for i in range(n)]
+    randomly = [(s, -math.log(l)) for s, l in randomly]
+    everything = found + randomly
+    ref = (min(p[0] for p in everything) - 0.01, min(p[1] for p in everything) - 0.01)
+    assert hypervolume_2d(found, ref) > 1.1 * hypervolume_2d(randomly, ref)
+    assert hypervolume_2d(found, ref) > hypervolume_2d(found[:8], ref)  # the screen improved on its startup
+
+
+def test_evolution_starts_with_fixed_points_and_resumes_from_a_pickle(space, synthetic):
+    import pickle
+
+    profiles, objective = synthetic
+    start = space.sample(seed=7)
+    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=1,
+                             pool_size=50, startup=8, points_to_evaluate=[start])
+    assert evo.suggest("a") == space.validate(start)
+    _drive(space, evo, objective, 10)
+    evo.on_trial_complete("a", error=True)  # a failed candidate teaches the predictor nothing
+    assert len(evo.scored) == 10
+    restored = pickle.loads(pickle.dumps(evo))  # how the wrapping DedupSearcher saves it for --resume
+    assert restored._models is None and restored.scored == evo.scored and restored.seen == evo.seen
+    c = restored.suggest("b")
+    assert tuple(sorted(c.items())) not in {tuple(sorted(x.items())) for x, _, _ in evo.scored}

@@ -1,0 +1,240 @@
+"""An evolutionary search over an accuracy predictor (APQ-style), as a Ray Tune searcher.
+
+Expensive evaluations (short training, a supernet) are spent only on candidates a cheap screen
+found promising:
+
+1. the first ``startup`` candidates (after any fixed starting points) are random samples;
+2. then, whenever a new result has come in, the accuracy predictor
+   (:class:`nasq.accuracy_predictor.AccuracyPredictor`) is refitted on every candidate scored so far,
+   and an evolution over ``pool_size`` candidates (mutations and crossovers of the current Pareto
+   fronts, two generations, the better tenth of the first seeding the second) is screened with the
+   predicted score and each target's predicted latency (the hardware profiles' predictors);
+3. each suggestion is the screened candidate with the largest predicted hypervolume improvement
+   over that target's front in (score, log latency), targets taken in turn. Suggestions still
+   running count in the front at their predicted values (a "believer" rule), so concurrent trials
+   spread along the front instead of piling on one point. A share ``explore`` of suggestions stay
+   random, so that the predictor keeps seeing the space it extrapolates into.
+
+Everything it keeps pickles without the fitted models (they are refitted after a restore).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Dict, Optional
+
+from ray.tune.search import Searcher
+
+from nasq.spaces.base import SearchSpace, canonical_key
+
+
+def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area dominated by ``points`` (both coordinates maximized) and bounded below by ``ref``."""
+    area, best_y = 0.0, ref[1]
+    for x, y in sorted((p for p in points if p[0] > ref[0]), reverse=True):
+        if y > best_y:
+            area += (x - ref[0]) * (y - best_y)
+            best_y = y
+    return area
+
+
+class PredictorEvolution(Searcher):
+    """Suggests candidates chosen by an evolution over predicted accuracy and predicted latency.
+
+    Args:
+        space: the search space.
+        profiles: target name -> hardware profile data (as the run directory's marker holds them).
+        metric, mode: the objectives (``score`` maximized, ``latency_ms.<target>`` minimized).
+        pool_size: candidates screened with the predictors each time a new result comes in.
+        startup: random candidates before the predictor is used.
+        explore: share of later suggestions that stay random.
+        points_to_evaluate: fixed candidates evaluated first.
+
+    Example:
+        >>> searcher = PredictorEvolution(space, profiles, metric=objectives, mode=modes, seed=0)  # doctest: +SKIP
+    """
+
+    GENERATIONS = 2
+
+    def __init__(self, space: SearchSpace, profiles: dict[str, dict], *, metric: list[str], mode: list[str],
+                 seed: int = 0, pool_size: int = 2000, startup: int = 8, explore: float = 0.1,
+                 points_to_evaluate: Optional[list[dict]] = None) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space, self.profiles = space, profiles
+        self.targets = list(profiles)
+        self.pool_size, self.startup, self.explore = int(pool_size), int(startup), float(explore)
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.starts = [space.validate(c) for c in (points_to_evaluate or [])]
+        self.suggested: dict[str, dict] = {}  # trial id -> candidate
+        self.scored: list[tuple[dict, float, dict[str, float]]] = []  # (candidate, score, latency per target)
+        self.believed: dict[str, tuple[float, dict[str, float]]] = {}  # trial id -> predicted (score, latencies)
+        self.seen: set[str] = set()
+        self.pool: list[tuple[dict, float, dict[str, float]]] = []  # screened: (candidate, predicted score, latencies)
+        self.pool_fitted_on = -1
+        self.screened = 0  # candidates screened by the predictors, in all
+        self.refits = 0
+        self.turn = 0
+        self._models: Optional[tuple[Any, dict]] = None  # (accuracy predictor, latency predictors), not pickled
+
+    # --- Ray Tune's Searcher interface ---------------------------------------------------------
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> Optional[Dict]:
+        if self.starts:
+            return self._take(trial_id, self.starts.pop(0))
+        if len(self.scored) < max(self.startup, self._min_rows()) or self.rng.random() < self.explore:
+            return self._take(trial_id, self._random())
+        if self.pool_fitted_on != len(self.scored):
+            self._screen()
+        choice = self._best_in_pool()
+        if choice is None:
+            return self._take(trial_id, self._random())
+        self.believed[trial_id] = choice[1]
+        return self._take(trial_id, choice[0])
+
+    def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
+        candidate = self.suggested.pop(trial_id, None)
+        self.believed.pop(trial_id, None)
+        if candidate is None or error or not result or result.get("fidelity", 1.0) < 1.0:
+            return  # failed, or stopped by a fidelity schedule: its score is not comparable
+        score = result.get("score")
+        latencies = {t: result.get(f"latency_ms.{t}") for t in self.targets}
+        values = [score, *latencies.values()]
+        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            self.scored.append((candidate, float(score), {t: float(v) for t, v in latencies.items()}))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_models": None, "pool": [], "pool_fitted_on": -1}
+
+    def save(self, checkpoint_path: str) -> None:  # saved and restored by the wrapping DedupSearcher
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    # --- the screen ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _min_rows() -> int:
+        from nasq.accuracy_predictor import AccuracyPredictor
+
+        return AccuracyPredictor.MIN_ROWS
+
+    def _take(self, trial_id: str, candidate: dict) -> dict:
+        candidate = self.space.validate(candidate)
+        self.seen.add(canonical_key(candidate))
+        self.suggested[trial_id] = candidate
+        return dict(candidate)
+
+    def _random(self) -> dict:
+        for _ in range(1000):
+            c = self.space.sample(seed=self.rng.randrange(2**31))
+            if canonical_key(c) not in self.seen:
+                return c
+        return c  # the space looks exhausted; the DedupSearcher stops the search on repeats
+
+    def _predictors(self):
+        if self._models is None:
+            from nasq.accuracy_predictor import AccuracyPredictor
+            from nasq.hardware_profiles import create_predictor
+            from nasq.hardware_profiles.profile import Profile
+
+            latency = {t: create_predictor(Profile.from_dict(d, t)) for t, d in self.profiles.items()}
+            self._models = (AccuracyPredictor(self.space, seed=self.seed), latency)
+        return self._models
+
+    def _predict(self, candidates: list[dict]) -> list[tuple[dict, float, dict[str, float]]]:
+        accuracy, latency = self._predictors()
+        scores = accuracy.predict(candidates)
+        self.screened += len(candidates)
+        return [(c, float(s), {t: p.predict_candidate(self.space, c).total_ms for t, p in latency.items()})
+                for c, s in zip(candidates, scores)]
+
+    def _mutate(self, base: dict, rate: float) -> dict:
+        def pick(name, choices):
+            keep = name in base and base[name] in choices and self.rng.random() >= rate
+            return None if keep else self.rng.choice(choices)
+
+        return self.space.derive(pick, base)
+
+    def _crossover(self, a: dict, b: dict) -> dict:
+        def pick(name, choices):
+            value = (a if self.rng.random() < 0.5 else b).get(name)
+            return value if value in choices else self.rng.choice(choices)
+
+        return self.space.derive(pick, {})
+
+    def _children(self, parents: list[dict], n: int) -> list[dict]:
+        rate = 2.0 / max(len(self.space.choices()), 1)
+        out, keys, tries = [], set(), 0
+        while len(out) < n and tries < 20 * n:
+            tries += 1
+            if len(parents) > 1 and self.rng.random() < 0.5:
+                child = self._mutate(self._crossover(*self.rng.sample(parents, 2)), rate)
+            else:
+                child = self._mutate(self.rng.choice(parents), rate)
+            key = canonical_key(child)
+            if key not in self.seen and key not in keys:
+                keys.add(key)
+                out.append(child)
+        return out
+
+    def _screen(self) -> None:
+        """Refit the accuracy predictor on everything scored; evolve and predict a new pool."""
+        accuracy, _ = self._predictors()
+        accuracy.fit([c for c, _, _ in self.scored], [s for _, s, _ in self.scored])
+        self.pool_fitted_on = len(self.scored)
+        self.refits += 1
+        parents = {canonical_key(c): c for t in self.targets for c in self._front(t)}
+        for c, _, _ in sorted(self.scored, key=lambda r: -r[1])[:8]:
+            parents.setdefault(canonical_key(c), c)
+        pool: list = []
+        seeds = list(parents.values())
+        per_generation = max(1, self.pool_size // self.GENERATIONS)
+        for _ in range(self.GENERATIONS):
+            generation = self._predict(self._children(seeds, per_generation))
+            pool += generation
+            per_target = [self._gains(t, [(s, lat) for _, s, lat in generation]) for t in self.targets]
+            gains = [max(g) for g in zip(*per_target)]
+            ranked = [g for _, g in sorted(zip(gains, generation), key=lambda x: -x[0])]
+            seeds = list(parents.values()) + [c for c, _, _ in ranked[:max(2, len(ranked) // 10)]]
+        self.pool = pool
+
+    # --- choosing --------------------------------------------------------------------------------
+
+    def _front(self, target: str) -> list[dict]:
+        rows = [{"c": c, "score": s, "lat": lat[target]} for c, s, lat in self.scored]
+        front: list[dict] = []
+        for r in sorted(rows, key=lambda r: (r["lat"], -r["score"])):
+            if not front or r["score"] > front[-1]["score"]:
+                front.append(r)
+        return [r["c"] for r in front]
+
+    def _points(self, target: str) -> list[tuple[float, float]]:
+        """(score, -log latency) of every scored and every running candidate (at its prediction)."""
+        pts = [(s, -math.log(lat[target])) for _, s, lat in self.scored]
+        pts += [(s, -math.log(lat[target])) for s, lat in self.believed.values()]
+        return pts
+
+    def _gains(self, target: str, predicted: list[tuple[float, dict[str, float]]]) -> list[float]:
+        """Predicted hypervolume improvement of each (score, latencies) over ``target``'s points."""
+        pts = self._points(target)
+        ref = (min(p[0] for p in pts) - 1e-3 * (abs(min(p[0] for p in pts)) + 1), min(p[1] for p in pts) - 0.1)
+        base = hypervolume_2d(pts, ref)
+        front = [p for p in pts if not any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in pts)]
+        return [hypervolume_2d(front + [(s, -math.log(lat[target]))], ref) - base for s, lat in predicted]
+
+    def _best_in_pool(self) -> Optional[tuple[dict, tuple[float, dict[str, float]]]]:
+        fresh = [p for p in self.pool if canonical_key(p[0]) not in self.seen]
+        if not fresh:
+            return None
+        target = self.targets[self.turn % len(self.targets)]
+        self.turn += 1
+        gains = self._gains(target, [(s, lat) for _, s, lat in fresh])
+        best = max(range(len(fresh)), key=lambda i: (gains[i], fresh[i][1]))
+        candidate, score, latencies = fresh[best]
+        return candidate, (score, latencies)
