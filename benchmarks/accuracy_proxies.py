@@ -146,6 +146,35 @@ def predictor_row(space, candidates: list[dict], truth: list[float], folds: int 
             tau, rho, cost, 0)
 
 
+def asha_simulation(space, candidates, truth, low: list[dict], high: list[dict], *, labels, eta: float = 3.0) -> str:
+    """Replays nasq's multi-objective ASHA (the scheduler `accuracy.schedule: asha` uses) over the candidates
+    in order, with the two short-training fidelities above as its rungs and x86-ort's predicted latency as
+    the second objective: what it costs against scoring every candidate at the higher fidelity, and how
+    many candidates of the true front (ground truth vs latency) it carries to the higher rung."""
+    from nasq.hardware_profiles import create_predictor, load_profile
+    from nasq.search.scheduler import MultiObjectiveASHA
+
+    predictor = create_predictor(load_profile("x86-ort"))
+    latency = [predictor.predict_candidate(space, c).total_ms for c in candidates]
+    scheduler = MultiObjectiveASHA(["score", "latency"], ["max", "min"], rungs=2, reduction_factor=eta)
+    promoted = [r["score"] is not None and scheduler.decide(str(i), 0, [r["score"], latency[i]]) == "CONTINUE"
+                for i, r in enumerate(low)]
+    cost = sum(r["cost_s"] or 0 for r in low) + sum(h["cost_s"] for h, p in zip(high, promoted) if p)
+    everything = sum(h["cost_s"] for h in high)
+    n = len(candidates)
+    front = [i for i in range(n) if not any(truth[j] >= truth[i] and latency[j] <= latency[i]
+                                            and (truth[j], latency[j]) != (truth[i], latency[i]) for j in range(n))]
+    kept = sum(promoted[i] for i in front)
+    print(f"ASHA replay: {sum(promoted)} of {n} promoted; cost {cost / everything:.0%} of all at the higher "
+          f"fidelity; {kept} of {len(front)} true-front candidates kept", flush=True)
+    return (f"Fidelity schedule: nasq's multi-objective ASHA (`accuracy.schedule: asha`, reduction factor {eta:g}) "
+            f"replayed over the {n} candidates in order with `{labels[0]}` as its first rung and `{labels[1]}` as "
+            f"its second, ranking by score and x86-ort's predicted latency: it promoted {sum(promoted)} of {n}, "
+            f"at {cost / everything:.0%} of the cost of scoring all of them at the second fidelity, and carried "
+            f"{kept} of the {len(front)} candidates on the true front (ground truth vs predicted latency) to the "
+            "second rung.")
+
+
 def kendall_spearman(scores: list, truth: list) -> tuple[float, float, int]:
     from scipy.stats import kendalltau, spearmanr
 
@@ -314,9 +343,10 @@ def mobilenet(args) -> None:
              and n not in ("supernet", "sensitivity", "supernet-finetune")]  # those share one supernet, below
     print(f"estimates: {', '.join(estimates)}" + (f"; not benchmarked here: {', '.join(extra)}" if extra else ""))
 
-    rows = []
+    rows, scored = [], {}
     for label, (name, cfg) in estimates.items():
         results = list(pool_map(_estimate, [(name, c, cfg) for c in candidates], args.workers, label))
+        scored[label] = results
         tau, rho, n = kendall_spearman([r["score"] for r in results], truth)
         costs = sorted(r["cost_s"] for r in results if r["cost_s"] is not None)
         cost = costs[len(costs) // 2] if costs else float("nan")
@@ -399,6 +429,8 @@ def mobilenet(args) -> None:
         lines.append(f"| {label} | {tau:.3f} | {rho:.3f} | {cost:.3g} s | {cost / full_cost:.2%} | {failed} |")
     if supernet_note:
         lines += ["", supernet_note]
+    low, high = (f"short-training {e:g}+{f:g} epochs" for e, f in FIDELITIES)
+    lines += ["", asha_simulation(space, candidates, truth, scored[low], scored[high], labels=(low, high))]
     best_baseline = max((tau for label, tau, *_ in rows if label in ("params", "flops")), default=float("nan"))
     cheap = [(label, tau, cost) for label, tau, _, cost, _ in rows  # the counts are what to beat, not candidates
              if label not in COUNT_BASELINES and not label.startswith("accuracy predictor")  # labels: full trainings

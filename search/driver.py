@@ -388,7 +388,9 @@ def summarize(run_dir: Path, cfg: ExperimentConfig, elapsed_s: float) -> None:
     """Print each target's Pareto front; write pareto.json and the plots."""
     rows = ResultsTable(run_dir, cfg.targets).rows()
     ok = sum(r["status"] == "ok" for r in rows)
-    print(f"\n{len(rows)} candidates evaluated ({ok} ok, {len(rows) - ok} failed) in {elapsed_s:.0f} s")
+    stopped = sum(r["status"] == "stopped" for r in rows)
+    early = f", {stopped} stopped early by the fidelity schedule" if stopped else ""
+    print(f"\n{len(rows)} candidates evaluated ({ok} ok{early}, {len(rows) - ok - stopped} failed) in {elapsed_s:.0f} s")
     fronts = {}
     for t in cfg.targets:
         front = pareto_front(rows, t)
