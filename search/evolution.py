@@ -29,10 +29,19 @@ from ray.tune.search import Searcher
 from nasq.spaces.base import SearchSpace, canonical_key
 
 
+def front_2d(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The non-dominated points (both coordinates maximized), by decreasing first coordinate."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, reverse=True):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
+
+
 def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
     """Area dominated by ``points`` (both coordinates maximized) and bounded below by ``ref``."""
     area, best_y = 0.0, ref[1]
-    for x, y in sorted((p for p in points if p[0] > ref[0]), reverse=True):
+    for x, y in front_2d([p for p in points if p[0] > ref[0]]):
         if y > best_y:
             area += (x - ref[0]) * (y - best_y)
             best_y = y
@@ -225,7 +234,7 @@ class PredictorEvolution(Searcher):
         pts = self._points(target)
         ref = (min(p[0] for p in pts) - 1e-3 * (abs(min(p[0] for p in pts)) + 1), min(p[1] for p in pts) - 0.1)
         base = hypervolume_2d(pts, ref)
-        front = [p for p in pts if not any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in pts)]
+        front = front_2d(pts)
         return [hypervolume_2d(front + [(s, -math.log(lat[target]))], ref) - base for s, lat in predicted]
 
     def _best_in_pool(self) -> Optional[tuple[dict, tuple[float, dict[str, float]]]]:

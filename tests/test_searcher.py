@@ -128,3 +128,9 @@ def test_evolution_starts_with_fixed_points_and_resumes_from_a_pickle(space, syn
     assert restored._models is None and restored.scored == evo.scored and restored.seen == evo.seen
     c = restored.suggest("b")
     assert tuple(sorted(c.items())) not in {tuple(sorted(x.items())) for x, _, _ in evo.scored}
+
+
+def test_front_2d():
+    from nasq.search.evolution import front_2d
+
+    assert front_2d([(1, 1), (2, 1), (1, 2), (0, 3), (0, 0)]) == [(2, 1), (1, 2), (0, 3)]
