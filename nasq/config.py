@@ -74,6 +74,21 @@ class BestConfig:
 
 
 @dataclass(frozen=True)
+class TargetConstraints:
+    """Bounds a candidate must meet on one target to count for it (0: no bound). All three are known
+    before a candidate is evaluated (predicted latency, exact size and BitOps), so candidates that meet
+    no target's bounds are never trained."""
+
+    latency_ms: float = _opt(0.0, min=0.0, max=1e9, doc="predicted latency on this target")
+    size_bytes: float = _opt(0.0, min=0.0, max=1e15, doc="weights at their bit-widths")
+    bitops: float = _opt(0.0, min=0.0, max=1e21, doc="MACs x weight bits x activation bits")
+
+    def bounds(self) -> dict[str, float]:
+        """The set bounds, by metric name."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v > 0}
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = _opt("nasq", doc="run directory prefix")
     space: str = _opt("mobilenet-mnist", doc="registered search space")
@@ -84,6 +99,7 @@ class ExperimentConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     best: BestConfig = field(default_factory=BestConfig)
+    constraints: dict[str, TargetConstraints] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -106,6 +122,11 @@ def _parse(cls: type, raw: Any, where: str, source: str) -> Any:
         typ, meta = hints[name], fields[name].metadata
         if dataclasses.is_dataclass(typ):
             values[name] = _parse(typ, value, key, source)
+            continue
+        if typing.get_origin(typ) is dict:  # name -> a dataclass per entry (constraints per target)
+            if not isinstance(value, dict):
+                raise NasqError(f"config {source}: {key} must be a mapping, got {type(value).__name__}")
+            values[name] = {str(k): _parse(typing.get_args(typ)[1], v, f"{key}.{k}", source) for k, v in value.items()}
             continue
         values[name] = _check_value(key, value, typ, meta, source)
     return cls(**values)
@@ -137,6 +158,13 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> ExperimentConfig:
     cfg = _parse(ExperimentConfig, raw, "", source)
     if cfg.data.val_fraction + cfg.data.test_fraction >= 0.8:
         raise NasqError(f"config {source}: data.val_fraction + data.test_fraction must be below 0.8")
+    for target, bounds in cfg.constraints.items():
+        if target not in cfg.targets:
+            raise NasqError(f"config {source}: constraints.{target}: '{target}' is not one of the targets; "
+                            f"allowed: {', '.join(cfg.targets)}")
+        if not bounds.bounds():
+            raise NasqError(f"config {source}: constraints.{target} sets no bound; allowed: latency_ms, size_bytes, "
+                            "bitops (each above 0)")
     return cfg
 
 

@@ -31,6 +31,7 @@ from nasq import __version__
 from nasq.config import ExperimentConfig, config_from_dict
 from nasq.errors import NasqError
 from nasq.fileio import check_writable_dir, write_json_atomic
+from nasq.search.constraints import infeasible_targets
 from nasq.search.results import ResultsTable, pareto_front, plot_pareto, score_text
 
 RUN_MARKER = "nasq_run.json"
@@ -110,13 +111,14 @@ def _finished_row(run_dir: Optional[str], cid: str) -> Optional[dict]:
 
 # --- the driver ----------------------------------------------------------------------------------
 
-def _make_sampler(name: str, seed: int):
+def _make_sampler(name: str, seed: int, constraints_func=None):
     import optuna
 
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8,
+                                          constraints_func=constraints_func)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8, constraints_func=constraints_func)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -135,16 +137,22 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
         architecture = space.sample(seed=cfg.seed * 1000 + i)
         starts += [with_uniform_bits(architecture, 8), with_uniform_bits(architecture, 32)]
     modes = ["max"] + ["min"] * len(cfg.targets)
+    check = None
+    if cfg.constraints:
+        from nasq.search.constraints import ConstraintCheck
+
+        check = ConstraintCheck(space, profiles, cfg.constraints)
     if cfg.search.sampler == "evolution":
         from nasq.search.evolution import PredictorEvolution
 
         inner = PredictorEvolution(space, profiles, metric=objectives, mode=modes, seed=cfg.seed,
                                    pool_size=cfg.search.screen_pool, startup=cfg.search.screen_startup,
-                                   points_to_evaluate=starts)
+                                   points_to_evaluate=starts, constraints=cfg.constraints)
     else:
-        inner = OptunaSearch(space=space.define, metric=objectives, mode=modes,
-                             sampler=_make_sampler(cfg.search.sampler, cfg.seed), points_to_evaluate=starts or None)
-    return DedupSearcher(inner, space, objectives=objectives)
+        sampler = _make_sampler(cfg.search.sampler, cfg.seed, check.optuna_constraints if check else None)
+        inner = OptunaSearch(space=space.define, metric=objectives, mode=modes, sampler=sampler,
+                             points_to_evaluate=starts or None)
+    return DedupSearcher(inner, space, objectives=objectives, check=check)
 
 
 def build_scheduler(cfg: ExperimentConfig):
@@ -165,8 +173,9 @@ def _clean(value: Any) -> Any:
 class ResultsCallback(Callback):
     """Writes one results row per finished trial, prints progress, refreshes the Pareto plots."""
 
-    def __init__(self, run_dir: str, targets: list[str], total: int) -> None:
+    def __init__(self, run_dir: str, targets: list[str], total: int, constraints: Optional[dict] = None) -> None:
         self.run_dir, self.targets, self.total = run_dir, targets, total
+        self.constraints = constraints or {}
 
     def _record(self, trial, result: Optional[dict], error: str = "") -> None:
         table = ResultsTable(self.run_dir, self.targets)
@@ -188,6 +197,7 @@ class ResultsCallback(Callback):
             "estimate": result.get("estimate"),
             "reused": bool(result.get("reused", False)),
             **{k: _clean(result.get(k)) for k in ("cost_s", "fidelity", "params", "macs", "bitops", "size_bytes")},
+            "infeasible": infeasible_targets(self.constraints, result) if status in ("ok", "stopped") else [],
             "trial_id": trial.trial_id,
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -355,10 +365,14 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) 
                                         max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=False),
             run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(run_dir), verbose=0,
                                       callbacks=[ResultsCallback(str(run_dir), list(cfg.targets),
-                                                                 cfg.search.num_candidates)],
+                                                                 cfg.search.num_candidates, cfg.constraints)],
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
     tuner.fit()
+    check = getattr(searcher, "check", None)
+    if check is not None and check.skipped:
+        print(f"constraints: {check.skipped} suggestions met no target's bounds and were answered without a trial",
+              flush=True)
     screen = getattr(searcher, "inner", None) if not restore else None
     if getattr(screen, "screened", 0):
         print(f"evolution: the predictors screened {screen.screened} candidates; the accuracy predictor was "

@@ -14,6 +14,9 @@ found promising:
    running count in the front at their predicted values (a "believer" rule), so concurrent trials
    spread along the front instead of piling on one point. A share ``explore`` of suggestions stay
    random, so that the predictor keeps seeing the space it extrapolates into.
+4. with constraints per target (``constraints`` in the config), a candidate counts for a target only
+   if it meets that target's bounds: only those make up the target's front, and only screened
+   candidates predicted to meet them are suggested for it.
 
 Everything it keeps pickles without the fitted models (they are refitted after a restore).
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 from ray.tune.search import Searcher
 
@@ -48,6 +51,15 @@ def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) 
     return area
 
 
+class Entry(NamedTuple):
+    """A candidate with its (measured or predicted) score and bounded metrics."""
+
+    candidate: dict
+    score: float
+    metrics: dict  # latency_ms.<target>, size_bytes, bitops
+    feasible: frozenset  # the targets whose constraints it meets
+
+
 class PredictorEvolution(Searcher):
     """Suggests candidates chosen by an evolution over predicted accuracy and predicted latency.
 
@@ -59,6 +71,7 @@ class PredictorEvolution(Searcher):
         startup: random candidates before the predictor is used.
         explore: share of later suggestions that stay random.
         points_to_evaluate: fixed candidates evaluated first.
+        constraints: target -> :class:`nasq.config.TargetConstraints`.
 
     Example:
         >>> searcher = PredictorEvolution(space, profiles, metric=objectives, mode=modes, seed=0)  # doctest: +SKIP
@@ -68,19 +81,20 @@ class PredictorEvolution(Searcher):
 
     def __init__(self, space: SearchSpace, profiles: dict[str, dict], *, metric: list[str], mode: list[str],
                  seed: int = 0, pool_size: int = 2000, startup: int = 8, explore: float = 0.1,
-                 points_to_evaluate: Optional[list[dict]] = None) -> None:
+                 points_to_evaluate: Optional[list[dict]] = None, constraints: Optional[dict] = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.space, self.profiles = space, profiles
         self.targets = list(profiles)
+        self.constraints = dict(constraints or {})
         self.pool_size, self.startup, self.explore = int(pool_size), int(startup), float(explore)
         self.rng = random.Random(seed)
         self.seed = seed
         self.starts = [space.validate(c) for c in (points_to_evaluate or [])]
         self.suggested: dict[str, dict] = {}  # trial id -> candidate
-        self.scored: list[tuple[dict, float, dict[str, float]]] = []  # (candidate, score, latency per target)
-        self.believed: dict[str, tuple[float, dict[str, float]]] = {}  # trial id -> predicted (score, latencies)
+        self.scored: list[Entry] = []  # evaluated at full fidelity
+        self.believed: dict[str, Entry] = {}  # trial id -> its prediction, while it runs
         self.seen: set[str] = set()
-        self.pool: list[tuple[dict, float, dict[str, float]]] = []  # screened: (candidate, predicted score, latencies)
+        self.pool: list[Entry] = []  # screened, with predicted scores
         self.pool_fitted_on = -1
         self.screened = 0  # candidates screened by the predictors, in all
         self.refits = 0
@@ -102,19 +116,18 @@ class PredictorEvolution(Searcher):
         choice = self._best_in_pool()
         if choice is None:
             return self._take(trial_id, self._random())
-        self.believed[trial_id] = choice[1]
-        return self._take(trial_id, choice[0])
+        self.believed[trial_id] = choice
+        return self._take(trial_id, choice.candidate)
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
         candidate = self.suggested.pop(trial_id, None)
         self.believed.pop(trial_id, None)
-        if candidate is None or error or not result or result.get("fidelity", 1.0) < 1.0:
-            return  # failed, or stopped by a fidelity schedule: its score is not comparable
-        score = result.get("score")
-        latencies = {t: result.get(f"latency_ms.{t}") for t in self.targets}
-        values = [score, *latencies.values()]
+        if candidate is None or error or not result or result.get("infeasible") or result.get("fidelity", 1.0) < 1.0:
+            return  # failed, never evaluated (no target's bounds met), or at a lower fidelity: not comparable
+        metrics = {k: v for k, v in result.items() if k.startswith("latency_ms.") or k in ("size_bytes", "bitops")}
+        values = [result.get("score"), *(metrics.get(f"latency_ms.{t}") for t in self.targets)]
         if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-            self.scored.append((candidate, float(score), {t: float(v) for t, v in latencies.items()}))
+            self.scored.append(self._entry(candidate, float(result["score"]), metrics))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_models": None, "pool": [], "pool_fitted_on": -1}
@@ -132,6 +145,12 @@ class PredictorEvolution(Searcher):
         from nasq.accuracy_predictor import AccuracyPredictor
 
         return AccuracyPredictor.MIN_ROWS
+
+    def _entry(self, candidate: dict, score: float, metrics: dict) -> Entry:
+        from nasq.search.constraints import infeasible_targets
+
+        broken = set(infeasible_targets(self.constraints, metrics))
+        return Entry(candidate, score, metrics, frozenset(t for t in self.targets if t not in broken))
 
     def _take(self, trial_id: str, candidate: dict) -> dict:
         candidate = self.space.validate(candidate)
@@ -156,12 +175,13 @@ class PredictorEvolution(Searcher):
             self._models = (AccuracyPredictor(self.space, seed=self.seed), latency)
         return self._models
 
-    def _predict(self, candidates: list[dict]) -> list[tuple[dict, float, dict[str, float]]]:
+    def _predict(self, candidates: list[dict]) -> list[Entry]:
+        from nasq.search.driver import candidate_metrics
+
         accuracy, latency = self._predictors()
         scores = accuracy.predict(candidates)
         self.screened += len(candidates)
-        return [(c, float(s), {t: p.predict_candidate(self.space, c).total_ms for t, p in latency.items()})
-                for c, s in zip(candidates, scores)]
+        return [self._entry(c, float(s), candidate_metrics(self.space, c, latency)) for c, s in zip(candidates, scores)]
 
     def _mutate(self, base: dict, rate: float) -> dict:
         def pick(name, choices):
@@ -195,55 +215,53 @@ class PredictorEvolution(Searcher):
     def _screen(self) -> None:
         """Refit the accuracy predictor on everything scored; evolve and predict a new pool."""
         accuracy, _ = self._predictors()
-        accuracy.fit([c for c, _, _ in self.scored], [s for _, s, _ in self.scored])
+        accuracy.fit([e.candidate for e in self.scored], [e.score for e in self.scored])
         self.pool_fitted_on = len(self.scored)
         self.refits += 1
-        parents = {canonical_key(c): c for t in self.targets for c in self._front(t)}
-        for c, _, _ in sorted(self.scored, key=lambda r: -r[1])[:8]:
-            parents.setdefault(canonical_key(c), c)
-        pool: list = []
+        parents = {canonical_key(e.candidate): e.candidate for t in self.targets for e in self._front(t)}
+        for e in sorted(self.scored, key=lambda e: -e.score)[:8]:
+            parents.setdefault(canonical_key(e.candidate), e.candidate)
+        pool: list[Entry] = []
         seeds = list(parents.values())
         per_generation = max(1, self.pool_size // self.GENERATIONS)
         for _ in range(self.GENERATIONS):
             generation = self._predict(self._children(seeds, per_generation))
             pool += generation
-            per_target = [self._gains(t, [(s, lat) for _, s, lat in generation]) for t in self.targets]
+            per_target = [self._gains(t, generation) for t in self.targets]
             gains = [max(g) for g in zip(*per_target)]
-            ranked = [g for _, g in sorted(zip(gains, generation), key=lambda x: -x[0])]
-            seeds = list(parents.values()) + [c for c, _, _ in ranked[:max(2, len(ranked) // 10)]]
+            ranked = [e for _, e in sorted(zip(gains, generation), key=lambda x: -x[0])]
+            seeds = list(parents.values()) + [e.candidate for e in ranked[:max(2, len(ranked) // 10)]]
         self.pool = pool
 
     # --- choosing --------------------------------------------------------------------------------
 
-    def _front(self, target: str) -> list[dict]:
-        rows = [{"c": c, "score": s, "lat": lat[target]} for c, s, lat in self.scored]
-        front: list[dict] = []
-        for r in sorted(rows, key=lambda r: (r["lat"], -r["score"])):
-            if not front or r["score"] > front[-1]["score"]:
-                front.append(r)
-        return [r["c"] for r in front]
+    @staticmethod
+    def _point(entry: Entry, target: str) -> tuple[float, float]:
+        return entry.score, -math.log(entry.metrics[f"latency_ms.{target}"])
 
-    def _points(self, target: str) -> list[tuple[float, float]]:
-        """(score, -log latency) of every scored and every running candidate (at its prediction)."""
-        pts = [(s, -math.log(lat[target])) for _, s, lat in self.scored]
-        pts += [(s, -math.log(lat[target])) for s, lat in self.believed.values()]
-        return pts
+    def _front(self, target: str) -> list[Entry]:
+        """The target's front among the evaluated candidates that meet its constraints."""
+        feasible = [e for e in self.scored if target in e.feasible]
+        front = set(front_2d([self._point(e, target) for e in feasible]))
+        return [e for e in feasible if self._point(e, target) in front]
 
-    def _gains(self, target: str, predicted: list[tuple[float, dict[str, float]]]) -> list[float]:
-        """Predicted hypervolume improvement of each (score, latencies) over ``target``'s points."""
-        pts = self._points(target)
+    def _gains(self, target: str, predicted: list[Entry]) -> list[float]:
+        """Predicted hypervolume improvement of each entry over ``target``'s points (the evaluated and the
+        running ones, at their predictions, that meet its constraints); 0 for entries that do not."""
+        pts = [self._point(e, target) for e in [*self.scored, *self.believed.values()] if target in e.feasible]
+        if not pts:  # nothing meets the target's bounds yet: any candidate that does is progress, the better the more
+            return [e.score if target in e.feasible else 0.0 for e in predicted]
         ref = (min(p[0] for p in pts) - 1e-3 * (abs(min(p[0] for p in pts)) + 1), min(p[1] for p in pts) - 0.1)
         base = hypervolume_2d(pts, ref)
         front = front_2d(pts)
-        return [hypervolume_2d(front + [(s, -math.log(lat[target]))], ref) - base for s, lat in predicted]
+        return [hypervolume_2d(front + [self._point(e, target)], ref) - base if target in e.feasible else 0.0
+                for e in predicted]
 
-    def _best_in_pool(self) -> Optional[tuple[dict, tuple[float, dict[str, float]]]]:
-        fresh = [p for p in self.pool if canonical_key(p[0]) not in self.seen]
-        if not fresh:
-            return None
+    def _best_in_pool(self) -> Optional[Entry]:
         target = self.targets[self.turn % len(self.targets)]
         self.turn += 1
-        gains = self._gains(target, [(s, lat) for _, s, lat in fresh])
-        best = max(range(len(fresh)), key=lambda i: (gains[i], fresh[i][1]))
-        candidate, score, latencies = fresh[best]
-        return candidate, (score, latencies)
+        fresh = [e for e in self.pool if target in e.feasible and canonical_key(e.candidate) not in self.seen]
+        if not fresh:
+            return None
+        gains = self._gains(target, fresh)
+        return fresh[max(range(len(fresh)), key=lambda i: (gains[i], fresh[i].score))]

@@ -12,6 +12,8 @@ ranking score, with ``accuracy`` empty, for zero-cost proxies and counts. ``fide
 of the configured training the score was measured at; a fidelity schedule (ASHA) stops candidates
 early, and their rows are ``stopped``: kept and plotted, but outside Pareto fronts and `nasq best`,
 since a score at a lower fidelity is not comparable. ``cost_s`` is what the candidate cost in all.
+``infeasible`` lists the targets whose constraints (``constraints`` in the config) the candidate
+breaks; it counts for none of them (fronts, plots, `nasq best`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nasq.fileio import write_text_atomic
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 BASE_COLUMNS = ["cid", "key", "status", "reason", "score", "accuracy", "estimate"]
-TAIL_COLUMNS = ["cost_s", "fidelity", "params", "macs", "bitops", "size_bytes", "trial_id"]
+TAIL_COLUMNS = ["cost_s", "fidelity", "infeasible", "params", "macs", "bitops", "size_bytes", "trial_id"]
 
 
 class ResultsTable:
@@ -74,7 +76,8 @@ class ResultsTable:
         writer = csv.DictWriter(buf, columns, extrasaction="ignore")
         writer.writeheader()
         for row in self.rows():
-            flat = {**row, **{f"latency_ms.{t}": row.get("latency_ms", {}).get(t) for t in self.targets}}
+            flat = {**row, **{f"latency_ms.{t}": row.get("latency_ms", {}).get(t) for t in self.targets},
+                    "infeasible": " ".join(row.get("infeasible", []))}
             writer.writerow(flat)
         write_text_atomic(self.run_dir / RESULTS_CSV, buf.getvalue())
 
@@ -84,7 +87,7 @@ def ok_rows(rows: Iterable[dict], target: str) -> list[dict]:
     for r in rows:
         lat = r.get("latency_ms", {}).get(target)
         if r.get("status") == "ok" and lat is not None and math.isfinite(lat) and r.get("score") is not None \
-                and math.isfinite(r["score"]):
+                and math.isfinite(r["score"]) and target not in r.get("infeasible", ()):
             out.append(r)
     return out
 
@@ -116,7 +119,9 @@ def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] =
     """The best-scored candidate within the bound, or the knee of the front; and why it was chosen."""
     candidates = ok_rows(rows, target)
     if not candidates:
-        raise NasqError(f"no successful candidate with a latency for target '{target}' in this run")
+        breaking = sum(r.get("status") == "ok" and target in r.get("infeasible", ()) for r in rows)
+        why = f" ({breaking} broke its constraints)" if breaking else ""
+        raise NasqError(f"no successful candidate with a latency for target '{target}' in this run{why}")
     if max_latency_ms is not None:
         within = [r for r in candidates if r["latency_ms"][target] <= max_latency_ms]
         if not within:

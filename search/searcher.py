@@ -24,12 +24,15 @@ class DedupSearcher(Searcher):
         >>> searcher = DedupSearcher(OptunaSearch(space=define, metric=[...], mode=[...]), space)  # doctest: +SKIP
     """
 
-    def __init__(self, inner: Searcher, space: SearchSpace, *, objectives: list[str], max_repeats: int = 200) -> None:
+    def __init__(self, inner: Searcher, space: SearchSpace, *, objectives: list[str], max_repeats: int = 200,
+                 check=None, max_infeasible: int = 20_000) -> None:
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner = inner
         self.space = space
         self.objectives = objectives
         self.max_repeats = max_repeats
+        self.check = check  # a nasq.search.constraints.ConstraintCheck, when the config sets constraints
+        self.max_infeasible = max_infeasible
         self.finished: dict[str, Optional[dict]] = {}  # key -> objective values, None when failed
         self.running: dict[str, str] = {}  # trial id -> key
         self.inner_ids: dict[str, str] = {}  # trial id -> id the inner searcher knows it by
@@ -39,23 +42,49 @@ class DedupSearcher(Searcher):
         return self.inner.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str) -> Optional[Dict]:
-        for attempt in range(self.max_repeats):
+        repeats = infeasible = 0
+        while repeats < self.max_repeats and infeasible < self.max_infeasible:
+            attempt = repeats + infeasible
             inner_id = trial_id if attempt == 0 else f"{trial_id}-repeat{attempt}"
             config = self.inner.suggest(inner_id)
             if config is None or config == Searcher.FINISHED:
                 return config
-            key = canonical_key(self.space.validate(config))
+            candidate = self.space.validate(config)
+            key = canonical_key(candidate)
             if key in self.finished and self.finished[key] is not None:
                 self.inner.on_trial_complete(inner_id, result=self.finished[key])
             elif key in self.finished or key in self.running.values():
                 self.inner.on_trial_complete(inner_id, error=True)
+            elif self.check is not None and (values := self._infeasible(candidate)) is not None:
+                self.finished[key] = values  # meets no target's bounds: never trained, answered at once
+                self.inner.on_trial_complete(inner_id, result=values)
+                self.check.skipped += 1
+                infeasible += 1
+                continue
             else:
                 self.running[trial_id] = key
                 self.inner_ids[trial_id] = inner_id
                 return config
             self.repeats_skipped += 1
-        logger.warning("%d repeated suggestions in a row: the space looks exhausted; stopping", self.max_repeats)
+            repeats += 1
+        if infeasible >= self.max_infeasible:
+            logger.warning("%d suggestions in a row met no target's constraints; stopping", infeasible)
+        else:
+            logger.warning("%d repeated suggestions in a row: the space looks exhausted; stopping", self.max_repeats)
         return Searcher.FINISHED
+
+    def _infeasible(self, candidate: dict) -> Optional[dict]:
+        """The values a candidate that meets no target's bounds is answered with (None if it meets some):
+        its predicted latencies and the worst score seen, marked ``infeasible`` (Optuna's samplers rank
+        it by its violation through their constraints_func; the evolution ignores it)."""
+        from nasq.search.constraints import overall_violation
+
+        metrics = self.check.metrics(candidate)
+        if overall_violation(self.check.constraints, self.check.targets, metrics) <= 0:
+            return None
+        scores = [v["score"] for v in self.finished.values() if v is not None and not v.get("infeasible")]
+        values = {m: metrics[m] for m in self.objectives if m in metrics}
+        return {**values, "score": min(scores, default=0.0), "infeasible": True}
 
     def on_trial_result(self, trial_id: str, result: Dict) -> None:
         self.inner.on_trial_result(self.inner_ids.get(trial_id, trial_id), result)
@@ -65,8 +94,8 @@ class DedupSearcher(Searcher):
         inner_id = self.inner_ids.pop(trial_id, trial_id)
         ok = not error and bool(result) and result.get("status") in ("ok", "stopped")  # stopped: at a lower fidelity
         values = {m: result[m] for m in self.objectives} if ok else None
-        if ok and "fidelity" in result:
-            values["fidelity"] = result["fidelity"]
+        if ok:  # what the evolution's constraints and fidelity rules read, beside the objectives
+            values.update({k: result[k] for k in ("fidelity", "size_bytes", "bitops") if k in result})
         if key is not None:
             self.finished[key] = values
         self.inner.on_trial_complete(inner_id, result=values, error=not ok)

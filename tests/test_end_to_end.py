@@ -172,6 +172,7 @@ def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(
         "name": "proxy", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
         "search": {"sampler": "evolution", "num_candidates": 12, "max_concurrent": 2, "screen_pool": 200},
         "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
+        "constraints": {"bitserial-sim": {"latency_ms": 0.014}},  # about 3 in 4 random candidates break it
     })
     run_dir = tmp_path / "run"
     out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
@@ -182,6 +183,9 @@ def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(
     assert len({r["key"] for r in rows}) == 12
     # 8 random candidates, then 4 chosen from screened pools of 200 by a predictor refitted on the results
     assert "evolution: the predictors screened" in out.stdout
+    # candidates predicted over the latency bound were answered without a trial; none was evaluated
+    assert "met no target's bounds and were answered without a trial" in out.stdout
+    assert all(r["infeasible"] == [] and r["latency_ms"]["bitserial-sim"] <= 0.014 for r in rows)
     for r in rows:
         assert r["estimate"] == "zico" and r["accuracy"] is None and r["score"] > 0 and 0 < r["cost_s"] < 60
     front = json.loads((run_dir / "pareto.json").read_text())["bitserial-sim"]
@@ -194,6 +198,7 @@ def test_search_scored_by_a_supernet_trains_it_once(tmp_path):
         "name": "sn", "targets": ["bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
         "search": {"sampler": "nsga2", "num_candidates": 4, "max_concurrent": 2},
         "accuracy": {"estimate": "supernet", "supernet_epochs": 0.2, "supernet_qat_epochs": 0.05, "bn_samples": 128},
+        "constraints": {"bitserial-sim": {"size_bytes": 30000}},  # NSGA-II learns it through constraints_func
     })
     run_dir = tmp_path / "run"
     out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
@@ -206,6 +211,7 @@ def test_search_scored_by_a_supernet_trains_it_once(tmp_path):
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows), rows
     for r in rows:
         assert r["estimate"] == "supernet" and 0.0 <= r["accuracy"] <= 1.0 and r["score"] == r["accuracy"]
+        assert r["size_bytes"] <= 30000 and r["infeasible"] == []
     assert out.stdout.count("supernet: trained in") == 1
 
 

@@ -58,6 +58,7 @@ import math  # noqa: E402
 import pytest  # noqa: E402
 
 from nasq.hardware_profiles import create_predictor, load_profile  # noqa: E402
+from nasq.config import config_from_dict  # noqa: E402
 from nasq.search.evolution import PredictorEvolution, hypervolume_2d  # noqa: E402
 
 
@@ -127,10 +128,28 @@ def test_evolution_starts_with_fixed_points_and_resumes_from_a_pickle(space, syn
     restored = pickle.loads(pickle.dumps(evo))  # how the wrapping DedupSearcher saves it for --resume
     assert restored._models is None and restored.scored == evo.scored and restored.seen == evo.seen
     c = restored.suggest("b")
-    assert tuple(sorted(c.items())) not in {tuple(sorted(x.items())) for x, _, _ in evo.scored}
+    assert tuple(sorted(c.items())) not in {tuple(sorted(x.items())) for x, *_ in evo.scored}
 
 
 def test_front_2d():
     from nasq.search.evolution import front_2d
 
     assert front_2d([(1, 1), (2, 1), (1, 2), (0, 3), (0, 0)]) == [(2, 1), (1, 2), (0, 3)]
+
+
+def test_evolution_suggests_only_candidates_predicted_to_meet_the_bounds(space, synthetic):
+    from nasq.accuracy import layer_counts
+
+    profiles, objective = synthetic
+    limit = 1.2e8  # BitOps: about the median of the space; exact before evaluation
+    constraints = config_from_dict({"targets": ["sim"], "constraints": {"sim": {"bitops": limit}}}).constraints
+    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=2,
+                             pool_size=200, startup=8, explore=0.0, constraints=constraints)
+    for i in range(14):
+        c = evo.suggest(str(i))
+        bitops = layer_counts(space.layers(c))["bitops"]
+        if i >= 8:
+            assert bitops <= limit, (i, bitops)
+        score, latency = objective(c)
+        evo.on_trial_complete(str(i), {"score": score, "latency_ms.sim": latency, "bitops": bitops, "size_bytes": 1})
+    assert all(("sim" in e.feasible) == (e.metrics["bitops"] <= limit) for e in evo.scored)
