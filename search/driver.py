@@ -177,7 +177,7 @@ class ResultsCallback(Callback):
         self.run_dir, self.targets, self.total = run_dir, targets, total
         self.constraints = constraints or {}
 
-    def _record(self, trial, result: Optional[dict], error: str = "") -> None:
+    def _record(self, trial, result: Optional[dict], error: str = "", running: int = 0) -> None:
         table = ResultsTable(self.run_dir, self.targets)
         result = result or {}
         candidate = {k: v for k, v in trial.config.items()}
@@ -218,21 +218,26 @@ class ResultsCallback(Callback):
             front = pareto_front(rows, t)
             if front:
                 best.append(f"{t}: front {len(front)}, best {score_text(front[-1])}")
-        counts = f"done {done}, " + (f"stopped early {stopped}, " if stopped else "") + f"failed {failed}"
+        counts = (f"done {done}, " + (f"stopped early {stopped}, " if stopped else "") + f"failed {failed}, "
+                  f"running {running}")
         print(f"{line} | {counts} | " + "; ".join(best), flush=True)
         for t in self.targets:
             if pareto_front(rows, t):
                 plot_pareto(rows, t, Path(self.run_dir) / f"pareto_{t}.png")
 
+    @staticmethod
+    def _running(trials, this) -> int:
+        return sum(t.status == "RUNNING" and t is not this for t in trials)
+
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._record(trial, trial.last_result)
+        self._record(trial, trial.last_result, running=self._running(trials, trial))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = "trial crashed"
         if getattr(trial, "error_file", None) and os.path.exists(trial.error_file):
             lines = [l for l in Path(trial.error_file).read_text().splitlines() if l.strip()]
             error = f"trial crashed: {lines[-1][:300]}" if lines else error
-        self._record(trial, None, error)
+        self._record(trial, None, error, running=self._running(trials, trial))
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:

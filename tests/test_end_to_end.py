@@ -183,6 +183,7 @@ def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(
     assert len({r["key"] for r in rows}) == 12
     # 8 random candidates, then 4 chosen from screened pools of 200 by a predictor refitted on the results
     assert "evolution: the predictors screened" in out.stdout
+    assert ", running " in out.stdout  # the progress line: done, failed, running, best per target
     # candidates predicted over the latency bound were answered without a trial; none was evaluated
     assert "met no target's bounds and were answered without a trial" in out.stdout
     assert all(r["infeasible"] == [] and r["latency_ms"]["bitserial-sim"] <= 0.014 for r in rows)
