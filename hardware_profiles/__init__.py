@@ -73,7 +73,13 @@ def create_predictor(profile: Profile):
     return PREDICTORS.get(profile.predictor)(profile)
 
 
+def predictors_for(profiles: dict[str, dict]) -> dict:
+    """Target name -> latency predictor, from profiles' data as a run directory's marker holds them."""
+    return {t: create_predictor(Profile.from_dict(d, t)) for t, d in profiles.items()}
+
+
 __all__ = [
     "PREDICTORS", "PROFILERS", "PROFILE_DIR", "Profile", "create_predictor", "list_profiles", "load_profile",
+    "predictors_for",
     "profile_dirs", "resolve_profile_path",
 ]

@@ -64,10 +64,9 @@ class ConstraintCheck:
         from nasq.search.driver import candidate_metrics
 
         if self._predictors is None:
-            from nasq.hardware_profiles import create_predictor
-            from nasq.hardware_profiles.profile import Profile
+            from nasq.hardware_profiles import predictors_for
 
-            self._predictors = {t: create_predictor(Profile.from_dict(d, t)) for t, d in self.profiles.items()}
+            self._predictors = predictors_for(self.profiles)
         return candidate_metrics(self.space, candidate, self._predictors)
 
     def violation(self, candidate: dict) -> float:

@@ -61,8 +61,7 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
 
     from nasq.accuracy import ESTIMATES, at_fidelity, fidelities
     from nasq.data import DATASETS
-    from nasq.hardware_profiles import create_predictor
-    from nasq.hardware_profiles.profile import Profile
+    from nasq.hardware_profiles import predictors_for
     from nasq.spaces import candidate_id, canonical_key, create_space
 
     cfg = config_from_dict(settings["config"], "run config")
@@ -80,7 +79,7 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
         tune.report(metrics)
         return
     try:
-        predictors = {t: create_predictor(Profile.from_dict(d, t)) for t, d in settings["profiles"].items()}
+        predictors = predictors_for(settings["profiles"])
         metrics.update(candidate_metrics(space, candidate, predictors))
         data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
         name, spent = cfg.accuracy.estimate, 0.0

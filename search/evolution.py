@@ -168,11 +168,9 @@ class PredictorEvolution(Searcher):
     def _predictors(self):
         if self._models is None:
             from nasq.accuracy_predictor import AccuracyPredictor
-            from nasq.hardware_profiles import create_predictor
-            from nasq.hardware_profiles.profile import Profile
+            from nasq.hardware_profiles import predictors_for
 
-            latency = {t: create_predictor(Profile.from_dict(d, t)) for t, d in self.profiles.items()}
-            self._models = (AccuracyPredictor(self.space, seed=self.seed), latency)
+            self._models = (AccuracyPredictor(self.space, seed=self.seed), predictors_for(self.profiles))
         return self._models
 
     def _predict(self, candidates: list[dict]) -> list[Entry]:
