@@ -148,9 +148,13 @@ class SupernetEstimate(AccuracyEstimate):
         t0 = time.perf_counter()
         c = self.config
         acc = supernet.evaluate(space, candidate, weights, data, seed=seed, bn_samples=c.bn_samples,
-                                finetune_epochs=c.finetune_epochs if self.fidelity_keys else 0.0,
-                                batch_size=c.batch_size, finetune_lr=c.finetune_lr)
+                                finetune_epochs=self.finetune_epochs(), batch_size=c.batch_size,
+                                finetune_lr=c.finetune_lr)
         return Estimate(acc, time.perf_counter() - t0, acc)
+
+    def finetune_epochs(self) -> float:
+        """Quantization-aware epochs from inherited weights before validation: none for ``supernet``."""
+        return 0.0
 
 
 @ESTIMATES.register("supernet-finetune")
@@ -161,6 +165,9 @@ class SupernetFinetune(SupernetEstimate):
     its cost. The fine-tuning length is its fidelity."""
 
     fidelity_keys = ("finetune_epochs",)
+
+    def finetune_epochs(self) -> float:
+        return self.config.finetune_epochs
 
 
 @ESTIMATES.register("sensitivity")

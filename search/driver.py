@@ -42,6 +42,11 @@ def objective_names(targets: list[str]) -> list[str]:
     return ["score"] + [f"latency_ms.{t}" for t in targets]
 
 
+def objective_modes(targets: list[str]) -> list[str]:
+    """Ray Tune's modes for :func:`objective_names`: the score maximized, every latency minimized."""
+    return ["max"] + ["min"] * len(targets)
+
+
 # --- the trial (runs in a Ray worker) ------------------------------------------------------------
 
 def candidate_metrics(space, candidate: dict, predictors: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +140,7 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
     for i in range(cfg.search.uniform_starts):
         architecture = space.sample(seed=cfg.seed * 1000 + i)
         starts += [with_uniform_bits(architecture, 8), with_uniform_bits(architecture, 32)]
-    modes = ["max"] + ["min"] * len(cfg.targets)
+    modes = objective_modes(list(cfg.targets))
     check = None
     if cfg.constraints:
         from nasq.search.constraints import ConstraintCheck
@@ -161,7 +166,7 @@ def build_scheduler(cfg: ExperimentConfig):
     from nasq.search.scheduler import MultiObjectiveASHA
 
     objectives = objective_names(list(cfg.targets))
-    return MultiObjectiveASHA(objectives, ["max"] + ["min"] * len(cfg.targets), rungs=cfg.accuracy.rungs,
+    return MultiObjectiveASHA(objectives, objective_modes(list(cfg.targets)), rungs=cfg.accuracy.rungs,
                               reduction_factor=cfg.accuracy.reduction_factor)
 
 
