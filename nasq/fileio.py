@@ -51,3 +51,46 @@ def check_writable_dir(path: Path | str, what: str) -> Path:
     if not path.is_dir() or not os.access(path, os.W_OK):
         raise NasqError(f"{what} '{path}' is not a writable directory")
     return path
+
+
+LOCK_FILE = ".nasq.lock"
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held by the one driver that writes it.
+
+    ``flock`` on ``RUN_DIR/.nasq.lock``: the kernel drops it when the holder dies (even by SIGKILL),
+    so a crashed driver never leaves a stale lock for ``--resume`` to trip on. The file names the
+    holder (host and pid) for the error a second driver gets.
+    """
+
+    def __init__(self, run_dir: Path | str) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+        import socket
+
+        from nasq.errors import NasqError
+
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise NasqError(f"run directory '{self.path.parent}' is in use by another nasq driver ({holder}); "
+                            "wait for it to finish or stop it, then --resume") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the descriptor releases the flock
+            self._fh = None

@@ -30,7 +30,7 @@ from ray.tune import Callback
 from nasq import __version__
 from nasq.config import ExperimentConfig, config_from_dict
 from nasq.errors import NasqError
-from nasq.fileio import check_writable_dir, write_json_atomic
+from nasq.fileio import RunLock, check_writable_dir, write_json_atomic
 from nasq.search.constraints import infeasible_targets
 from nasq.search.results import ResultsTable, pareto_front, plot_pareto, score_text
 
@@ -314,8 +314,11 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
     profiles = {t: prof.data for t, prof in targets.items()}
     marker = {"nasq_version": __version__, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "config": cfg.to_dict(), "profiles": profiles}
-    write_json_atomic(run_dir / RUN_MARKER, marker)
-    return _run(run_dir, marker, address, restore=False)
+    with RunLock(run_dir):  # one writer per run directory, for the whole search
+        if (run_dir / RUN_MARKER).exists():  # another driver got here between our check and our lock
+            raise NasqError(f"run directory '{run_dir}' already holds a run; resume it with --resume")
+        write_json_atomic(run_dir / RUN_MARKER, marker)
+        return _run(run_dir, marker, address, restore=False)
 
 
 def load_run(run_dir: Path | str) -> tuple[Path, dict, ExperimentConfig]:
@@ -340,7 +343,8 @@ def resume_search(run_dir: Path | str, *, address: Optional[str] = None) -> Path
     run_dir, marker, _ = load_run(run_dir)
     if marker["nasq_version"] != __version__:
         raise NasqError(f"run '{run_dir}' was made by nasq {marker['nasq_version']}; this is {__version__}")
-    return _run(run_dir, marker, address, restore=True)
+    with RunLock(run_dir):
+        return _run(run_dir, marker, address, restore=True)
 
 
 def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) -> Path:

@@ -153,3 +153,14 @@ def test_search_warns_about_a_profile_from_another_machine(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert lines[0].startswith("warning: target") and "Cortex-A72" in lines[0]
     assert lines[-1].startswith("nasq: error:")
+
+
+def test_a_second_driver_on_a_run_directory_in_use_is_refused(fake_run):
+    from nasq.fileio import RunLock
+
+    with RunLock(fake_run):  # as a running driver holds it
+        out = run("search", "--resume", fake_run)
+        assert_clean_error(out, "is in use by another nasq driver")
+        assert f"pid {__import__('os').getpid()}" in out.stderr  # names the holder
+    with RunLock(fake_run):  # released when the holder lets go (or dies: the kernel drops flocks)
+        pass

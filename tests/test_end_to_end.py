@@ -114,7 +114,7 @@ def test_best_exports_measures_and_reports(search_run, env, tmp_path):
 def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
     cfg = write_yaml(tmp_path / "r.yaml", {
         "name": "resume", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
-        "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 1},
+        "search": {"sampler": "random", "num_candidates": 6, "max_concurrent": 1},
         "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
     })
     run_dir = tmp_path / "run"
@@ -126,16 +126,20 @@ def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
             break
         assert proc.poll() is None, "search ended before it could be killed"
         time.sleep(0.2)
+    second = subprocess.run([*NASQ, "search", "--resume", str(run_dir)], capture_output=True, text=True, env=env,
+                            timeout=120)  # while the first driver runs: refused, never two writers
+    assert second.returncode != 0 and "in use by another nasq driver" in second.stderr, second.stderr[-2000:]
+    assert proc.poll() is None
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die mid-search
     proc.wait()
     before = {r["cid"]: r for r in rows_of(run_dir)}
-    assert 1 <= len(before) < 4
+    assert 1 <= len(before) < 6
     out = subprocess.run([*NASQ, "search", "--resume", str(run_dir)], capture_output=True, text=True, env=env,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = rows_of(run_dir)
     final = {r["cid"]: r for r in lines}
-    assert len(final) == 4
+    assert len(final) == 6
     evaluated = [r["cid"] for r in lines if not r.get("reused")]
     assert sorted(evaluated) == sorted(set(evaluated)), "a candidate was evaluated twice"
     for cid, row in before.items():
