@@ -11,7 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -52,10 +52,11 @@ class LatencyPredictor(ABC):
     @abstractmethod
     def predict(self, layers: Sequence[LayerSpec]) -> Prediction: ...
 
-    def predict_candidate(self, space, candidate: dict) -> Prediction:
-        """A candidate of ``space``: by default, its layers. Predictors fitted on whole architectures
-        of one space (published tables) override this and refuse other spaces."""
-        return self.predict(space.layers(candidate))
+    def predict_candidate(self, space, candidate: dict, layers: Optional[Sequence[LayerSpec]] = None) -> Prediction:
+        """A candidate of ``space``: by default, its layers (``layers``, when the caller has them already).
+        Predictors fitted on whole architectures of one space (published tables) override this and
+        refuse other spaces."""
+        return self.predict(space.layers(candidate) if layers is None else layers)
 
 
 def linear_ms(cost: dict, amount: float, per: str = "per_melement_ms") -> float:
@@ -148,6 +149,7 @@ class TablePredictor(LatencyPredictor):
 
             self.kernel_model = KernelModel(profile.data["kernel_model"])
         self._groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
+        self._memo: dict[tuple, float] = {}
         for e in profile.data["layers"]:
             key = (e["op"], e["kernel"], e["stride"], e["h_in"], e["precision"], _alignment(e["op"], e["precision"], e["cin"]))
             self._groups[key][(e["cin"], e["cout"])] = float(e["latency_ms"])
@@ -186,6 +188,24 @@ class TablePredictor(LatencyPredictor):
                          "would ignore how much better large kernels use the CPU); priced by the per-kernel regressor")
             return self.kernel_model.predict_ms(layer, precision, chained)
         return _interpolate(table, layer, notes)
+
+    def _layer_ms_cached(self, layer: LayerSpec, precision: str, notes: list[str], chained: bool) -> float:
+        """:meth:`layer_ms`, remembered per layer geometry: a search prices the same layers over and over
+        (screening thousands of candidates a second needs it). Costs that came with notes (fallbacks)
+        are recomputed, so each layer still names its own fallback."""
+        key = (layer.op, layer.cin, layer.cout, layer.kernel, layer.stride, layer.h_in, layer.w_bits, layer.a_bits,
+               precision, chained)
+        cost = self._memo.get(key)
+        if cost is None:
+            fresh: list[str] = []
+            cost = self.layer_ms(layer, precision, fresh, chained)
+            if fresh:
+                notes.extend(fresh)
+            else:
+                if len(self._memo) > 200_000:
+                    self._memo.clear()
+                self._memo[key] = cost
+        return cost
 
     def op_ms(self, op: str, work: int) -> float:
         """A measured op outside the layer table (``op_costs``), else memory traffic at the elementwise
@@ -226,7 +246,7 @@ class TablePredictor(LatencyPredictor):
                 pred.boundary_ms += boundary("quantize" if precision == "int8" else "dequantize", layer.in_numel)
             chained = (i > 0 and precision == previous == precisions[i - 1] == "fp32" and layer.a_bits >= 32
                        and "linear" not in (layer.op, layers[i - 1].op))
-            cost = self.layer_ms(layer, precision, pred.notes, chained)
+            cost = self._layer_ms_cached(layer, precision, pred.notes, chained)
             parts[f"{precision}_{layer.op}_ms"] += cost
             if precision == "fp32" and layer.a_bits < 32 and "simulated_activation" in self.boundary:
                 simulated = self.boundary_ms("simulated_activation", layer.in_numel)

@@ -43,7 +43,9 @@ class ArchitectureTablePredictor(LatencyPredictor):
 
     Profile fields: ``space`` (the only space it prices), ``intercept_ms``, ``costs`` (per parameter, per
     value as a string, in ms; may be negative: costs are relative to the intercept) and ``min_ms`` (the
-    smallest latency fitted; predictions are floored at half of it, with a note).
+    smallest latency fitted; predictions are floored at half of it, with a note). Optional ``measured``:
+    the space's architecture string (``space.format_arch``) -> measured ms; a candidate listed there is
+    priced at its measurement, exactly (a fully measured device needs no fit).
     """
 
     @classmethod
@@ -63,15 +65,26 @@ class ArchitectureTablePredictor(LatencyPredictor):
             raise NasqError(f"profile {profile.source}: field 'intercept_ms' must be a number, got {intercept!r}")
         if _positive(profile, "min_ms", profile.data.get("min_ms")) <= 0:
             raise NasqError(f"profile {profile.source}: min_ms must be positive")
+        measured = profile.data.get("measured", {})
+        if not isinstance(measured, dict):
+            raise NasqError(f"profile {profile.source}: 'measured' must map architecture strings to ms")
+        for arch, ms in measured.items():
+            if _positive(profile, f"measured['{arch}']", ms) <= 0:
+                raise NasqError(f"profile {profile.source}: measured['{arch}'] must be positive, got {ms!r}")
 
     def predict(self, layers: Sequence[LayerSpec]) -> Prediction:
         raise NasqError(f"target '{self.profile.name}' prices whole architectures of space "
                         f"'{self.profile.data['space']}' only, not layer lists")
 
-    def predict_candidate(self, space, candidate: dict) -> Prediction:
+    def predict_candidate(self, space, candidate: dict, layers=None) -> Prediction:
         if space.name != self.profile.data["space"]:
             raise NasqError(f"target '{self.profile.name}' prices architectures of space '{self.profile.data['space']}' "
                             f"only, not of '{space.name}'")
+        measured = self.profile.data.get("measured")
+        if measured:
+            ms = measured.get(space.format_arch(candidate))
+            if ms is not None:
+                return Prediction(total_ms=float(ms))
         notes: list[str] = []
         total = table_total(self.profile.data, candidate, notes)
         floor = 0.5 * float(self.profile.data["min_ms"])

@@ -36,7 +36,8 @@ class CandidateEncoder:
         self.names += ["log_params", "log_macs", "log_bitops", "min_w_bits", "min_a_bits", "mean_w_bits",
                        "mean_a_bits", "w_bits<=2", "a_bits<=2", "w_bits<=4", "a_bits<=4"]
 
-    def encode(self, candidate: dict) -> np.ndarray:
+    def encode(self, candidate: dict, layers=None) -> np.ndarray:
+        """``layers``: the candidate's layer list, when the caller has it already."""
         unknown = set(candidate) - set(self.choices)
         if unknown:
             raise NasqError(f"candidate has parameters unknown to space '{self.space.name}': {sorted(unknown)}")
@@ -48,7 +49,7 @@ class CandidateEncoder:
             if param in self.ordered:
                 order = sorted(choices)
                 out.append(order.index(candidate[param]) / max(len(order) - 1, 1) if param in candidate else -1.0)
-        layers = self.space.layers(candidate)
+        layers = self.space.layers(candidate) if layers is None else layers
         w = np.array([l.w_bits for l in layers], float)
         a = np.array([l.a_bits for l in layers], float)
         out += [math.log1p(sum(l.params for l in layers)), math.log1p(sum(l.macs for l in layers)),
@@ -93,6 +94,10 @@ class AccuracyPredictor:
         return self
 
     def predict(self, candidates: Sequence[dict]) -> np.ndarray:
+        return self.predict_features(self.encoder.encode_all(candidates))
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        """Predictions from :class:`CandidateEncoder` features (as a batch scorer computes them)."""
         if self.model is None:
             raise NasqError("the accuracy predictor is not fitted yet")
-        return self.model.predict(self.encoder.encode_all(candidates))
+        return self.model.predict(x)

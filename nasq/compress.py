@@ -31,7 +31,7 @@ def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
     qmax = 2 ** (bits - 1) - 1
     flat = weight.detach().reshape(weight.shape[0], -1)
     scale = (flat.abs().amax(dim=1) / qmax).clamp_min(1e-8)
-    zero_point = torch.zeros(weight.shape[0], dtype=torch.int32)
+    zero_point = torch.zeros(weight.shape[0], dtype=torch.int32, device=weight.device)
     return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, -qmax, qmax)
 
 

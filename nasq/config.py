@@ -30,12 +30,19 @@ class SearchConfig:
     num_candidates: int = _opt(24, min=1, max=1_000_000, doc="candidates to evaluate (Tune trials)")
     max_concurrent: int = _opt(2, min=1, max=10_000, doc="trials running at once")
     cpus_per_candidate: float = _opt(1.0, min=0.1, max=1024, doc="CPUs Ray reserves per trial (torch threads)")
+    gpus_per_candidate: float = _opt(0.0, min=0.0, max=64, doc="GPUs Ray reserves per trial (a fraction shares "
+                                                               "one); training runs on it")
     uniform_starts: int = _opt(0, min=0, max=1000, doc="sampled architectures evaluated first at uniform 8-bit "
                                                        "and at float, as anchors for the sampler")
     screen_pool: int = _opt(2000, min=10, max=1_000_000, doc="evolution: candidates screened with the accuracy "
                                                               "and latency predictors after each new result")
     screen_startup: int = _opt(8, min=8, max=1_000_000, doc="evolution: random candidates evaluated before the "
                                                             "accuracy predictor is trusted")
+    screen_workers: int = _opt(2, min=0, max=10_000, doc="evolution: Ray actors that score each screened pool in "
+                                                         "batches (no CPU reserved; 0: in the driver)")
+    screen_every: int = _opt(1, min=1, max=1_000_000, doc="evolution: refit the accuracy predictor and screen a new "
+                                                          "pool after this many new results (1: after each); raise it "
+                                                          "when evaluations are cheaper than the screen (~1 s)")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ def train_steps(model: nn.Module, data: Split, epochs: float, *, batch_size: int
     if steps <= 0:
         return
     gen = torch.Generator().manual_seed(seed)
-    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    device = next(model.parameters()).device
+    x, y = torch.from_numpy(data.x).to(device), torch.from_numpy(data.y).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
     model.train()
@@ -43,7 +44,7 @@ def train_steps(model: nn.Module, data: Split, epochs: float, *, batch_size: int
     for _ in range(steps):
         if pos + batch_size > len(y):
             perm, pos = torch.randperm(len(y), generator=gen), 0
-        idx = perm[pos : pos + batch_size]
+        idx = perm[pos : pos + batch_size].to(device)
         pos += batch_size
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
         if not torch.isfinite(loss):
@@ -57,7 +58,9 @@ def train_steps(model: nn.Module, data: Split, epochs: float, *, batch_size: int
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     model.eval()
-    return np.concatenate([model(torch.from_numpy(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
+    device = next(model.parameters()).device
+    return np.concatenate([model(torch.from_numpy(x[i : i + batch_size]).to(device)).cpu().numpy()
+                           for i in range(0, len(x), batch_size)])
 
 
 def accuracy(model: nn.Module, data: Split) -> float:
@@ -82,13 +85,23 @@ def compress(space, model: nn.Module, candidate: dict, calibration: Split) -> No
     calibrate(model, calibration)
 
 
+def training_device() -> torch.device:
+    """A GPU when this process was given one (a Ray Tune trial with ``gpus_per_candidate``; Ray hides
+    GPUs from trials that did not ask for one), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def compress_and_train(space, candidate: dict, data: Dataset, schedule: TrainSchedule, *, seed: int):
-    """The whole pipeline above; returns the compressed, fine-tuned model and timings."""
+    """The whole pipeline above; returns the compressed, fine-tuned model (on the CPU) and timings.
+    Both training phases run on :func:`training_device`; pruning traces the network on the CPU."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    model = space.build(candidate)
+    device = training_device()
+    model = space.build(candidate).to(device)
     train_steps(model, data.train, schedule.train_epochs, batch_size=schedule.batch_size, lr=schedule.lr, seed=seed)
+    model = model.cpu()
     compress(space, model, candidate, data.train)
+    model = model.to(device)
     train_steps(model, data.train, schedule.finetune_epochs, batch_size=schedule.batch_size,
                 lr=schedule.finetune_lr, seed=seed + 1)
-    return model, time.perf_counter() - t0
+    return model.cpu(), time.perf_counter() - t0

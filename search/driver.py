@@ -49,12 +49,15 @@ def objective_modes(targets: list[str]) -> list[str]:
 
 # --- the trial (runs in a Ray worker) ------------------------------------------------------------
 
-def candidate_metrics(space, candidate: dict, predictors: dict[str, Any]) -> dict[str, Any]:
-    """Everything about a candidate that needs no training: predicted latencies and sizes."""
+def candidate_metrics(space, candidate: dict, predictors: dict[str, Any], layers=None) -> dict[str, Any]:
+    """Everything about a candidate that needs no training: predicted latencies and sizes (``layers``:
+    the candidate's layer list, when the caller has it already)."""
     from nasq.accuracy import layer_counts
 
-    counts = layer_counts(space.layers(candidate))
-    out: dict[str, Any] = {f"latency_ms.{t}": p.predict_candidate(space, candidate).total_ms for t, p in predictors.items()}
+    layers = space.layers(candidate) if layers is None else layers
+    counts = layer_counts(layers)
+    out: dict[str, Any] = {f"latency_ms.{t}": p.predict_candidate(space, candidate, layers).total_ms
+                           for t, p in predictors.items()}
     out.update(params=counts["params"], macs=counts["flops"], bitops=counts["bitops"], size_bytes=counts["size_bytes"])
     return out
 
@@ -74,7 +77,10 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     space = create_space(cfg.space)
     candidate = space.validate(dict(config))
     key = canonical_key(candidate)
-    metrics: dict[str, Any] = {"key": key, "cid": candidate_id(candidate), "status": "ok", "reason": ""}
+    import ray
+
+    metrics: dict[str, Any] = {"key": key, "cid": candidate_id(candidate), "status": "ok", "reason": "",
+                               "node": ray.get_runtime_context().get_node_id()}  # which Ray node evaluated it
     previous = _finished_row(settings.get("run_dir"), metrics["cid"])
     if previous is not None:  # finished before a crash of the driver: report it again, never re-evaluate
         metrics.update({k: previous.get(k) for k in ("status", "reason", "score", "accuracy", "cost_s", "estimate", "params",
@@ -135,6 +141,8 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's `group`
+    # Optuna 5 deprecates constraints_func for Trial.set_constraint, which Ray's OptunaSearch gives no way to call
+    warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
     objectives = objective_names(list(cfg.targets))
     starts = []  # fixed-precision anchors first, as HAQ and APQ start from uniform 8-bit
     for i in range(cfg.search.uniform_starts):
@@ -151,6 +159,7 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
 
         inner = PredictorEvolution(space, profiles, metric=objectives, mode=modes, seed=cfg.seed,
                                    pool_size=cfg.search.screen_pool, startup=cfg.search.screen_startup,
+                                   screen_every=cfg.search.screen_every, screen_workers=cfg.search.screen_workers,
                                    points_to_evaluate=starts, constraints=cfg.constraints)
     else:
         sampler = _make_sampler(cfg.search.sampler, cfg.seed, check.optuna_constraints if check else None)
@@ -200,6 +209,7 @@ class ResultsCallback(Callback):
             "latency_ms": {t: _clean(result.get(f"latency_ms.{t}")) for t in self.targets},
             "estimate": result.get("estimate"),
             "reused": bool(result.get("reused", False)),
+            "node": result.get("node"),
             **{k: _clean(result.get(k)) for k in ("cost_s", "fidelity", "params", "macs", "bitops", "size_bytes")},
             "infeasible": infeasible_targets(self.constraints, result) if status in ("ok", "stopped") else [],
             "trial_id": trial.trial_id,
@@ -260,6 +270,20 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise NasqError(f"cannot reach the Ray cluster at '{address}': {exc.strerror or exc}") from None
 
 
+class _quiet_stderr:
+    """Send file descriptor 2 (where Ray's C++ core logs) to /dev/null for the ``with`` block."""
+
+    def __enter__(self) -> None:
+        sys.stderr.flush()
+        self.saved, self.null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(self.null, 2)
+
+    def __exit__(self, *exc) -> None:
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        os.close(self.null)
+
+
 def _init_ray(address: Optional[str]) -> None:
     import logging
 
@@ -271,7 +295,8 @@ def _init_ray(address: Optional[str]) -> None:
         check_reachable(address)
     try:
         if address:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            with _quiet_stderr():  # Ray's core logs every failed attempt (a wrong token: 20 lines); we say it once
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             # embedded local Ray; Ray 2.60 turns token authentication on by default, and we keep it.
             # Its raylet starts workers at niceness 15, so that any other busy process on the machine
@@ -280,13 +305,16 @@ def _init_ray(address: Optional[str]) -> None:
             ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"Ray cluster at '{address}'" if address else "a local Ray instance"
-        raise NasqError(f"cannot connect to {where}: {str(exc).splitlines()[0]}") from None
+        hint = ("; check the address, and that this shell has the cluster's token (RAY_AUTH_MODE=token with "
+                "RAY_AUTH_TOKEN, or ~/.ray/auth_token)") if address else ""
+        raise NasqError(f"cannot connect to {where}: {str(exc).splitlines()[0]}{hint}") from None
 
 
-def _trainable(settings: dict, cpus: float):
+def _trainable(settings: dict, cpus: float, gpus: float = 0.0):
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(evaluate_candidate, settings=settings), {"cpu": cpus})
+    resources = {"cpu": cpus, **({"gpu": gpus} if gpus else {})}
+    return tune.with_resources(tune.with_parameters(evaluate_candidate, settings=settings), resources)
 
 
 def new_run_dir(cfg: ExperimentConfig) -> Path:
@@ -357,7 +385,7 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) 
     from ray import tune
 
     prepare_estimate(cfg, space, run_dir)
-    trainable = _trainable(settings, cfg.search.cpus_per_candidate)
+    trainable = _trainable(settings, cfg.search.cpus_per_candidate, cfg.search.gpus_per_candidate)
     tune_path = run_dir / TUNE_DIR
     t0 = time.time()
     searcher = None

@@ -4,7 +4,7 @@ Expensive evaluations (short training, a supernet) are spent only on candidates 
 found promising:
 
 1. the first ``startup`` candidates (after any fixed starting points) are random samples;
-2. then, whenever a new result has come in, the accuracy predictor
+2. then, whenever ``screen_every`` new results have come in (1: each), the accuracy predictor
    (:class:`nasq.accuracy_predictor.AccuracyPredictor`) is refitted on every candidate scored so far,
    and an evolution over ``pool_size`` candidates (mutations and crossovers of the current Pareto
    fronts, two generations, the better tenth of the first seeding the second) is screened with the
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional
 
 from ray.tune.search import Searcher
 
@@ -69,6 +69,9 @@ class PredictorEvolution(Searcher):
         metric, mode: the objectives (``score`` maximized, ``latency_ms.<target>`` minimized).
         pool_size: candidates screened with the predictors each time a new result comes in.
         startup: random candidates before the predictor is used.
+        screen_every: new results between screens; in between, suggestions come from the last pool.
+        screen_workers: Ray actors the screen's cheap scoring is spread over (:mod:`nasq.search.batch`;
+            0, or Ray not running: in this process).
         explore: share of later suggestions that stay random.
         points_to_evaluate: fixed candidates evaluated first.
         constraints: target -> :class:`nasq.config.TargetConstraints`.
@@ -80,13 +83,18 @@ class PredictorEvolution(Searcher):
     GENERATIONS = 2
 
     def __init__(self, space: SearchSpace, profiles: dict[str, dict], *, metric: list[str], mode: list[str],
-                 seed: int = 0, pool_size: int = 2000, startup: int = 8, explore: float = 0.1,
+                 seed: int = 0, pool_size: int = 2000, startup: int = 8, screen_every: int = 1, screen_workers: int = 0,
+                 explore: float = 0.1,
                  points_to_evaluate: Optional[list[dict]] = None, constraints: Optional[dict] = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.space, self.profiles = space, profiles
         self.targets = list(profiles)
         self.constraints = dict(constraints or {})
         self.pool_size, self.startup, self.explore = int(pool_size), int(startup), float(explore)
+        self.screen_every = max(1, int(screen_every))
+        from nasq.search.batch import BatchScorer
+
+        self.scorer = BatchScorer(space, profiles, workers=screen_workers)
         self.rng = random.Random(seed)
         self.seed = seed
         self.starts = [space.validate(c) for c in (points_to_evaluate or [])]
@@ -99,7 +107,7 @@ class PredictorEvolution(Searcher):
         self.screened = 0  # candidates screened by the predictors, in all
         self.refits = 0
         self.turn = 0
-        self._models: Optional[tuple[Any, dict]] = None  # (accuracy predictor, latency predictors), not pickled
+        self._accuracy = None  # the fitted accuracy predictor, not pickled
 
     # --- Ray Tune's Searcher interface ---------------------------------------------------------
 
@@ -111,7 +119,7 @@ class PredictorEvolution(Searcher):
             return self._take(trial_id, self.starts.pop(0))
         if len(self.scored) < max(self.startup, self._min_rows()) or self.rng.random() < self.explore:
             return self._take(trial_id, self._random())
-        if self.pool_fitted_on != len(self.scored):
+        if self.pool_fitted_on < 0 or len(self.scored) - self.pool_fitted_on >= self.screen_every:
             self._screen()
         choice = self._best_in_pool()
         if choice is None:
@@ -130,7 +138,7 @@ class PredictorEvolution(Searcher):
             self.scored.append(self._entry(candidate, float(result["score"]), metrics))
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_models": None, "pool": [], "pool_fitted_on": -1}
+        return {**self.__dict__, "_accuracy": None, "pool": [], "pool_fitted_on": -1}
 
     def save(self, checkpoint_path: str) -> None:  # saved and restored by the wrapping DedupSearcher
         pass
@@ -165,21 +173,18 @@ class PredictorEvolution(Searcher):
                 return c
         return c  # the space looks exhausted; the DedupSearcher stops the search on repeats
 
-    def _predictors(self):
-        if self._models is None:
+    def _accuracy_predictor(self):
+        if self._accuracy is None:
             from nasq.accuracy_predictor import AccuracyPredictor
-            from nasq.hardware_profiles import predictors_for
 
-            self._models = (AccuracyPredictor(self.space, seed=self.seed), predictors_for(self.profiles))
-        return self._models
+            self._accuracy = AccuracyPredictor(self.space, seed=self.seed)
+        return self._accuracy
 
     def _predict(self, candidates: list[dict]) -> list[Entry]:
-        from nasq.search.driver import candidate_metrics
-
-        accuracy, latency = self._predictors()
-        scores = accuracy.predict(candidates)
+        metrics, features = self.scorer.score(candidates)  # level 1: batches over Ray workers
+        scores = self._accuracy_predictor().predict_features(features) if candidates else []
         self.screened += len(candidates)
-        return [self._entry(c, float(s), candidate_metrics(self.space, c, latency)) for c, s in zip(candidates, scores)]
+        return [self._entry(c, float(s), m) for c, s, m in zip(candidates, scores, metrics)]
 
     def _mutate(self, base: dict, rate: float) -> dict:
         def pick(name, choices):
@@ -212,7 +217,7 @@ class PredictorEvolution(Searcher):
 
     def _screen(self) -> None:
         """Refit the accuracy predictor on everything scored; evolve and predict a new pool."""
-        accuracy, _ = self._predictors()
+        accuracy = self._accuracy_predictor()
         accuracy.fit([e.candidate for e in self.scored], [e.score for e in self.scored])
         self.pool_fitted_on = len(self.scored)
         self.refits += 1

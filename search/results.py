@@ -32,7 +32,7 @@ from nasq.fileio import write_text_atomic
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 BASE_COLUMNS = ["cid", "key", "status", "reason", "score", "accuracy", "estimate"]
-TAIL_COLUMNS = ["cost_s", "fidelity", "infeasible", "params", "macs", "bitops", "size_bytes", "trial_id"]
+TAIL_COLUMNS = ["cost_s", "fidelity", "infeasible", "params", "macs", "bitops", "size_bytes", "trial_id", "node"]
 
 
 class ResultsTable:

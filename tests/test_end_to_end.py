@@ -244,3 +244,48 @@ def test_search_with_a_fidelity_schedule_stops_candidates_early(tmp_path):
     front = json.loads((run_dir / "pareto.json").read_text())["bitserial-sim"]
     assert {p["cid"] for p in front} <= {r["cid"] for r in full}  # lower-fidelity scores are not compared
     assert "stopped" in (run_dir / "results.csv").read_text()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_search_runs_across_a_real_multi_node_ray_cluster_with_authentication(tmp_path, env):
+    """A head and a worker node on loopback, token authentication on (as Ray 2.60 requires it handed to
+    every node and to the driver), 1 CPU each: trials must run on both nodes."""
+    import secrets
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    cluster_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+                   "RAY_worker_niceness": "0"}
+    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    try:
+        for cmd in ([ray_cli, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
+                    [ray_cli, "start", "--address", f"127.0.0.1:{port}", *common]):
+            out = subprocess.run(cmd, capture_output=True, text=True, env=cluster_env, timeout=180)
+            assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        cfg = write_yaml(tmp_path / "c.yaml", {
+            "name": "cluster", "targets": ["bitserial-sim"], "seed": 3, "output_dir": str(tmp_path / "runs"),
+            "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
+            "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
+        })
+        run_dir = tmp_path / "run"  # on storage every node sees (one machine here)
+        wrong = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(tmp_path / "nope"), "--address",
+                                f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=300,
+                               env={**cluster_env, "RAY_AUTH_TOKEN": "not-the-token"})
+        assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
+            l for l in wrong.stderr.strip().splitlines() if l.startswith("nasq: error: cannot connect")], wrong.stderr[-2000:]
+        assert "token" in wrong.stderr and not (tmp_path / "nope").exists()
+        out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir), "--address", f"127.0.0.1:{port}"],
+                             capture_output=True, text=True, env=cluster_env, timeout=600)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        rows = rows_of(run_dir)
+        assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+        assert len({r["node"] for r in rows}) == 2, [r["node"] for r in rows]  # both nodes evaluated candidates
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=cluster_env, timeout=120)

@@ -87,6 +87,10 @@ def test_table_notes_every_fallback_and_refuses_unknown_ops():
     assert any("g:" in n for n in p.notes)
     with pytest.raises(NasqError, match="dwconv"):
         pred.predict([LayerSpec("d", "dwconv", 8, 8, 3, 1, 7)])
+    # costs are remembered per layer geometry, but a fallback is named every time, by each layer's name
+    again = pred.predict([LayerSpec("big2", "conv", 64, 64, 1, 1, 7), LayerSpec("small", "conv", 8, 8, 1, 1, 7)])
+    assert again.layer_ms["big2"] == pytest.approx(64 * 64 / 1000) and any("big2" in n for n in again.notes)
+    assert pred.predict([LayerSpec("small2", "conv", 8, 8, 1, 1, 7)]).layer_ms["small2"] == again.layer_ms["small"]
 
 
 def test_bitserial_latency_falls_with_bit_width(space):

@@ -118,6 +118,22 @@ def test_shipped_published_profiles_cover_27_devices_per_space(nb201):
             assert 0 < ms < 1000
 
 
+def test_measured_architectures_are_priced_exactly(nb201):
+    from nasq.hardware_profiles.profile import Profile
+
+    data = json.loads(json.dumps(load_profile("nb201-pixel3").data))
+    cand = nb201.parse_arch(NB201)
+    other = nb201.sample(3)
+    table = create_predictor(Profile.from_dict(data)).predict_candidate(nb201, other).total_ms
+    data["measured"] = {NB201: 12.5}
+    pred = create_predictor(Profile.from_dict(data))
+    assert pred.predict_candidate(nb201, cand).total_ms == 12.5
+    assert pred.predict_candidate(nb201, other).total_ms == table  # not measured: the fitted table
+    data["measured"] = {NB201: 0}
+    with pytest.raises(NasqError, match="must be positive"):
+        create_predictor(Profile.from_dict(data))
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data (the published tables) is not in this checkout")
 def test_import_from_20_real_measurements_ranks_the_rest(nb201):
     data = PublishedCsvProfiler(csv=str(SHARED / "nb201_latency_ms.csv"), column="gold_6226", samples=20).profile(

@@ -105,7 +105,7 @@ def test_evolution_beats_random_sampling_on_a_known_objective(space, synthetic):
                              pool_size=300, startup=8, explore=0.0)
     found = _drive(space, evo, objective, n)
     assert evo.screened >= (n - 8) * 150  # the predictors screened far more candidates than were evaluated
-    assert evo._models[0].fitted_on == n - 1  # retrained as results came in
+    assert evo._accuracy.fitted_on == n - 1  # retrained as results came in
     randomly = [objective(space.sample(seed=10_000 + i)) for i in range(n)]
     randomly = [(s, -math.log(l)) for s, l in randomly]
     everything = found + randomly
@@ -126,7 +126,7 @@ def test_evolution_starts_with_fixed_points_and_resumes_from_a_pickle(space, syn
     evo.on_trial_complete("a", error=True)  # a failed candidate teaches the predictor nothing
     assert len(evo.scored) == 10
     restored = pickle.loads(pickle.dumps(evo))  # how the wrapping DedupSearcher saves it for --resume
-    assert restored._models is None and restored.scored == evo.scored and restored.seen == evo.seen
+    assert restored._accuracy is None and restored.scored == evo.scored and restored.seen == evo.seen
     c = restored.suggest("b")
     assert tuple(sorted(c.items())) not in {tuple(sorted(x.items())) for x, *_ in evo.scored}
 
@@ -153,3 +153,33 @@ def test_evolution_suggests_only_candidates_predicted_to_meet_the_bounds(space, 
         score, latency = objective(c)
         evo.on_trial_complete(str(i), {"score": score, "latency_ms.sim": latency, "bitops": bitops, "size_bytes": 1})
     assert all(("sim" in e.feasible) == (e.metrics["bitops"] <= limit) for e in evo.scored)
+
+
+def test_evolution_screens_every_k_results(space, synthetic):
+    profiles, objective = synthetic
+    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=2,
+                             pool_size=100, startup=8, explore=0.0, screen_every=4)
+    _drive(space, evo, objective, 20)
+    # screens after results 8, 12, 16 (suggestions 9..20 come from those pools): 3, not 12
+    assert evo.refits == 3 and evo._accuracy.fitted_on == 16
+
+
+def test_batch_scorer_through_ray_matches_in_process_scoring(space):
+    """Level 1 of the two levels of evaluation: the same scores from Ray actors as in this process, in order."""
+    import numpy as np
+    import ray
+
+    from nasq.search.batch import BatchScorer
+
+    profiles = {t: load_profile(t).data for t in ("x86-ort", "bitserial-sim")}
+    candidates = [space.sample(seed=i) for i in range(300)]
+    local_metrics, local_x = BatchScorer(space, profiles, workers=0).score(candidates)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        scorer = BatchScorer(space, profiles, workers=2, batch_size=64)
+        metrics, x = scorer.score(candidates)
+        assert len(scorer._actors) == 2
+        assert metrics == local_metrics and np.array_equal(x, local_x)
+        scorer.close()
+    finally:
+        ray.shutdown()
