@@ -16,7 +16,10 @@ found promising:
    random, so that the predictor keeps seeing the space it extrapolates into.
 4. with constraints per target (``constraints`` in the config), a candidate counts for a target only
    if it meets that target's bounds: only those make up the target's front, and only screened
-   candidates predicted to meet them are suggested for it.
+   candidates predicted to meet them are suggested for it. Every other turn of a constrained target
+   takes APQ's rule instead of the hypervolume gain: the highest predicted score within its bounds
+   (the gain alone favours the fast end of the front, while a user with a budget mostly wants the
+   best model under it; see "Search efficiency" in docs/benchmarks.md).
 
 Everything it keeps pickles without the fitted models (they are refitted after a restore).
 """
@@ -262,9 +265,12 @@ class PredictorEvolution(Searcher):
 
     def _best_in_pool(self) -> Optional[Entry]:
         target = self.targets[self.turn % len(self.targets)]
+        bounded = target in self.constraints and (self.turn // len(self.targets)) % 2 == 1
         self.turn += 1
         fresh = [e for e in self.pool if target in e.feasible and canonical_key(e.candidate) not in self.seen]
         if not fresh:
             return None
+        if bounded:  # every other turn of a constrained target: APQ's rule, the best predicted score within its bounds
+            return max(fresh, key=lambda e: e.score)
         gains = self._gains(target, fresh)
         return fresh[max(range(len(fresh)), key=lambda i: (gains[i], fresh[i].score))]

@@ -183,3 +183,20 @@ def test_batch_scorer_through_ray_matches_in_process_scoring(space):
         scorer.close()
     finally:
         ray.shutdown()
+
+
+def test_evolution_alternates_hypervolume_gain_and_the_best_score_within_a_constrained_targets_bounds(space):
+    from nasq.search.evolution import Entry
+
+    constraints = config_from_dict({"targets": ["sim"], "constraints": {"sim": {"latency_ms": 1.0}}}).constraints
+    evo = PredictorEvolution(space, {"sim": load_profile("bitserial-sim").data}, metric=["score", "latency_ms.sim"],
+                             mode=["max", "min"], constraints=constraints)
+    cands = [space.sample(seed=i) for i in range(5)]
+    entry = lambda c, score, ms: evo._entry(c, score, {"latency_ms.sim": ms})  # noqa: E731
+    evo.scored = [entry(cands[0], 0.5, 0.5), entry(cands[4], 0.4, 0.04)]
+    fast = entry(cands[1], 0.45, 0.05)  # fills the front's gap: the larger hypervolume gain
+    accurate = entry(cands[2], 0.6, 0.9)  # the best score within the 1 ms bound, slower than all: no gain
+    too_slow = entry(cands[3], 0.9, 2.0)  # breaks the bound: never suggested
+    assert isinstance(fast, Entry) and too_slow.feasible == frozenset()
+    evo.pool = [fast, accurate, too_slow]
+    assert [evo._best_in_pool() for _ in range(2)] == [fast, accurate]  # turn 0: gain; turn 1: APQ's rule
