@@ -160,6 +160,8 @@ def main() -> None:
     if any(not 0 < q < 1 for q in args.quantiles):
         sys.exit("search_efficiency: --quantiles must lie strictly between 0 and 1")
 
+    from nasq.search.evolution import hypervolume_2d
+
     archs, accuracy, latency = load_tables(args.devices)
     settings = []
     for d in args.devices:
@@ -170,8 +172,6 @@ def main() -> None:
             goal = best - args.tolerance
             hits = int((feasible & (accuracy >= goal)).sum())
             ref_acc = float(np.median(accuracy[feasible]))  # the better half: where the fronts differ
-            from nasq.search.evolution import hypervolume_2d
-
             whole = hypervolume_2d([(a, -l) for a, l in zip(accuracy[feasible], latency[d][feasible])], (ref_acc, -budget))
             settings.append({"device": d, "quantile": q, "budget": budget, "best": best, "goal": goal, "hits": hits,
                              "feasible": int(feasible.sum()), "ref_acc": ref_acc, "whole_hv": whole,
