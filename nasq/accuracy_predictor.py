@@ -5,12 +5,19 @@ Features, for any registered space:
 - every parameter of the space one-hot over its choices (plus "absent", for parameters that only
   exist at some depths), and its choice's position scaled to [0, 1] when the choices are ordered numbers;
 - what the space's layer list says after pruning: log params, log MACs, log BitOps, and the lowest,
-  mean and count-below-thresholds of the weight and activation bit-widths (bit-widths decide the
+  mean and count-below-thresholds of the weight and activation bit-widths, and of each layer's lower
+  of the two (a layer is as coarse as its coarser operand; bit-widths decide the
   accuracy of a compressed network more than any other single choice).
 
-The model is gradient-boosted trees with a Huber loss (scikit-learn; robust to the few dead networks
-whose accuracy is chance), refitted from scratch each time (APQ retrains its
-predictor as the search goes; fitting on a few hundred rows takes well under a second).
+The model fits the scores' ranks, not the scores: a few dead networks at chance accuracy pull any
+least-squares fit of raw scores towards themselves, and only the order matters for screening. It is the
+mean of two scikit-learn models of the rank: gradient-boosted trees (depth 3), which find the
+interactions once a few hundred candidates are known, and a ridge regression on standardized features
+(its penalty chosen by leave-one-out), which extrapolates sensibly from a few dozen (`docs/benchmarks.md`
+compares it with trees on the raw scores on NAS-Bench-201 and NAS-Bench-Macro). The predicted rank is mapped back onto the score scale through the fitted scores'
+quantiles (linear beyond the best and worst seen, so the order is kept), because a search compares
+predictions with measured scores. It is refitted from scratch each time (APQ retrains its predictor as
+the search goes; fitting on a few hundred rows takes well under a second).
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ class CandidateEncoder:
                         if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cs)}
         self.names += [f"{p}:position" for p in self.choices if p in self.ordered]
         self.names += ["log_params", "log_macs", "log_bitops", "min_w_bits", "min_a_bits", "mean_w_bits",
-                       "mean_a_bits", "w_bits<=2", "a_bits<=2", "w_bits<=4", "a_bits<=4"]
+                       "mean_a_bits", "w_bits<=2", "a_bits<=2", "w_bits<=4", "a_bits<=4",
+                       "min(w,a)_bits<=2", "min(w,a)_bits<=4"]
 
     def encode(self, candidate: dict, layers=None) -> np.ndarray:
         """``layers``: the candidate's layer list, when the caller has it already."""
@@ -54,7 +62,8 @@ class CandidateEncoder:
         a = np.array([l.a_bits for l in layers], float)
         out += [math.log1p(sum(l.params for l in layers)), math.log1p(sum(l.macs for l in layers)),
                 math.log1p(sum(l.macs * l.w_bits * l.a_bits for l in layers)), w.min(), a.min(), w.mean(), a.mean(),
-                float((w <= 2).sum()), float((a <= 2).sum()), float((w <= 4).sum()), float((a <= 4).sum())]
+                float((w <= 2).sum()), float((a <= 2).sum()), float((w <= 4).sum()), float((a <= 4).sum()),
+                float((np.minimum(w, a) <= 2).sum()), float((np.minimum(w, a) <= 4).sum())]
         return np.array(out)
 
     def encode_all(self, candidates: Sequence[dict]) -> np.ndarray:
@@ -76,9 +85,14 @@ class AccuracyPredictor:
         self.seed = seed
         self.model = None
         self.fitted_on = 0
+        self._quantiles: tuple[np.ndarray, np.ndarray] | None = None  # (rank, score) of the fitted rows
 
     def fit(self, candidates: Sequence[dict], scores: Sequence[float]) -> "AccuracyPredictor":
+        from scipy.stats import rankdata
         from sklearn.ensemble import GradientBoostingRegressor
+        from sklearn.linear_model import RidgeCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
 
         y = np.asarray(scores, float)
         if len(candidates) != len(y):
@@ -88,9 +102,16 @@ class AccuracyPredictor:
             raise NasqError(f"the accuracy predictor needs at least {self.MIN_ROWS} scored candidates, "
                             f"got {int(keep.sum())}")
         x = self.encoder.encode_all([c for c, k in zip(candidates, keep) if k])
-        self.model = GradientBoostingRegressor(loss="huber", n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.8,
-                                               random_state=self.seed).fit(x, y[keep])
-        self.fitted_on = int(keep.sum())
+        y = y[keep]
+        rank = (rankdata(y) - 0.5) / len(y)  # in (0, 1); ties share their mean rank
+        trees = GradientBoostingRegressor(n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8,
+                                          random_state=self.seed).fit(x, rank)
+        with np.errstate(all="ignore"):  # constant columns standardize to 0/0; the scaler handles them
+            ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12))).fit(x, rank)
+        self.model = (trees, ridge)
+        q, first = np.unique(rank, return_index=True)  # tied scores share one rank: keep one point per rank
+        self._quantiles = (q, y[first])
+        self.fitted_on = len(y)
         return self
 
     def predict(self, candidates: Sequence[dict]) -> np.ndarray:
@@ -100,4 +121,24 @@ class AccuracyPredictor:
         """Predictions from :class:`CandidateEncoder` features (as a batch scorer computes them)."""
         if self.model is None:
             raise NasqError("the accuracy predictor is not fitted yet")
-        return self.model.predict(x)
+        rank = np.mean([m.predict(x) for m in self.model], axis=0)
+        return self.to_score(rank)
+
+    def to_score(self, rank: np.ndarray) -> np.ndarray:
+        """Predicted ranks onto the score scale: the fitted scores' quantile function, continued linearly
+        (with the slope over the top and bottom tenth) beyond the best and worst seen, and strictly
+        increasing, so that distinct ranks never collapse onto one score."""
+        q, ys = self._quantiles
+        span = float(ys[-1] - ys[0]) or 1.0
+        k = max(1, len(q) // 10)
+
+        def slope(dy: float, dq: float) -> float:  # tied ranks (dq == 0) and flat ends get a small positive slope
+            return max(dy / dq if dq > 0 else 0.0, 0.01 * span)
+
+        top = slope(ys[-1] - ys[-1 - k], q[-1] - q[-1 - k]) if len(q) > 1 else span
+        low = slope(ys[k] - ys[0], q[k] - q[0]) if len(q) > 1 else span
+        rank = np.asarray(rank, float)
+        out = np.interp(rank, q, ys)
+        out = np.where(rank > q[-1], ys[-1] + (rank - q[-1]) * top, out)
+        out = np.where(rank < q[0], ys[0] + (rank - q[0]) * low, out)
+        return out + 1e-6 * span * rank

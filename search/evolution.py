@@ -7,8 +7,10 @@ found promising:
 2. then, whenever ``screen_every`` new results have come in (1: each), the accuracy predictor
    (:class:`nasq.accuracy_predictor.AccuracyPredictor`) is refitted on every candidate scored so far,
    and an evolution over ``pool_size`` candidates (mutations and crossovers of the current Pareto
-   fronts, two generations, the better tenth of the first seeding the second) is screened with the
-   predicted score and each target's predicted latency (the hardware profiles' predictors);
+   fronts, two generations, the better tenth of the first seeding the second; a quarter of the first
+   generation are random candidates instead, so that a good region far from every parent can still
+   enter the pool) is screened with the predicted score and each target's predicted latency (the
+   hardware profiles' predictors);
 3. each suggestion is the screened candidate with the largest predicted hypervolume improvement
    over that target's front in (score, log latency), targets taken in turn. Suggestions still
    running count in the front at their predicted values (a "believer" rule), so concurrent trials
@@ -84,6 +86,7 @@ class PredictorEvolution(Searcher):
     """
 
     GENERATIONS = 2
+    GLOBAL_SHARE = 0.25  # of the first generation: random candidates, not children
 
     def __init__(self, space: SearchSpace, profiles: dict[str, dict], *, metric: list[str], mode: list[str],
                  seed: int = 0, pool_size: int = 2000, startup: int = 8, screen_every: int = 1, screen_workers: int = 0,
@@ -176,6 +179,19 @@ class PredictorEvolution(Searcher):
                 return c
         return c  # the space looks exhausted; the DedupSearcher stops the search on repeats
 
+    def _randoms(self, n: int, taken: set) -> list[dict]:
+        """Up to ``n`` distinct random candidates, neither seen nor in ``taken``."""
+        out: list[dict] = []
+        for _ in range(4 * n):
+            if len(out) >= n:
+                break
+            c = self.space.sample(seed=self.rng.randrange(2**31))
+            key = canonical_key(c)
+            if key not in self.seen and key not in taken:
+                taken.add(key)
+                out.append(c)
+        return out
+
     def _accuracy_predictor(self):
         if self._accuracy is None:
             from nasq.accuracy_predictor import AccuracyPredictor
@@ -230,8 +246,13 @@ class PredictorEvolution(Searcher):
         pool: list[Entry] = []
         seeds = list(parents.values())
         per_generation = max(1, self.pool_size // self.GENERATIONS)
-        for _ in range(self.GENERATIONS):
-            generation = self._predict(self._children(seeds, per_generation))
+        for g in range(self.GENERATIONS):
+            children = self._children(seeds, per_generation)
+            if g == 0:  # a share of the first generation from anywhere in the space, so a basin far from
+                # every parent can still be found: the predictor ranks them like the children
+                fresh = int(per_generation * self.GLOBAL_SHARE)
+                children = children[:per_generation - fresh] + self._randoms(fresh, {canonical_key(c) for c in children})
+            generation = self._predict(children)
             pool += generation
             per_target = [self._gains(t, generation) for t in self.targets]
             gains = [max(g) for g in zip(*per_target)]

@@ -119,6 +119,23 @@ def test_accuracy_predictor_learns_what_bits_and_size_do(space):
         AccuracyPredictor(space).predict(cands[:1])
 
 
+def test_accuracy_predictor_answers_on_the_score_scale_and_keeps_the_order(space):
+    from nasq.accuracy_predictor import AccuracyPredictor
+
+    cands = [space.sample(seed=300 + i) for i in range(40)]
+    scores = [0.9 + 0.001 * i for i in range(36)] + [0.1] * 4  # dead networks at chance: tied worst scores
+    scores[5] = scores[6]  # a tie among the others
+    predictor = AccuracyPredictor(space, seed=0).fit(cands, scores)
+    predicted = predictor.predict(cands)
+    assert 0.05 < predicted.min() and predicted.max() < 1.0  # scores, not ranks in (0, 1)
+    ranks = np.linspace(-0.5, 1.5, 401)  # beyond the best and worst seen, too
+    mapped = predictor.to_score(ranks)
+    assert np.all(np.diff(mapped) > 0)  # strictly increasing: no two ranks collapse onto one score
+    assert mapped[-1] > max(scores) and mapped[0] < min(scores)
+    assert np.isfinite(predicted).all()
+    assert predictor.to_score(np.array([(2.5 - 0.5) / 40]))[0] == pytest.approx(0.1, abs=1e-5)  # the tied worst rank is their score
+
+
 def test_fidelities_scale_only_the_estimates_training():
     from nasq.accuracy import at_fidelity, fidelities
 

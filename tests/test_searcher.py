@@ -101,17 +101,20 @@ def synthetic(space):
 def test_evolution_beats_random_sampling_on_a_known_objective(space, synthetic):
     profiles, objective = synthetic
     n = 30
-    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=0,
-                             pool_size=300, startup=8, explore=0.0)
-    found = _drive(space, evo, objective, n)
-    assert evo.screened >= (n - 8) * 150  # the predictors screened far more candidates than were evaluated
-    assert evo._accuracy.fitted_on == n - 1  # retrained as results came in
     randomly = [objective(space.sample(seed=10_000 + i)) for i in range(n)]
     randomly = [(s, -math.log(l)) for s, l in randomly]
-    everything = found + randomly
-    ref = (min(p[0] for p in everything) - 0.01, min(p[1] for p in everything) - 0.01)
-    assert hypervolume_2d(found, ref) > 1.1 * hypervolume_2d(randomly, ref)
-    assert hypervolume_2d(found, ref) > hypervolume_2d(found[:8], ref)  # the screen improved on its startup
+    ratios = []
+    for seed in range(3):  # one seed's search can be unlucky; the median of three is what is asserted
+        evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=seed,
+                                 pool_size=300, startup=8, explore=0.0)
+        found = _drive(space, evo, objective, n)
+        assert evo.screened >= (n - 8) * 150  # the predictors screened far more candidates than were evaluated
+        assert evo._accuracy.fitted_on == n - 1  # retrained as results came in
+        everything = found + randomly
+        ref = (min(p[0] for p in everything) - 0.01, min(p[1] for p in everything) - 0.01)
+        assert hypervolume_2d(found, ref) > hypervolume_2d(found[:8], ref)  # the screen improved on its startup
+        ratios.append(hypervolume_2d(found, ref) / hypervolume_2d(randomly, ref))
+    assert sorted(ratios)[1] > 1.1, ratios
 
 
 def test_evolution_starts_with_fixed_points_and_resumes_from_a_pickle(space, synthetic):
