@@ -403,7 +403,7 @@ def agreement(args) -> str:
         f"## {AGREEMENT_SECTION}", "",
         f"Command: `python benchmarks/accuracy_proxies.py --part agreement --candidates {args.candidates} --full "
         f"{full[0]:g} {full[1]:g} --compare {other[0]:g} {other[1]:g}`; date: {date}.", "",
-        f"The {args.candidates} candidates of the section above, trained with the same pipeline and seed for "
+        f"The first {args.candidates} candidates of the section above, trained with the same pipeline and seed for "
         f"{full[0]:g}+{full[1]:g} epochs (the ground truth) and for {other[0]:g}+{other[1]:g} epochs: test accuracies "
         f"differ by {diff:.3f} on average, and the two rankings agree at Kendall tau {tau:.3f} (Spearman {rho:.3f}). "
         f"{low2} of the {args.candidates} carry at least one 2-bit weight or activation layer (random per-layer bits "
