@@ -49,7 +49,6 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
 
 from _common import DATA, ROOT, publish
 
@@ -112,24 +111,28 @@ def pool_map(fn, jobs: list, workers: int, label: str):
                 print(f"{label}: {i + 1}/{len(jobs)} ({time.time() - t0:.0f} s)", flush=True)
 
 
-def ground_truth(candidates: list[dict], full: tuple[float, float], workers: int, fresh: bool) -> list[dict]:
-    """Each candidate's full training, cached one file per (candidate, schedule, seed) as it finishes, so
-    that an interrupted run keeps what it trained."""
+def cached_map(fn, jobs: list, name, workers: int, label: str, fresh: bool) -> list[dict]:
+    """``fn`` over ``jobs`` in worker processes (:func:`pool_map`), each result cached in its own file
+    ``CACHE / name(job)`` as it finishes, so that an interrupted run keeps what it computed."""
+    from nasq.fileio import write_text_atomic
+
     CACHE.mkdir(exist_ok=True)
+    todo = [j for j in jobs if fresh or not (CACHE / name(j)).exists()]
+    if len(todo) < len(jobs):
+        print(f"{label}: {len(jobs) - len(todo)} of {len(jobs)} cached in {CACHE.relative_to(ROOT)}", flush=True)
+    for job, result in zip(todo, pool_map(fn, todo, workers, label)):
+        write_text_atomic(CACHE / name(job), json.dumps(result))
+    return [json.loads((CACHE / name(j)).read_text()) for j in jobs]
 
-    def path(c: dict) -> Path:
-        key = hashlib.sha1(json.dumps([c, full, SEED], sort_keys=True).encode()).hexdigest()[:16]
-        return CACHE / f"trained_{key}.json"
 
-    todo = [c for c in candidates if fresh or not path(c).exists()]
-    if len(todo) < len(candidates):
-        print(f"ground truth: {len(candidates) - len(todo)} of {len(candidates)} cached in "
-              f"{CACHE.relative_to(ROOT)}", flush=True)
-    for c, result in zip(todo, pool_map(_train, [(c, *full) for c in todo], workers, "ground truth (full training)")):
-        tmp = path(c).with_suffix(".tmp")
-        tmp.write_text(json.dumps(result))
-        os.replace(tmp, path(c))
-    return [json.loads(path(c).read_text()) for c in candidates]
+def ground_truth(candidates: list[dict], full: tuple[float, float], workers: int, fresh: bool) -> list[dict]:
+    """Each candidate's full training, cached one file per (candidate, schedule, seed)."""
+
+    def name(job: tuple) -> str:
+        key = hashlib.sha1(json.dumps([job[0], full, SEED], sort_keys=True).encode()).hexdigest()[:16]
+        return f"trained_{key}.json"
+
+    return cached_map(_train, [(c, *full) for c in candidates], name, workers, "ground truth (full training)", fresh)
 
 
 def median(values: list[float]) -> float:
@@ -251,20 +254,12 @@ PROXY_SOURCES = ("nasq/proxies.py", "spaces/_nasbench_models.py", "spaces/nasben
 def cached_table_proxies(jobs: list[tuple], workers: int, label: str, fresh: bool) -> list[dict]:
     """:func:`_table_proxy` over ``jobs``, cached one file per job, keyed by the job and the source it runs."""
     source = hashlib.sha1(b"".join((ROOT / f).read_bytes() for f in PROXY_SOURCES)).hexdigest()[:12]
-    CACHE.mkdir(exist_ok=True)
 
-    def path(job: tuple) -> Path:
+    def name(job: tuple) -> str:
         key = hashlib.sha1(json.dumps([job, SEED, source], sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return CACHE / f"proxy_{key}.json"
+        return f"proxy_{key}.json"
 
-    todo = [j for j in jobs if fresh or not path(j).exists()]
-    if len(todo) < len(jobs):
-        print(f"{label}: {len(jobs) - len(todo)} of {len(jobs)} cached", flush=True)
-    for job, result in zip(todo, pool_map(_table_proxy, todo, workers, label)):
-        tmp = path(job).with_suffix(".tmp")
-        tmp.write_text(json.dumps(result))
-        os.replace(tmp, path(job))
-    return [json.loads(path(j).read_text()) for j in jobs]
+    return cached_map(_table_proxy, jobs, name, workers, label, fresh)
 
 
 def raw_score_trees(x_train, y_train, x_test, seed: int):

@@ -173,16 +173,15 @@ class PredictorEvolution(Searcher):
         return dict(candidate)
 
     def _random(self) -> dict:
-        for _ in range(1000):
-            c = self.space.sample(seed=self.rng.randrange(2**31))
-            if canonical_key(c) not in self.seen:
-                return c
-        return c  # the space looks exhausted; the DedupSearcher stops the search on repeats
+        found = self._randoms(1, set(), tries=1000)
+        # none unseen: the space looks exhausted; the DedupSearcher stops the search on repeats
+        return found[0] if found else self.space.sample(seed=self.rng.randrange(2**31))
 
-    def _randoms(self, n: int, taken: set) -> list[dict]:
-        """Up to ``n`` distinct random candidates, neither seen nor in ``taken``."""
+    def _randoms(self, n: int, taken: set, tries: int) -> list[dict]:
+        """Up to ``n`` distinct random candidates, neither seen nor in ``taken`` (which gains their keys),
+        from at most ``tries`` samples."""
         out: list[dict] = []
-        for _ in range(4 * n):
+        for _ in range(tries):
             if len(out) >= n:
                 break
             c = self.space.sample(seed=self.rng.randrange(2**31))
@@ -247,11 +246,11 @@ class PredictorEvolution(Searcher):
         seeds = list(parents.values())
         per_generation = max(1, self.pool_size // self.GENERATIONS)
         for g in range(self.GENERATIONS):
-            children = self._children(seeds, per_generation)
-            if g == 0:  # a share of the first generation from anywhere in the space, so a basin far from
-                # every parent can still be found: the predictor ranks them like the children
-                fresh = int(per_generation * self.GLOBAL_SHARE)
-                children = children[:per_generation - fresh] + self._randoms(fresh, {canonical_key(c) for c in children})
+            # a share of the first generation from anywhere in the space, so a basin far from every parent
+            # can still be found: the predictor ranks them like the children
+            fresh = int(per_generation * self.GLOBAL_SHARE) if g == 0 else 0
+            children = self._children(seeds, per_generation - fresh)
+            children += self._randoms(fresh, {canonical_key(c) for c in children}, tries=4 * fresh)
             generation = self._predict(children)
             pool += generation
             per_target = [self._gains(t, generation) for t in self.targets]
