@@ -129,7 +129,10 @@ def published_tables(seeds: int, sizes: tuple[int, ...] = (10, 20, 100)) -> str:
 def ort_profile(args) -> None:
 
     from nasq.hardware_profiles import PROFILERS
-    from nasq.hardware_profiles.predictors import CalibratedPredictor, KernelRegressorPredictor, TablePredictor
+    from nasq.hardware_profiles.predictors import (
+        CALIBRATION_FEATURES, CalibratedPredictor, KernelRegressorPredictor, TablePredictor, apply_calibration,
+        fit_calibration,
+    )
     from nasq.hardware_profiles.profile import Profile, cpu_model
     from nasq.hardware_profiles.validation import (
         error_summary, measure_models, measure_with_drift, real_topology_models, sample_candidates,
@@ -159,6 +162,14 @@ def ort_profile(args) -> None:
         calibrated = CalibratedPredictor(Profile.from_dict({**data, "predictor": "calibrated"}, "benchmark profile"))
         rows["calibrated (end-to-end fit on the profile's networks)"] = [calibrated.predict(space.layers(c)).total_ms
                                                                          for c in candidates]
+        # the same calibration without the feature added last (float convs off the blocked layout), refitted
+        # on the same profiling-time measurements: what that feature is worth, in this run
+        older = [f for f in CALIBRATION_FEATURES if f != "fp32_unaligned_conv_melements"]
+        selection = data["predictor_selection"]
+        fitted_on = sample_candidates(space, len(selection["measured_ms"]), seed=selection["networks_seed"])
+        cal = fit_calibration([table.predict(space.layers(c)) for c in fitted_on], selection["measured_ms"], older)
+        rows["calibrated, without the unaligned float conv feature"] = [
+            apply_calibration(cal, table.predict(space.layers(c))) for c in candidates]
     regressor = KernelRegressorPredictor(profile)
     rows["kernel-regressor (every layer by the learned per-kernel model)"] = [
         regressor.predict(space.layers(c)).total_ms for c in candidates]

@@ -172,6 +172,27 @@ def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
         Profile.from_dict(_table_profile(predictor="calibrated", calibration=bad))
 
 
+def test_calibration_sees_float_convs_off_the_blocked_layout_and_reads_older_feature_lists():
+    from nasq.hardware_profiles.predictors import CALIBRATION_FEATURES, FP32_CONV_ALIGNMENT
+
+    table = create_predictor(Profile.from_dict(_table_profile()))
+    aligned = LayerSpec("a", "conv", 8, 4 * FP32_CONV_ALIGNMENT, 1, 1, 7)
+    unaligned = LayerSpec("u", "conv", 8, 4 * FP32_CONV_ALIGNMENT + 4, 1, 1, 7)
+    assert "fp32_unaligned_conv_melements" not in table.predict([aligned]).components
+    assert table.predict([unaligned]).components["fp32_unaligned_conv_melements"] == pytest.approx(
+        (unaligned.in_numel + unaligned.out_numel) / 1e6)
+    int8 = LayerSpec("q", "conv", 8, 4 * FP32_CONV_ALIGNMENT + 4, 1, 1, 7, w_bits=8, a_bits=8)
+    assert "fp32_unaligned_conv_melements" not in table.predict([int8]).components
+    # a profile calibrated before the feature existed: its own list, applied by name
+    older = [f for f in CALIBRATION_FEATURES if f != "fp32_unaligned_conv_melements"]
+    cal = {"features": older, "coefficients": [1.0] * len(older), "intercept_ms": 0.001}
+    calibrated = create_predictor(Profile.from_dict(_table_profile(predictor="calibrated", calibration=cal)))
+    table_ms = table.predict([unaligned]).total_ms
+    assert calibrated.predict([unaligned]).total_ms == pytest.approx(0.001 + table_ms - table.overhead_ms + 1)
+    with pytest.raises(NasqError, match="calibration.features"):
+        Profile.from_dict(_table_profile(predictor="calibrated", calibration={**cal, "features": older[:-1] + ["bogus"]}))
+
+
 def test_a_profile_from_a_visibly_different_machine_is_not_measured_here():
     from nasq.hardware_profiles.profile import cpu_flags, cpu_model
 
