@@ -284,6 +284,11 @@ class _quiet_stderr:
         os.close(self.null)
 
 
+#: starts of the embedded Ray before giving up: its raylet gets a fixed 30 s to register, which a starved
+#: machine can miss
+LOCAL_RAY_ATTEMPTS = 3
+
+
 def _init_ray(address: Optional[str]) -> None:
     import logging
 
@@ -302,12 +307,24 @@ def _init_ray(address: Optional[str]) -> None:
             # Its raylet starts workers at niceness 15, so that any other busy process on the machine
             # (another search, a benchmark) slows trials 15-20x (measured here); trials are the work.
             os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False)
+            for attempt in range(1, LOCAL_RAY_ATTEMPTS + 1):
+                try:
+                    ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False)
+                    break
+                except Exception as exc:  # Ray raises a bare Exception when its raylet misses the 30 s it is given
+                    if "timed out during startup" not in str(exc) or attempt == LOCAL_RAY_ATTEMPTS:
+                        raise
+                    ray.shutdown()  # an overloaded machine: start again rather than give up the search
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"Ray cluster at '{address}'" if address else "a local Ray instance"
         hint = ("; check the address, and that this shell has the cluster's token (RAY_AUTH_MODE=token with "
                 "RAY_AUTH_TOKEN, or ~/.ray/auth_token)") if address else ""
         raise NasqError(f"cannot connect to {where}: {str(exc).splitlines()[0]}{hint}") from None
+    except Exception as exc:
+        if "timed out during startup" not in str(exc):
+            raise
+        raise NasqError(f"a local Ray instance did not start ({LOCAL_RAY_ATTEMPTS} attempts): "
+                        f"{str(exc).splitlines()[0]} Is the machine overloaded?") from None
 
 
 def _trainable(settings: dict, cpus: float, gpus: float = 0.0):

@@ -164,3 +164,33 @@ def test_a_second_driver_on_a_run_directory_in_use_is_refused(fake_run):
         assert f"pid {__import__('os').getpid()}" in out.stderr  # names the holder
     with RunLock(fake_run):  # released when the holder lets go (or dies: the kernel drops flocks)
         pass
+
+
+def test_a_local_ray_that_misses_its_startup_window_is_started_again_then_named(monkeypatch):
+    """Ray gives its raylet a fixed 30 s to register and raises a bare Exception when a starved machine
+    misses it: the driver starts it again, and after the last attempt says so in one line."""
+    import ray
+
+    from nasq.errors import NasqError
+    from nasq.search import driver
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append("init")
+        if calls.count("init") < 3:
+            raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setenv("RAY_worker_niceness", "0")  # what _init_ray sets: restored after the test
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    driver._init_ray(None)
+    assert calls == ["init", "shutdown", "init", "shutdown", "init"]
+    calls.clear()
+    monkeypatch.setattr(driver, "LOCAL_RAY_ATTEMPTS", 2)
+    with pytest.raises(NasqError, match="did not start \\(2 attempts\\)"):
+        driver._init_ray(None)
+    monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(Exception("something else")))
+    with pytest.raises(Exception, match="something else"):
+        driver._init_ray(None)

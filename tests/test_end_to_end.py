@@ -127,7 +127,7 @@ def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
         assert proc.poll() is None, "search ended before it could be killed"
         time.sleep(0.2)
     second = subprocess.run([*NASQ, "search", "--resume", str(run_dir)], capture_output=True, text=True, env=env,
-                            timeout=120)  # while the first driver runs: refused, never two writers
+                            timeout=300)  # while the first driver runs: refused, never two writers
     assert second.returncode != 0 and "in use by another nasq driver" in second.stderr, second.stderr[-2000:]
     assert proc.poll() is None
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die mid-search
