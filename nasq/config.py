@@ -43,6 +43,9 @@ class SearchConfig:
     screen_every: int = _opt(1, min=1, max=1_000_000, doc="evolution: refit the accuracy predictor and screen a new "
                                                           "pool after this many new results (1: after each); raise it "
                                                           "when evaluations are cheaper than the screen (~1 s)")
+    screen_bounded_share: float = _opt(0.75, min=0.0, max=1.0, doc="evolution: share of a constrained target's "
+                                       "turns that take the best predicted score within its bounds (APQ's rule); "
+                                       "the rest take the largest predicted hypervolume gain")
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ found promising:
    random, so that the predictor keeps seeing the space it extrapolates into.
 4. with constraints per target (``constraints`` in the config), a candidate counts for a target only
    if it meets that target's bounds: only those make up the target's front, and only screened
-   candidates predicted to meet them are suggested for it. Every other turn of a constrained target
-   takes APQ's rule instead of the hypervolume gain: the highest predicted score within its bounds
-   (the gain alone favours the fast end of the front, while a user with a budget mostly wants the
-   best model under it; see "Search efficiency" in docs/benchmarks.md).
+   candidates predicted to meet them are suggested for it. A share ``bounded_share`` of a constrained
+   target's turns (default 3 in 4, spread evenly) takes APQ's rule instead of the hypervolume gain: the
+   highest predicted score within its bounds (the gain alone favours the fast end of the front, while a
+   user with a budget mostly wants the best model under it; see "Search efficiency" in
+   docs/benchmarks.md).
 
 Everything it keeps pickles without the fitted models (they are refitted after a restore).
 """
@@ -78,6 +79,8 @@ class PredictorEvolution(Searcher):
         screen_workers: Ray actors the screen's cheap scoring is spread over (:mod:`nasq.search.batch`;
             0, or Ray not running: in this process).
         explore: share of later suggestions that stay random.
+        bounded_share: share of a constrained target's turns that take the best predicted score within its
+            bounds; the others take the largest predicted hypervolume gain.
         points_to_evaluate: fixed candidates evaluated first.
         constraints: target -> :class:`nasq.config.TargetConstraints`.
 
@@ -86,17 +89,19 @@ class PredictorEvolution(Searcher):
     """
 
     GENERATIONS = 2
+    bounded_share = 0.5  # what a search pickled before the option existed keeps doing on resume
     GLOBAL_SHARE = 0.25  # of the first generation: random candidates, not children
 
     def __init__(self, space: SearchSpace, profiles: dict[str, dict], *, metric: list[str], mode: list[str],
                  seed: int = 0, pool_size: int = 2000, startup: int = 8, screen_every: int = 1, screen_workers: int = 0,
-                 explore: float = 0.1,
+                 explore: float = 0.1, bounded_share: float = 0.75,
                  points_to_evaluate: Optional[list[dict]] = None, constraints: Optional[dict] = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.space, self.profiles = space, profiles
         self.targets = list(profiles)
         self.constraints = dict(constraints or {})
         self.pool_size, self.startup, self.explore = int(pool_size), int(startup), float(explore)
+        self.bounded_share = float(bounded_share)
         self.screen_every = max(1, int(screen_every))
         from nasq.search.batch import BatchScorer
 
@@ -285,12 +290,13 @@ class PredictorEvolution(Searcher):
 
     def _best_in_pool(self) -> Optional[Entry]:
         target = self.targets[self.turn % len(self.targets)]
-        bounded = target in self.constraints and (self.turn // len(self.targets)) % 2 == 1
+        k = self.turn // len(self.targets)  # this target's k-th turn: APQ's rule on bounded_share of them, evenly
+        bounded = target in self.constraints and int((k + 1) * self.bounded_share) > int(k * self.bounded_share)
         self.turn += 1
         fresh = [e for e in self.pool if target in e.feasible and canonical_key(e.candidate) not in self.seen]
         if not fresh:
             return None
-        if bounded:  # every other turn of a constrained target: APQ's rule, the best predicted score within its bounds
+        if bounded:  # APQ's rule: the best predicted score within the bounds
             return max(fresh, key=lambda e: e.score)
         gains = self._gains(target, fresh)
         return fresh[max(range(len(fresh)), key=lambda i: (gains[i], fresh[i].score))]

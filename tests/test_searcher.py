@@ -188,7 +188,7 @@ def test_batch_scorer_through_ray_matches_in_process_scoring(space):
         ray.shutdown()
 
 
-def test_evolution_alternates_hypervolume_gain_and_the_best_score_within_a_constrained_targets_bounds(space):
+def test_evolution_shares_turns_between_hypervolume_gain_and_the_best_score_within_a_constrained_targets_bounds(space):
     from nasq.search.evolution import Entry
 
     constraints = config_from_dict({"targets": ["sim"], "constraints": {"sim": {"latency_ms": 1.0}}}).constraints
@@ -202,4 +202,7 @@ def test_evolution_alternates_hypervolume_gain_and_the_best_score_within_a_const
     too_slow = entry(cands[3], 0.9, 2.0)  # breaks the bound: never suggested
     assert isinstance(fast, Entry) and too_slow.feasible == frozenset()
     evo.pool = [fast, accurate, too_slow]
-    assert [evo._best_in_pool() for _ in range(2)] == [fast, accurate]  # turn 0: gain; turn 1: APQ's rule
+    assert [evo._best_in_pool() for _ in range(4)] == [fast, accurate, accurate, accurate]  # default: 3 turns in 4
+    for share, turns in ((0.5, [fast, accurate] * 2), (0.0, [fast] * 4), (1.0, [accurate] * 4)):
+        evo.bounded_share, evo.turn = share, 0
+        assert [evo._best_in_pool() for _ in range(4)] == turns, share
