@@ -6,10 +6,15 @@ both its input and its weight come through 8-bit DequantizeLinear nodes). Every 
 one of three classes, and reported with how it was priced (never a silent zero):
 
 ``fused``       activations and BatchNormalization right after a Conv/Gemm: ONNX Runtime folds them
-                into the layer at load time, so they cost nothing of their own;
+                into the layer at load time, so they cost nothing of their own; so is a residual add
+                right after a dense float conv (the blocked float conv adds it into its output), and a
+                ReLU straight into a QuantizeLinear (dropped: the uint8 range clips alike);
 ``no compute``  shape ops, Q/DQ (priced as precision boundaries by the predictor), constants;
 ``memory``      everything else (Add, Concat, pools, Transpose, Softmax, LRN, ...): priced as memory
                 traffic, elements read and written, at the profile's measured ``elementwise`` rate.
+                An add between int8 tensors is one QLinearAdd kernel when it is an ``Add`` from two
+                DequantizeLinear into a QuantizeLinear, else a float op that also pays the precision
+                boundaries around it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class OtherOp:
     kind: str  # fused | no compute | memory
     elements: int = 0  # elements read and written (the generic memory-traffic price)
     work: int = 0  # what the profile's per-op cost scales with (see OP_WORK)
+    boundaries: list[tuple[str, int]] = field(default_factory=list)  # (quantize | dequantize, elements) it runs
+    priced_as: str = ""  # an op_costs entry to price it by instead of its own type (a fused int8 kernel)
 
 
 @dataclass
@@ -149,6 +156,11 @@ def graph_layers(model, batch: int = 1) -> GraphLayers:
     producer = {o: n for n in model.graph.node for o in n.output}
     out = GraphLayers()
     layer_outputs: set[str] = set()
+    float_conv_outputs: set[str] = set()  # a float conv's output, before any activation: a residual add fuses
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
     for i, node in enumerate(model.graph.node):
         name = node.name or f"{node.op_type}_{i}"
         attrs = {a.name: a for a in node.attribute}
@@ -157,10 +169,26 @@ def graph_layers(model, batch: int = 1) -> GraphLayers:
             if spec is not None:
                 out.layers.append(spec)
                 layer_outputs.update(node.output)
+                grouped = spec.op == "conv" and "group" in attrs and attrs["group"].i != 1
+                if node.op_type == "Conv" and spec.w_bits >= 32 and spec.a_bits >= 32 and not grouped:
+                    float_conv_outputs.update(node.output)
                 continue
         if node.op_type in FUSED and node.input and node.input[0] in layer_outputs:
             out.others.append(OtherOp(name, node.op_type, "fused"))
             layer_outputs.update(node.output)  # Conv -> BN -> Relu all fuse
+            if node.op_type == "BatchNormalization" and node.input[0] in float_conv_outputs:
+                float_conv_outputs.update(node.output)  # folded into the conv's weights
+            continue
+        if node.op_type in ("Relu", "Clip") and consumers.get(node.output[0]) and \
+                all(c.op_type == "QuantizeLinear" for c in consumers[node.output[0]]):
+            # a ReLU straight into a quantization: ONNX Runtime drops it, the uint8 range clips alike
+            out.others.append(OtherOp(name, node.op_type, "fused"))
+            continue
+        if node.op_type in ("Add", "Sum") and len(node.input) == 2 and any(t in float_conv_outputs for t in node.input):
+            # ONNX Runtime's blocked (NCHWc) float conv adds a second input into its output itself (and
+            # applies the activation after it): a residual add right after a float conv costs nothing
+            out.others.append(OtherOp(name, node.op_type, "fused"))
+            layer_outputs.update(node.output)
             continue
         if node.op_type in NO_COMPUTE:
             out.others.append(OtherOp(name, node.op_type, "no compute"))
@@ -171,10 +199,33 @@ def graph_layers(model, batch: int = 1) -> GraphLayers:
         if any(t not in shapes for t in tensors):
             out.notes.append(f"{name} ({node.op_type}): a tensor's shape is unknown; priced on the known ones")
         elements = sum(int(np.prod(shapes[t])) for t in tensors if t in shapes)
-        out.others.append(OtherOp(name, node.op_type, "memory", elements, _work(node, attrs, shapes, inits)))
+        other = OtherOp(name, node.op_type, "memory", elements, _work(node, attrs, shapes, inits))
+        if node.op_type in ("Add", "Sum") and len(node.input) == 2:
+            _quantized_add(other, node, producer, consumers, shapes, inits)
+        out.others.append(other)
     if not out.layers:
         raise NasqError("the model has no Conv, Gemm or MatMul layer with constant weights to price")
     return out
+
+
+def _quantized_add(other: OtherOp, node, producer, consumers, shapes, inits) -> None:
+    """A residual add between int8 tensors, as ONNX Runtime runs it: an ``Add`` read from two DequantizeLinear
+    and written to one QuantizeLinear becomes one QLinearAdd kernel; any other add between quantized
+    tensors (a ``Sum``, or an ``Add`` with a float side) runs in float behind its dequantized inputs and in
+    front of its quantized output, and pays for those precision boundaries."""
+    dequantized = [t for t in node.input if _dq_bits(producer.get(t), inits) and not _constant(t, producer, inits)]
+    after = consumers.get(node.output[0], [])
+    if len(after) == 1 and after[0].op_type in ("Relu", "Clip"):  # dropped before a quantization (see graph_layers)
+        after = consumers.get(after[0].output[0], [])
+    quantized_out = [c for c in after if c.op_type == "QuantizeLinear"]
+    if not dequantized:
+        return
+    if node.op_type == "Add" and len(dequantized) == 2 and quantized_out:
+        other.priced_as = "QLinearAdd"
+        return
+    other.boundaries = [("dequantize", int(np.prod(shapes[t]))) for t in dequantized if t in shapes]
+    if quantized_out and node.output[0] in shapes:
+        other.boundaries.append(("quantize", int(np.prod(shapes[node.output[0]]))))
 
 
 def _work(node, attrs, shapes, inits) -> int:

@@ -60,15 +60,31 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
     uncovered: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "ms": 0.0, "priced_as": ""})
     memory_ms = 0.0
     op_costs = profile.data.get("op_costs", {})
+    boundary_ms = getattr(predictor, "boundary_ms", None)
     for op in graph.others:
         entry = uncovered[op.op_type]
         entry["count"] += 1
-        if op.kind == "memory" and op.op_type in op_costs:
+        if op.kind == "memory" and op.boundaries and boundary_ms is not None:
+            ms = sum(boundary_ms(kind, n) for kind, n in op.boundaries)
+            entry["ms"] += ms
+            memory_ms += ms
+            entry.setdefault("boundaries", 0)
+            entry["boundaries"] += len(op.boundaries)
+        if op.kind == "memory" and op.priced_as in op_costs:
+            c = op_costs[op.priced_as]
+            ms = linear_ms(c, op.work, per="per_mwork_ms")
+            entry["ms"] += ms
+            memory_ms += ms
+            entry["priced_as"] = f"as one {op.priced_as} kernel between int8 tensors, its measured cost ({c['work']})"
+        elif op.kind == "memory" and op.op_type in op_costs:
             c = op_costs[op.op_type]
             ms = linear_ms(c, op.work, per="per_mwork_ms")
             entry["ms"] += ms
             memory_ms += ms
             entry["priced_as"] = f"its own measured cost ({c['work']})"
+            if entry.get("boundaries"):
+                entry["priced_as"] += (f", plus {entry['boundaries']} precision boundaries around it (in float "
+                                       "between int8 tensors)")
         elif op.kind == "memory":
             if rate is None:
                 entry["priced_as"] = "not modeled by this target (an accelerator model of conv/linear layers): 0 ms"
