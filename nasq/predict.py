@@ -70,18 +70,16 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
             memory_ms += ms
             entry.setdefault("boundaries", 0)
             entry["boundaries"] += len(op.boundaries)
-        if op.kind == "memory" and op.priced_as in op_costs:
-            c = op_costs[op.priced_as]
+        measured_as = op.priced_as if op.priced_as in op_costs else op.op_type
+        if op.kind == "memory" and measured_as in op_costs:
+            c = op_costs[measured_as]
             ms = linear_ms(c, op.work, per="per_mwork_ms")
             entry["ms"] += ms
             memory_ms += ms
-            entry["priced_as"] = f"as one {op.priced_as} kernel between int8 tensors, its measured cost ({c['work']})"
-        elif op.kind == "memory" and op.op_type in op_costs:
-            c = op_costs[op.op_type]
-            ms = linear_ms(c, op.work, per="per_mwork_ms")
-            entry["ms"] += ms
-            memory_ms += ms
-            entry["priced_as"] = f"its own measured cost ({c['work']})"
+            if measured_as != op.op_type:
+                entry["priced_as"] = f"as one {measured_as} kernel between int8 tensors, its measured cost ({c['work']})"
+            else:
+                entry["priced_as"] = f"its own measured cost ({c['work']})"
             if entry.get("boundaries"):
                 entry["priced_as"] += (f", plus {entry['boundaries']} precision boundaries around it (in float "
                                        "between int8 tensors)")
