@@ -82,9 +82,16 @@ def measure_networks(space, candidates: Sequence[dict], profile, *, repetitions:
                      log: Callable[[str], None] = print, backend=None, min_seconds: float = 0.0) -> list[float]:
     """Median end-to-end latency (ms) of each candidate as exported for ``profile``'s target, measured
     by ``backend`` (default: the backend that measured the profile)."""
+    backend = backend or backend_for(profile)
+    models, feeds = export_networks(space, candidates, profile, seed=seed, log=log)
+    return backend.measure_models(models, feeds, repetitions=repetitions, min_seconds=min_seconds)
+
+
+def export_networks(space, candidates: Sequence[dict], profile, *, seed: int = 0,
+                    log: Callable[[str], None] = print) -> tuple[list[bytes], list[dict]]:
+    """The candidates' untrained networks exported for ``profile``'s target (ONNX bytes), with their feeds."""
     from nasq.export import EXPORTERS
 
-    backend = backend or backend_for(profile)
     batch = int(profile.metadata.get("batch_size", 1))
     exporter = EXPORTERS.create("onnx")
     models, feeds = [], []
@@ -98,7 +105,24 @@ def measure_networks(space, candidates: Sequence[dict], profile, *, repetitions:
             feeds.append({"input": x[:batch]})
             if (i + 1) % 10 == 0 or i + 1 == len(candidates):
                 log(f"exported {i + 1}/{len(candidates)} networks")
-    return backend.measure_models(models, feeds, repetitions=repetitions, min_seconds=min_seconds)
+    return models, feeds
+
+
+def drift_anchors(space, profile, anchors: int = 12) -> tuple[list[dict], list[float]]:
+    """Up to ``anchors`` of the networks ``profile`` was calibrated on, with their profiling-time latencies
+    (none for a profile without stored calibration measurements, or of another space)."""
+    selection = profile.data.get("predictor_selection", {})
+    then = selection.get("measured_ms") or []
+    if not then or profile.metadata.get("space", space.name) != space.name:
+        return [], []
+    again = sample_candidates(space, len(then), seed=selection["networks_seed"])[:anchors]
+    return again, list(then[: len(again)])
+
+
+def drift_summary(now: Sequence[float], then: Sequence[float]) -> dict:
+    ratios = [a / b for a, b in zip(now, then)]
+    return {"networks": len(ratios), "median_ratio": round(statistics.median(ratios), 4),
+            "min_ratio": round(min(ratios), 4), "max_ratio": round(max(ratios), 4)}
 
 
 def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetitions: int, seed: int = 0,
@@ -108,17 +132,12 @@ def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetition
     without stored calibration measurements, else how much slower (>1) or faster the machine runs those
     networks now than at profiling time (median ratio, and its range). Every prediction's error moves
     by that much; the ratio separates the predictor's error from the machine's."""
-    selection = profile.data.get("predictor_selection", {})
-    then = selection.get("measured_ms") or []
-    again = sample_candidates(space, len(then), seed=selection["networks_seed"])[:anchors] if then else []
+    again, then = drift_anchors(space, profile, anchors)
     measured = measure_networks(space, list(candidates) + again, profile, repetitions=repetitions, seed=seed,
                                 log=log, backend=backend, min_seconds=min_seconds)
     if not again:
         return measured, None
-    ratios = [now / before for now, before in zip(measured[len(candidates):], then)]
-    drift = {"networks": len(ratios), "median_ratio": round(statistics.median(ratios), 4),
-             "min_ratio": round(min(ratios), 4), "max_ratio": round(max(ratios), 4)}
-    return measured[: len(candidates)], drift
+    return measured[: len(candidates)], drift_summary(measured[len(candidates):], then)
 
 
 def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repetitions: int, seed: int,

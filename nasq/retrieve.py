@@ -39,7 +39,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     from nasq.export import EXPORTERS
     from nasq.hardware_profiles import create_predictor
     from nasq.hardware_profiles.profile import Profile
-    from nasq.hardware_profiles.validation import backend_for
+    from nasq.hardware_profiles.validation import backend_for, drift_anchors, drift_summary, export_networks
     from nasq.search.driver import load_run
     from nasq.search.results import ResultsTable, score_text, select_best
     from nasq.spaces import create_space
@@ -97,14 +97,20 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             batch = int(profile.metadata.get("batch_size", 1))
             reps = cfg.best.measure_repetitions
             t0 = time.time()
-            medians = backend_for(profile).measure_models([paths[p].read_bytes() for p in MODEL_FILES],
-                                                          [{"input": data.test.x[:batch]}] * len(MODEL_FILES),
-                                                          repetitions=reps, min_seconds=10)
+            # beside them, some of the networks the profile was calibrated on: how much faster or slower this
+            # machine runs now than when it was profiled (a shared machine's speed drifts)
+            anchors, then = drift_anchors(space, profile)
+            anchor_models, anchor_feeds = export_networks(space, anchors, profile, log=lambda m: None)
+            medians = backend_for(profile).measure_models(
+                [paths[p].read_bytes() for p in MODEL_FILES] + anchor_models,
+                [{"input": data.test.x[:batch]}] * len(MODEL_FILES) + anchor_feeds, repetitions=reps, min_seconds=10)
             for plan, ms in zip(MODEL_FILES, medians):
                 results[plan]["measured_latency_ms"] = ms
             measurement.update(repetitions=reps, runtime=profile.metadata.get("runtime"),
                                threads=profile.metadata.get("threads"), batch_size=batch,
                                statistic="median, interleaved", seconds=round(time.time() - t0, 1))
+            if anchors:
+                measurement["drift"] = drift_summary(medians[len(MODEL_FILES):], then)
         else:
             measurement["why_not"] = f"target '{target}' is {profile.machine_mismatch()}"
         for plan in MODEL_FILES:
@@ -173,6 +179,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     if meas["measured"]:
         lines.append(f"Measured on {meas['device']}: median of {meas['repetitions']} interleaved runs, "
                      f"{meas['threads']} thread(s), batch {meas['batch_size']}.")
+        if meas.get("drift"):
+            d = meas["drift"]
+            lines.append(f"Machine drift: {d['networks']} of the profile's calibration networks, measured in the same "
+                         f"run, took {d['median_ratio']:.2f}x their profiling-time latency (range {d['min_ratio']:.2f}-"
+                         f"{d['max_ratio']:.2f}); predictions at this speed: " + ", ".join(
+                             f"{names[p]} {ms(report['models'][p]['predicted_latency_ms'] * d['median_ratio'])} ms"
+                             for p in names) + ".")
     else:
         lines.append(f"Not measured: {meas['why_not']}.")
     modes: dict[str, int] = {}

@@ -93,6 +93,9 @@ def test_best_exports_measures_and_reports(search_run, env, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((out_dir / "report.json").read_text())
     assert report["target"] == "here" and report["measurement"]["measured"] is True
+    drift = report["measurement"]["drift"]  # the profile's own calibration networks, measured in the same run
+    assert drift["networks"] == 12 and drift["min_ratio"] <= drift["median_ratio"] <= drift["max_ratio"]
+    assert "Machine drift: 12 of the profile's calibration networks" in (out_dir / "report.md").read_text()
     ok = {r["cid"]: r for r in rows_of(run_dir) if r["status"] == "ok"}
     assert report["cid"] in ok
     for plan, name in (("candidate", "model.onnx"), ("float", "model_float.onnx"), ("int8", "model_int8.onnx")):
