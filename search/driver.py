@@ -160,7 +160,8 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
         inner = PredictorEvolution(space, profiles, metric=objectives, mode=modes, seed=cfg.seed,
                                    pool_size=cfg.search.screen_pool, startup=cfg.search.screen_startup,
                                    screen_every=cfg.search.screen_every, screen_workers=cfg.search.screen_workers,
-                                   bounded_share=cfg.search.screen_bounded_share, points_to_evaluate=starts, constraints=cfg.constraints)
+                                   bounded_share=cfg.search.screen_bounded_share, points_to_evaluate=starts,
+                                   constraints=cfg.constraints)
     else:
         sampler = _make_sampler(cfg.search.sampler, cfg.seed, check.optuna_constraints if check else None)
         inner = OptunaSearch(space=space.define, metric=objectives, mode=modes, sampler=sampler,
