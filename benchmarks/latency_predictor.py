@@ -153,10 +153,10 @@ def ort_profile(args) -> None:
     # some of the profile's own calibration networks measured again in the same run: how far this
     # machine's speed moved between profiling and now (every held-out error includes that drift)
     measured, drift = measure_with_drift(space, candidates, profile, repetitions=args.repetitions, min_seconds=30)
+    table_parts = [table.predict(space.layers(c)) for c in candidates]
     rows = {
         "naive sum of isolated layers": [naive_sum(table, space.layers(c)) for c in candidates],
-        "table (isolated layers + boundaries + call overhead)": [table.predict(space.layers(c)).total_ms
-                                                                  for c in candidates],
+        "table (isolated layers + boundaries + call overhead)": [p.total_ms for p in table_parts],
     }
     if "calibration" in data:
         calibrated = CalibratedPredictor(Profile.from_dict({**data, "predictor": "calibrated"}, "benchmark profile"))
@@ -169,7 +169,7 @@ def ort_profile(args) -> None:
         fitted_on = sample_candidates(space, len(selection["measured_ms"]), seed=selection["networks_seed"])
         cal = fit_calibration([table.predict(space.layers(c)) for c in fitted_on], selection["measured_ms"], older)
         rows["calibrated, without the unaligned float conv feature"] = [
-            apply_calibration(cal, table.predict(space.layers(c))) for c in candidates]
+            apply_calibration(cal, p) for p in table_parts]
     regressor = KernelRegressorPredictor(profile)
     rows["kernel-regressor (every layer by the learned per-kernel model)"] = [
         regressor.predict(space.layers(c)).total_ms for c in candidates]

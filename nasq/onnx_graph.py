@@ -179,9 +179,7 @@ def graph_layers(model, batch: int = 1) -> GraphLayers:
             if node.op_type == "BatchNormalization" and node.input[0] in float_conv_outputs:
                 float_conv_outputs.update(node.output)  # folded into the conv's weights
             continue
-        if node.op_type in ("Relu", "Clip") and consumers.get(node.output[0]) and \
-                all(c.op_type == "QuantizeLinear" for c in consumers[node.output[0]]):
-            # a ReLU straight into a quantization: ONNX Runtime drops it, the uint8 range clips alike
+        if _dropped_before_quantization(node, consumers):
             out.others.append(OtherOp(name, node.op_type, "fused"))
             continue
         if node.op_type in ("Add", "Sum") and len(node.input) == 2 and any(t in float_conv_outputs for t in node.input):
@@ -208,6 +206,12 @@ def graph_layers(model, batch: int = 1) -> GraphLayers:
     return out
 
 
+def _dropped_before_quantization(node, consumers) -> bool:
+    """A ReLU (or Clip) read only by QuantizeLinear nodes: ONNX Runtime drops it, the uint8 range clips alike."""
+    after = consumers.get(node.output[0]) if node.output else None
+    return node.op_type in ("Relu", "Clip") and bool(after) and all(c.op_type == "QuantizeLinear" for c in after)
+
+
 def _quantized_add(other: OtherOp, node, producer, consumers, shapes, inits) -> None:
     """A residual add between int8 tensors, as ONNX Runtime runs it: an ``Add`` read from two DequantizeLinear
     and written to one QuantizeLinear becomes one QLinearAdd kernel; any other add between quantized
@@ -215,8 +219,8 @@ def _quantized_add(other: OtherOp, node, producer, consumers, shapes, inits) -> 
     front of its quantized output, and pays for those precision boundaries."""
     dequantized = [t for t in node.input if _dq_bits(producer.get(t), inits) and not _constant(t, producer, inits)]
     after = consumers.get(node.output[0], [])
-    if len(after) == 1 and after[0].op_type in ("Relu", "Clip"):  # dropped before a quantization (see graph_layers)
-        after = consumers.get(after[0].output[0], [])
+    if len(after) == 1 and _dropped_before_quantization(after[0], consumers):
+        after = consumers[after[0].output[0]]
     quantized_out = [c for c in after if c.op_type == "QuantizeLinear"]
     if not dequantized:
         return
