@@ -146,7 +146,9 @@ OP_PROBES = (
     ("Transpose", {"perm": [0, 2, 3, 1]}, 1), ("Relu", {}, 1), ("Sigmoid", {}, 1), ("Tanh", {}, 1),
     ("BatchNormalization", {}, 1),
 )
-OP_PROBE_SIZES = ((32, 112), (64, 56), (128, 28), (256, 14), (512, 7))  # (channels, height)
+#: (channels, height) of the op probes: 25 k to 800 k elements, across the caches (an op's time per element
+#: at 400 k elements is 1.5-3x that at 100 k here: costs are interpolated between these, not fitted lines)
+OP_PROBE_SIZES = ((64, 112), (32, 112), (64, 56), (128, 28), (256, 14), (512, 7))
 
 
 def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
@@ -197,6 +199,82 @@ def _qlinear_add_graph(channels: int, height: int):
     rng = np.random.default_rng(0)
     feed = {n: rng.integers(0, 256, shape, dtype=np.uint8) for n in ("a", "b")}
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), feed, 2 * channels * height * height
+
+
+#: the kernels ONNX Runtime runs in place of ONNX ops after its graph optimizations (see
+#: nasq.ort.executed_kernels), measured as themselves: blocked-layout (NCHWc) reorders and pools,
+#: channels-last int8 pools and concats, and the parts of a precision boundary; each as (op, domain, attributes)
+RUNTIME_PROBES = (
+    ("nchwc.ReorderInput", "com.microsoft.nchwc", {}), ("nchwc.ReorderOutput", "com.microsoft.nchwc", {}),
+    ("nchwc.MaxPool", "com.microsoft.nchwc", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("nchwc.AveragePool", "com.microsoft.nchwc", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}),
+    ("nchwc.GlobalAveragePool", "com.microsoft.nchwc", {}),
+    ("NhwcMaxPool", "com.microsoft", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("QLinearConcat", "com.microsoft", {"axis": 3}), ("QLinearGlobalAveragePool", "com.microsoft", {"channels_last": 1}),
+    ("QuantizeLinear", "", {}), ("DequantizeLinear", "", {}), ("Transpose.uint8", "", {"perm": [0, 2, 3, 1]}),
+)
+
+
+def _runtime_graph(op: str, domain: str, attrs: dict, channels: int, height: int):
+    """One of RUNTIME_PROBES on a [1, channels, height, height] tensor (channels-last for the int8 ones);
+    returns (model, feed, work), work as nasq.predict prices the kernel."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    f32, u8 = TensorProto.FLOAT, TensorProto.UINT8
+    nchw, nhwc = [1, channels, height, height], [1, height, height, channels]
+    numel = channels * height * height
+    q = [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(128, np.uint8), "z")]
+    pooled = (height + 2 - 3) // 2 + 1
+    op_type = op.split(".")[1] if op.startswith("nchwc.") else op.split(".")[0]
+    inputs, inits, work = ["x"], [], numel
+    x_type, shape = f32, nchw
+    if op in ("nchwc.ReorderOutput",):
+        attrs = {**attrs, "channels": channels}
+    elif op in ("nchwc.MaxPool", "NhwcMaxPool"):
+        work = channels * pooled * pooled * 9
+    elif op == "nchwc.AveragePool":
+        work = numel * 9
+    if op in ("NhwcMaxPool", "QLinearConcat", "QLinearGlobalAveragePool"):
+        x_type, shape = u8, nhwc
+    if op == "QLinearConcat":  # inputs on their own scales, as a quantizer calibrates them: requantized, not copied
+        inputs, work = ["s", "z", "x", "s1", "z", "x", "s2", "z"], 2 * numel
+        inits = q + [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("s1", 0.07), ("s2", 0.03))]
+    elif op == "QLinearGlobalAveragePool":
+        inputs, inits = ["x", "s", "z", "s", "z"], q
+    elif op == "QuantizeLinear":
+        inputs, inits = ["x", "s", "z"], q
+    elif op == "DequantizeLinear":
+        inputs, inits, x_type = ["x", "s", "z"], q, u8
+    elif op == "Transpose.uint8":
+        x_type = u8
+    node = helper.make_node(op_type, inputs, ["y"], domain=domain, **attrs)
+    graph = helper.make_graph([node], op, [helper.make_tensor_value_info("x", x_type, shape)],
+                              [helper.make_tensor_value_info("y", u8 if op in ("QuantizeLinear",) or x_type == u8
+                                                             and op != "DequantizeLinear" else f32, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
+                                                    helper.make_opsetid("com.microsoft", 1),
+                                                    helper.make_opsetid("com.microsoft.nchwc", 1)])
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, shape).astype(np.uint8) if x_type == u8 else rng.standard_normal(shape).astype(np.float32)
+    return model, {"x": x}, work
+
+
+def nchwc_block_size(threads: int = 1) -> int:
+    """The channel block of ONNX Runtime's NCHWc kernels on this CPU (16 with AVX-512, 8 with AVX2; 0
+    when it does not use the layout): a float conv with fewer input channels reads plain NCHW input,
+    so the smallest input channel count that ORT reorders is the block size."""
+    from nasq.ort import executed_ops
+    from nasq.spaces.base import LayerSpec
+
+    rng = np.random.default_rng(0)
+    for cin in (4, 8, 16, 32):
+        model, _ = _layer_graph(LayerSpec("probe", "conv", cin, 32, 3, 1, 8), 1, rng)
+        ops = executed_ops(model.SerializeToString(), threads=threads)
+        if ops.get("ReorderInput"):
+            return cin
+        if not ops.get("ReorderOutput"):
+            return 0
+    return 0
 
 
 def _identity_graph():
@@ -313,6 +391,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             "simulated_activation": simulated_activation,
             "elementwise": elementwise,
             "op_costs": op_costs,
+            "nchwc_block_size": nchwc_block_size(self.threads),
             "layers": layers,
             "kernel_model": kernel_model,
             "kernel_sweep": sweep,
@@ -394,18 +473,23 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         from nasq.ort import session, time_interleaved
 
         costs = {}
-        for op, attrs, n_inputs in OP_PROBES + (("QLinearAdd", {}, 2),):
+        probes = [(op, (attrs, n_inputs)) for op, attrs, n_inputs in OP_PROBES] + [("QLinearAdd", None)]
+        probes += [(op, (domain, attrs)) for op, domain, attrs in RUNTIME_PROBES]
+        for op, args in probes:
             runs, works = [], []
             for channels, height in OP_PROBE_SIZES:
-                model, feed, work = (_qlinear_add_graph(channels, height) if op == "QLinearAdd"
-                                     else _op_graph(op, attrs, n_inputs, channels, height))
+                if op == "QLinearAdd":
+                    model, feed, work = _qlinear_add_graph(channels, height)
+                elif any(op == p[0] for p in RUNTIME_PROBES):
+                    model, feed, work = _runtime_graph(op, *args, channels, height)
+                else:
+                    model, feed, work = _op_graph(op, *args, channels, height)
                 runs.append((session(model.SerializeToString(), threads=self.threads), feed))
                 works.append(work)
             times = np.array(time_interleaved(runs, repetitions=max(10, reps // 2))) - overhead_ms
             slope, intercept = np.polyfit(np.array(works, float) / 1e6, times, 1)
             costs[op] = {"intercept_ms": max(float(intercept), 0.0), "per_mwork_ms": max(float(slope), 0.0),
-                         "work": "output elements x window" if op.endswith("Pool") and op != "GlobalAveragePool"
-                         else "input elements",
+                         "work": "output elements x window" if op.endswith("Pool") and not op.endswith("GlobalAveragePool") else "input elements",
                          "measured": [{"work": w, "latency_ms": round(float(t), 6)} for w, t in zip(works, times)]}
         return costs
 

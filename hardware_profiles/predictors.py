@@ -64,6 +64,22 @@ def linear_ms(cost: dict, amount: float, per: str = "per_melement_ms") -> float:
     return cost["intercept_ms"] + cost[per] * amount / 1e6
 
 
+def op_cost_ms(cost: dict, work: float) -> float:
+    """A measured op cost at ``work``: interpolated between the sizes it was measured at (an op's time per
+    element changes as its tensors leave the caches), proportional to the nearest measured size beyond
+    them; the fitted line (``intercept_ms``, ``per_mwork_ms``) when the entry lists no measurements."""
+    points = sorted((float(m["work"]), float(m["latency_ms"])) for m in cost.get("measured", []))
+    if len(points) < 2:
+        return linear_ms(cost, work, per="per_mwork_ms")
+    works, times = [max(w, 1.0) for w, _ in points], [max(t, 1e-4) for _, t in points]
+    if work > works[-1]:
+        return times[-1] * work / works[-1]
+    if work < works[0]:  # toward the fixed cost of a call
+        floor = min(cost.get("intercept_ms", times[0]), times[0])
+        return floor + (times[0] - floor) * work / works[0]
+    return float(np.interp(work, works, times))
+
+
 def _require(profile: Profile, key: str, typ: type) -> object:
     value = profile.data.get(key)
     if not isinstance(value, typ):
@@ -127,6 +143,9 @@ class TablePredictor(LatencyPredictor):
                     raise NasqError(f"profile {profile.source}: boundary lacks '{kind}'")
                 for key in ("intercept_ms", "per_melement_ms"):
                     _positive(profile, f"boundary.{kind}.{key}", boundary[kind].get(key))
+        block = profile.data.get("nchwc_block_size", 0)
+        if not isinstance(block, int) or isinstance(block, bool) or block < 0:
+            raise NasqError(f"profile {profile.source}: nchwc_block_size must be a non-negative integer, got {block!r}")
         for optional in ("simulated_activation", "elementwise"):
             if optional in profile.data:
                 sim = _require(profile, optional, dict)
@@ -212,7 +231,7 @@ class TablePredictor(LatencyPredictor):
         rate, else free (profiles from before these were measured)."""
         costs = self.profile.data.get("op_costs", {})
         if op in costs:
-            return linear_ms(costs[op], work, "per_mwork_ms")
+            return op_cost_ms(costs[op], work)
         if "elementwise" in self.profile.data:
             return linear_ms(self.profile.data["elementwise"], 1.5 * work)
         return 0.0

@@ -1,5 +1,8 @@
 """Any ONNX model as the latency predictors see it: its compute layers, and every other op priced or named.
 
+This is the graph-op pricing used for targets not measured with ONNX Runtime (ORT targets price the
+kernels the runtime really executes instead: :mod:`nasq.kernel_pricing`).
+
 ``nasq predict`` reads a model (float, or int8 QDQ as ONNX Runtime's quantizer writes it), infers its
 shapes, and turns each Conv / Gemm / MatMul into a :class:`LayerSpec` with its precision (int8 when
 both its input and its weight come through 8-bit DequantizeLinear nodes). Every other op is put in

@@ -12,13 +12,17 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 
-def session(model: str | Path | bytes, *, threads: int = 1, optimized_path: str | Path | None = None):
+def session(model: str | Path | bytes, *, threads: int = 1, optimized_path: str | Path | None = None,
+            profile_prefix: str | Path | None = None):
+    """A CPU session as nasq measures with: sequential, all graph optimizations, int8 left as exported;
+    ``optimized_path``: ORT writes the graph it runs there; ``profile_prefix``: ORT profiles every node."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -29,6 +33,9 @@ def session(model: str | Path | bytes, *, threads: int = 1, optimized_path: str 
     opts.log_severity_level = 3
     if optimized_path is not None:
         opts.optimized_model_filepath = str(optimized_path)
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(profile_prefix)
     src = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"],
                                 disabled_optimizers=["WeightBiasQuantization"])
@@ -108,3 +115,82 @@ def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, re
             sess.run(None, feed)
             samples[i].append((time.perf_counter_ns() - t0) / 1e6)
     return [statistics.median(s) for s in samples]
+
+
+DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+          "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(double)": np.float64}
+
+
+@dataclass
+class Kernel:
+    """One node of the graph ONNX Runtime really runs (after its graph optimizations), with the shapes
+    and element types it ran on. ``op`` is the op type, prefixed ``nchwc.`` for the blocked-layout
+    (NCHWc) kernels of the ``com.microsoft.nchwc`` domain."""
+
+    name: str
+    op: str
+    attrs: dict
+    inputs: list[tuple[str, list[int]]]  # (element type, shape) of each activation input (not constants)
+    outputs: list[tuple[str, list[int]]]
+    weight: list[int] | None = None  # the constant weight's shape of a conv or a matrix product
+
+    def elements(self, which: str = "inputs") -> int:
+        return int(sum(np.prod(s) for _, s in (self.inputs if which == "inputs" else self.outputs)))
+
+
+#: kernels with a constant weight, and the input it is
+WEIGHT_INPUT = {"Conv": 1, "nchwc.Conv": 1, "FusedConv": 1, "Gemm": 1, "FusedGemm": 1, "MatMul": 1,
+                "FusedMatMul": 1, "QLinearConv": 3, "QGemm": 3, "QLinearMatMul": 3, "MatMulIntegerToFloat": 1}
+
+
+def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[Kernel]:
+    """The kernels ONNX Runtime runs for ``model``, in order, read from the optimized graph it writes and
+    from its node profile of one run on random input (the shapes each kernel ran on; the timings of
+    that run are not used). This is nn-Meter's kernel detection done by the runtime itself: which
+    convs run in the blocked NCHWc layout, where it reorders, which int8 ops fuse into QLinear kernels."""
+    import json
+
+    import onnx
+    from onnx import helper
+
+    proto = onnx.load_from_string(model)
+    names = {n.name for n in proto.graph.node}
+    for i, node in enumerate(proto.graph.node):  # the node profile names kernels by node: name them all
+        if not node.name:
+            node.name = f"nasq_{i}_{node.op_type}" + ("_" * (f"nasq_{i}_{node.op_type}" in names))
+    model = proto.SerializeToString()
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = session(model, threads=threads, optimized_path=Path(tmp) / "optimized.onnx",
+                       profile_prefix=Path(tmp) / "profile")
+        rng = np.random.default_rng(0)
+        feed = {}
+        for inp in sess.get_inputs():
+            shape = [d if isinstance(d, int) else batch for d in inp.shape]
+            dtype = DTYPES.get(inp.type, np.float32)
+            feed[inp.name] = (rng.standard_normal(shape) if np.issubdtype(dtype, np.floating)
+                              else rng.integers(0, 8, shape)).astype(dtype)
+        sess.run(None, feed)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+        optimized = onnx.load(str(Path(tmp) / "optimized.onnx"))
+    shapes = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            args = e["args"]
+            shapes[e["name"][:-len("_kernel_time")]] = (
+                [next(iter(d.items())) for d in args.get("input_type_shape", [])],
+                [next(iter(d.items())) for d in args.get("output_type_shape", [])])
+    inits = {t.name: list(t.dims) for t in optimized.graph.initializer}
+    kernels = []
+    for node in optimized.graph.node:
+        if node.name not in shapes:
+            raise RuntimeError(f"node '{node.name}' ({node.op_type}) of the optimized graph did not show in the "
+                               "runtime's node profile")
+        ins, outs = shapes[node.name]
+        op = ("nchwc." if node.domain == "com.microsoft.nchwc" else "") + node.op_type
+        at = WEIGHT_INPUT.get(op)
+        weight = inits.get(node.input[at]) if at is not None and len(node.input) > at else None
+        present = [name for name in node.input if name]  # the profile lists the inputs given
+        activations = [(t, list(s)) for name, (t, s) in zip(present, ins) if name not in inits]
+        kernels.append(Kernel(node.name or op, op, {a.name: helper.get_attribute_value(a) for a in node.attribute},
+                              activations, [(t, list(s)) for t, s in outs], weight))
+    return kernels

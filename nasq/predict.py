@@ -34,13 +34,17 @@ def prepared_model(path: str | Path):
     return model, notes
 
 
-def predict_model(model, profile, notes: list[str] | None = None, predictor: str | None = None) -> dict[str, Any]:
+def predict_model(model, profile, notes: list[str] | None = None, predictor: str | None = None,
+                  pricing: str = "auto") -> dict[str, Any]:
     """Predicted latency (ms) of an ONNX ModelProto on ``profile``'s target, with a breakdown.
 
     The predictor is ``predictor``, else the profile's ``onnx_predictor`` (chosen by validation on real
-    topologies), else its main predictor (chosen on networks of its space)."""
+    topologies), else its main predictor (chosen on networks of its space). ``pricing``: ``kernels``
+    prices the kernels ONNX Runtime runs (:mod:`nasq.kernel_pricing`; ORT-measured profiles with
+    runtime op costs), ``graph`` the ONNX graph's own ops (every other target), ``auto`` the first
+    that the profile supports."""
     from nasq.hardware_profiles import PREDICTORS
-    from nasq.hardware_profiles.predictors import linear_ms
+    from nasq.hardware_profiles.predictors import linear_ms, op_cost_ms
     from nasq.onnx_graph import graph_layers
 
     name = predictor or profile.data.get("onnx_predictor") or profile.predictor
@@ -49,6 +53,17 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
         raise NasqError(f"target '{profile.name}' prices architectures of space '{profile.data['space']}' only, "
                         "not ONNX models")
     batch = int(profile.metadata.get("batch_size", 1))
+    from nasq.kernel_pricing import price_kernels, prices_kernels
+
+    if pricing not in ("auto", "kernels", "graph"):
+        raise ValueError(f"pricing must be auto, kernels or graph, not {pricing!r}")
+    if pricing == "kernels" and not prices_kernels(profile):
+        raise NasqError(f"target '{profile.name}' has no measured ONNX Runtime kernel costs; re-profile it with "
+                        "this nasq version")
+    if pricing != "graph" and prices_kernels(profile):
+        notes = list(notes or [])
+        priced = price_kernels(model, profile, predictor, notes)
+        return {"target": profile.name, "predictor": name, "batch_size": batch, **priced, "notes": notes}
     graph = graph_layers(model, batch=batch)
     pred = predictor.predict(graph.layers)
     rate = profile.data.get("elementwise")
@@ -73,7 +88,7 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
         measured_as = op.priced_as if op.priced_as in op_costs else op.op_type
         if op.kind == "memory" and measured_as in op_costs:
             c = op_costs[measured_as]
-            ms = linear_ms(c, op.work, per="per_mwork_ms")
+            ms = op_cost_ms(c, op.work)
             entry["ms"] += ms
             memory_ms += ms
             if measured_as != op.op_type:

@@ -23,16 +23,74 @@ def test_real_topologies_are_read_layer_by_layer(name, layers, gmacs):
 
 
 def test_predict_cli_lists_uncovered_ops_and_how_they_were_priced():
+    """An ORT target prices the kernels ONNX Runtime runs: SqueezeNet's convs and pools in the blocked
+    layout, its ReLUs fused away; a graph-priced target names every ONNX op and how it was priced."""
     out = run("predict", "--target", "x86-ort", real_topology("squeezenet"), "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["latency_ms"] > 0 and result["layers"] == {"fp32 conv": 26}
+    assert result["pricing"].startswith("ONNX Runtime's executed kernels")
     ops = result["uncovered_ops"]
-    assert ops["Relu"]["priced_as"].startswith("fused") and ops["Concat"]["ms"] > 0
-    assert ops["MaxPool"]["priced_as"].startswith("its own measured cost") and ops["MaxPool"]["ms"] > 0
-    assert "memory traffic" in ops["Dropout"]["priced_as"] or ops["Dropout"]["priced_as"].startswith("no compute")
+    assert "Relu" not in ops and ops["Concat"]["ms"] > 0
+    assert ops["nchwc.MaxPool"]["priced_as"].startswith("its own measured cost") and ops["nchwc.MaxPool"]["count"] == 3
+    assert sum(k["ms"] for k in result["kernels"]) == pytest.approx(result["layers_ms"] + result["memory_ops_ms"], rel=1e-3)
+    graph = predict_model(prepared_model(real_topology("squeezenet"))[0], load_profile("x86-ort"), pricing="graph")
+    assert graph["uncovered_ops"]["Relu"]["priced_as"].startswith("fused")
+    assert graph["uncovered_ops"]["MaxPool"]["priced_as"].startswith("its own measured cost")
     text = run("predict", "--target", "bitserial-sim", real_topology("shufflenet"))
     assert text.returncode == 0 and "not modeled by this target" in text.stdout
+
+
+def test_executed_kernels_price_grouped_convs_reorders_and_int8_kernels(tmp_path):
+    """ShuffleNet: grouped convs stay plain NCHW (one conv per group), its depthwise convs run blocked
+    behind reorders; int8 SqueezeNet runs QLinearConv, channels-last pools and int8 concats."""
+    from nasq.ort import quantize_qdq
+
+    profile = load_profile("x86-ort")
+    shuffle = predict_model(prepared_model(real_topology("shufflenet"))[0], profile)
+    assert shuffle["layers"]["fp32 grouped conv"] == 32 and shuffle["layers"]["fp32 dwconv"] == 16
+    for op in ("nchwc.ReorderInput", "nchwc.ReorderOutput"):
+        assert shuffle["uncovered_ops"][op]["count"] > 10 and shuffle["uncovered_ops"][op]["ms"] > 0
+    model, _ = prepared_model(real_topology("squeezenet"))
+    onnx.save(model, str(tmp_path / "f.onnx"))
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    quantize_qdq(tmp_path / "f.onnx", tmp_path / "q.onnx", [{"data_0": x}])
+    q = predict_model(onnx.load(str(tmp_path / "q.onnx")), profile)
+    assert q["layers"] == {"int8 conv": 26}
+    for op in ("QLinearConcat", "NhwcMaxPool", "QuantizeLinear", "Transpose.uint8"):
+        assert q["uncovered_ops"][op]["priced_as"].startswith("its own measured cost"), op
+    assert q["latency_ms"] < predict_model(model, profile)["latency_ms"]
+
+
+def test_lone_conv_reorders_follow_the_runtime():
+    """The rule for which reorders ONNX Runtime puts around a lone float conv (subtracted from the table's
+    cost inside a network) agrees with the runtime's own optimizer on random shapes."""
+    from nasq.hardware_profiles.ort_profiler import _layer_graph, nchwc_block_size
+    from nasq.kernel_pricing import lone_conv_reorders
+    from nasq.ort import executed_ops
+    from nasq.spaces.base import LayerSpec
+
+    block = nchwc_block_size()
+    rng = np.random.default_rng(3)
+    for i in range(40):
+        op = "dwconv" if i % 3 == 0 else "conv"
+        cin = int(rng.integers(2, 70))
+        cout = cin if op == "dwconv" else int(rng.integers(1, 70))
+        layer = LayerSpec("c", op, cin, cout, int(rng.choice([1, 3, 5])), int(rng.choice([1, 2])), 14)
+        model, _ = _layer_graph(layer, 1, rng)
+        ran = {k for k in executed_ops(model.SerializeToString()) if k.startswith("Reorder")}
+        assert {op.split(".")[1] for op, _ in lone_conv_reorders(layer, block)} == ran, layer
+
+
+def test_op_costs_interpolate_between_measured_sizes():
+    from nasq.hardware_profiles.predictors import op_cost_ms
+
+    cost = {"intercept_ms": 0.004, "per_mwork_ms": 1.0,
+            "measured": [{"work": 100_000, "latency_ms": 0.02}, {"work": 400_000, "latency_ms": 0.2}]}
+    assert op_cost_ms(cost, 250_000) == pytest.approx(0.11)
+    assert op_cost_ms(cost, 800_000) == pytest.approx(0.4)  # proportional beyond the largest
+    assert op_cost_ms(cost, 50_000) == pytest.approx(0.012)  # toward the fixed cost below the smallest
+    assert op_cost_ms({"intercept_ms": 0.004, "per_mwork_ms": 1.0}, 1e6) == pytest.approx(1.004)
 
 
 def test_int8_qdq_layers_are_recognised(tmp_path):
@@ -43,8 +101,8 @@ def test_int8_qdq_layers_are_recognised(tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     quantize_qdq(tmp_path / "f.onnx", tmp_path / "q.onnx", [{"data_0": x}])
     profile = load_profile("x86-ort")
-    q = predict_model(onnx.load(str(tmp_path / "q.onnx")), profile)
-    f = predict_model(model, profile)
+    q = predict_model(onnx.load(str(tmp_path / "q.onnx")), profile, pricing="graph")
+    f = predict_model(model, profile, pricing="graph")
     assert q["layers"] == {"int8 conv": 26}
     assert q["uncovered_ops"]["DequantizeLinear"]["priced_as"].startswith("precision boundary")
     assert q["latency_ms"] != f["latency_ms"]
@@ -110,6 +168,6 @@ def test_residual_adds_are_priced_as_onnx_runtime_runs_them():
     assert summed.priced_as == "" and summed.boundaries == [("dequantize", 1024), ("dequantize", 1024), ("quantize", 1024)]
     relu = next(o for o in graph_layers(qdq("Sum")).others if o.op_type == "Relu")
     assert relu.kind == "fused"  # straight into a QuantizeLinear
-    priced = predict_model(qdq("Sum"), profile)["uncovered_ops"]["Sum"]
+    priced = predict_model(qdq("Sum"), profile, pricing="graph")["uncovered_ops"]["Sum"]
     assert "3 precision boundaries" in priced["priced_as"] and priced["ms"] > 0
-    assert "QLinearAdd" in predict_model(qdq("Add"), profile)["uncovered_ops"]["Add"]["priced_as"]
+    assert "QLinearAdd" in predict_model(qdq("Add"), profile, pricing="graph")["uncovered_ops"]["Add"]["priced_as"]

@@ -1,0 +1,181 @@
+"""An ONNX model priced kernel by kernel, as ONNX Runtime really runs it on this CPU.
+
+For a target measured with ONNX Runtime, ``nasq predict`` does not guess from the ONNX graph what the
+runtime will do: it asks the runtime (:func:`nasq.ort.executed_kernels`) which kernels it runs after
+its graph optimizations, in which layout, on which shapes, and prices each one from the profile:
+
+* float convs in the blocked layout (``nchwc.Conv``): the table's cost of the conv measured alone,
+  less the layout reorders that the lone conv paid and that a conv inside a network does not (which
+  ones ONNX Runtime inserts around a lone conv follows its NCHWc rules: :func:`lone_conv_reorders`);
+* float convs it keeps in plain NCHW (``Conv``, ``FusedConv``), and int8 ones (``QLinearConv``): the
+  table's cost as measured (they ran the same way alone); a grouped conv as one conv per group, the
+  way the runtime runs it;
+* reorders, NCHWc and channels-last pools, int8 concats, quantize / dequantize / transpose and the
+  float ops: their own measured costs (``op_costs``), interpolated over the sizes they were measured at;
+* shape ops: nothing (they alias their input);
+* any other kernel: as the float op it quantizes (``QLinearSoftmax`` as ``Softmax``), else as memory
+  traffic at the measured elementwise rate, and listed as uncovered with how it was priced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from nasq.errors import NasqError
+from nasq.spaces.base import LayerSpec
+
+FLOAT_CONVS = ("nchwc.Conv", "Conv", "FusedConv")
+MATRIX = {"Gemm": "fp32", "FusedGemm": "fp32", "MatMul": "fp32", "FusedMatMul": "fp32",
+          "QGemm": "int8", "MatMulIntegerToFloat": "int8", "QLinearMatMul": "int8"}
+SHAPE_ONLY = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Dropout", "Constant"}
+#: ONNX Runtime's channel alignment for the NCHWc conv transform (MLAS): channel counts off it stay NCHW
+NCHWC_ALIGNMENT = 4
+#: kernels the profiles measure under one name: the first entry of op_costs found prices the kernel
+RUNTIME_OPS = ("nchwc.ReorderInput", "nchwc.ReorderOutput", "nchwc.MaxPool", "nchwc.AveragePool",
+               "nchwc.GlobalAveragePool", "NhwcMaxPool", "QLinearConcat", "QLinearGlobalAveragePool",
+               "QuantizeLinear", "DequantizeLinear", "Transpose.uint8")
+
+
+def prices_kernels(profile) -> bool:
+    """Whether a profile can price ONNX Runtime's executed kernels: measured with ORT, runtime ops included."""
+    return (profile.metadata.get("runtime") == "onnxruntime"
+            and all(op in profile.data.get("op_costs", {}) for op in RUNTIME_OPS))
+
+
+def lone_conv_reorders(layer: LayerSpec, block: int) -> list[tuple[str, int]]:
+    """The layout reorders ONNX Runtime puts around a float conv alone in a graph, as (op, elements):
+    a depthwise conv whose channels are a multiple of NCHWC_ALIGNMENT, and a dense one whose input
+    channels are, runs in the blocked layout, behind a ReorderInput (unless a dense conv has fewer input
+    channels than a block: it reads NCHW directly) and in front of a ReorderOutput. (A unit test checks
+    this rule against the runtime on random shapes.)"""
+    if block <= 0:
+        return []
+    pad = lambda c: -(-c // block) * block  # noqa: E731  blocked tensors carry whole blocks
+    out = [("nchwc.ReorderOutput", pad(layer.cout) * layer.h_out ** 2)]
+    if layer.op == "dwconv":
+        if layer.cin % NCHWC_ALIGNMENT:
+            return []
+        return [("nchwc.ReorderInput", layer.cin * layer.h_in ** 2)] + out
+    if layer.cin < block:
+        return out
+    if layer.cin % NCHWC_ALIGNMENT:
+        return []
+    return [("nchwc.ReorderInput", layer.cin * layer.h_in ** 2)] + out
+
+
+def _conv_layer(kernel, precision: str, notes: list[str]) -> tuple[LayerSpec, int]:
+    """A conv kernel as a table layer, and its group count (grouped convs: one group's layer)."""
+    cout, cin_group, kh, kw = kernel.weight
+    x = kernel.inputs[0][1]
+    channels_last = bool(kernel.attrs.get("channels_last", 0))
+    h, w = (x[1], x[2]) if channels_last else (x[2], x[3])
+    group = int(kernel.attrs.get("group", 1))
+    strides = kernel.attrs.get("strides") or [1, 1]
+    bits = 8 if precision == "int8" else 32
+    side = h
+    if h != w or kh != kw:
+        side = int(round(math.sqrt(h * w)))
+        notes.append(f"{kernel.name}: non-square input {h}x{w} or kernel {kh}x{kw}; priced as square {side}, "
+                     f"k{max(kh, kw)}")
+    cin = cin_group * group
+    if group == 1:
+        return LayerSpec(kernel.name, "conv", cin, cout, max(kh, kw), int(strides[0]), side, bits, bits), 1
+    if group == cin == cout:
+        return LayerSpec(kernel.name, "dwconv", cin, cout, max(kh, kw), int(strides[0]), side, bits, bits), 1
+    return LayerSpec(kernel.name, "conv", cin_group, cout // group, max(kh, kw), int(strides[0]), side, bits, bits), group
+
+
+def _op_key(kernel) -> str:
+    if kernel.op == "Transpose" and kernel.inputs and kernel.inputs[0][0] == "uint8":
+        return "Transpose.uint8"
+    return kernel.op
+
+
+def _work(kernel) -> int:
+    """What the profile's op costs scale with: pools, their output elements times the window; others,
+    the elements of their activation inputs."""
+    if kernel.op.endswith("Pool") and not kernel.op.endswith("GlobalAveragePool") and "kernel_shape" in kernel.attrs:
+        return kernel.elements("outputs") * math.prod(kernel.attrs["kernel_shape"])
+    return kernel.elements("inputs")
+
+
+def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]:
+    """Predicted latency of an ONNX ModelProto from the kernels ONNX Runtime runs for it (see module doc)."""
+    from nasq.hardware_profiles.predictors import linear_ms, op_cost_ms
+    from nasq.ort import executed_kernels
+
+    batch = int(profile.metadata.get("batch_size", 1))
+    try:
+        kernels = executed_kernels(model.SerializeToString(), threads=int(profile.metadata.get("threads", 1)),
+                                   batch=batch)
+    except Exception as exc:  # the runtime refuses the model: name why, in one line
+        raise NasqError(f"ONNX Runtime cannot run the model: {str(exc).splitlines()[0][:200]}") from None
+    block = int(profile.data.get("nchwc_block_size", 16))
+    op_costs = profile.data.get("op_costs", {})
+    rate = profile.data.get("elementwise")
+    layers_ms = 0.0
+    layer_counts: dict[str, int] = defaultdict(int)
+    others: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "ms": 0.0, "priced_as": ""})
+    macs = 0
+    per_kernel = []
+    for k in kernels:
+        key = _op_key(k)
+        ms = 0.0
+        if k.weight is not None and len(k.weight) == 4 and (k.op in FLOAT_CONVS or k.op == "QLinearConv"):
+            precision = "int8" if k.op == "QLinearConv" else "fp32"
+            layer, groups = _conv_layer(k, precision, notes)
+            ms = predictor.layer_ms(layer, precision, notes) * groups
+            if k.op == "nchwc.Conv":  # alone, it paid for reorders that it does not pay here
+                ms = max(ms - sum(op_cost_ms(op_costs[op], n) for op, n in lone_conv_reorders(layer, block)), 0.2 * ms)
+            kind = "grouped conv" if groups > 1 else layer.op
+            layer_counts[f"{precision} {kind}"] += 1
+            macs += layer.macs * groups
+            layers_ms += ms
+        elif k.op in MATRIX and k.weight is not None and len(k.weight) == 2:
+            precision = MATRIX[k.op]
+            trans_b = bool(k.attrs.get("transB", 0))
+            cin, cout = (k.weight[1], k.weight[0]) if trans_b else (k.weight[0], k.weight[1])
+            rows = max(1, k.elements("inputs") // max(cin, 1) // max(batch, 1))
+            bits = 8 if precision == "int8" else 32
+            if rows > 1:
+                side = max(1, int(round(math.sqrt(rows))))
+                layer = LayerSpec(k.name, "conv", cin, cout, 1, 1, side, bits, bits)
+                notes.append(f"{k.name} ({k.op}): {rows} rows per sample priced as a 1x1 conv on {side}x{side} positions")
+            else:
+                layer = LayerSpec(k.name, "linear", cin, cout, w_bits=bits, a_bits=bits)
+            ms = predictor.layer_ms(layer, precision, notes)
+            layer_counts[f"{precision} {layer.op}"] += 1
+            macs += layer.macs
+            layers_ms += ms
+        else:
+            entry = others[key]
+            entry["count"] += 1
+            if k.op in SHAPE_ONLY:
+                entry["priced_as"] = "no compute: 0 ms"
+            elif key in op_costs:
+                ms = op_cost_ms(op_costs[key], _work(k))
+                entry["priced_as"] = f"its own measured cost ({op_costs[key]['work']})"
+            elif key.startswith("QLinear") and key[len("QLinear"):] in op_costs:
+                ms = op_cost_ms(op_costs[key[len("QLinear"):]], _work(k))
+                entry["priced_as"] = f"not measured; as the float {key[len('QLinear'):]} it quantizes"
+            elif key.startswith("nchwc.") and key[len("nchwc."):] in op_costs:
+                ms = op_cost_ms(op_costs[key[len("nchwc."):]], _work(k))
+                entry["priced_as"] = f"not measured; as the plain {key[len('nchwc.'):]}"
+            elif rate is not None:
+                ms = linear_ms(rate, k.elements("inputs") + k.elements("outputs"))
+                entry["priced_as"] = "not measured; as memory traffic at the profile's elementwise rate"
+            else:
+                raise NasqError(f"target '{profile.name}' cannot price ONNX Runtime's kernel '{key}' "
+                                "(no measured cost and no elementwise rate)")
+            entry["ms"] += ms
+        per_kernel.append({"name": k.name, "op": key, "ms": round(ms, 6)})
+    memory_ms = sum(v["ms"] for v in others.values())
+    return {
+        "latency_ms": predictor.overhead_ms + layers_ms + memory_ms, "layers_ms": layers_ms, "memory_ops_ms": memory_ms,
+        "layers": dict(sorted(layer_counts.items())), "macs": int(macs),
+        "uncovered_ops": {k: {**v, "ms": round(v["ms"], 6)} for k, v in sorted(others.items())},
+        "kernels": per_kernel,
+        "pricing": "ONNX Runtime's executed kernels (its optimized graph and the shapes of one profiled run)",
+    }
