@@ -112,6 +112,13 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
                                    batch=batch)
     except Exception as exc:  # the runtime refuses the model: name why, in one line
         raise NasqError(f"ONNX Runtime cannot run the model: {str(exc).splitlines()[0][:200]}") from None
+    import onnxruntime
+
+    mismatch = profile.machine_mismatch()
+    if mismatch or onnxruntime.__version__ != profile.metadata.get("runtime_version"):
+        notes.append(f"the kernels were read from this machine's ONNX Runtime {onnxruntime.__version__}; the profile "
+                     f"was {mismatch or 'measured with ONNX Runtime ' + str(profile.metadata.get('runtime_version'))}: "
+                     "the target's runtime may choose other kernels")
     block = int(profile.data.get("nchwc_block_size", 16))
     op_costs = profile.data.get("op_costs", {})
     rate = profile.data.get("elementwise")

@@ -171,3 +171,19 @@ def test_residual_adds_are_priced_as_onnx_runtime_runs_them():
     priced = predict_model(qdq("Sum"), profile, pricing="graph")["uncovered_ops"]["Sum"]
     assert "3 precision boundaries" in priced["priced_as"] and priced["ms"] > 0
     assert "QLinearAdd" in predict_model(qdq("Add"), profile, pricing="graph")["uncovered_ops"]["Add"]["priced_as"]
+
+
+def test_kernel_pricing_notes_a_profile_from_another_machine():
+    from nasq.hardware_profiles.profile import Profile
+
+    data = json.loads(json.dumps(load_profile("x86-ort").data))
+    model = prepared_model(real_topology("squeezenet"))[0]
+    here = Profile.from_dict(data, "x")
+    noted = any("may choose other kernels" in n for n in predict_model(model, here)["notes"])
+    import onnxruntime
+
+    same = here.machine_mismatch() is None and onnxruntime.__version__ == here.metadata["runtime_version"]
+    assert noted != same  # measured on this machine with this runtime: nothing to note
+    data["metadata"]["device"] = "Some Other CPU"
+    notes = predict_model(model, Profile.from_dict(data, "x"))["notes"]
+    assert any("'Some Other CPU'" in n and "may choose other kernels" in n for n in notes)
