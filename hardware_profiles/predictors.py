@@ -307,6 +307,9 @@ class KernelRegressorPredictor(TablePredictor):
     """Every layer priced by the profile's learned per-kernel regressor (``kernel_model``), plus the
     table predictor's boundaries, simulated activations and call overhead."""
 
+    #: it prices a float conv between layers of a network itself (``chained``), without the lone layer's reorders
+    learned_in_context = True
+
     @classmethod
     def validate_profile(cls, profile: Profile) -> None:
         super().validate_profile(profile)

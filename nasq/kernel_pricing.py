@@ -7,6 +7,9 @@ its graph optimizations, in which layout, on which shapes, and prices each one f
 * float convs in the blocked layout (``nchwc.Conv``): the table's cost of the conv measured alone,
   less the layout reorders that the lone conv paid and that a conv inside a network does not (which
   ones ONNX Runtime inserts around a lone conv follows its NCHWc rules: :func:`lone_conv_reorders`);
+  a predictor that learned the in-network cost itself (``learned_in_context``: the per-kernel
+  regressor, fitted on chains of layers too) gives its own estimate instead, and the profile's
+  validation on real topologies chooses between the two;
 * float convs it keeps in plain NCHW (``Conv``, ``FusedConv``), and int8 ones (``QLinearConv``): the
   table's cost as measured (they ran the same way alone); a grouped conv as one conv per group, the
   way the runtime runs it;
@@ -133,8 +136,12 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
         if k.weight is not None and len(k.weight) == 4 and (k.op in FLOAT_CONVS or k.op == "QLinearConv"):
             precision = "int8" if k.op == "QLinearConv" else "fp32"
             layer, groups = _conv_layer(k, precision, notes)
-            ms = predictor.layer_ms(layer, precision, notes) * groups
-            if k.op == "nchwc.Conv":  # alone, it paid for reorders that it does not pay here
+            if k.op == "nchwc.Conv" and getattr(predictor, "learned_in_context", False):
+                ms = predictor.layer_ms(layer, precision, notes, chained=True)  # its own estimate between layers
+            else:
+                ms = predictor.layer_ms(layer, precision, notes) * groups
+            if k.op == "nchwc.Conv" and not getattr(predictor, "learned_in_context", False):
+                # alone, it paid for reorders that it does not pay here
                 ms = max(ms - sum(op_cost_ms(op_costs[op], n) for op, n in lone_conv_reorders(layer, block)), 0.2 * ms)
             kind = "grouped conv" if groups > 1 else layer.op
             layer_counts[f"{precision} {kind}"] += 1
