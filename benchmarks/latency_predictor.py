@@ -243,7 +243,8 @@ def ort_profile(args) -> None:
     for i, n in enumerate(models):
         lines.append(f"| {n} | {real_measured[n]:.3g} | " + " | ".join(f"{v[i]:.3g}" for v in real_rows.values()) + " |")
     chosen = error_summary(rows[next(k for k in rows if k.startswith(profile.predictor))], measured)
-    real_chosen = min(real_rows, key=lambda k: error_summary(real_rows[k], real_list)["median_error"])
+    real_chosen = min(real_rows, key=lambda k: (-error_summary(real_rows[k], real_list)["within_10pct"],
+                                                error_summary(real_rows[k], real_list)["median_error"]))
     real_best = error_summary(real_rows[real_chosen], real_list)
     kernels_adjusted = error_summary([p * drift["median_ratio"] for p in real_rows["executed kernels, table"]],
                                      real_list)
