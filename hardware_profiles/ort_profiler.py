@@ -210,25 +210,27 @@ RUNTIME_PROBES = (
     ("nchwc.AveragePool", "com.microsoft.nchwc", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}),
     ("nchwc.GlobalAveragePool", "com.microsoft.nchwc", {}),
     ("NhwcMaxPool", "com.microsoft", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
-    ("QLinearConcat", "com.microsoft", {"axis": 3}), ("QLinearGlobalAveragePool", "com.microsoft", {"channels_last": 1}),
+    ("QLinearConcat", "com.microsoft", {"axis": 3}),
+    ("QLinearGlobalAveragePool", "com.microsoft", {"channels_last": 1}),
     ("QuantizeLinear", "", {}), ("DequantizeLinear", "", {}), ("Transpose.uint8", "", {"perm": [0, 2, 3, 1]}),
 )
 
 
 def _runtime_graph(op: str, domain: str, attrs: dict, channels: int, height: int):
     """One of RUNTIME_PROBES on a [1, channels, height, height] tensor (channels-last for the int8 ones);
-    returns (model, feed, work), work as nasq.predict prices the kernel."""
+    returns (model, feed, work), work as nasq.kernel_pricing prices the kernel."""
     from onnx import TensorProto, helper, numpy_helper
 
     f32, u8 = TensorProto.FLOAT, TensorProto.UINT8
     nchw, nhwc = [1, channels, height, height], [1, height, height, channels]
     numel = channels * height * height
-    q = [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(128, np.uint8), "z")]
+    q = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+         numpy_helper.from_array(np.array(128, np.uint8), "z")]
     pooled = (height + 2 - 3) // 2 + 1
     op_type = op.split(".")[1] if op.startswith("nchwc.") else op.split(".")[0]
     inputs, inits, work = ["x"], [], numel
     x_type, shape = f32, nchw
-    if op in ("nchwc.ReorderOutput",):
+    if op == "nchwc.ReorderOutput":
         attrs = {**attrs, "channels": channels}
     elif op in ("nchwc.MaxPool", "NhwcMaxPool"):
         work = channels * pooled * pooled * 9
@@ -248,9 +250,9 @@ def _runtime_graph(op: str, domain: str, attrs: dict, channels: int, height: int
     elif op == "Transpose.uint8":
         x_type = u8
     node = helper.make_node(op_type, inputs, ["y"], domain=domain, **attrs)
+    y_type = f32 if op == "DequantizeLinear" else u8 if op == "QuantizeLinear" or x_type == u8 else f32
     graph = helper.make_graph([node], op, [helper.make_tensor_value_info("x", x_type, shape)],
-                              [helper.make_tensor_value_info("y", u8 if op in ("QuantizeLinear",) or x_type == u8
-                                                             and op != "DequantizeLinear" else f32, None)], inits)
+                              [helper.make_tensor_value_info("y", y_type, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
                                                     helper.make_opsetid("com.microsoft", 1),
                                                     helper.make_opsetid("com.microsoft.nchwc", 1)])
@@ -489,7 +491,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             times = np.array(time_interleaved(runs, repetitions=max(10, reps // 2))) - overhead_ms
             slope, intercept = np.polyfit(np.array(works, float) / 1e6, times, 1)
             costs[op] = {"intercept_ms": max(float(intercept), 0.0), "per_mwork_ms": max(float(slope), 0.0),
-                         "work": "output elements x window" if op.endswith("Pool") and not op.endswith("GlobalAveragePool") else "input elements",
+                         "work": "output elements x window" if op.endswith("Pool") and "GlobalAverage" not in op
+                         else "input elements",
                          "measured": [{"work": w, "latency_ms": round(float(t), 6)} for w, t in zip(works, times)]}
         return costs
 

@@ -87,7 +87,8 @@ def _conv_layer(kernel, precision: str, notes: list[str]) -> tuple[LayerSpec, in
         return LayerSpec(kernel.name, "conv", cin, cout, max(kh, kw), int(strides[0]), side, bits, bits), 1
     if group == cin == cout:
         return LayerSpec(kernel.name, "dwconv", cin, cout, max(kh, kw), int(strides[0]), side, bits, bits), 1
-    return LayerSpec(kernel.name, "conv", cin_group, cout // group, max(kh, kw), int(strides[0]), side, bits, bits), group
+    one_group = LayerSpec(kernel.name, "conv", cin_group, cout // group, max(kh, kw), int(strides[0]), side, bits, bits)
+    return one_group, group
 
 
 def _op_key(kernel) -> str:
@@ -156,7 +157,8 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
             if rows > 1:
                 side = max(1, int(round(math.sqrt(rows))))
                 layer = LayerSpec(k.name, "conv", cin, cout, 1, 1, side, bits, bits)
-                notes.append(f"{k.name} ({k.op}): {rows} rows per sample priced as a 1x1 conv on {side}x{side} positions")
+                notes.append(f"{k.name} ({k.op}): {rows} rows per sample priced as a 1x1 conv on "
+                             f"{side}x{side} positions")
             else:
                 layer = LayerSpec(k.name, "linear", cin, cout, w_bits=bits, a_bits=bits)
             ms = predictor.layer_ms(layer, precision, notes)
