@@ -16,8 +16,8 @@ its graph optimizations, in which layout, on which shapes, and prices each one f
 * reorders, NCHWc and channels-last pools, int8 concats, quantize / dequantize / transpose and the
   float ops: their own measured costs (``op_costs``), interpolated over the sizes they were measured at;
 * shape ops: nothing (they alias their input);
-* any other kernel: as the float op it quantizes (``QLinearSoftmax`` as ``Softmax``), else as memory
-  traffic at the measured elementwise rate, and listed as uncovered with how it was priced.
+* any other kernel: as the plain float op it stands for (``QLinearSoftmax`` as ``Softmax``), else as
+  memory traffic at the measured elementwise rate, and listed as uncovered with how it was priced.
 """
 
 from __future__ import annotations
@@ -97,6 +97,14 @@ def _op_key(kernel) -> str:
     return kernel.op
 
 
+def _plain_op(key: str) -> str:
+    """The float, plain-layout op a runtime kernel stands for (the key itself when none)."""
+    for prefix in ("QLinear", "nchwc."):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
 def _work(kernel) -> int:
     """What the profile's op costs scale with: pools, their output elements times the window; others,
     the elements of their activation inputs."""
@@ -107,6 +115,8 @@ def _work(kernel) -> int:
 
 def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]:
     """Predicted latency of an ONNX ModelProto from the kernels ONNX Runtime runs for it (see module doc)."""
+    import onnxruntime
+
     from nasq.hardware_profiles.predictors import linear_ms, op_cost_ms
     from nasq.ort import executed_kernels
 
@@ -116,8 +126,6 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
                                    batch=batch)
     except Exception as exc:  # the runtime refuses the model: name why, in one line
         raise NasqError(f"ONNX Runtime cannot run the model: {str(exc).splitlines()[0][:200]}") from None
-    import onnxruntime
-
     mismatch = profile.machine_mismatch()
     if mismatch or onnxruntime.__version__ != profile.metadata.get("runtime_version"):
         notes.append(f"the kernels were read from this machine's ONNX Runtime {onnxruntime.__version__}; the profile "
@@ -139,11 +147,12 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
             layer, groups = _conv_layer(k, precision, notes)
             if k.op == "nchwc.Conv" and getattr(predictor, "learned_in_context", False):
                 ms = predictor.layer_ms(layer, precision, notes, chained=True)  # its own estimate between layers
+            elif k.op == "nchwc.Conv":  # alone, it paid for reorders that it does not pay here (never below a
+                alone = predictor.layer_ms(layer, precision, notes)  # fifth of it: reorders are priced by size)
+                reorders = sum(op_cost_ms(op_costs[op], n) for op, n in lone_conv_reorders(layer, block))
+                ms = max(alone - reorders, 0.2 * alone)
             else:
                 ms = predictor.layer_ms(layer, precision, notes) * groups
-            if k.op == "nchwc.Conv" and not getattr(predictor, "learned_in_context", False):
-                # alone, it paid for reorders that it does not pay here
-                ms = max(ms - sum(op_cost_ms(op_costs[op], n) for op, n in lone_conv_reorders(layer, block)), 0.2 * ms)
             kind = "grouped conv" if groups > 1 else layer.op
             layer_counts[f"{precision} {kind}"] += 1
             macs += layer.macs * groups
@@ -173,12 +182,9 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
             elif key in op_costs:
                 ms = op_cost_ms(op_costs[key], _work(k))
                 entry["priced_as"] = f"its own measured cost ({op_costs[key]['work']})"
-            elif key.startswith("QLinear") and key[len("QLinear"):] in op_costs:
-                ms = op_cost_ms(op_costs[key[len("QLinear"):]], _work(k))
-                entry["priced_as"] = f"not measured; as the float {key[len('QLinear'):]} it quantizes"
-            elif key.startswith("nchwc.") and key[len("nchwc."):] in op_costs:
-                ms = op_cost_ms(op_costs[key[len("nchwc."):]], _work(k))
-                entry["priced_as"] = f"not measured; as the plain {key[len('nchwc.'):]}"
+            elif _plain_op(key) in op_costs:  # QLinearSoftmax as Softmax, nchwc.Upsample as Upsample
+                ms = op_cost_ms(op_costs[_plain_op(key)], _work(k))
+                entry["priced_as"] = f"not measured; as the plain float {_plain_op(key)}"
             elif rate is not None:
                 ms = linear_ms(rate, k.elements("inputs") + k.elements("outputs"))
                 entry["priced_as"] = "not measured; as memory traffic at the profile's elementwise rate"
@@ -189,7 +195,8 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
         per_kernel.append({"name": k.name, "op": key, "ms": round(ms, 6)})
     memory_ms = sum(v["ms"] for v in others.values())
     return {
-        "latency_ms": predictor.overhead_ms + layers_ms + memory_ms, "layers_ms": layers_ms, "memory_ops_ms": memory_ms,
+        "latency_ms": float(predictor.overhead_ms + layers_ms + memory_ms), "layers_ms": float(layers_ms),
+        "memory_ops_ms": float(memory_ms),
         "layers": dict(sorted(layer_counts.items())), "macs": int(macs),
         "uncovered_ops": {k: {**v, "ms": round(v["ms"], 6)} for k, v in sorted(others.items())},
         "kernels": per_kernel,
