@@ -45,6 +45,7 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
     that the profile supports."""
     from nasq.hardware_profiles import PREDICTORS
     from nasq.hardware_profiles.predictors import linear_ms, op_cost_ms
+    from nasq.kernel_pricing import price_kernels, prices_kernels
     from nasq.onnx_graph import graph_layers
 
     name = predictor or profile.data.get("onnx_predictor") or profile.predictor
@@ -53,8 +54,6 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
         raise NasqError(f"target '{profile.name}' prices architectures of space '{profile.data['space']}' only, "
                         "not ONNX models")
     batch = int(profile.metadata.get("batch_size", 1))
-    from nasq.kernel_pricing import price_kernels, prices_kernels
-
     if pricing not in ("auto", "kernels", "graph"):
         raise ValueError(f"pricing must be auto, kernels or graph, not {pricing!r}")
     if pricing == "kernels" and not prices_kernels(profile):
