@@ -118,6 +118,7 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
     import onnxruntime
 
     from nasq.hardware_profiles.predictors import linear_ms, op_cost_ms
+    from nasq.onnx_graph import matrix_layer
     from nasq.ort import executed_kernels
 
     batch = int(profile.metadata.get("batch_size", 1))
@@ -163,13 +164,7 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
             cin, cout = (k.weight[1], k.weight[0]) if trans_b else (k.weight[0], k.weight[1])
             rows = max(1, k.elements("inputs") // max(cin, 1) // max(batch, 1))
             bits = 8 if precision == "int8" else 32
-            if rows > 1:
-                side = max(1, int(round(math.sqrt(rows))))
-                layer = LayerSpec(k.name, "conv", cin, cout, 1, 1, side, bits, bits)
-                notes.append(f"{k.name} ({k.op}): {rows} rows per sample priced as a 1x1 conv on "
-                             f"{side}x{side} positions")
-            else:
-                layer = LayerSpec(k.name, "linear", cin, cout, w_bits=bits, a_bits=bits)
+            layer = matrix_layer(k.name, k.op, cin, cout, rows, bits, bits, notes)
             ms = predictor.layer_ms(layer, precision, notes)
             layer_counts[f"{precision} {layer.op}"] += 1
             macs += layer.macs

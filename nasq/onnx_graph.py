@@ -302,9 +302,15 @@ def _layer(node, name, attrs, shapes, producer, inits, batch, notes) -> LayerSpe
         return None
     trans_b = node.op_type == "Gemm" and "transB" in attrs and helper.get_attribute_value(attrs["transB"])
     cin, cout = (ws[1], ws[0]) if trans_b else (ws[0], ws[1])
-    rows = int(np.prod(xs[:-1])) // max(batch, 1)
+    return matrix_layer(name, node.op_type, cin, cout, int(np.prod(xs[:-1])) // max(batch, 1), w_bits, a_bits, notes)
+
+
+def matrix_layer(name: str, op_type: str, cin: int, cout: int, rows: int, w_bits: int, a_bits: int,
+                 notes: list[str]) -> LayerSpec:
+    """A product with a constant cin x cout weight over ``rows`` rows per sample: a linear layer, or for
+    several rows (a transformer's tokens, a 1x1 conv written as MatMul) a 1x1 conv on about as many positions."""
     if rows > 1:
         side = max(1, int(round(math.sqrt(rows))))
-        notes.append(f"{name}: {node.op_type} over {rows} rows per sample priced as a 1x1 conv on {side}x{side} positions")
+        notes.append(f"{name}: {op_type} over {rows} rows per sample priced as a 1x1 conv on {side}x{side} positions")
         return LayerSpec(name, "conv", cin, cout, 1, 1, side, w_bits=w_bits, a_bits=a_bits)
     return LayerSpec(name, "linear", cin, cout, w_bits=w_bits, a_bits=a_bits)

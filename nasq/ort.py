@@ -191,6 +191,6 @@ def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[
         weight = inits.get(node.input[at]) if at is not None and len(node.input) > at else None
         present = [name for name in node.input if name]  # the profile lists the inputs given
         activations = [(t, list(s)) for name, (t, s) in zip(present, ins) if name not in inits]
-        kernels.append(Kernel(node.name or op, op, {a.name: helper.get_attribute_value(a) for a in node.attribute},
+        kernels.append(Kernel(node.name, op, {a.name: helper.get_attribute_value(a) for a in node.attribute},
                               activations, [(t, list(s)) for t, s in outs], weight))
     return kernels
