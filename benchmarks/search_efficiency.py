@@ -18,13 +18,17 @@ For each device and latency budget (the ``--quantiles`` of that device's latenci
    evaluated front (accuracy up, latency down, within the budget, above the median accuracy of the
    cells within the budget) as a share of the whole table's.
 
+``evolution+PROXY`` is the evolution with ``search.screen_proxy: PROXY``; the proxy of every cell is
+computed once (by the function a search calls, on ``--proxy-batch`` MNIST digits) and cached in
+``benchmarks/.cache/``, and a search looks up the cells it asks for.
+
 Suggestions that break the budget are answered without an evaluation (nasq checks constraints
 before any trial), for every sampler alike; so nasq's ``random`` is random among cells within the
 budget. Beside it, the exact median of that random search (sampling without replacement) and of
 random search over all cells, both computed, not simulated.
 
     python benchmarks/search_efficiency.py [--devices gold_6226 pixel3 raspi4 fpga] [--quantiles 0.5]
-        [--seeds 10] [--evaluations 300] [--workers 2]
+        [--samplers random tpe nsga2 evolution evolution+naswot] [--seeds 10] [--evaluations 300] [--workers 2]
 """
 
 from __future__ import annotations
@@ -97,13 +101,23 @@ def run_one(job: dict) -> dict:
     index = {a: i for i, a in enumerate(archs)}
     target = f"nb201-{job['device']}"
     profile = exact_profile(job["device"], archs, lat)
-    search = {"sampler": job["sampler"], "num_candidates": job["evaluations"], "max_concurrent": 1, "uniform_starts": 0}
-    if job["sampler"] == "evolution":
-        search.update(screen_every=job["screen_every"])
+    sampler, _, proxy = job["sampler"].partition("+")  # evolution+naswot: the evolution with that proxy
+    search = {"sampler": sampler, "num_candidates": job["evaluations"], "max_concurrent": 1, "uniform_starts": 0}
+    if sampler == "evolution":
+        search.update(screen_every=job["screen_every"], screen_proxy=proxy)
     cfg = config_from_dict({"space": "nas-bench-201", "targets": [target], "seed": job["seed"], "search": search,
-                            "constraints": {target: {"latency_ms": job["budget"]}}}, "benchmark config")
+                            "constraints": {target: {"latency_ms": job["budget"]}},
+                            "accuracy": {"proxy_batch_size": job["proxy_batch"]}}, "benchmark config")
     space = create_space("nas-bench-201")
     searcher = build_searcher(cfg, space, {target: profile})
+    if proxy:  # the proxies the search asks for, from the table computed once by the same function
+        table = json.loads(proxy_table_path(proxy, job["proxy_batch"]).read_text())
+
+        def lookup(candidates, spec):
+            return [-math.inf if table[space.format_arch(c)][0] is None else table[space.format_arch(c)][0]
+                    for c in candidates]
+
+        searcher.inner.scorer.proxies = lookup
     evaluated: list[tuple[float, float]] = []
     t0 = time.perf_counter()
     for n in range(job["evaluations"]):
@@ -115,7 +129,60 @@ def run_one(job: dict) -> dict:
         searcher.on_trial_complete(f"t{n}", {"status": "ok", "score": accuracy[i] / 100.0,
                                              f"latency_ms.{target}": float(lat[i])})
     skipped = searcher.check.skipped if searcher.check is not None else 0
-    return {**job, "evaluated": evaluated, "seconds": time.perf_counter() - t0, "skipped": skipped}
+    return {**job, "evaluated": evaluated, "seconds": time.perf_counter() - t0, "skipped": skipped,
+            "proxied": getattr(searcher.inner, "proxied", 0)}
+
+
+PROXY_SEED = 0  # the proxies' batch and initialization: one table, shared by every search and seed
+
+
+def _proxy_chunk(job: tuple[str, int, list[str]]) -> list[tuple[str, float | None, float]]:
+    """The zero-cost proxy of each cell, as a searcher's level-1 scoring computes it (None: a dead network)."""
+    import torch
+
+    from nasq.accuracy import EstimateError, proxy_batch
+    from nasq.data import load_mnist
+    from nasq.proxies import proxy_score
+    from nasq.spaces import create_space
+
+    torch.set_num_threads(1)
+    name, batch, cells = job
+    space = create_space("nas-bench-201")
+    x, y = proxy_batch(load_mnist(PROXY_SEED).train, batch, PROXY_SEED)
+    out = []
+    for arch in cells:
+        t0 = time.perf_counter()
+        try:
+            score = proxy_score(name, space, space.parse_arch(arch), x, y, seed=PROXY_SEED)
+        except EstimateError:
+            score = None
+        out.append((arch, score, time.perf_counter() - t0))
+    return out
+
+
+def proxy_table_path(name: str, batch: int):
+    return ROOT / "benchmarks" / ".cache" / f"nb201-{name}-batch{batch}-seed{PROXY_SEED}.json"
+
+
+def proxy_table(name: str, batch: int, archs: list[str], workers: int) -> dict:
+    """Every cell's proxy score and seconds, computed once and cached in ``benchmarks/.cache/`` (kept as it
+    grows, so an interrupted computation goes on where it stopped)."""
+    from nasq.fileio import write_text_atomic
+
+    path = proxy_table_path(name, batch)
+    table = json.loads(path.read_text()) if path.exists() else {}
+    todo = [a for a in archs if a not in table]
+    if todo:
+        print(f"computing {name} for {len(todo)} cells (cached in {path})", file=sys.stderr, flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        chunks = [(name, batch, todo[i:i + 250]) for i in range(0, len(todo), 250)]
+        t0 = time.time()
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for n, part in enumerate(pool.map(_proxy_chunk, chunks), 1):
+                table.update({arch: [score, secs] for arch, score, secs in part})
+                write_text_atomic(path, json.dumps(table))
+                print(f"[{n}/{len(chunks)}] {name}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    return table
 
 
 def evaluations_to_target(evaluated: list[tuple[float, float]], budget: float, goal: float) -> int | None:
@@ -146,7 +213,9 @@ def main() -> None:
     parser.add_argument("--devices", nargs="+", default=["gold_6226", "pixel3", "raspi4", "fpga"])
     parser.add_argument("--quantiles", type=float, nargs="+", default=[0.5],
                         help="latency budgets: these quantiles of each device's latencies over all cells")
-    parser.add_argument("--samplers", nargs="+", default=["random", "tpe", "nsga2", "evolution"])
+    parser.add_argument("--samplers", nargs="+", default=["random", "tpe", "nsga2", "evolution", "evolution+naswot"],
+                        help="nasq's samplers; evolution+PROXY: the evolution with search.screen_proxy PROXY")
+    parser.add_argument("--proxy-batch", type=int, default=32, help="training samples a zero-cost proxy sees")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--evaluations", type=int, default=300, help="evaluations per search (runs that do not "
                         "reach the target by then count as more than this)")
@@ -163,6 +232,18 @@ def main() -> None:
     from nasq.search.evolution import hypervolume_2d
 
     archs, accuracy, latency = load_tables(args.devices)
+    proxies = {}  # proxy -> {cell: [score, seconds]}
+    for name in args.samplers:
+        base, _, proxy = name.partition("+")
+        if base not in ("random", "tpe", "nsga2", "evolution") or (proxy and base != "evolution"):
+            sys.exit(f"search_efficiency: unknown sampler '{name}'; allowed: random, tpe, nsga2, evolution, "
+                     "evolution+PROXY")
+        if proxy:
+            from nasq.accuracy import ZERO_COST_PROXIES
+
+            if proxy not in ZERO_COST_PROXIES:
+                sys.exit(f"search_efficiency: unknown proxy '{proxy}'; allowed: {', '.join(ZERO_COST_PROXIES)}")
+            proxies[proxy] = proxy_table(proxy, args.proxy_batch, archs, args.workers)
     settings = []
     for d in args.devices:
         for q in args.quantiles:
@@ -178,7 +259,7 @@ def main() -> None:
                              "random_feasible_median": random_median(int(feasible.sum()), hits),
                              "random_all_median": random_median(len(archs), hits)})
     jobs = [{"device": s["device"], "quantile": s["quantile"], "budget": s["budget"], "sampler": name, "seed": seed,
-             "evaluations": args.evaluations, "screen_every": args.screen_every}
+             "evaluations": args.evaluations, "screen_every": args.screen_every, "proxy_batch": args.proxy_batch}
             for s in settings for name in args.samplers for seed in range(args.seeds)]
     # interleaved: every sampler's runs spread over the whole benchmark, so machine noise hits all alike
     jobs.sort(key=lambda j: (j["seed"], j["device"], j["quantile"], args.samplers.index(j["sampler"])))
@@ -195,8 +276,8 @@ def main() -> None:
     checkpoints = [c for c in (25, 50, 100, 200, 300, 500, 1000) if c <= cap]
     lines = [f"## {SECTION}", "",
              f"Command: `python benchmarks/search_efficiency.py --devices {' '.join(args.devices)} --quantiles "
-             f"{' '.join(f'{q:g}' for q in args.quantiles)} --seeds {args.seeds} --evaluations {cap} --screen-every "
-             f"{args.screen_every}`; data: NAS-Bench-201 CIFAR-10 test accuracy (200 epochs) and HELP's / HW-NAS-Bench's "
+             f"{' '.join(f'{q:g}' for q in args.quantiles)} --samplers {' '.join(args.samplers)} --seeds {args.seeds} "
+             f"--evaluations {cap} --screen-every {args.screen_every} --proxy-batch {args.proxy_batch}`; data: NAS-Bench-201 CIFAR-10 test accuracy (200 epochs) and HELP's / HW-NAS-Bench's "
              f"measured latencies, 15,625 cells; machine: {platform.processor() or platform.machine()}, "
              f"{args.workers} workers; date: {dt.date.today().isoformat()}; {elapsed / 60:.0f} min.", "",
              "Each search is built as `nasq search` builds it and driven one trial at a time; an evaluation looks up "
@@ -205,6 +286,31 @@ def main() -> None:
              f"seeds (`>{cap}`: half or more of the runs had not got there after {cap}), and in brackets how many of the "
              "runs got there. Random search's medians (within the budget, as nasq's `random` samples, and over all "
              "cells) are exact, not simulated.", ""]
+    from nasq.config import SearchConfig
+
+    defaults = SearchConfig()
+    for proxy, table in proxies.items():
+        secs = statistics.median(v[1] for v in table.values())
+        dead = sum(v[0] is None for v in table.values())
+        lines += [f"`evolution+{proxy}` is the evolution with `search.screen_proxy: {proxy}`: its startup candidates are "
+                  f"the best by {proxy} among {defaults.screen_proxy_pool} random ones within the budget, and each screen "
+                  f"re-ranks its {defaults.screen_shortlist} best "
+                  f"with the proxy as a predictor feature. The proxy is computed at initialization on "
+                  f"{args.proxy_batch} real MNIST training digits (no CIFAR images are available offline; NAS-Bench-201's "
+                  f"cells are built for 1x28x28 input), {secs:.2f} s per cell here (median; 1 thread); {dead} of "
+                  f"{len(table)} cells are dead networks it cannot rank. It was computed once for every cell, with one "
+                  f"batch and initialization (seed {PROXY_SEED}), by the function a search calls, and cached in "
+                  "`benchmarks/.cache/`; each search looks up only the cells it asks for (counted below as proxies per "
+                  "search). An evaluation stands for a full training; a proxy costs well under a thousandth of one.", ""]
+        score = np.array([-math.inf if table[a][0] is None else table[a][0] for a in archs])
+        ranks = []
+        for st in settings:
+            feasible = latency[st["device"]] <= st["budget"]
+            order = np.argsort(-np.where(feasible, score, -np.inf), kind="stable")[:int(feasible.sum())]
+            near = np.flatnonzero(accuracy[order] >= st["goal"])
+            ranks.append(f"{st['device']} q{st['quantile']:g}: {near[0] + 1 if len(near) else '-'} of {len(order)}")
+        lines += [f"Where {proxy} puts the near-best cells: the best rank, by {proxy} among the cells within the budget, "
+                  f"of a cell within {args.tolerance:g} points of the best: " + "; ".join(ranks) + ".", ""]
     head = "| device | budget | best within budget | cells within budget / near-best |"
     head += "".join(f" {s} |" for s in args.samplers) + " random, exact (within budget / all cells) | best vs random |"
     lines += [head, "|" + "---|" * (5 + len(args.samplers) + 1)]
@@ -236,16 +342,18 @@ def main() -> None:
     lines += ["", "Hypervolume of the evaluated front within the budget (accuracy up, latency down; reference: the "
               "median accuracy of the cells within the budget, at the budget) as a share of the whole table's, median over "
               "seeds, after N evaluations:", "",
-              "| device | sampler | " + " | ".join(f"N={c}" for c in checkpoints) + " | seconds per search |",
-              "|" + "---|" * (3 + len(checkpoints))]
+              "| device | sampler | " + " | ".join(f"N={c}" for c in checkpoints)
+              + " | seconds per search | proxies per search |",
+              "|" + "---|" * (4 + len(checkpoints))]
     for s in settings:
         for name in args.samplers:
             runs = [r for r in results if r["device"] == s["device"] and r["quantile"] == s["quantile"] and r["sampler"] == name]
             shares = [statistics.median(hv_share(r["evaluated"][:c], s["budget"], s["ref_acc"], s["whole_hv"]) for r in runs)
                       for c in checkpoints]
             secs = statistics.median(r["seconds"] for r in runs)
+            proxied = statistics.median(r["proxied"] for r in runs) if "+" in name else 0
             lines.append(f"| {s['device']} q{s['quantile']:g} | {name} | " + " | ".join(f"{v:.3f}" for v in shares)
-                         + f" | {secs:.1f} |")
+                         + f" | {secs:.1f} | {proxied:g} |")
     best_ratio = max((math.exp(sum(map(math.log, [r for r in rs if r])) / len([r for r in rs if r]))
                       for rs in ratios.values() if any(rs)), default=float("nan"))
     lines += ["", f"Target (issue 5): at least 4x fewer evaluations than random search: "

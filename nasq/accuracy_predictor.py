@@ -87,7 +87,10 @@ class AccuracyPredictor:
         self.fitted_on = 0
         self._quantiles: tuple[np.ndarray, np.ndarray] | None = None  # (rank, score) of the fitted rows
 
-    def fit(self, candidates: Sequence[dict], scores: Sequence[float]) -> "AccuracyPredictor":
+    def fit(self, candidates: Sequence[dict], scores: Sequence[float],
+            extra: np.ndarray | None = None) -> "AccuracyPredictor":
+        """``extra``: more feature columns, one row per candidate (a zero-cost proxy's score, say); whoever
+        predicts then appends the same columns."""
         from scipy.stats import rankdata
         from sklearn.ensemble import GradientBoostingRegressor
         from sklearn.linear_model import RidgeCV
@@ -102,6 +105,9 @@ class AccuracyPredictor:
             raise NasqError(f"the accuracy predictor needs at least {self.MIN_ROWS} scored candidates, "
                             f"got {int(keep.sum())}")
         x = self.encoder.encode_all([c for c, k in zip(candidates, keep) if k])
+        if extra is not None:
+            extra = np.asarray(extra, float).reshape(len(candidates), -1)
+            x = np.hstack([x, extra[keep]])
         y = y[keep]
         rank = (rankdata(y) - 0.5) / len(y)  # in (0, 1); ties share their mean rank
         trees = GradientBoostingRegressor(n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8,
@@ -114,11 +120,15 @@ class AccuracyPredictor:
         self.fitted_on = len(y)
         return self
 
-    def predict(self, candidates: Sequence[dict]) -> np.ndarray:
-        return self.predict_features(self.encoder.encode_all(candidates))
+    def predict(self, candidates: Sequence[dict], extra: np.ndarray | None = None) -> np.ndarray:
+        x = self.encoder.encode_all(candidates)
+        if extra is not None:
+            x = np.hstack([x, np.asarray(extra, float).reshape(len(candidates), -1)])
+        return self.predict_features(x)
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
-        """Predictions from :class:`CandidateEncoder` features (as a batch scorer computes them)."""
+        """Predictions from :class:`CandidateEncoder` features (as a batch scorer computes them), with the
+        ``extra`` columns the predictor was fitted with appended."""
         if self.model is None:
             raise NasqError("the accuracy predictor is not fitted yet")
         rank = np.mean([m.predict(x) for m in self.model], axis=0)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nasq.accuracy import ZERO_COST_PROXIES
 from nasq.errors import NasqError
 
 SAMPLERS = ("tpe", "nsga2", "random", "evolution")
@@ -46,6 +47,15 @@ class SearchConfig:
     screen_bounded_share: float = _opt(0.75, min=0.0, max=1.0, doc="evolution: share of a constrained target's "
                                        "turns that take the best predicted score within its bounds (APQ's rule); "
                                        "the rest take the largest predicted hypervolume gain")
+    screen_proxy: str = _opt("", choices=("", *ZERO_COST_PROXIES),
+                             doc="evolution: a zero-cost proxy computed for the startup pool and each screen's "
+                                 "shortlist (on accuracy.proxy_batch_size training samples), which picks the startup "
+                                 "candidates and is a feature of the accuracy predictor that re-ranks the shortlist "
+                                 "(empty: none)")
+    screen_proxy_pool: int = _opt(64, min=8, max=1_000_000, doc="evolution with screen_proxy: random candidates "
+                                  "within the bounds whose proxy picks the screen_startup evaluated first")
+    screen_shortlist: int = _opt(32, min=2, max=1_000_000, doc="evolution with screen_proxy: candidates per target "
+                                 "from each screened pool whose proxy is computed")
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,8 @@ def _check_value(key: str, value: Any, typ: Any, meta: Any, source: str) -> Any:
     if not isinstance(value, typ) or isinstance(value, bool):
         raise NasqError(f"config {source}: {key} must be {typ.__name__}, got {value!r}")
     if meta.get("choices") and value not in meta["choices"]:
-        raise NasqError(f"config {source}: {key} = {value!r} not allowed; allowed: {', '.join(meta['choices'])}")
+        allowed = ", ".join(str(c) or "'' (none)" for c in meta["choices"])
+        raise NasqError(f"config {source}: {key} = {value!r} not allowed; allowed: {allowed}")
     if meta.get("min") is not None and value < meta["min"]:
         raise NasqError(f"config {source}: {key} = {value!r} is below the minimum {meta['min']}")
     if meta.get("max") is not None and value > meta["max"]:
@@ -175,6 +186,9 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> ExperimentConfig:
         if not bounds.bounds():
             raise NasqError(f"config {source}: constraints.{target} sets no bound; allowed: latency_ms, size_bytes, "
                             "bitops (each above 0)")
+    if cfg.search.screen_proxy and cfg.search.sampler != "evolution":
+        raise NasqError(f"config {source}: search.screen_proxy = {cfg.search.screen_proxy!r} needs search.sampler: "
+                        f"evolution (got {cfg.search.sampler!r}); allowed with other samplers: '' (none)")
     return cfg
 
 

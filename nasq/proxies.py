@@ -136,8 +136,10 @@ PROXIES: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], float]] = {
 
 
 def compressed_at_init(space, candidate: dict, x: np.ndarray, *, seed: int) -> nn.Module:
-    """The candidate's network at initialization, pruned and with its bit-widths, observers set on ``x``.
+    """The candidate's network at initialization, pruned and with its bit-widths, observers set on ``x``
+    (a network without activation quantizers, such as an architecture-only space's, skips that pass).
     BatchNorm stays unfolded (proxies see the network as training would)."""
+    from nasq.compress import ActivationQuantizer
     from nasq.data import Split
     from nasq.train import calibrate
 
@@ -145,7 +147,8 @@ def compressed_at_init(space, candidate: dict, x: np.ndarray, *, seed: int) -> n
     model = space.build(candidate)
     space.compress(model, candidate)
     space.quantize(model, candidate)
-    calibrate(model, Split(x, np.zeros(len(x), np.int64)), batches=1, batch_size=len(x))
+    if any(isinstance(m, ActivationQuantizer) for m in model.modules()):
+        calibrate(model, Split(x, np.zeros(len(x), np.int64)), batches=1, batch_size=len(x))
     return model
 
 

@@ -5,6 +5,10 @@ size in bytes, and the accuracy predictor's features) for thousands of candidate
 batches handed to long-lived Ray actors, with no Tune trial per candidate. The evolution sampler
 screens its pools through it.
 
+A zero-cost proxy (``search.screen_proxy``) is level 1 too, though dearer (a forward pass or two
+of the network at initialization on a batch of real training data, 0.1-1 s on a CPU): the evolution
+computes it only for the candidates its screen shortlists (:meth:`BatchScorer.proxies`).
+
 Level 2: expensive evaluations (training, fine-tuning, measurement) as Ray Tune trials, with the
 CPUs (and GPU) each declares (``search.cpus_per_candidate``, ``search.gpus_per_candidate``).
 
@@ -15,6 +19,7 @@ per-layer costs it remembers, so a warm actor prices a candidate in well under a
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -46,8 +51,31 @@ class ScoringWorker:
         self.predictors = predictors_for(profiles)
         self.encoder = CandidateEncoder(self.space) if features else None
 
+        self._proxy_batch: Optional[tuple] = None  # (spec, x, y): the real batch the proxy sees
+
     def score(self, candidates: list[dict]) -> tuple[list[dict], np.ndarray]:
         return score_batch(self.space, self.predictors, self.encoder, candidates)
+
+    def proxies(self, candidates: list[dict], spec: dict) -> list[float]:
+        """Each candidate's zero-cost proxy (``spec``: the proxy's ``name``, and the ``dataset``, ``data_seed``,
+        ``val_fraction``, ``test_fraction``, ``batch_size`` and ``seed`` of the batch it sees); -inf for a network the
+        proxy cannot rank (a dead network)."""
+        from nasq.proxies import proxy_score
+
+        if self._proxy_batch is None or self._proxy_batch[0] != spec:
+            from nasq.accuracy import proxy_batch
+            from nasq.data import DATASETS
+
+            data = DATASETS[spec["dataset"]](spec["data_seed"], spec["val_fraction"], spec["test_fraction"])
+            self._proxy_batch = (spec, *proxy_batch(data.train, spec["batch_size"], spec["seed"]))
+        _, x, y = self._proxy_batch
+        out = []
+        for candidate in candidates:
+            try:
+                out.append(proxy_score(spec["name"], self.space, candidate, x, y, seed=spec["seed"]))
+            except Exception:  # noqa: BLE001 - a dead network (EstimateError), or one the proxy crashes on: last
+                out.append(-math.inf)
+        return out
 
 
 class BatchScorer:
@@ -102,6 +130,23 @@ class BatchScorer:
         parts = ray.get([actors[i % len(actors)].score.remote(chunk) for i, chunk in enumerate(chunks)])
         metrics = [m for part, _ in parts for m in part]
         return metrics, np.concatenate([f for _, f in parts])
+
+    def proxies(self, candidates: Sequence[dict], spec: dict) -> list[float]:
+        """:meth:`ScoringWorker.proxies`, the candidates split evenly over the workers."""
+        candidates = list(candidates)
+        if not candidates:
+            return []
+        if not self._use_ray():
+            if self._local is None:
+                self._local = ScoringWorker(self.space.name, self.profiles, self.features)
+            return self._local.proxies(candidates, spec)
+        import ray
+
+        actors = self._start()
+        size = -(-len(candidates) // len(actors))
+        chunks = [candidates[i:i + size] for i in range(0, len(candidates), size)]
+        parts = ray.get([actors[i].proxies.remote(chunk, spec) for i, chunk in enumerate(chunks)])
+        return [v for part in parts for v in part]
 
     def close(self) -> None:
         if self._actors:

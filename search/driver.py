@@ -132,6 +132,15 @@ def _make_sampler(name: str, seed: int, constraints_func=None):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def proxy_spec(cfg: ExperimentConfig) -> Optional[dict]:
+    """The evolution's zero-cost proxy and the batch of real training data it sees (None: no proxy)."""
+    if not cfg.search.screen_proxy:
+        return None
+    return {"name": cfg.search.screen_proxy, "dataset": cfg.data.dataset, "data_seed": cfg.seed,
+            "val_fraction": cfg.data.val_fraction, "test_fraction": cfg.data.test_fraction,
+            "batch_size": cfg.accuracy.proxy_batch_size, "seed": cfg.seed}
+
+
 def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
@@ -161,7 +170,8 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
                                    pool_size=cfg.search.screen_pool, startup=cfg.search.screen_startup,
                                    screen_every=cfg.search.screen_every, screen_workers=cfg.search.screen_workers,
                                    bounded_share=cfg.search.screen_bounded_share, points_to_evaluate=starts,
-                                   constraints=cfg.constraints)
+                                   constraints=cfg.constraints, proxy=proxy_spec(cfg),
+                                   proxy_pool=cfg.search.screen_proxy_pool, shortlist=cfg.search.screen_shortlist)
     else:
         sampler = _make_sampler(cfg.search.sampler, cfg.seed, check.optuna_constraints if check else None)
         inner = OptunaSearch(space=space.define, metric=objectives, mode=modes, sampler=sampler,
@@ -436,6 +446,10 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) 
     if getattr(screen, "screened", 0):
         print(f"evolution: the predictors screened {screen.screened} candidates; the accuracy predictor was "
               f"refitted {screen.refits} times, last on {screen.pool_fitted_on} results", flush=True)
+        if getattr(screen, "proxy", None):
+            print(f"evolution: the zero-cost proxy {screen.proxy['name']} was computed for {screen.proxied} "
+                  f"candidates (the startup pool, the evaluated ones and each screen's shortlist); it could not rank "
+                  f"{screen.unranked} of them (dead networks, or it failed on them), which it ranked last", flush=True)
     summarize(run_dir, cfg, time.time() - t0)
     return run_dir
 

@@ -24,7 +24,19 @@ found promising:
    user with a budget mostly wants the best model under it; see "Search efficiency" in
    docs/benchmarks.md).
 
-Everything it keeps pickles without the fitted models (they are refitted after a restore).
+5. with a zero-cost proxy (``proxy``, e.g. NASWOT; Abdelfattah et al. 2021 show such proxies make
+   sample-based searches several times cheaper), computed at level 1 for the few candidates that matter:
+   - the startup candidates are the ``startup`` best by proxy among ``proxy_pool`` random candidates
+     (within each constrained target's bounds; for a target without bounds, successive fronts of proxy
+     against predicted latency), not random ones ("zero-cost warmup");
+   - each screen shortlists, per target, the ``shortlist`` best of the pool (half by predicted score,
+     half by predicted gain), computes their proxies, and re-ranks them with a second accuracy predictor
+     that has the proxy as a feature (fitted on the evaluated candidates, whose proxies are computed too);
+     suggestions come from the shortlist. The first predictor sees only the space's features, cheap enough
+     for thousands of candidates; the second is better, but only affordable for a few dozen.
+
+Everything it keeps pickles without the fitted models (they are refitted after a restore); the proxies
+computed so far are kept.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import math
 import random
 from typing import Dict, NamedTuple, Optional
 
+import numpy as np
 from ray.tune.search import Searcher
 
 from nasq.spaces.base import SearchSpace, canonical_key
@@ -45,6 +58,18 @@ def front_2d(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
         if not front or y > front[-1][1]:
             front.append((x, y))
     return front
+
+
+def _fronts(items: list, point) -> list:
+    """``items`` in order of their non-dominated front by ``point`` (both coordinates maximized), each front
+    by decreasing first coordinate."""
+    out, rest = [], list(items)
+    while rest:
+        front = set(front_2d([point(e) for e in rest]))
+        layer = [e for e in rest if point(e) in front]
+        out += sorted(layer, key=lambda e: -point(e)[0])
+        rest = [e for e in rest if point(e) not in front]
+    return out
 
 
 def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
@@ -83,6 +108,10 @@ class PredictorEvolution(Searcher):
             bounds; the others take the largest predicted hypervolume gain.
         points_to_evaluate: fixed candidates evaluated first.
         constraints: target -> :class:`nasq.config.TargetConstraints`.
+        proxy: the zero-cost proxy and the batch it sees (:meth:`nasq.search.batch.ScoringWorker.proxies`);
+            None: none.
+        proxy_pool: random candidates whose proxies choose the startup candidates.
+        shortlist: candidates per target and screen that the proxy re-ranks.
 
     Example:
         >>> searcher = PredictorEvolution(space, profiles, metric=objectives, mode=modes, seed=0)  # doctest: +SKIP
@@ -91,11 +120,16 @@ class PredictorEvolution(Searcher):
     GENERATIONS = 2
     bounded_share = 0.5  # what a search pickled before the option existed keeps doing on resume
     GLOBAL_SHARE = 0.25  # of the first generation: random candidates, not children
+    # what a search pickled before the proxy existed keeps on resume: no proxy
+    proxy: Optional[dict] = None
+    warm: Optional[list] = None
+    proxied = unranked = 0
 
     def __init__(self, space: SearchSpace, profiles: dict[str, dict], *, metric: list[str], mode: list[str],
                  seed: int = 0, pool_size: int = 2000, startup: int = 8, screen_every: int = 1, screen_workers: int = 0,
                  explore: float = 0.1, bounded_share: float = 0.75,
-                 points_to_evaluate: Optional[list[dict]] = None, constraints: Optional[dict] = None) -> None:
+                 points_to_evaluate: Optional[list[dict]] = None, constraints: Optional[dict] = None,
+                 proxy: Optional[dict] = None, proxy_pool: int = 64, shortlist: int = 32) -> None:
         super().__init__(metric=metric, mode=mode)
         self.space, self.profiles = space, profiles
         self.targets = list(profiles)
@@ -119,6 +153,13 @@ class PredictorEvolution(Searcher):
         self.refits = 0
         self.turn = 0
         self._accuracy = None  # the fitted accuracy predictor, not pickled
+        self.proxy = dict(proxy) if proxy else None
+        self.proxy_pool, self.shortlist = int(proxy_pool), max(1, int(shortlist))
+        self.proxies: dict[str, float] = {}  # canonical key -> proxy score (-inf: a network it cannot rank)
+        self.warm = None  # the startup candidates, best proxy first (built on first use)
+        self.proxied = 0  # proxy computations in all
+        self.unranked = 0  # of which the proxy could not rank (dead networks, or it failed on them)
+        self._with_proxy = None  # the proxy-aware accuracy predictor, not pickled
 
     # --- Ray Tune's Searcher interface ---------------------------------------------------------
 
@@ -128,11 +169,17 @@ class PredictorEvolution(Searcher):
     def suggest(self, trial_id: str) -> Optional[Dict]:
         if self.starts:
             return self._take(trial_id, self.starts.pop(0))
-        if len(self.scored) < max(self.startup, self._min_rows()) or self.rng.random() < self.explore:
+        if len(self.scored) < max(self.startup, self._min_rows()):
+            warm = self._warm_start() if self.proxy else None
+            return self._take(trial_id, warm if warm is not None else self._random())
+        if self.rng.random() < self.explore:
             return self._take(trial_id, self._random())
         if self.pool_fitted_on < 0 or len(self.scored) - self.pool_fitted_on >= self.screen_every:
             self._screen()
         choice = self._best_in_pool()
+        if choice is None and self.proxy and self.pool_fitted_on != len(self.scored):
+            self._screen()  # the shortlist ran out before the next screen was due
+            choice = self._best_in_pool()
         if choice is None:
             return self._take(trial_id, self._random())
         self.believed[trial_id] = choice
@@ -149,7 +196,10 @@ class PredictorEvolution(Searcher):
             self.scored.append(self._entry(candidate, float(result["score"]), metrics))
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_accuracy": None, "pool": [], "pool_fitted_on": -1}
+        return {**self.__dict__, "_accuracy": None, "_with_proxy": None, "pool": [], "pool_fitted_on": -1}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"proxies": {}, "proxy_pool": 64, "shortlist": 32, "_with_proxy": None}, **state)
 
     def save(self, checkpoint_path: str) -> None:  # saved and restored by the wrapping DedupSearcher
         pass
@@ -262,7 +312,87 @@ class PredictorEvolution(Searcher):
             gains = [max(g) for g in zip(*per_target)]
             ranked = [e for _, e in sorted(zip(gains, generation), key=lambda x: -x[0])]
             seeds = list(parents.values()) + [e.candidate for e in ranked[:max(2, len(ranked) // 10)]]
-        self.pool = pool
+        self.pool = self._rerank_with_proxy(pool) if self.proxy else pool
+
+    # --- the zero-cost proxy ----------------------------------------------------------------------
+
+    def _proxy_of(self, candidates: list[dict]) -> list[float]:
+        """Their proxies, computing (at level 1) only those not known yet."""
+        keys = [canonical_key(c) for c in candidates]
+        todo = {k: c for k, c in zip(keys, candidates) if k not in self.proxies}
+        if todo:
+            values = self.scorer.proxies(list(todo.values()), self.proxy)
+            self.proxies.update(zip(todo, values))
+            self.proxied += len(todo)
+            self.unranked += sum(not math.isfinite(v) for v in values)
+        return [self.proxies[k] for k in keys]
+
+    def _proxy_features(self, values: list[float]) -> np.ndarray:
+        """The proxy as predictor columns: its value (a network it cannot rank at the worst value seen,
+        less the spread) and whether it could rank it."""
+        finite = [v for v in self.proxies.values() if math.isfinite(v)]
+        floor = (min(finite) - (max(finite) - min(finite)) - 1.0) if finite else 0.0
+        return np.array([[v if math.isfinite(v) else floor, float(not math.isfinite(v))] for v in values])
+
+    def _warm_start(self) -> Optional[dict]:
+        """The next startup candidate: the best by proxy among random ones within the bounds."""
+        if self.warm is None:
+            entries: list[Entry] = []
+            taken: set = set()
+            for _ in range(20):  # random candidates until proxy_pool meet some target's bounds (or 20 rounds)
+                drawn = self._randoms(self.proxy_pool, taken, tries=4 * self.proxy_pool)
+                metrics, _ = self.scorer.score(drawn)
+                entries += [e for e in (self._entry(c, 0.0, m) for c, m in zip(drawn, metrics)) if e.feasible]
+                if len(entries) >= self.proxy_pool or not drawn:
+                    break
+            entries = entries[:self.proxy_pool]
+            values = self._proxy_of([e.candidate for e in entries])
+            entries = [e._replace(score=v) for e, v in zip(entries, values)]
+            per_target = []
+            for t in self.targets:
+                mine = [e for e in entries if t in e.feasible]
+                if t in self.constraints:  # the best proxy within the bounds first
+                    per_target.append(sorted(mine, key=lambda e: -e.score))
+                else:  # successive fronts of (proxy, -log latency), each by proxy
+                    per_target.append(_fronts(mine, lambda e, t=t: self._point(e, t)))
+            order: dict[str, dict] = {}
+            for row in zip(*per_target) if per_target else []:  # targets in turn
+                for e in row:
+                    order.setdefault(canonical_key(e.candidate), e.candidate)
+            for rest in per_target:
+                for e in rest:
+                    order.setdefault(canonical_key(e.candidate), e.candidate)
+            self.warm = list(order.values())[:self.startup]
+        while self.warm:
+            candidate = self.warm.pop(0)
+            if canonical_key(candidate) not in self.seen:
+                return candidate
+        return None
+
+    def _rerank_with_proxy(self, pool: list[Entry]) -> list[Entry]:
+        """Each target's shortlist of the pool (half by predicted score, half by predicted gain), re-ranked by
+        the proxy-aware predictor; the pool becomes the shortlist."""
+        half = max(1, self.shortlist // 2)
+        chosen: dict[str, Entry] = {}
+        for t in self.targets:
+            mine = [e for e in pool if t in e.feasible]
+            gains = self._gains(t, mine)
+            by_gain = [e for _, e in sorted(zip(gains, mine), key=lambda x: -x[0])]
+            for e in sorted(mine, key=lambda e: -e.score)[:half] + by_gain[:self.shortlist - half]:
+                chosen.setdefault(canonical_key(e.candidate), e)
+        if not chosen:
+            return pool
+        shortlist = list(chosen.values())
+        values = self._proxy_of([e.candidate for e in self.scored + shortlist])  # one batch
+        scored_values, values = values[:len(self.scored)], values[len(self.scored):]
+        if self._with_proxy is None:
+            from nasq.accuracy_predictor import AccuracyPredictor
+
+            self._with_proxy = AccuracyPredictor(self.space, seed=self.seed)
+        model = self._with_proxy.fit([e.candidate for e in self.scored], [e.score for e in self.scored],
+                                     extra=self._proxy_features(scored_values))
+        scores = model.predict([e.candidate for e in shortlist], extra=self._proxy_features(values))
+        return [e._replace(score=float(s)) for e, s in zip(shortlist, scores)]
 
     # --- choosing --------------------------------------------------------------------------------
 

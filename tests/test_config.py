@@ -22,6 +22,9 @@ def test_quickstart_config_parses_and_references_exist():
     ({"targets": ["a", "a"]}, "lists a name twice"),
     ({"search": [1, 2]}, "search must be a mapping"),
     ({"seed": True}, "seed must be int"),
+    ({"search": {"sampler": "evolution", "screen_proxy": "jacob"}},
+     "search.screen_proxy = 'jacob' not allowed; allowed: '' (none), grad-norm, snip, synflow, naswot, zico"),
+    ({"search": {"screen_proxy": "naswot"}}, "search.screen_proxy = 'naswot' needs search.sampler: evolution (got 'tpe')"),
 ])
 def test_bad_configs_name_key_value_and_allowed(raw, message):
     with pytest.raises(NasqError) as info:

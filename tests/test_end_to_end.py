@@ -2,6 +2,7 @@
 MNIST, real ONNX export measured with ONNX Runtime, and a real SIGKILL followed by --resume."""
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -174,6 +175,14 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     assert all(v["measured_ms"] > 0 and v["predicted_ms"] > 0 for v in real["models"].values())
 
 
+def searched(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:
+    """``nasq search CFG --run-dir RUN_DIR``, which must succeed."""
+    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
 def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(tmp_path):
     cfg = write_yaml(tmp_path / "proxy.yaml", {
         "name": "proxy", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
@@ -181,10 +190,7 @@ def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(
         "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
         "constraints": {"bitserial-sim": {"latency_ms": 0.014}},  # about 3 in 4 random candidates break it
     })
-    run_dir = tmp_path / "run"
-    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    run_dir, out = tmp_path / "run", searched(cfg, tmp_path / "run")
     rows = rows_of(run_dir)
     assert len(rows) == 12 and all(r["status"] == "ok" for r in rows), rows
     assert len({r["key"] for r in rows}) == 12
@@ -198,6 +204,23 @@ def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(
         assert r["estimate"] == "zico" and r["accuracy"] is None and r["score"] > 0 and 0 < r["cost_s"] < 60
     front = json.loads((run_dir / "pareto.json").read_text())["bitserial-sim"]
     assert front and all("score" in p for p in front)
+
+
+def test_evolution_with_a_zero_cost_proxy_computed_at_level_one(tmp_path):
+    cfg = write_yaml(tmp_path / "warm.yaml", {
+        "name": "warm", "targets": ["x86-ort", "bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
+        "search": {"sampler": "evolution", "num_candidates": 12, "max_concurrent": 2, "screen_pool": 200,
+                   "screen_proxy": "naswot", "screen_proxy_pool": 12, "screen_shortlist": 6, "screen_every": 2},
+        "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
+    })
+    run_dir, out = tmp_path / "run", searched(cfg, tmp_path / "run")
+    rows = rows_of(run_dir)
+    assert len(rows) == 12 and all(r["status"] == "ok" for r in rows), rows
+    # NASWOT, computed in the Ray actors of level 1 on real digits, for the 12 of the startup pool (the 8 first
+    # evaluated came from it), then for each screen's shortlists (6 per target) and any evaluated random candidate
+    found = re.search(r"proxy naswot was computed for (\d+) candidates.*could not rank (\d+) of them", out.stdout)
+    assert found, out.stdout[-2000:]
+    assert 12 < int(found.group(1)) <= 12 + 2 * 2 * 6 + 4 and int(found.group(2)) < int(found.group(1))
     assert "zico score vs predicted latency" in out.stdout and "zico=" in out.stdout
 
 

@@ -206,3 +206,85 @@ def test_evolution_shares_turns_between_hypervolume_gain_and_the_best_score_with
     for share, turns in ((0.5, [fast, accurate] * 2), (0.0, [fast] * 4), (1.0, [accurate] * 4)):
         evo.bounded_share, evo.turn = share, 0
         assert [evo._best_in_pool() for _ in range(4)] == turns, share
+
+
+def _with_fake_proxy(evo, proxy):
+    """The evolution with a stand-in for level 1's zero-cost proxy (so the test needs no network at init)."""
+    calls = []
+
+    def proxies(candidates, spec):
+        calls.append(len(candidates))
+        return [proxy(c) for c in candidates]
+
+    evo.scorer.proxies = proxies
+    return calls
+
+
+def test_evolution_with_a_proxy_starts_from_the_best_proxies_within_the_bounds_and_reranks_a_shortlist(space, synthetic):
+    from nasq.accuracy import layer_counts
+    from nasq.spaces.base import canonical_key
+
+    profiles, objective = synthetic
+    limit = 1.2e8  # BitOps: about the median of the space
+    constraints = config_from_dict({"targets": ["sim"], "constraints": {"sim": {"bitops": limit}}}).constraints
+    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=3,
+                             pool_size=200, startup=8, explore=0.0, constraints=constraints, proxy={"name": "fake"},
+                             proxy_pool=40, shortlist=10, screen_every=4)
+    proxy = lambda c: objective(c)[0]  # noqa: E731
+    calls = _with_fake_proxy(evo, proxy)
+    starts = [evo.suggest(str(i)) for i in range(8)]
+    assert calls == [40]  # one batch: 40 random candidates within the bounds
+    assert all(layer_counts(space.layers(c))["bitops"] <= limit for c in starts)
+    assert sorted(map(proxy, starts), reverse=True) == sorted(evo.proxies.values(), reverse=True)[:8]
+    for i, c in enumerate(starts):
+        evo.on_trial_complete(str(i), dict(zip(("score", "latency_ms.sim"), objective(c)),
+                                            bitops=layer_counts(space.layers(c))["bitops"], size_bytes=1))
+    c = evo.suggest("8")
+    # the screen computed the proxy for its shortlist only (at most 10 new ones), and re-ranked it with a
+    # predictor that has the proxy as a feature, fitted on the 8 evaluated
+    assert 0 < calls[1] <= 10 and len(calls) == 2
+    assert 0 < len(evo.pool) <= 10 and all(canonical_key(e.candidate) in evo.proxies for e in evo.pool)
+    assert evo._with_proxy.fitted_on == 8 and evo.proxied == 40 + calls[1]
+    assert canonical_key(c) in evo.proxies and layer_counts(space.layers(c))["bitops"] <= limit
+
+
+def test_evolution_with_a_good_proxy_finds_better_candidates_sooner(space, synthetic):
+    profiles, objective = synthetic
+    n, ratios = 16, []
+    for seed in range(3):
+        found = {}
+        for proxy in (None, {"name": "fake"}):
+            evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"],
+                                     seed=seed, pool_size=200, startup=8, explore=0.0, proxy=proxy)
+            if proxy:  # a proxy that ranks like the score, with noise
+                import random
+
+                noise = random.Random(seed)
+                _with_fake_proxy(evo, lambda c: objective(c)[0] + noise.gauss(0, 0.3))
+            found[bool(proxy)] = _drive(space, evo, objective, n)
+        everything = found[True] + found[False]
+        ref = (min(p[0] for p in everything) - 0.01, min(p[1] for p in everything) - 0.01)
+        # the startup alone: the best of 64 by proxy beat 8 random candidates
+        assert hypervolume_2d(found[True][:8], ref) > hypervolume_2d(found[False][:8], ref)
+        ratios.append(hypervolume_2d(found[True], ref) / hypervolume_2d(found[False], ref))
+    assert sorted(ratios)[1] > 1.1, ratios
+
+
+def test_evolution_pickled_before_the_proxy_existed_resumes_without_one(space, synthetic):
+    import pickle
+
+    profiles, objective = synthetic
+    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=4,
+                             pool_size=50, startup=8, proxy={"name": "fake"})
+    _with_fake_proxy(evo, lambda c: objective(c)[0])
+    _drive(space, evo, objective, 10)
+    del evo.scorer.proxies  # the stand-in does not pickle; the real one does
+    restored = pickle.loads(pickle.dumps(evo))
+    assert restored.proxies == evo.proxies and restored.proxy == {"name": "fake"}  # computed proxies are kept
+    state = evo.__getstate__()
+    for key in ("proxy", "proxy_pool", "shortlist", "proxies", "warm", "proxied", "_with_proxy", "scorer"):
+        state.pop(key)
+    old = PredictorEvolution.__new__(PredictorEvolution)
+    old.__setstate__({**state, "scorer": restored.scorer})
+    assert old.proxy is None and old.proxies == {}
+    assert old.suggest("x") is not None
