@@ -50,7 +50,6 @@ class ScoringWorker:
         self.space = create_space(space_name)
         self.predictors = predictors_for(profiles)
         self.encoder = CandidateEncoder(self.space) if features else None
-
         self._proxy_batch: Optional[tuple] = None  # (spec, x, y): the real batch the proxy sees
 
     def score(self, candidates: list[dict]) -> tuple[list[dict], np.ndarray]:
@@ -107,6 +106,11 @@ class BatchScorer:
 
         return ray.is_initialized()
 
+    def _in_process(self) -> ScoringWorker:
+        if self._local is None:
+            self._local = ScoringWorker(self.space.name, self.profiles, self.features)
+        return self._local
+
     def _start(self) -> list:
         if self._actors is None:
             import ray
@@ -120,9 +124,7 @@ class BatchScorer:
         if not candidates:
             return [], np.zeros((0, 0))
         if not self._use_ray():
-            if self._local is None:
-                self._local = ScoringWorker(self.space.name, self.profiles, self.features)
-            return self._local.score(candidates)
+            return self._in_process().score(candidates)
         import ray
 
         actors = self._start()
@@ -137,9 +139,7 @@ class BatchScorer:
         if not candidates:
             return []
         if not self._use_ray():
-            if self._local is None:
-                self._local = ScoringWorker(self.space.name, self.profiles, self.features)
-            return self._local.proxies(candidates, spec)
+            return self._in_process().proxies(candidates, spec)
         import ray
 
         actors = self._start()
