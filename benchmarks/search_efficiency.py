@@ -114,8 +114,8 @@ def run_one(job: dict) -> dict:
         table = json.loads(proxy_table_path(proxy, job["proxy_batch"]).read_text())
 
         def lookup(candidates, spec):
-            return [-math.inf if table[space.format_arch(c)][0] is None else table[space.format_arch(c)][0]
-                    for c in candidates]
+            values = [table[space.format_arch(c)][0] for c in candidates]
+            return [-math.inf if v is None else v for v in values]
 
         searcher.inner.scorer.proxies = lookup
     evaluated: list[tuple[float, float]] = []
@@ -232,12 +232,13 @@ def main() -> None:
     from nasq.search.evolution import hypervolume_2d
 
     archs, accuracy, latency = load_tables(args.devices)
+    from nasq.config import SAMPLERS
+
     proxies = {}  # proxy -> {cell: [score, seconds]}
     for name in args.samplers:
         base, _, proxy = name.partition("+")
-        if base not in ("random", "tpe", "nsga2", "evolution") or (proxy and base != "evolution"):
-            sys.exit(f"search_efficiency: unknown sampler '{name}'; allowed: random, tpe, nsga2, evolution, "
-                     "evolution+PROXY")
+        if base not in SAMPLERS or (proxy and base != "evolution"):
+            sys.exit(f"search_efficiency: unknown sampler '{name}'; allowed: {', '.join(SAMPLERS)}, evolution+PROXY")
         if proxy:
             from nasq.accuracy import ZERO_COST_PROXIES
 
