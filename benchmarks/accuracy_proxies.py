@@ -287,7 +287,8 @@ def predictor_tables(args) -> str:
     from nasq.accuracy_predictor import AccuracyPredictor
 
     lines = [f"## {PREDICTOR_SECTION}", "", *_tables_header("predictor", args, f"--seeds {args.seeds}"),
-             "Accuracy predictor (`nasq.accuracy_predictor`: one-hot choices and layer counts; the mean of gradient-boosted "
+             "Accuracy predictor (`nasq.accuracy_predictor`: one-hot choices, layer counts and the space's structural "
+             "features, for NAS-Bench-201 which operations lie on live paths; the mean of gradient-boosted "
              "trees and a ridge regression, both fitted to the scores' ranks) fitted on N seeded random architectures, "
              f"Kendall tau on all the others (mean over {args.seeds} seeds). In brackets, on the same features and splits: "
              "gradient-boosted trees with a Huber loss on the raw scores (nasq's predictor before 2026-11-29). The parameter "

@@ -202,6 +202,10 @@ def hv_share(evaluated: list[tuple[float, float]], budget: float, ref_acc: float
     return hypervolume_2d(pts, (ref_acc, -budget)) / whole if pts else 0.0
 
 
+def gmean(values: list[float]) -> float:
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
+
+
 def median_or_censored(values: list[int | None], cap: int) -> tuple[str, float]:
     """The median of evaluations-to-target, censored runs counted as more than ``cap``."""
     m = statistics.median(v if v is not None else math.inf for v in values)
@@ -334,12 +338,20 @@ def main() -> None:
         lines.append(f"| {DEVICE_NAMES.get(s['device'], s['device'])} | {s['budget']:.3g} ms (q{s['quantile']:g}) | "
                      f"{s['best']:.2f}% | {s['feasible']} / {s['hits']} | " + " | ".join(cells) +
                      f" | {s['random_feasible_median']} / {s['random_all_median']} | {gain} |")
+    # settings random search itself can be expected to solve within the cap; a censored median counts as the cap,
+    # which flatters the sampler there (its ratio is at most this)
+    judged = [i for i, s in enumerate(settings) if s["random_feasible_median"] <= cap]
     lines += ["", "Fewer evaluations than random search within the budget (its exact median divided by the sampler's "
-              "median; geometric mean over the settings where the sampler's median is known):", ""]
+              f"median), geometric mean over the {len(judged)} settings where random search needs at most {cap} "
+              f"(a sampler's `>{cap}` counted as {cap}, an upper bound on its ratio there), and over the settings where "
+              "the sampler's median is known:", ""]
+    summary = {}
     for name, rs in ratios.items():
+        capped = [r if r else settings[i]["random_feasible_median"] / cap for i, r in enumerate(rs) if i in judged]
         known = [r for r in rs if r]
-        gm = math.exp(sum(map(math.log, known)) / len(known)) if known else float("nan")
-        lines.append(f"- `{name}`: {gm:.2f}x on {len(known)} of {len(rs)} settings")
+        summary[name] = gmean(capped)
+        lines.append(f"- `{name}`: {gmean(capped):.2f}x on {len(capped)} settings; {gmean(known):.2f}x on the "
+                     f"{len(known)} of {len(rs)} where its median is known")
     lines += ["", "Hypervolume of the evaluated front within the budget (accuracy up, latency down; reference: the "
               "median accuracy of the cells within the budget, at the budget) as a share of the whole table's, median over "
               "seeds, after N evaluations:", "",
@@ -355,10 +367,11 @@ def main() -> None:
             proxied = statistics.median(r["proxied"] for r in runs) if "+" in name else 0
             lines.append(f"| {s['device']} q{s['quantile']:g} | {name} | " + " | ".join(f"{v:.3f}" for v in shares)
                          + f" | {secs:.1f} | {proxied:g} |")
-    best_ratio = max((math.exp(sum(map(math.log, [r for r in rs if r])) / len([r for r in rs if r]))
-                      for rs in ratios.values() if any(rs)), default=float("nan"))
+    best_name = max(summary, key=summary.get, default=None)
+    best_ratio = summary[best_name] if best_name else float("nan")
     lines += ["", f"Target (issue 5): at least 4x fewer evaluations than random search: "
-              f"{'reached' if best_ratio >= 4 else 'not reached'} (best sampler, geometric mean: {best_ratio:.2f}x).", ""]
+              f"{'reached' if best_ratio >= 4 else 'not reached'} (best: `{best_name}`, {best_ratio:.2f}x, geometric mean "
+              f"over the {len(judged)} settings random search solves within {cap}).", ""]
     publish("\n".join(lines), SECTION, write=not args.no_write)
 
 

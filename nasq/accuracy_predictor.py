@@ -4,6 +4,8 @@ microseconds, so that thousands can be pre-screened and only the promising evalu
 Features, for any registered space:
 - every parameter of the space one-hot over its choices (plus "absent", for parameters that only
   exist at some depths), and its choice's position scaled to [0, 1] when the choices are ordered numbers;
+- the space's own structural features (:meth:`nasq.spaces.base.SearchSpace.features`; NAS-Bench-201: which
+  operations lie on live input-to-output paths, which the one-hot edges leave trees and ridge to guess);
 - what the space's layer list says after pruning: log params, log MACs, log BitOps, and the lowest,
   mean and count-below-thresholds of the weight and activation bit-widths, and of each layer's lower
   of the two (a layer is as coarse as its coarser operand; bit-widths decide the
@@ -43,6 +45,8 @@ class CandidateEncoder:
         self.names += ["log_params", "log_macs", "log_bitops", "min_w_bits", "min_a_bits", "mean_w_bits",
                        "mean_a_bits", "w_bits<=2", "a_bits<=2", "w_bits<=4", "a_bits<=4",
                        "min(w,a)_bits<=2", "min(w,a)_bits<=4"]
+        self.structural = list(space.features(space.sample(seed=0)))
+        self.names += self.structural
 
     def encode(self, candidate: dict, layers=None) -> np.ndarray:
         """``layers``: the candidate's layer list, when the caller has it already."""
@@ -64,6 +68,9 @@ class CandidateEncoder:
                 math.log1p(sum(l.macs * l.w_bits * l.a_bits for l in layers)), w.min(), a.min(), w.mean(), a.mean(),
                 float((w <= 2).sum()), float((a <= 2).sum()), float((w <= 4).sum()), float((a <= 4).sum()),
                 float((np.minimum(w, a) <= 2).sum()), float((np.minimum(w, a) <= 4).sum())]
+        if self.structural:
+            features = self.space.features(candidate)
+            out += [float(features[k]) for k in self.structural]
         return np.array(out)
 
     def encode_all(self, candidates: Sequence[dict]) -> np.ndarray:
@@ -86,6 +93,8 @@ class AccuracyPredictor:
         self.model = None
         self.fitted_on = 0
         self._quantiles: tuple[np.ndarray, np.ndarray] | None = None  # (rank, score) of the fitted rows
+        self._rows: tuple[np.ndarray, np.ndarray] | None = None  # (features, rank) it was fitted on
+        self._gp = None  # the Gaussian process behind upper_bound, fitted on first use
 
     def fit(self, candidates: Sequence[dict], scores: Sequence[float],
             extra: np.ndarray | None = None) -> "AccuracyPredictor":
@@ -117,8 +126,38 @@ class AccuracyPredictor:
         self.model = (trees, ridge)
         q, first = np.unique(rank, return_index=True)  # tied scores share one rank: keep one point per rank
         self._quantiles = (q, y[first])
+        self._rows, self._gp = (x, rank), None
         self.fitted_on = len(y)
         return self
+
+    def upper_bound(self, x: np.ndarray, kappa: float = 2.0) -> np.ndarray:
+        """An optimistic score for each row of features (as :meth:`predict_features` takes them): the mean plus
+        ``kappa`` standard deviations of a Gaussian process fitted on the same rows' ranks (Matern 5/2 on
+        standardized features, its length scale and noise fitted by marginal likelihood), on the score scale.
+
+        The trees and the ridge say what is likely; they are confidently wrong about a region no evaluated
+        candidate resembles. The process's deviation grows with the distance from everything evaluated, so a
+        search that ranks by this bound now and then (GP-UCB, Srinivas et al. 2010) goes and looks there."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+        from sklearn.preprocessing import StandardScaler
+
+        if self._rows is None:
+            raise NasqError("the accuracy predictor is not fitted yet")
+        if self._gp is None:
+            rows, rank = self._rows
+            scaler = StandardScaler().fit(rows)
+            kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(5.0, (1e-1, 1e3), nu=2.5) + WhiteKernel(1e-2, (1e-6, 1.0))
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # a length scale or the noise at its bound
+                gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=self.seed)
+                self._gp = (scaler, gp.fit(scaler.transform(rows), rank))
+        scaler, gp = self._gp
+        mean, sd = gp.predict(scaler.transform(np.asarray(x, float)), return_std=True)
+        return self.to_score(mean + kappa * sd)
 
     def predict(self, candidates: Sequence[dict], extra: np.ndarray | None = None) -> np.ndarray:
         x = self.encoder.encode_all(candidates)

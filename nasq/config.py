@@ -47,6 +47,9 @@ class SearchConfig:
     screen_bounded_share: float = _opt(0.75, min=0.0, max=1.0, doc="evolution: share of a constrained target's "
                                        "turns that take the best predicted score within its bounds (APQ's rule); "
                                        "the rest take the largest predicted hypervolume gain")
+    screen_explore: float = _opt(0.25, min=0.0, max=1.0, doc="evolution: share of suggestions that explore: the "
+                                 "candidate with the highest upper confidence bound on its score (a Gaussian process's "
+                                 "mean plus two deviations), where the predictor has seen nothing alike")
     screen_proxy: str = _opt("", choices=("", *ZERO_COST_PROXIES),
                              doc="evolution: a zero-cost proxy computed for the startup pool and each screen's "
                                  "shortlist (on accuracy.proxy_batch_size training samples), which picks the startup "

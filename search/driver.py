@@ -169,7 +169,8 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
         inner = PredictorEvolution(space, profiles, metric=objectives, mode=modes, seed=cfg.seed,
                                    pool_size=cfg.search.screen_pool, startup=cfg.search.screen_startup,
                                    screen_every=cfg.search.screen_every, screen_workers=cfg.search.screen_workers,
-                                   bounded_share=cfg.search.screen_bounded_share, points_to_evaluate=starts,
+                                   bounded_share=cfg.search.screen_bounded_share, explore=cfg.search.screen_explore,
+                                   points_to_evaluate=starts,
                                    constraints=cfg.constraints, proxy=proxy_spec(cfg),
                                    proxy_pool=cfg.search.screen_proxy_pool, shortlist=cfg.search.screen_shortlist)
     else:

@@ -178,6 +178,12 @@ class SearchSpace(ABC):
     def profile_shapes(self, *, quick: bool = False) -> list[LayerSpec]:
         """Layer shapes a hardware profile must cover to price every candidate of this space."""
 
+    def features(self, candidate: Candidate) -> dict[str, float]:
+        """Structural features for the accuracy predictor that neither the choices one by one nor the layer
+        list show (a cell space: which operations lie on live input-to-output paths). The same keys for
+        every candidate of the space; default: none."""
+        return {}
+
     # Derived helpers --------------------------------------------------------------------------
 
     def sample(self, seed: int) -> Candidate:

@@ -26,6 +26,8 @@ from nasq.spaces.base import Candidate, LayerSpec, SearchSpace, Suggester
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node), in the string's order
 NB201_CHANNELS, NB201_CELLS = (16, 32, 64), 5
+#: the cell's input-to-output paths, as their edges (to node, from node)
+NB201_PATHS = (((3, 0),), ((1, 0), (3, 1)), ((2, 0), (3, 2)), ((1, 0), (2, 1), (3, 2)))
 
 FBNET_BLOCKS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 #: (output channels, stride) of the 22 searchable layers; strides adapted to 32x32 input as HW-NAS-Bench does
@@ -72,6 +74,22 @@ class NasBench201Space(_ArchitectureOnly):
         for to in (1, 2, 3):
             parts.append("|".join(f"{candidate[_edge(to, frm)]}~{frm}" for frm in range(to)))
         return "|" + "|+|".join(parts) + "|"
+
+    def features(self, candidate: Candidate) -> dict[str, float]:
+        """What the cell computes: only paths from input to output without a ``none`` edge (live paths) reach
+        the output, so a convolution off every live path is dead weight, and the deepest live path sets the
+        cell's depth. Per operation, the live paths through it and its edges on some live path; the live
+        paths, and the most convolutions (and 3x3 convolutions) on one of them."""
+        paths = [[candidate[_edge(to, frm)] for to, frm in path] for path in NB201_PATHS]
+        live = [(path, ops) for path, ops in zip(NB201_PATHS, paths) if "none" not in ops]
+        live_edges = {edge for path, _ in live for edge in path}
+        out = {"live_paths": float(len(live))}
+        for op in NB201_OPS[1:]:
+            out[f"live_paths_with_{op}"] = float(sum(op in ops for _, ops in live))
+            out[f"live_edges_{op}"] = float(sum(candidate[_edge(to, frm)] == op for to, frm in live_edges))
+        out["live_depth_conv"] = float(max((sum(o.startswith("nor_conv") for o in ops) for _, ops in live), default=-1))
+        out["live_depth_conv_3x3"] = float(max((ops.count("nor_conv_3x3") for _, ops in live), default=-1))
+        return out
 
     def build(self, candidate: Candidate):
         from nasq.spaces._nasbench_models import NasBench201Net

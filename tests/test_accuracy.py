@@ -136,6 +136,22 @@ def test_accuracy_predictor_answers_on_the_score_scale_and_keeps_the_order(space
     assert predictor.to_score(np.array([(2.5 - 0.5) / 40]))[0] == pytest.approx(0.1, abs=1e-5)  # the tied worst rank is their score
 
 
+def test_accuracy_predictor_upper_bound_is_wider_far_from_what_it_was_fitted_on():
+    from nasq.accuracy_predictor import AccuracyPredictor
+
+    nb201 = create_space("nas-bench-201")
+    # fitted only on cells without a 3x3 convolution: the known rule is that 1x1 convolutions help
+    known = [c for c in (nb201.sample(seed=i) for i in range(400)) if "nor_conv_3x3" not in c.values()][:60]
+    scores = [sum(v == "nor_conv_1x1" for v in c.values()) + 0.1 * (c["edge0_3"] == "skip_connect") for c in known]
+    predictor = AccuracyPredictor(nb201, seed=0).fit(known, scores)
+    unknown = [nb201.validate({k: "nor_conv_3x3" for k in known[0]}), nb201.sample(seed=10_000)]
+    x = predictor.encoder.encode_all(known[:5] + unknown)
+    mean, upper = predictor.upper_bound(x, kappa=0.0), predictor.upper_bound(x, kappa=2.0)
+    assert np.all(upper > mean)
+    assert (upper - mean)[5] > 2 * (upper - mean)[:5].max()  # all 3x3 convolutions: unlike anything fitted
+    assert np.corrcoef(mean[:5], scores[:5])[0, 1] > 0.9  # near the fitted rows, the mean follows them
+
+
 def test_fidelities_scale_only_the_estimates_training():
     from nasq.accuracy import at_fidelity, fidelities
 

@@ -37,6 +37,20 @@ def test_nb201_strings_round_trip_and_bad_strings_are_named(nb201):
         fbnet.parse_arch("k3_e1 skip")
 
 
+def test_nb201_features_see_only_live_paths(nb201):
+    # edges 0->1 conv3x3 and 0->2 pool feed nodes whose ways out are all none: only 0->3 (a conv3x3) is live
+    one = nb201.features(nb201.parse_arch(
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|nor_conv_3x3~0|none~1|none~2|"))
+    assert one["live_paths"] == 1 and one["live_edges_nor_conv_3x3"] == 1 and one["live_edges_nor_conv_1x1"] == 0
+    assert one["live_depth_conv"] == one["live_depth_conv_3x3"] == 1 and one["live_edges_avg_pool_3x3"] == 0
+    full = nb201.features(nb201.parse_arch(NB201))  # every path live; 0->3 is a skip, 0->1->3 two conv3x3
+    assert full["live_paths"] == 4 and full["live_edges_nor_conv_3x3"] == 3
+    assert full["live_paths_with_nor_conv_3x3"] == 3 and full["live_depth_conv_3x3"] == 2
+    dead = nb201.features(nb201.parse_arch("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    assert dead["live_paths"] == 0 and dead["live_depth_conv"] == -1 and dead["live_edges_nor_conv_3x3"] == 0
+    assert set(one) == set(full) == set(dead)  # the same keys for every candidate, as the encoder needs
+
+
 def test_spaces_build_models_that_run(nb201):
     import torch
 

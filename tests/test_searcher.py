@@ -288,3 +288,34 @@ def test_evolution_pickled_before_the_proxy_existed_resumes_without_one(space, s
     old.__setstate__({**state, "scorer": restored.scorer})
     assert old.proxy is None and old.proxies == {}
     assert old.suggest("x") is not None
+
+
+def test_evolution_explores_by_the_highest_upper_bound_within_the_bounds(space, synthetic):
+    """Exploration turns (``explore``) take, within the target's bounds, the unseen candidate of the last screen's
+    wide pool (the pool and random candidates) with the highest upper confidence bound on its score."""
+    from nasq.accuracy import layer_counts
+    from nasq.spaces.base import canonical_key
+
+    profiles, objective = synthetic
+    limit = 1.2e8  # BitOps, as in the test above
+    constraints = config_from_dict({"targets": ["sim"], "constraints": {"sim": {"bitops": limit}}}).constraints
+    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=3,
+                             pool_size=200, startup=8, explore=0.5, screen_every=3, constraints=constraints)
+    picks = 0
+    for i in range(24):
+        turns = evo.explored
+        c = evo.suggest(str(i))
+        bitops = layer_counts(space.layers(c))["bitops"]
+        if evo.explored > turns:
+            picks += 1
+            assert bitops <= limit
+            entries, x = evo.wide
+            assert len(entries) > 200  # the pool and random candidates besides
+            bound = evo._accuracy.upper_bound(x, evo.KAPPA)
+            key = canonical_key(c)
+            mine = [b for e, b in zip(entries, bound) if canonical_key(e.candidate) == key]
+            rest = [b for e, b in zip(entries, bound) if "sim" in e.feasible and canonical_key(e.candidate) not in evo.seen]
+            assert mine and mine[0] >= max(rest)
+        score, latency = objective(c)
+        evo.on_trial_complete(str(i), {"score": score, "latency_ms.sim": latency, "bitops": bitops, "size_bytes": 1})
+    assert picks == evo.explored >= 3  # about half of the 16 turns after the startup
