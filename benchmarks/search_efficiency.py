@@ -350,7 +350,7 @@ def main() -> None:
         capped = [r if r else settings[i]["random_feasible_median"] / cap for i, r in enumerate(rs) if i in judged]
         known = [r for r in rs if r]
         summary[name] = gmean(capped)
-        lines.append(f"- `{name}`: {gmean(capped):.2f}x on {len(capped)} settings; {gmean(known):.2f}x on the "
+        lines.append(f"- `{name}`: {summary[name]:.2f}x on {len(capped)} settings; {gmean(known):.2f}x on the "
                      f"{len(known)} of {len(rs)} where its median is known")
     lines += ["", "Hypervolume of the evaluated front within the budget (accuracy up, latency down; reference: the "
               "median accuracy of the cells within the budget, at the budget) as a share of the whole table's, median over "
