@@ -313,7 +313,7 @@ class PredictorEvolution(Searcher):
         features: list[np.ndarray] = []
         seeds = list(parents.values())
         per_generation = max(1, self.pool_size // self.GENERATIONS)
-        taken: set = set()
+        taken: set = set()  # every pool candidate's key (``_randoms`` adds the random ones')
         for g in range(self.GENERATIONS):
             # a share of the first generation from anywhere in the space, so a basin far from every parent
             # can still be found: the predictor ranks them like the children
@@ -329,7 +329,6 @@ class PredictorEvolution(Searcher):
             ranked = [e for _, e in sorted(zip(gains, generation), key=lambda x: -x[0])]
             seeds = list(parents.values()) + [e.candidate for e in ranked[:max(2, len(ranked) // 10)]]
         if self.explore > 0:  # exploration ranks the pool and half as many random candidates by an upper bound
-            taken |= {canonical_key(e.candidate) for e in pool}
             wide, x = self._predict(self._randoms(len(pool) // 2, taken, tries=2 * len(pool)))
             self.wide = (pool + wide, np.concatenate([*features, x]) if wide else np.concatenate(features))
         self.pool = self._rerank_with_proxy(pool) if self.proxy else pool
