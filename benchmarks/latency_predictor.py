@@ -171,8 +171,11 @@ def ort_profile(args) -> None:
         rows["calibrated, without the unaligned float conv feature"] = [
             apply_calibration(cal, p) for p in table_parts]
     regressor = KernelRegressorPredictor(profile)
-    rows["kernel-regressor (every layer by the learned per-kernel model)"] = [
-        regressor.predict(space.layers(c)).total_ms for c in candidates]
+    regressor_parts = [regressor.predict(space.layers(c)) for c in candidates]
+    rows["kernel-regressor (every layer by the learned per-kernel model)"] = [p.total_ms for p in regressor_parts]
+    if "regressor_calibration" in data:
+        rows["calibrated-regressor (the regressor's parts, end-to-end fit on the profile's networks)"] = [
+            apply_calibration(data["regressor_calibration"], p) for p in regressor_parts]
 
     # real topologies, float and int8 QDQ: the naive sum against every predictor, in one interleaved run
     models = real_topology_models(profile)
@@ -215,7 +218,7 @@ def ort_profile(args) -> None:
         lines.append(f"| {name} | {s['within_10pct']:.0%} | {s['within_20pct']:.0%} | {s['median_error']:.1%} | "
                      f"{s['p90_error']:.1%} | {s['spearman']:.3f} |")
     kinds = ("random per-layer bits", "all float", "all 8-bit")  # sample_candidates cycles through these
-    chosen_rows = rows[next(k for k in rows if k.startswith(profile.predictor))]
+    chosen_rows = rows[next(k for k in rows if k.split(" ")[0] == profile.predictor)]
     lines += ["", f"By kind of network, the profile's `{profile.predictor}` predictor:", "",
               "| networks | within +-10% | within +-20% | median error | Spearman |", "|---|---|---|---|---|"]
     for k, kind in enumerate(kinds):
@@ -242,7 +245,7 @@ def ort_profile(args) -> None:
     lines += ["", "| model | measured ms | " + " | ".join(real_rows) + " |", "|---" * (len(real_rows) + 2) + "|"]
     for i, n in enumerate(models):
         lines.append(f"| {n} | {real_measured[n]:.3g} | " + " | ".join(f"{v[i]:.3g}" for v in real_rows.values()) + " |")
-    chosen = error_summary(rows[next(k for k in rows if k.startswith(profile.predictor))], measured)
+    chosen = error_summary(chosen_rows, measured)
     real_chosen = min(real_rows, key=lambda k: (-error_summary(real_rows[k], real_list)["within_10pct"],
                                                 error_summary(real_rows[k], real_list)["median_error"]))
     real_best = error_summary(real_rows[real_chosen], real_list)

@@ -155,8 +155,11 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     profile = tmp_path / "copy.json"
     profile.write_text(src.read_text())
     data = json.loads(profile.read_text())
-    assert data["predictor"] in ("table", "calibrated", "kernel-regressor")  # chosen by cross-validation
-    assert set(data["predictor_selection"]["scores"]) == {"table", "calibrated", "kernel-regressor"}
+    # chosen by cross-validation
+    assert data["predictor"] in ("table", "calibrated", "kernel-regressor", "calibrated-regressor")
+    assert set(data["predictor_selection"]["scores"]) == {"table", "calibrated", "kernel-regressor",
+                                                          "calibrated-regressor"}
+    assert data["regressor_calibration"]["fitted_on_networks"] == data["calibration"]["fitted_on_networks"]
     assert data["kernel_sweep"]["rounds"] and data["kernel_model"]["trees"]
     out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
                           "--repetitions", "20", "--topologies", "squeezenet", "--measure-seconds", "2"],

@@ -172,6 +172,31 @@ def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
         Profile.from_dict(_table_profile(predictor="calibrated", calibration=bad))
 
 
+def test_calibrated_regressor_reweights_the_regressors_own_parts():
+    from nasq.hardware_profiles.kernel_model import fit_kernel_model
+    from nasq.hardware_profiles.predictors import (
+        CalibratedRegressorPredictor, KernelRegressorPredictor, fit_calibration,
+    )
+
+    layers = [LayerSpec(f"l{i}", "conv", c, c, 1, 1, 7) for i, c in enumerate((8, 16, 24, 32, 48, 64))]
+    model = fit_kernel_model(layers * 2, ["fp32"] * 6 + ["int8"] * 6, [0.01 * (i + 1) for i in range(12)])
+    data = _table_profile(predictor="kernel-regressor", kernel_model=model)
+    regressor = KernelRegressorPredictor(Profile.from_dict(data))
+    nets = [layers[:k] for k in range(1, 7)]
+    parts = [regressor.predict(n) for n in nets]
+    # whole networks that ran 1.5x the regressor's conv estimates plus 0.02 ms: the calibration learns both
+    measured = [0.02 + 1.5 * p.components["fp32_conv_ms"] for p in parts]
+    cal = fit_calibration(parts, measured)
+    data = _table_profile(predictor="calibrated-regressor", kernel_model=model, regressor_calibration=cal)
+    pred = create_predictor(Profile.from_dict(data))
+    assert isinstance(pred, CalibratedRegressorPredictor)
+    for n, m in zip(nets, measured):
+        assert pred.predict(n).total_ms == pytest.approx(m, rel=1e-3)
+    # the table's calibration is another field: a profile without the regressor's own is refused by name
+    with pytest.raises(NasqError, match="regressor_calibration"):
+        Profile.from_dict(_table_profile(predictor="calibrated-regressor", kernel_model=model, calibration=cal))
+
+
 def test_calibration_sees_float_convs_off_the_blocked_layout_and_reads_older_feature_lists():
     from nasq.hardware_profiles.predictors import CALIBRATION_FEATURES, FP32_CONV_ALIGNMENT
 
