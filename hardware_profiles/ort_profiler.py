@@ -288,15 +288,8 @@ def _identity_graph():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), {"x": np.zeros((1, 1), np.float32)}
 
 
-def _time_sized(runs, reps: int) -> list[float]:
-    """Interleaved medians of a few small models; large ones (over 2 ms a run) get fewer repetitions
-    (about half a second of runs each) and single timed runs (their weights do not fit in cache anyway)."""
-    from nasq.ort import time_interleaved
-
-    probe = time_interleaved(runs, repetitions=1, warmup=1, burst=1)
-    if max(probe) > 2.0:
-        return time_interleaved(runs, repetitions=int(np.clip(500 / max(sum(probe), 1e-3), 5, reps)), warmup=2, burst=1)
-    return time_interleaved(runs, repetitions=reps, warmup=5, burst=3)
+#: the layer every profiling measurement is timed beside (see ``OnnxRuntimeProfiler``)
+REFERENCE_LAYER = LayerSpec("reference", "conv", 48, 48, 3, 1, 14)
 
 
 @PROFILERS.register("onnxruntime")
@@ -317,6 +310,10 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         self.networks = networks  # whole networks measured for calibration, and as many again held out
         self.sweep_seconds = sweep_seconds  # time budget of the adaptive kernel sweep
         self.network_seconds = network_seconds  # the whole-network measurement lasts at least this long
+        self._reference = None  # (session, feed) of REFERENCE_LAYER while profiling
+        self.reference_ms = None  # its latency when profiling began
+        self.speeds: list[float] = []  # its latency in each measurement / reference_ms
+        self.last_speed = None  # that ratio in the last measure_models, while profiling
 
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
                 log: Callable[[str], None] = print) -> dict:
@@ -330,9 +327,13 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         start = time.time()
         shapes = list(dict.fromkeys(s.shape_only() for s in shapes))
 
+        ref_model, ref_feed = _layer_graph(REFERENCE_LAYER, self.batch_size, np.random.default_rng(0))
+        self._reference = (session(ref_model.SerializeToString(), threads=self.threads), ref_feed)
+        self.reference_ms, self.speeds = time_interleaved([self._reference], repetitions=reps * 4, min_seconds=2)[0], []
+        log(f"reference layer {self.reference_ms * 1e3:.1f} us")
         ident, feed = _identity_graph()
-        overhead_ms = time_interleaved([(session(ident.SerializeToString(), threads=self.threads), feed)],
-                                       repetitions=reps * 20, warmup=50)[0]
+        overhead_ms = self._timed([(session(ident.SerializeToString(), threads=self.threads), feed)],
+                                  repetitions=reps * 20, warmup=50)[0]
         log(f"per-call overhead {overhead_ms * 1e3:.1f} us")
 
         tensors = {(s.cin, s.h_in) for s in shapes} | {(s.cout, s.h_out) for s in shapes}  # (channels, height)
@@ -346,7 +347,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 model, feed = (_simulated_activation_graph(numel) if kind == "simulated_activation"
                                else _boundary_graph(kind, channels * self.batch_size, height))
                 runs.append((session(model.SerializeToString(), threads=self.threads), feed))
-            times = np.array(time_interleaved(runs, repetitions=reps * 4)) - overhead_ms
+            times = np.array(self._timed(runs, repetitions=reps * 4)) - overhead_ms
             slope, intercept = np.polyfit(np.array(probe, float) / 1e6, times, 1)
             elementwise[kind] = {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0),
                                  "measured": [{"elements": n, "latency_ms": float(t)} for n, t in zip(probe, times)]}
@@ -403,15 +404,52 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             seconds = self.network_seconds if self.network_seconds is not None else (5 if quick else 30)
             calibrate_and_select(self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log,
                                  min_seconds=seconds)
+        speeds = np.array(self.speeds)
+        data["metadata"]["reference"] = {
+            "layer": {k: getattr(REFERENCE_LAYER, k) for k in ("op", "cin", "cout", "kernel", "stride", "h_in")},
+            "precision": "fp32", "latency_ms": round(self.reference_ms, 6),
+            "what": "every measurement above was timed beside this layer and scaled to its latency when profiling "
+                    "began; speed: its latency in each measurement over that",
+            "speed": {"measurements": len(speeds), "median": round(float(np.median(speeds)), 4),
+                      "p10": round(float(np.quantile(speeds, 0.1)), 4), "p90": round(float(np.quantile(speeds, 0.9)), 4)}}
+        log(f"machine speed during profiling (reference layer, vs. its start): median "
+            f"{np.median(speeds):.3f}x, 10-90% {np.quantile(speeds, 0.1):.3f}-{np.quantile(speeds, 0.9):.3f}x")
+        self._reference = None
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
 
     def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> list[float]:
-        from nasq.ort import session, time_interleaved
+        """Their latencies as measured (while profiling, ``last_speed`` says how fast the machine ran meanwhile)."""
+        from nasq.ort import session
 
         runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
-        return time_interleaved(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
-                                min_seconds=min_seconds)
+        times = self._timed(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
+                            min_seconds=min_seconds, normalize=False)
+        return times
+
+    def _timed(self, runs, *, normalize: bool = True, **kwargs) -> list[float]:
+        """Interleaved medians (:func:`nasq.ort.time_interleaved`). While profiling, the reference layer is timed
+        in the same rounds, and (``normalize``) every median is scaled to the speed the machine had when
+        profiling began: on a shared VM whose raw timings of one layer spread by 11% (median absolute
+        deviation over a minute), their ratios to the reference spread by 1.4-2.5%."""
+        from nasq.ort import time_interleaved
+
+        if self._reference is None:
+            return time_interleaved(runs, **kwargs)
+        *times, ref = time_interleaved(runs, reference=self._reference, **kwargs)
+        self.last_speed = ref / self.reference_ms
+        self.speeds.append(self.last_speed)
+        return [t / self.last_speed for t in times] if normalize else times
+
+    def _time_sized(self, runs, reps: int) -> list[float]:
+        """Interleaved medians of a few small models; large ones (over 2 ms a run) get fewer repetitions
+        (about half a second of runs each) and single timed runs (their weights do not fit in cache anyway)."""
+        from nasq.ort import time_interleaved
+
+        probe = time_interleaved(runs, repetitions=1, warmup=1, burst=1)
+        if max(probe) > 2.0:
+            return self._timed(runs, repetitions=int(np.clip(500 / max(sum(probe), 1e-3), 5, reps)), warmup=2, burst=1)
+        return self._timed(runs, repetitions=reps, warmup=5, burst=3)
 
     @classmethod
     def for_profile(cls, metadata: dict) -> "OnnxRuntimeProfiler":
@@ -432,7 +470,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         int8_bytes = int8_path.read_bytes()
         kernels = executed_ops(int8_bytes, threads=self.threads)
         runs = [(session(fp32_path, threads=self.threads), feed), (session(int8_bytes, threads=self.threads), feed)]
-        t_fp32, t_int8 = _time_sized(runs, reps)
+        t_fp32, t_int8 = self._time_sized(runs, reps)
         geometry = dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in)
         fp32_ms = max(t_fp32 - overhead_ms, 1e-4)
         edges = (linear_ms(boundary["quantize"], spec.in_numel * self.batch_size)
@@ -451,18 +489,18 @@ class OnnxRuntimeProfiler(ProfilerBackend):
 
         runs = [(session(m.SerializeToString(), threads=self.threads), f)
                 for m, f in (_chain_graph(spec, n, self.batch_size, rng) for n in (1, 3))]
-        t1, t3 = _time_sized(runs, reps)
+        t1, t3 = self._time_sized(runs, reps)
         return dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in,
                     precision="fp32", latency_ms=round(max((t3 - t1) / 2, 1e-4), 6), chained=True)
 
     def _elementwise(self, probe: Sequence[int], overhead_ms: float, reps: int) -> dict:
         """Cost of memory-bound ops (what ``nasq predict`` charges for Add, Concat, pools...), as a linear
         function of the elements read and written, measured on an Add of two tensors."""
-        from nasq.ort import session, time_interleaved
+        from nasq.ort import session
 
         runs = [(session(_add_graph(n).SerializeToString(), threads=self.threads),
                  {"x": np.random.default_rng(0).standard_normal((1, n)).astype(np.float32)}) for n in probe]
-        times = np.array(time_interleaved(runs, repetitions=reps * 4)) - overhead_ms
+        times = np.array(self._timed(runs, repetitions=reps * 4)) - overhead_ms
         traffic = np.array(probe, float) * 3  # two reads and one write per element
         slope, intercept = np.polyfit(traffic / 1e6, times, 1)
         return {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0),
@@ -472,7 +510,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         """Per-op cost of the ops in OP_PROBES, and of the int8 residual add (QLinearAdd), as a linear
         function of their work (pools: output elements x window; others: input elements), each timed at
         5 sizes, interleaved."""
-        from nasq.ort import session, time_interleaved
+        from nasq.ort import session
 
         costs = {}
         probes = [(op, (attrs, n_inputs)) for op, attrs, n_inputs in OP_PROBES] + [("QLinearAdd", None)]
@@ -488,7 +526,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                     model, feed, work = _op_graph(op, *args, channels, height)
                 runs.append((session(model.SerializeToString(), threads=self.threads), feed))
                 works.append(work)
-            times = np.array(time_interleaved(runs, repetitions=max(10, reps // 2))) - overhead_ms
+            times = np.array(self._timed(runs, repetitions=max(10, reps // 2))) - overhead_ms
             slope, intercept = np.polyfit(np.array(works, float) / 1e6, times, 1)
             costs[op] = {"intercept_ms": max(float(intercept), 0.0), "per_mwork_ms": max(float(slope), 0.0),
                          "work": "output elements x window" if op.endswith("Pool") and "GlobalAverage" not in op

@@ -91,7 +91,8 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Seque
 
 
 def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, repetitions: int,
-                     warmup: int = 5, burst: int = 3, min_seconds: float = 0.0) -> list[float]:
+                     warmup: int = 5, burst: int = 3, min_seconds: float = 0.0,
+                     reference: tuple[object, dict[str, np.ndarray]] | None = None) -> list[float]:
     """Median latency (ms) of each (session, feed), measured round-robin so noise hits all alike.
 
     Each turn runs a model ``burst`` times back to back and times the last run: the latency of a
@@ -99,17 +100,21 @@ def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, re
     models measures cold caches instead: 60% slower on 80 small networks here.) Rounds go on until
     there are ``repetitions`` of them and ``min_seconds`` have passed: a shared machine's speed moves
     by +-10% over 5-30 s, and medians over a longer window are comparable from one run to the next.
+    ``reference``: one more (session, feed) timed in every round, always warm (the last of 3 back to
+    back, whatever ``burst``); its median is appended to the result, as a gauge of the machine's speed
+    during these rounds.
     """
-    for sess, feed in runs:
+    everything = [*runs, reference] if reference is not None else list(runs)
+    for sess, feed in everything:
         for _ in range(warmup):
             sess.run(None, feed)
-    samples: list[list[float]] = [[] for _ in runs]
+    samples: list[list[float]] = [[] for _ in everything]
     deadline = time.perf_counter() + min_seconds
     rounds = 0
     while rounds < repetitions or time.perf_counter() < deadline:
         rounds += 1
-        for i, (sess, feed) in enumerate(runs):
-            for _ in range(burst - 1):
+        for i, (sess, feed) in enumerate(everything):
+            for _ in range((burst if i < len(runs) else 3) - 1):
                 sess.run(None, feed)
             t0 = time.perf_counter_ns()
             sess.run(None, feed)

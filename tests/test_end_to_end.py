@@ -160,6 +160,7 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     assert set(data["predictor_selection"]["scores"]) == {"table", "calibrated", "kernel-regressor",
                                                           "calibrated-regressor"}
     assert data["regressor_calibration"]["fitted_on_networks"] == data["calibration"]["fitted_on_networks"]
+    assert data["metadata"]["reference"]["speed"]["measurements"] > 0
     assert data["kernel_sweep"]["rounds"] and data["kernel_model"]["trees"]
     out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
                           "--repetitions", "20", "--topologies", "squeezenet", "--measure-seconds", "2"],

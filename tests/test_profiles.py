@@ -144,6 +144,32 @@ def test_onnxruntime_profiler_measures_a_loadable_profile(space):
     assert prof.data["boundary"]["quantize"]["per_melement_ms"] > 0
     pred = create_predictor(prof)
     assert pred.predict([LayerSpec("x", "conv", 48, 48, 1, 1, 14)]).total_ms > 0
+    # every measurement was timed beside the reference layer: how fast the machine ran is on record
+    reference = prof.metadata["reference"]
+    assert reference["latency_ms"] > 0 and reference["speed"]["measurements"] >= 2 * len(shapes)
+    assert reference["speed"]["p10"] <= reference["speed"]["median"] <= reference["speed"]["p90"]
+
+
+def test_profiling_measurements_are_scaled_by_the_reference_timed_beside_them(monkeypatch):
+    """A machine running at half speed during one measurement: the reference, timed in the same rounds,
+    took twice its starting latency, so the measurement is halved; models measured for a caller are not."""
+    import nasq.ort
+    from nasq.hardware_profiles.ort_profiler import OnnxRuntimeProfiler
+
+    calls = []
+
+    def fake(runs, *, reference=None, **kwargs):
+        calls.append(reference)
+        return [1.0, 3.0] + ([4.0] if reference is not None else [])
+
+    monkeypatch.setattr(nasq.ort, "time_interleaved", fake)
+    backend = OnnxRuntimeProfiler()
+    assert backend._timed(["a", "b"], repetitions=5) == [1.0, 3.0]  # not profiling: no reference, as measured
+    backend._reference, backend.reference_ms = "ref", 2.0
+    assert backend._timed(["a", "b"], repetitions=5) == [0.5, 1.5]
+    assert backend.last_speed == 2.0 and backend.speeds == [2.0]
+    assert backend._timed(["a", "b"], repetitions=5, normalize=False) == [1.0, 3.0]
+    assert calls == [None, "ref", "ref"]
 
 
 def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
