@@ -180,7 +180,7 @@ def ort_profile(args) -> None:
     # real topologies, float and int8 QDQ: the naive sum against every predictor, in one interleaved run
     models = real_topology_models(profile)
     print(f"measuring real topologies: {', '.join(models)}", flush=True)
-    real_measured = measure_models(models, profile, repetitions=10)
+    real_measured = measure_models(models, profile, repetitions=10, min_seconds=30)
     real_rows = {"naive sum of isolated layers (other ops free)": [
         naive_sum(table, graph_layers(m).layers) for m in models.values()]}
     for pred_name in ("table", "calibrated", "kernel-regressor"):  # the ONNX graph's ops, as before kernel pricing
@@ -228,13 +228,14 @@ def ort_profile(args) -> None:
     adjusted = error_summary([p * drift["median_ratio"] for p in chosen_rows], measured)
     lines += ["", f"Drift: {drift['networks']} of the profile's own calibration networks, measured again in the same run as "
               f"the held-out ones, ran {drift['median_ratio']:.3f}x their profiling-time latency (median; range "
-              f"{drift['min_ratio']:.3f}-{drift['max_ratio']:.3f}). A uniform change of the machine's speed between "
+              f"{drift['min_ratio']:.3f}-{drift['max_ratio']:.3f}; the profile's reference layer in the same rounds: "
+              f"{drift.get('reference_speed', float('nan')):.3f}x). A uniform change of the machine's speed between "
               "profiling and use moves every prediction's error by that much. With that ratio divided out, the "
               f"`{profile.predictor}` predictor has {adjusted['within_10pct']:.0%} within +-10%, "
               f"{adjusted['within_20pct']:.0%} within +-20%, median error {adjusted['median_error']:.1%} (a measure of "
               "the predictor alone; a user's search sees the raw figures above)."]
     lines += ["", f"Real topologies from the `onnx` wheel (materialized filler weights; {', '.join(models)}), "
-              "measured in one interleaved run (median of 10 runs each), priced with `nasq predict`:", "",
+              "measured in one interleaved run (median of at least 10 runs each, over at least 30 s), priced with `nasq predict`:", "",
               "| predictor | within +-10% | within +-20% | median error | p90 error | Spearman |",
               "|---|---|---|---|---|---|"]
     real_list = [real_measured[n] for n in models]

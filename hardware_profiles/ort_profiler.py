@@ -13,6 +13,7 @@ Mul) is measured the same way, since such layers run in fp32 with that chain in 
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import platform
 import tempfile
 import time
@@ -290,6 +291,28 @@ def _identity_graph():
 
 #: the layer every profiling measurement is timed beside (see ``OnnxRuntimeProfiler``)
 REFERENCE_LAYER = LayerSpec("reference", "conv", 48, 48, 3, 1, 14)
+#: a model slower than this (ms) slows the reference timed after it: such measurements take the speed of
+#: the last light ones
+HEAVY_MS = 2.0
+
+
+def rescale_measurements(data: dict, factor: float) -> None:
+    """Multiply every latency an ONNX Runtime profile measured per layer and per op (not yet its whole
+    networks or calibration) by ``factor``: what the same measurements would read at another speed."""
+    def linear(cost: dict) -> None:
+        for key in ("intercept_ms", "per_melement_ms", "per_mwork_ms"):
+            if key in cost:
+                cost[key] *= factor
+        for point in cost.get("measured", []):
+            point["latency_ms"] *= factor
+
+    data["overhead_ms"] *= factor
+    for cost in [*data["boundary"].values(), data["simulated_activation"], data["elementwise"],
+                 *data["op_costs"].values()]:
+        linear(cost)
+    for entry in [*data["layers"], *data["kernel_sweep"]["layers"]]:
+        entry["latency_ms"] *= factor
+    data["kernel_model"]["init"] += math.log(factor)  # it predicts log(latency / MACs)
 
 
 @PROFILERS.register("onnxruntime")
@@ -311,9 +334,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         self.sweep_seconds = sweep_seconds  # time budget of the adaptive kernel sweep
         self.network_seconds = network_seconds  # the whole-network measurement lasts at least this long
         self._reference = None  # (session, feed) of REFERENCE_LAYER while profiling
-        self.reference_ms = None  # its latency when profiling began
+        self.reference_ms = None  # its latency at the speed the profile is scaled to
         self.speeds: list[float] = []  # its latency in each measurement / reference_ms
-        self.last_speed = None  # that ratio in the last measure_models, while profiling
+        self.last_speed = None  # that ratio in the last measure_models
 
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
                 log: Callable[[str], None] = print) -> dict:
@@ -399,6 +422,14 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             "kernel_model": kernel_model,
             "kernel_sweep": sweep,
         }
+        # the start was one moment (here up to 1.3x slower than most of the profiling). A shared machine's noise
+        # only ever adds time, and this VM alternates between two speeds about 1.28x apart: scale every
+        # measurement to the fast end of the reference's latencies so far (its 10th percentile), the machine
+        # undisturbed, which it comes back to; the whole networks below are measured against it too
+        settled = float(np.quantile(self.speeds, 0.1))
+        rescale_measurements(data, settled)
+        self.reference_ms *= settled
+        self.speeds = [v / settled for v in self.speeds]
         n_networks = self.networks if self.networks is not None else (12 if quick else 40)
         if n_networks:
             seconds = self.network_seconds if self.network_seconds is not None else (5 if quick else 30)
@@ -408,18 +439,18 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         data["metadata"]["reference"] = {
             "layer": {k: getattr(REFERENCE_LAYER, k) for k in ("op", "cin", "cout", "kernel", "stride", "h_in")},
             "precision": "fp32", "latency_ms": round(self.reference_ms, 6),
-            "what": "every measurement above was timed beside this layer and scaled to its latency when profiling "
-                    "began; speed: its latency in each measurement over that",
+            "what": "every measurement was timed beside this layer and scaled to its latency here (the 10th "
+                    "percentile over the per-layer measurements); speed: its latency in each measurement over that",
             "speed": {"measurements": len(speeds), "median": round(float(np.median(speeds)), 4),
                       "p10": round(float(np.quantile(speeds, 0.1)), 4), "p90": round(float(np.quantile(speeds, 0.9)), 4)}}
-        log(f"machine speed during profiling (reference layer, vs. its start): median "
+        log(f"machine speed during profiling (reference layer, against its fast end): median "
             f"{np.median(speeds):.3f}x, 10-90% {np.quantile(speeds, 0.1):.3f}-{np.quantile(speeds, 0.9):.3f}x")
         self._reference = None
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
 
     def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> list[float]:
-        """Their latencies as measured (while profiling, ``last_speed`` says how fast the machine ran meanwhile)."""
+        """Their latencies as measured (``last_speed``, with a reference layer: how fast the machine ran meanwhile)."""
         from nasq.ort import session
 
         runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
@@ -428,18 +459,25 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         return times
 
     def _timed(self, runs, *, normalize: bool = True, **kwargs) -> list[float]:
-        """Interleaved medians (:func:`nasq.ort.time_interleaved`). While profiling, the reference layer is timed
-        in the same rounds, and (``normalize``) every median is scaled to the speed the machine had when
-        profiling began: on a shared VM whose raw timings of one layer spread by 11% (median absolute
-        deviation over a minute), their ratios to the reference spread by 1.4-2.5%."""
+        """Interleaved medians (:func:`nasq.ort.time_interleaved`). While profiling, the reference layer is
+        timed in the same rounds, and (``normalize``) every median is scaled to the reference's latency
+        ``reference_ms`` (its first measurement, then the 10th percentile over the per-layer measurements): on a
+        shared VM whose raw timings of one layer spread by 11% (median absolute deviation over a minute), their
+        ratios to the reference spread by 1.4-2.5%."""
         from nasq.ort import time_interleaved
 
         if self._reference is None:
             return time_interleaved(runs, **kwargs)
         *times, ref = time_interleaved(runs, reference=self._reference, **kwargs)
-        self.last_speed = ref / self.reference_ms
-        self.speeds.append(self.last_speed)
-        return [t / self.last_speed for t in times] if normalize else times
+        speed = ref / self.reference_ms
+        if max(times) > HEAVY_MS and self.speeds:
+            # after a heavy model the reference itself runs 5-10% slower (here, warm or not): take the speed of
+            # the last light measurements instead
+            speed = float(np.median(self.speeds[-9:]))
+        else:
+            self.speeds.append(speed)
+        self.last_speed = speed
+        return [t / speed for t in times] if normalize else times
 
     def _time_sized(self, runs, reps: int) -> list[float]:
         """Interleaved medians of a few small models; large ones (over 2 ms a run) get fewer repetitions
@@ -447,13 +485,25 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         from nasq.ort import time_interleaved
 
         probe = time_interleaved(runs, repetitions=1, warmup=1, burst=1)
-        if max(probe) > 2.0:
+        if max(probe) > HEAVY_MS:
             return self._timed(runs, repetitions=int(np.clip(500 / max(sum(probe), 1e-3), 5, reps)), warmup=2, burst=1)
         return self._timed(runs, repetitions=reps, warmup=5, burst=3)
 
     @classmethod
     def for_profile(cls, metadata: dict) -> "OnnxRuntimeProfiler":
-        return cls(threads=int(metadata.get("threads", 1)), batch_size=int(metadata.get("batch_size", 1)))
+        """A backend that measures like the one that made a profile with ``metadata``; when that profile
+        records its reference layer, the layer is timed beside every measurement (``last_speed``: how fast
+        the machine runs now, against the profile's; 1.2 is 20% slower)."""
+        backend = cls(threads=int(metadata.get("threads", 1)), batch_size=int(metadata.get("batch_size", 1)))
+        reference = metadata.get("reference")
+        if isinstance(reference, dict) and isinstance(reference.get("layer"), dict):
+            from nasq.ort import session
+
+            layer = LayerSpec("reference", **reference["layer"])
+            model, feed = _layer_graph(layer, backend.batch_size, np.random.default_rng(0))
+            backend._reference = (session(model.SerializeToString(), threads=backend.threads), feed)
+            backend.reference_ms = float(reference["latency_ms"])
+        return backend
 
     def _measure_layer(self, spec: LayerSpec, rng, tmp: Path, overhead_ms: float, boundary: dict,
                        reps: int) -> list[dict]:

@@ -133,11 +133,15 @@ def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetition
     networks now than at profiling time (median ratio, and its range). Every prediction's error moves
     by that much; the ratio separates the predictor's error from the machine's."""
     again, then = drift_anchors(space, profile, anchors)
+    backend = backend or backend_for(profile)
     measured = measure_networks(space, list(candidates) + again, profile, repetitions=repetitions, seed=seed,
                                 log=log, backend=backend, min_seconds=min_seconds)
     if not again:
         return measured, None
-    return measured[: len(candidates)], drift_summary(measured[len(candidates):], then)
+    drift = drift_summary(measured[len(candidates):], then)
+    if getattr(backend, "last_speed", None):  # the profile's reference layer, timed in the same rounds
+        drift["reference_speed"] = round(backend.last_speed, 4)
+    return measured[: len(candidates)], drift
 
 
 def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repetitions: int, seed: int,
@@ -256,24 +260,27 @@ def _input_of(model) -> tuple[str, list[int]]:
     return inp.name, [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
 
 
-def measure_models(models: dict[str, object], profile, *, repetitions: int, backend=None) -> dict[str, float]:
-    """Median latency (ms) of ONNX models (ModelProtos), interleaved, on ``profile``'s backend."""
+def measure_models(models: dict[str, object], profile, *, repetitions: int, backend=None,
+                   min_seconds: float = 0.0) -> dict[str, float]:
+    """Median latency (ms) of ONNX models (ModelProtos), interleaved (for at least ``min_seconds``), on
+    ``profile``'s backend."""
     backend = backend or backend_for(profile)
     feeds = []
     for model in models.values():
         name, shape = _input_of(model)
         feeds.append({name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)})
-    times = backend.measure_models([m.SerializeToString() for m in models.values()], feeds, repetitions=repetitions)
+    times = backend.measure_models([m.SerializeToString() for m in models.values()], feeds, repetitions=repetitions,
+                                   min_seconds=min_seconds)
     return dict(zip(models, times))
 
 
 def validate_real_topologies(profile, names: Sequence[str] = VALIDATION_TOPOLOGIES, *, repetitions: int = 10,
-                             log: Callable[[str], None] = print, backend=None) -> dict:
+                             log: Callable[[str], None] = print, backend=None, min_seconds: float = 0.0) -> dict:
     from nasq.predict import predict_model
 
     models = real_topology_models(profile, names, int8=[n for n in ("squeezenet", "resnet50") if n in names])
     log(f"measuring {len(models)} real topologies: {', '.join(models)}")
-    measured = measure_models(models, profile, repetitions=repetitions, backend=backend)
+    measured = measure_models(models, profile, repetitions=repetitions, backend=backend, min_seconds=min_seconds)
     candidates = [n for n in ("table", "calibrated", "kernel-regressor") if _loads_as(profile, n)] or [profile.predictor]
     scores, predicted = {}, {}
     for pred_name in candidates:
@@ -339,7 +346,8 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
     if drift is not None:
         adjusted = error_summary([p * drift["median_ratio"] for p in predicted[profile.predictor]], measured)
         log(f"drift: the profile's own networks run {drift['median_ratio']:.3f}x their profiling-time latency "
-            f"({drift['networks']} networks, {drift['min_ratio']:.3f}-{drift['max_ratio']:.3f}); with that "
+            f"({drift['networks']} networks, {drift['min_ratio']:.3f}-{drift['max_ratio']:.3f}"
+            + (f"; its reference layer {drift['reference_speed']:.3f}x" if "reference_speed" in drift else "") + "); with that "
             f"divided out, {format_summary(adjusted)}")
         extra = {"drift": drift, "drift_adjusted": adjusted}
     data["validation"] = {"predictor": profile.predictor, **summaries[profile.predictor], **extra,
@@ -350,7 +358,7 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
                                   "calibration networks measured again beside them (drift)",
                           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if topologies:
-        real = validate_real_topologies(profile, topologies, log=log, backend=backend)
+        real = validate_real_topologies(profile, topologies, log=log, backend=backend, min_seconds=min_seconds)
         data["validation"]["real_topologies"] = real
         data["onnx_predictor"] = real["predictor"]  # what `nasq predict` uses for models outside the space
     write_json_atomic(Path(path), data)

@@ -148,6 +148,17 @@ def test_onnxruntime_profiler_measures_a_loadable_profile(space):
     reference = prof.metadata["reference"]
     assert reference["latency_ms"] > 0 and reference["speed"]["measurements"] >= 2 * len(shapes)
     assert reference["speed"]["p10"] <= reference["speed"]["median"] <= reference["speed"]["p90"]
+    # scaled to another speed, every measured part moves alike: so does every prediction
+    from nasq.hardware_profiles.ort_profiler import rescale_measurements
+    from nasq.hardware_profiles.predictors import KernelRegressorPredictor, TablePredictor
+
+    faster = copy.deepcopy(data)
+    rescale_measurements(faster, 0.5)
+    net = [LayerSpec("a", "conv", 32, 64, 1, 1, 14, 8, 8), LayerSpec("b", "dwconv", 64, 64, 3, 1, 14),
+           LayerSpec("c", "conv", 40, 24, 3, 2, 28), LayerSpec("d", "linear", 32, 10)]
+    for cls in (TablePredictor, KernelRegressorPredictor):
+        before, after = (cls(Profile.from_dict(d)).predict(net).total_ms for d in (data, faster))
+        assert after == pytest.approx(0.5 * before, rel=1e-6), cls
 
 
 def test_profiling_measurements_are_scaled_by_the_reference_timed_beside_them(monkeypatch):
@@ -160,16 +171,19 @@ def test_profiling_measurements_are_scaled_by_the_reference_timed_beside_them(mo
 
     def fake(runs, *, reference=None, **kwargs):
         calls.append(reference)
-        return [1.0, 3.0] + ([4.0] if reference is not None else [])
+        return [0.1, 0.3] + ([0.4] if reference is not None else [])
 
     monkeypatch.setattr(nasq.ort, "time_interleaved", fake)
     backend = OnnxRuntimeProfiler()
-    assert backend._timed(["a", "b"], repetitions=5) == [1.0, 3.0]  # not profiling: no reference, as measured
-    backend._reference, backend.reference_ms = "ref", 2.0
-    assert backend._timed(["a", "b"], repetitions=5) == [0.5, 1.5]
+    assert backend._timed(["a", "b"], repetitions=5) == [0.1, 0.3]  # not profiling: no reference, as measured
+    backend._reference, backend.reference_ms = "ref", 0.2
+    assert backend._timed(["a", "b"], repetitions=5) == pytest.approx([0.05, 0.15])
     assert backend.last_speed == 2.0 and backend.speeds == [2.0]
-    assert backend._timed(["a", "b"], repetitions=5, normalize=False) == [1.0, 3.0]
+    assert backend._timed(["a", "b"], repetitions=5, normalize=False) == [0.1, 0.3]
     assert calls == [None, "ref", "ref"]
+    # after a heavy model the reference runs slow: such a measurement takes the last light ones' speed
+    monkeypatch.setattr(nasq.ort, "time_interleaved", lambda runs, reference=None, **kw: [5.0, 0.8])
+    assert backend._timed(["big"], repetitions=5) == [2.5] and backend.speeds == [2.0, 2.0]
 
 
 def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
