@@ -454,9 +454,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         from nasq.ort import session
 
         runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
-        times = self._timed(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
-                            min_seconds=min_seconds, normalize=False)
-        return times
+        return self._timed(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
+                           min_seconds=min_seconds, normalize=False)
 
     def _timed(self, runs, *, normalize: bool = True, **kwargs) -> list[float]:
         """Interleaved medians (:func:`nasq.ort.time_interleaved`). While profiling, the reference layer is
@@ -496,11 +495,14 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         the machine runs now, against the profile's; 1.2 is 20% slower)."""
         backend = cls(threads=int(metadata.get("threads", 1)), batch_size=int(metadata.get("batch_size", 1)))
         reference = metadata.get("reference")
-        if isinstance(reference, dict) and isinstance(reference.get("layer"), dict):
-            from nasq.ort import session
+        fields = ("op", "cin", "cout", "kernel", "stride", "h_in")
+        layer = reference.get("layer") if isinstance(reference, dict) else None
+        if (isinstance(layer, dict) and set(layer) == set(fields) and layer["op"] in ("conv", "dwconv")
+                and all(isinstance(layer[k], int) and layer[k] > 0 for k in fields[1:])
+                and isinstance(reference.get("latency_ms"), (int, float)) and reference["latency_ms"] > 0):
+            from nasq.ort import session  # (a profile without a usable reference is measured without the gauge)
 
-            layer = LayerSpec("reference", **reference["layer"])
-            model, feed = _layer_graph(layer, backend.batch_size, np.random.default_rng(0))
+            model, feed = _layer_graph(LayerSpec("reference", **layer), backend.batch_size, np.random.default_rng(0))
             backend._reference = (session(model.SerializeToString(), threads=backend.threads), feed)
             backend.reference_ms = float(reference["latency_ms"])
         return backend

@@ -184,6 +184,12 @@ def test_profiling_measurements_are_scaled_by_the_reference_timed_beside_them(mo
     # after a heavy model the reference runs slow: such a measurement takes the last light ones' speed
     monkeypatch.setattr(nasq.ort, "time_interleaved", lambda runs, reference=None, **kw: [5.0, 0.8])
     assert backend._timed(["big"], repetitions=5) == [2.5] and backend.speeds == [2.0, 2.0]
+    # a backend for a profile gauges the machine with the profile's reference, if it records a usable one
+    gauged = OnnxRuntimeProfiler.for_profile({"reference": {"layer": {"op": "conv", "cin": 8, "cout": 8, "kernel": 3,
+                                                                      "stride": 1, "h_in": 7}, "latency_ms": 0.01}})
+    assert gauged._reference is not None and gauged.reference_ms == 0.01
+    for bad in ({"layer": {"op": "conv"}, "latency_ms": 0.01}, {"layer": "x"}, "x", None):
+        assert OnnxRuntimeProfiler.for_profile({"reference": bad})._reference is None
 
 
 def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
