@@ -350,8 +350,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         start = time.time()
         shapes = list(dict.fromkeys(s.shape_only() for s in shapes))
 
-        ref_model, ref_feed = _layer_graph(REFERENCE_LAYER, self.batch_size, np.random.default_rng(0))
-        self._reference = (session(ref_model.SerializeToString(), threads=self.threads), ref_feed)
+        self._reference = self._reference_run(REFERENCE_LAYER)
         self.reference_ms, self.speeds = time_interleaved([self._reference], repetitions=reps * 4, min_seconds=2)[0], []
         log(f"reference layer {self.reference_ms * 1e3:.1f} us")
         ident, feed = _identity_graph()
@@ -457,6 +456,13 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         return self._timed(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
                            min_seconds=min_seconds, normalize=False)
 
+    def _reference_run(self, layer: LayerSpec) -> tuple:
+        """(session, feed) of the reference layer, with the same seeded weights wherever it is built."""
+        from nasq.ort import session
+
+        model, feed = _layer_graph(layer, self.batch_size, np.random.default_rng(0))
+        return session(model.SerializeToString(), threads=self.threads), feed
+
     def _timed(self, runs, *, normalize: bool = True, **kwargs) -> list[float]:
         """Interleaved medians (:func:`nasq.ort.time_interleaved`). While profiling, the reference layer is
         timed in the same rounds, and (``normalize``) every median is scaled to the reference's latency
@@ -500,10 +506,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         if (isinstance(layer, dict) and set(layer) == set(fields) and layer["op"] in ("conv", "dwconv")
                 and all(isinstance(layer[k], int) and layer[k] > 0 for k in fields[1:])
                 and isinstance(reference.get("latency_ms"), (int, float)) and reference["latency_ms"] > 0):
-            from nasq.ort import session  # (a profile without a usable reference is measured without the gauge)
-
-            model, feed = _layer_graph(LayerSpec("reference", **layer), backend.batch_size, np.random.default_rng(0))
-            backend._reference = (session(model.SerializeToString(), threads=backend.threads), feed)
+            # (a profile without a usable reference is measured without the gauge)
+            backend._reference = backend._reference_run(LayerSpec("reference", **layer))
             backend.reference_ms = float(reference["latency_ms"])
         return backend
 
