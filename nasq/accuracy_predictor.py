@@ -94,7 +94,7 @@ class AccuracyPredictor:
         self.fitted_on = 0
         self._quantiles: tuple[np.ndarray, np.ndarray] | None = None  # (rank, score) of the fitted rows
         self._rows: tuple[np.ndarray, np.ndarray] | None = None  # (features, rank) it was fitted on
-        self._gp = None  # the Gaussian process behind upper_bound, fitted on first use
+        self._gp: dict = {}  # the Gaussian processes behind upper_bound, by ``among``, fitted on first use
 
     def fit(self, candidates: Sequence[dict], scores: Sequence[float],
             extra: np.ndarray | None = None) -> "AccuracyPredictor":
@@ -126,18 +126,26 @@ class AccuracyPredictor:
         self.model = (trees, ridge)
         q, first = np.unique(rank, return_index=True)  # tied scores share one rank: keep one point per rank
         self._quantiles = (q, y[first])
-        self._rows, self._gp = (x, rank), None
+        self._rows, self._gp = (x, rank), {}
         self.fitted_on = len(y)
         return self
 
-    def upper_bound(self, x: np.ndarray, kappa: float = 2.0) -> np.ndarray:
+    def upper_bound(self, x: np.ndarray, kappa: float = 2.0, among: np.ndarray | None = None) -> np.ndarray:
         """An optimistic score for each row of features (as :meth:`predict_features` takes them): the mean plus
         ``kappa`` standard deviations of a Gaussian process fitted on the same rows' ranks (Matern 5/2 on
         standardized features, its length scale and noise fitted by marginal likelihood), on the score scale.
 
         The trees and the ridge say what is likely; they are confidently wrong about a region no evaluated
         candidate resembles. The process's deviation grows with the distance from everything evaluated, so a
-        search that ranks by this bound now and then (GP-UCB, Srinivas et al. 2010) goes and looks there."""
+        search that ranks by this bound now and then (GP-UCB, Srinivas et al. 2010) goes and looks there.
+
+        ``among``: the features of the candidates the bound will rank (``x`` is usually some of them). The
+        features are then standardized over the fitted rows and these together, not over the fitted rows
+        alone. It matters for a feature that never varied among the evaluated candidates: standardized over
+        them it weighs nothing, and a candidate that has it looks no farther from them than any other. On
+        NAS-Bench-201 under Pixel 3's tightest budget no cell evaluated early has a live 3x3 convolution,
+        and the best cells have exactly one; over the candidates too, those few are the farthest, and the
+        exploration finds them (see "Search efficiency" in docs/benchmarks.md)."""
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
@@ -147,15 +155,17 @@ class AccuracyPredictor:
 
         if self._rows is None:
             raise NasqError("the accuracy predictor is not fitted yet")
-        if self._gp is None:
+        among = None if among is None else np.asarray(among, float)
+        key = None if among is None else hash(np.ascontiguousarray(among).tobytes())
+        if key not in self._gp:  # one process per ``among`` (a search ranks the same candidates several times)
             rows, rank = self._rows
-            scaler = StandardScaler().fit(rows)
+            scaler = StandardScaler().fit(rows if among is None else np.vstack([rows, among]))
             kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(5.0, (1e-1, 1e3), nu=2.5) + WhiteKernel(1e-2, (1e-6, 1.0))
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)  # a length scale or the noise at its bound
                 gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=self.seed)
-                self._gp = (scaler, gp.fit(scaler.transform(rows), rank))
-        scaler, gp = self._gp
+                self._gp = {**dict(list(self._gp.items())[-3:]), key: (scaler, gp.fit(scaler.transform(rows), rank))}
+        scaler, gp = self._gp[key]
         mean, sd = gp.predict(scaler.transform(np.asarray(x, float)), return_std=True)
         return self.to_score(mean + kappa * sd)
 

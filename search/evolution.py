@@ -20,7 +20,9 @@ found promising:
    process's mean plus ``KAPPA`` deviations, :meth:`AccuracyPredictor.upper_bound`) within the bounds. The
    predictor is confidently wrong about regions unlike anything evaluated; a search that only exploits it
    settles in the first good basin (on NAS-Bench-201 under Pixel 3's tightest budget, the best cells are
-   a handful with a single live 3x3 convolution, far from the 1x1-convolution basin it finds first).
+   a handful with a single live 3x3 convolution, far from the 1x1-convolution basin it finds first). The
+   process's features are standardized over the target's candidates as well as the evaluated ones, so
+   that a feature no evaluated candidate has yet (that live 3x3 convolution) makes a candidate far.
 4. with constraints per target (``constraints`` in the config), a candidate counts for a target only
    if it meets that target's bounds: only those make up the target's front, and only screened
    candidates predicted to meet them are suggested for it. A share ``bounded_share`` of a constrained
@@ -446,10 +448,12 @@ class PredictorEvolution(Searcher):
         target = self.targets[self.explored % len(self.targets)]
         self.explored += 1
         entries, x = self.wide
-        keep = [i for i, e in enumerate(entries) if target in e.feasible and canonical_key(e.candidate) not in self.seen]
+        mine = [i for i, e in enumerate(entries) if target in e.feasible]
+        keep = [i for i in mine if canonical_key(entries[i].candidate) not in self.seen]
         if not keep:
             return None
-        upper = self._accuracy_predictor().upper_bound(x[keep], self.KAPPA)
+        # standardized over the target's candidates too: a feature rare among them (and so far never evaluated) counts
+        upper = self._accuracy_predictor().upper_bound(x[keep], self.KAPPA, among=x[mine])
         hopes = [entries[i]._replace(score=float(u)) for i, u in zip(keep, upper)]
         if target in self.constraints:
             return max(hopes, key=lambda e: e.score)

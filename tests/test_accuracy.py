@@ -152,6 +152,32 @@ def test_accuracy_predictor_upper_bound_is_wider_far_from_what_it_was_fitted_on(
     assert np.corrcoef(mean[:5], scores[:5])[0, 1] > 0.9  # near the fitted rows, the mean follows them
 
 
+
+def test_accuracy_predictor_upper_bound_sees_a_feature_rare_among_the_candidates():
+    """A feature constant in every fitted row (no live 3x3 convolution) but present in a few of the candidates
+    being ranked: standardized over the fitted rows alone it weighs nothing; over the candidates too, a candidate
+    that has it is far from everything fitted, and its bound the widest."""
+    from nasq.accuracy_predictor import AccuracyPredictor
+
+    nb201 = create_space("nas-bench-201")
+    cells = [nb201.sample(seed=i) for i in range(3000)]
+    dead = [c for c in cells if nb201.features(c)["live_edges_nor_conv_3x3"] == 0]  # 3x3 convolutions, if any, dead
+    known = dead[:60]
+    noise = np.random.default_rng(0).normal(0.0, 0.5, len(known))  # measured scores are noisy
+    scores = [sum(v == "nor_conv_1x1" for v in c.values()) + e for c, e in zip(known, noise)]
+    predictor = AccuracyPredictor(nb201, seed=0).fit(known, scores)
+    plain = dead[60:260]
+    novel = [c for c in cells if list(c.values()).count("nor_conv_3x3") == 1
+             and nb201.features(c)["live_edges_nor_conv_3x3"] == 1][:3]
+    x = predictor.encoder.encode_all(plain + novel)
+
+    # kappa large: the bound is mostly the deviation
+    wide = np.argsort(-predictor.upper_bound(x, kappa=10.0, among=x))[:3]
+    assert sorted(wide) == [len(plain), len(plain) + 1, len(plain) + 2]  # the three with a live 3x3 convolution
+    narrow = np.argsort(-predictor.upper_bound(x, kappa=10.0))[:3]  # standardized over the fitted rows only
+    assert sorted(narrow) != sorted(wide)
+
+
 def test_fidelities_scale_only_the_estimates_training():
     from nasq.accuracy import at_fidelity, fidelities
 
