@@ -226,6 +226,11 @@ def ort_profile(args) -> None:
         lines.append(f"| {kind} ({len(measured[k::3])}) | {s['within_10pct']:.0%} | {s['within_20pct']:.0%} | "
                      f"{s['median_error']:.1%} | {s['spearman']:.3f} |")
     adjusted = error_summary([p * drift["median_ratio"] for p in chosen_rows], measured)
+    speed = profile.metadata.get("reference", {}).get("speed", {})
+    if speed:  # how steady the machine was while it was profiled: the profile is scaled to the fast end
+        lines += ["", f"While profiling, the reference layer ran at a median {speed['median']:.3f}x its fast end (the 10th "
+                  f"percentile, to which the profile is scaled; 10-90%: {speed['p10']:.3f}-{speed['p90']:.3f}x, over "
+                  f"{speed['measurements']} measurements): a prediction is the latency of an undisturbed machine."]
     lines += ["", f"Drift: {drift['networks']} of the profile's own calibration networks, measured again in the same run as "
               f"the held-out ones, ran {drift['median_ratio']:.3f}x their profiling-time latency (median; range "
               f"{drift['min_ratio']:.3f}-{drift['max_ratio']:.3f}; the profile's reference layer in the same rounds: "
