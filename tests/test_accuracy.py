@@ -152,7 +152,6 @@ def test_accuracy_predictor_upper_bound_is_wider_far_from_what_it_was_fitted_on(
     assert np.corrcoef(mean[:5], scores[:5])[0, 1] > 0.9  # near the fitted rows, the mean follows them
 
 
-
 def test_accuracy_predictor_upper_bound_sees_a_feature_rare_among_the_candidates():
     """A feature constant in every fitted row (no live 3x3 convolution) but present in a few of the candidates
     being ranked: standardized over the fitted rows alone it weighs nothing; over the candidates too, a candidate
