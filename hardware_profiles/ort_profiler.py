@@ -435,15 +435,16 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             calibrate_and_select(self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log,
                                  min_seconds=seconds)
         speeds = np.array(self.speeds)
+        speed = {"measurements": len(speeds), "median": round(float(np.median(speeds)), 4),
+                 "p10": round(float(np.quantile(speeds, 0.1)), 4), "p90": round(float(np.quantile(speeds, 0.9)), 4)}
         data["metadata"]["reference"] = {
             "layer": {k: getattr(REFERENCE_LAYER, k) for k in ("op", "cin", "cout", "kernel", "stride", "h_in")},
             "precision": "fp32", "latency_ms": round(self.reference_ms, 6),
             "what": "every measurement was timed beside this layer and scaled to its latency here (the 10th "
                     "percentile over the per-layer measurements); speed: its latency in each measurement over that",
-            "speed": {"measurements": len(speeds), "median": round(float(np.median(speeds)), 4),
-                      "p10": round(float(np.quantile(speeds, 0.1)), 4), "p90": round(float(np.quantile(speeds, 0.9)), 4)}}
+            "speed": speed}
         log(f"machine speed during profiling (reference layer, against its fast end): median "
-            f"{np.median(speeds):.3f}x, 10-90% {np.quantile(speeds, 0.1):.3f}-{np.quantile(speeds, 0.9):.3f}x")
+            f"{speed['median']:.3f}x, 10-90% {speed['p10']:.3f}-{speed['p90']:.3f}x")
         self._reference = None
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
