@@ -91,9 +91,14 @@ def _conv_layer(kernel, precision: str, notes: list[str]) -> tuple[LayerSpec, in
     return one_group, group
 
 
-def _op_key(kernel) -> str:
+def _op_key(kernel, op_costs: dict) -> str:
+    """The op_costs entry that prices a kernel: a uint8 transpose and a strided average pool (its time per
+    window read is 2-5x a stride-1 pool's here) have their own, where the profile measured them."""
     if kernel.op == "Transpose" and kernel.inputs and kernel.inputs[0][0] == "uint8":
         return "Transpose.uint8"
+    if kernel.op.endswith("AveragePool") and max(kernel.attrs.get("strides") or [1]) > 1 \
+            and f"{kernel.op}.s2" in op_costs:
+        return f"{kernel.op}.s2"
     return kernel.op
 
 
@@ -103,6 +108,18 @@ def _plain_op(key: str) -> str:
         if key.startswith(prefix):
             return key[len(prefix):]
     return key
+
+
+def requantized_share(kernel) -> float:
+    """The share of a ``QLinearConcat``'s input elements on a scale or zero point other than its output's:
+    those it requantizes, the others it copies (a quantizer often gives one input the output's scale).
+    Inputs whose quantization is not a constant count as requantized."""
+    sc = kernel.scalars
+    if not kernel.inputs or 0 not in sc or 1 not in sc:
+        return 1.0
+    requantized = sum(int(math.prod(shape)) for i, (_, shape) in enumerate(kernel.inputs)
+                      if (sc.get(3 + 3 * i), sc.get(4 + 3 * i)) != (sc[0], sc[1]))
+    return requantized / max(kernel.elements("inputs"), 1)
 
 
 def _work(kernel) -> int:
@@ -141,7 +158,7 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
     macs = 0
     per_kernel = []
     for k in kernels:
-        key = _op_key(k)
+        key = _op_key(k, op_costs)
         ms = 0.0
         if k.weight is not None and len(k.weight) == 4 and (k.op in FLOAT_CONVS or k.op == "QLinearConv"):
             precision = "int8" if k.op == "QLinearConv" else "fp32"
@@ -174,6 +191,12 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
             entry["count"] += 1
             if k.op in SHAPE_ONLY:
                 entry["priced_as"] = "no compute: 0 ms"
+            elif key == "QLinearConcat" and "QLinearConcat.copy" in op_costs:
+                share = requantized_share(k)
+                ms = (share * op_cost_ms(op_costs[key], _work(k))
+                      + (1 - share) * op_cost_ms(op_costs["QLinearConcat.copy"], _work(k)))
+                entry["priced_as"] = (f"its own measured costs ({op_costs[key]['work']}), requantizing the inputs on "
+                                      "another scale than the output's and copying the others")
             elif key in op_costs:
                 ms = op_cost_ms(op_costs[key], _work(k))
                 entry["priced_as"] = f"its own measured cost ({op_costs[key]['work']})"

@@ -12,7 +12,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -138,6 +138,7 @@ class Kernel:
     inputs: list[tuple[str, list[int]]]  # (element type, shape) of each activation input (not constants)
     outputs: list[tuple[str, list[int]]]
     weight: list[int] | None = None  # the constant weight's shape of a conv or a matrix product
+    scalars: dict[int, float] = field(default_factory=dict)  # scalar constant inputs (scales...) by position
 
     def elements(self, which: str = "inputs") -> int:
         return int(sum(np.prod(s) for _, s in (self.inputs if which == "inputs" else self.outputs)))
@@ -156,7 +157,7 @@ def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[
     import json
 
     import onnx
-    from onnx import helper
+    from onnx import helper, numpy_helper
 
     proto = onnx.load_from_string(model)
     names = {n.name for n in proto.graph.node}
@@ -185,6 +186,8 @@ def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[
                 [next(iter(d.items())) for d in args.get("input_type_shape", [])],
                 [next(iter(d.items())) for d in args.get("output_type_shape", [])])
     inits = {t.name: list(t.dims) for t in optimized.graph.initializer}
+    scalars = {t.name: float(numpy_helper.to_array(t).reshape(-1)[0]) for t in optimized.graph.initializer
+               if int(np.prod(t.dims)) == 1}
     kernels = []
     for node in optimized.graph.node:
         if node.name not in shapes:
@@ -197,5 +200,6 @@ def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[
         present = [name for name in node.input if name]  # the profile lists the inputs given
         activations = [(t, list(s)) for name, (t, s) in zip(present, ins) if name not in inits]
         kernels.append(Kernel(node.name, op, {a.name: helper.get_attribute_value(a) for a in node.attribute},
-                              activations, [(t, list(s)) for t, s in outs], weight))
+                              activations, [(t, list(s)) for t, s in outs], weight,
+                              {i: scalars[name] for i, name in enumerate(node.input) if name in scalars}))
     return kernels

@@ -45,7 +45,8 @@ def test_predict_cli_lists_uncovered_ops_and_how_they_were_priced():
 def test_executed_kernels_price_grouped_convs_reorders_and_int8_kernels(tmp_path):
     """ShuffleNet: grouped convs stay plain NCHW (one conv per group), its depthwise convs run blocked
     behind reorders; int8 SqueezeNet runs QLinearConv, channels-last pools and int8 concats."""
-    from nasq.ort import quantize_qdq
+    from nasq.kernel_pricing import requantized_share
+    from nasq.ort import executed_kernels, quantize_qdq
 
     profile = load_profile("x86-ort")
     shuffle = predict_model(prepared_model(real_topology("shufflenet"))[0], profile)
@@ -61,6 +62,10 @@ def test_executed_kernels_price_grouped_convs_reorders_and_int8_kernels(tmp_path
     for op in ("QLinearConcat", "NhwcMaxPool", "QuantizeLinear", "Transpose.uint8"):
         assert q["uncovered_ops"][op]["priced_as"].startswith("its own measured cost"), op
     assert q["latency_ms"] < predict_model(model, profile)["latency_ms"]
+    # ORT's quantizer puts one input of each fire module's concat on the output's scale: copied, not requantized
+    concats = [k for k in executed_kernels(onnx.load(str(tmp_path / "q.onnx")).SerializeToString())
+               if k.op == "QLinearConcat"]
+    assert len(concats) == 8 and all(0 < requantized_share(k) < 1 for k in concats)
 
 
 def test_lone_conv_reorders_follow_the_runtime():
@@ -81,6 +86,42 @@ def test_lone_conv_reorders_follow_the_runtime():
         model, _ = _layer_graph(layer, 1, rng)
         ran = {k for k in executed_ops(model.SerializeToString()) if k.startswith("Reorder")}
         assert {op.split(".")[1] for op, _ in lone_conv_reorders(layer, block)} == ran, layer
+
+
+def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
+    """A probe of a two-input op reads two tensors, as a residual add or a concat in a network does (one
+    tensor twice reads half the memory); the same-scale QLinearConcat probe copies, the other requantizes;
+    a strided average pool has its own probe."""
+    from nasq.hardware_profiles.ort_profiler import OP_PROBES, RUNTIME_PROBES, _op_graph, _runtime_graph
+    from nasq.kernel_pricing import _op_key, requantized_share
+    from nasq.ort import Kernel, session
+
+    for op, attrs, n_inputs in OP_PROBES:
+        model, feed, work = _op_graph(op, attrs, n_inputs, 16, 8)
+        assert len(feed) == len(model.graph.input) == n_inputs, op
+        session(model.SerializeToString()).run(None, feed)
+    strided = next(attrs for op, attrs, _ in OP_PROBES if op == "AveragePool.s2")
+    assert _op_graph("AveragePool.s2", strided, 1, 16, 8)[2] == 16 * 4 * 4 * 9  # output elements x window
+    outputs = {}
+    for op in ("QLinearConcat", "QLinearConcat.copy"):
+        _, domain, attrs = next(p for p in RUNTIME_PROBES if p[0] == op)
+        model, feed, work = _runtime_graph(op, domain, attrs, 16, 8)
+        assert len(feed) == 2 and work == 2 * 16 * 8 * 8
+        outputs[op] = session(model.SerializeToString()).run(None, feed)[0]
+    copied = np.concatenate([feed["x"], feed["x2"]], axis=3)
+    assert np.array_equal(outputs["QLinearConcat.copy"], copied)
+    assert not np.array_equal(outputs["QLinearConcat"], copied)
+
+    kernel = Kernel("c", "QLinearConcat", {"axis": 3}, [("uint8", [1, 2, 2, 4]), ("uint8", [1, 2, 2, 12])],
+                    [("uint8", [1, 2, 2, 16])], scalars={0: 0.1, 1: 128.0, 3: 0.1, 4: 128.0, 6: 0.2, 7: 128.0})
+    assert requantized_share(kernel) == pytest.approx(0.75)
+    kernel.scalars = {3: 0.1, 4: 128.0}  # the output's scale is not a constant: everything requantizes
+    assert requantized_share(kernel) == 1.0
+    pool = Kernel("p", "nchwc.AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2]}, [], [])
+    assert _op_key(pool, {"nchwc.AveragePool.s2": {}}) == "nchwc.AveragePool.s2"
+    assert _op_key(pool, {}) == "nchwc.AveragePool"
+    pool.attrs["strides"] = [1, 1]
+    assert _op_key(pool, {"nchwc.AveragePool.s2": {}}) == "nchwc.AveragePool"
 
 
 def test_op_costs_interpolate_between_measured_sizes():
