@@ -122,11 +122,19 @@ def requantized_share(kernel) -> float:
     return requantized / max(kernel.elements("inputs"), 1)
 
 
+#: elementwise ops of several inputs, measured on two tensors of one shape (see _work)
+BROADCASTING = {"Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Pow", "PRelu"}
+
+
 def _work(kernel) -> int:
     """What the profile's op costs scale with: pools, their output elements times the window; others,
-    the elements of their activation inputs."""
+    the elements of their activation inputs. An elementwise op with a broadcast or constant operand (a
+    BatchNorm left as a per-channel Add) reads less than the two same-shape tensors its cost was
+    measured on: it counts as the two-tensor op of the same memory traffic (read + written)."""
     if kernel.op.endswith("Pool") and not kernel.op.endswith("GlobalAveragePool") and "kernel_shape" in kernel.attrs:
         return kernel.elements("outputs") * math.prod(kernel.attrs["kernel_shape"])
+    if kernel.op in BROADCASTING:
+        return round((kernel.elements("inputs") + kernel.elements("outputs")) * 2 / 3)
     return kernel.elements("inputs")
 
 

@@ -91,9 +91,9 @@ def test_lone_conv_reorders_follow_the_runtime():
 def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
     """A probe of a two-input op reads two tensors, as a residual add or a concat in a network does (one
     tensor twice reads half the memory); the same-scale QLinearConcat probe copies, the other requantizes;
-    a strided average pool has its own probe."""
+    a broadcast add is priced by its memory traffic; a strided average pool has its own probe."""
     from nasq.hardware_profiles.ort_profiler import OP_PROBES, RUNTIME_PROBES, _op_graph, _runtime_graph
-    from nasq.kernel_pricing import _op_key, requantized_share
+    from nasq.kernel_pricing import _op_key, _work, requantized_share
     from nasq.ort import Kernel, session
 
     for op, attrs, n_inputs in OP_PROBES:
@@ -117,6 +117,10 @@ def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
     assert requantized_share(kernel) == pytest.approx(0.75)
     kernel.scalars = {3: 0.1, 4: 128.0}  # the output's scale is not a constant: everything requantizes
     assert requantized_share(kernel) == 1.0
+    # an add of two tensors counts its inputs, as measured; a per-channel bias add, the same memory traffic
+    x = ("float", [1, 4, 6, 6])
+    assert _work(Kernel("a", "Add", {}, [x, x], [x])) == 2 * 144
+    assert _work(Kernel("a", "Add", {}, [x], [x])) == round(2 * 144 * 2 / 3)
     pool = Kernel("p", "nchwc.AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2]}, [], [])
     assert _op_key(pool, {"nchwc.AveragePool.s2": {}}) == "nchwc.AveragePool.s2"
     assert _op_key(pool, {}) == "nchwc.AveragePool"
