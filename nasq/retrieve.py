@@ -132,6 +132,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         "simulated_layers": [n for n, m in cand["layer_modes"].items() if m == "simulated"],
         "simulated_note": simulated_note(profile, cand["layer_modes"], {l.name: (l.w_bits, l.a_bits) for l in layers}),
         "models": results,
+        "dominated_by": dominating_baselines(results),
         "measurement": {**measurement, "device": profile.metadata.get("device")},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -139,6 +140,19 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     write_text_atomic(out_dir / "report.md", render_markdown(report))
     log((out_dir / "report.md").read_text())
     return report
+
+
+def dominating_baselines(models: dict[str, dict[str, Any]]) -> list[str]:
+    """The baselines at least as accurate as the searched model (ONNX Runtime test accuracy) and faster
+    than it: measured latency where all were measured, else predicted. The search's front holds the
+    candidates it evaluated, not the float or int8 version of each, so such a baseline can beat the
+    model it retrieved."""
+    cand = models["candidate"]
+    which = "measured_latency_ms" if all(m.get("measured_latency_ms") is not None for m in models.values()) \
+        else "predicted_latency_ms"
+    return [plan for plan, m in models.items() if plan != "candidate"
+            and m["test_accuracy_onnxruntime"] >= cand["test_accuracy_onnxruntime"]
+            and m.get(which) is not None and cand.get(which) is not None and m[which] < cand[which]]
 
 
 def simulated_note(profile, modes: dict[str, str], bits: dict[str, tuple[int, int]]) -> str:
@@ -188,6 +202,12 @@ def render_markdown(report: dict[str, Any]) -> str:
                              for p in names) + ".")
     else:
         lines.append(f"Not measured: {meas['why_not']}.")
+    which = "measured" if meas["measured"] else "predicted"
+    for plan in report.get("dominated_by", []):
+        m, c = report["models"][plan], report["models"]["candidate"]
+        lines.append(f"**The {names[plan]} beats the searched model**: {which} {ms(m[f'{which}_latency_ms'])} ms against "
+                     f"{ms(c[f'{which}_latency_ms'])}, test accuracy {m['test_accuracy_onnxruntime']:.3f} against "
+                     f"{c['test_accuracy_onnxruntime']:.3f}; ship `{MODEL_FILES[plan]}` instead, or search longer.")
     modes: dict[str, int] = {}
     for layer in report["layers"]:
         modes[layer["exported_as"]] = modes.get(layer["exported_as"], 0) + 1

@@ -68,3 +68,30 @@ def test_proxy_scored_rows_rank_by_score_and_say_so(tmp_path):
     old = {k: v for k, v in ROWS[1].items() if k != "score"}
     table.append(old)
     assert table.rows()[0]["score"] == 0.80
+
+
+def test_best_report_says_when_a_baseline_beats_the_searched_model():
+    """A baseline at least as accurate and faster than the retrieved model is named in the report, by
+    measured latency when everything was measured, else by predicted latency."""
+    from nasq.retrieve import dominating_baselines, render_markdown
+
+    models = {"candidate": {"test_accuracy_onnxruntime": 0.904, "predicted_latency_ms": 0.105, "measured_latency_ms": 0.109},
+              "float": {"test_accuracy_onnxruntime": 0.941, "predicted_latency_ms": 0.064, "measured_latency_ms": 0.068},
+              "int8": {"test_accuracy_onnxruntime": 0.944, "predicted_latency_ms": 0.095, "measured_latency_ms": 0.111}}
+    assert dominating_baselines(models) == ["float"]  # int8 is more accurate but measured slower
+    models["int8"]["test_accuracy_onnxruntime"] = 0.90
+    models["float"]["measured_latency_ms"] = None  # not all measured: predicted latencies decide
+    assert dominating_baselines(models) == ["float"]
+    models["float"]["predicted_latency_ms"] = 0.2
+    assert dominating_baselines(models) == []
+
+    models["float"].update(predicted_latency_ms=0.064, measured_latency_ms=0.068)
+    report = {"target": "x86-ort", "cid": "c", "chosen_because": "knee", "models": models,
+              "dominated_by": dominating_baselines(models),
+              "measurement": {"measured": True, "device": "cpu", "repetitions": 3, "threads": 1, "batch_size": 1},
+              "layers": [], "simulated_note": "", "search": {"accuracy": 0.9, "score": 0.9},
+              "fine_tune": {"train_epochs": 1, "finetune_epochs": 1}}
+    text = render_markdown(report)
+    assert "**The float baseline beats the searched model**: measured 0.0680 ms against 0.1090" in text
+    assert "ship `model_float.onnx` instead" in text
+    assert "uniform int8 baseline beats" not in text
