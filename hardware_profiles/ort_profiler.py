@@ -167,9 +167,9 @@ def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
                  for n, v in (("g", 1.0), ("b", 0.0), ("m", 0.0), ("v", 1.0))]
         inputs = ["x", "g", "b", "m", "v"]
     x_shape = [1, channels * height * height] if op == "Softmax" else shape
+    xs = [n for n in ("x", "x2") if n in inputs]  # the graph's inputs; the rest are initializers
     node = helper.make_node(op.split(".")[0], inputs, ["y"], **attrs)
-    graph = helper.make_graph([node], op, [helper.make_tensor_value_info(n, TensorProto.FLOAT, x_shape)
-                                           for n in inputs if n.startswith("x")],
+    graph = helper.make_graph([node], op, [helper.make_tensor_value_info(n, TensorProto.FLOAT, x_shape) for n in xs],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     numel = channels * height * height
@@ -178,7 +178,7 @@ def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
     else:
         work = numel * (2 if n_inputs == 2 else 1)
     rng = np.random.default_rng(0)
-    feed = {n: rng.standard_normal(x_shape).astype(np.float32) for n in inputs if n.startswith("x")}
+    feed = {n: rng.standard_normal(x_shape).astype(np.float32) for n in xs}
     return model, feed, work
 
 
