@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=60, help="held-out networks to measure")
     parser.add_argument("--repetitions", type=int, default=100)
     parser.add_argument("--profile-networks", type=int, default=40, help="calibration networks in the profile")
+    parser.add_argument("--block-networks", type=int, default=45,
+                        help="random networks of real topologies' blocks to measure (a third int8)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--part", choices=["ort", "published", "all"], default="all")
     parser.add_argument("--seeds", type=int, default=5, help="published part: fits per (device, sample size)")
@@ -129,13 +131,14 @@ def published_tables(seeds: int, sizes: tuple[int, ...] = (10, 20, 100)) -> str:
 def ort_profile(args) -> None:
 
     from nasq.hardware_profiles import PROFILERS
+    from nasq.hardware_profiles.block_networks import block_networks
     from nasq.hardware_profiles.predictors import (
         CALIBRATION_FEATURES, CalibratedPredictor, KernelRegressorPredictor, TablePredictor, apply_calibration,
         fit_calibration,
     )
     from nasq.hardware_profiles.profile import Profile, cpu_model
     from nasq.hardware_profiles.validation import (
-        error_summary, measure_models, measure_with_drift, real_topology_models, sample_candidates,
+        error_summary, measure_models_with_drift, measure_with_drift, real_topology_models, sample_candidates,
     )
     from nasq.onnx_graph import graph_layers
     from nasq.predict import predict_model
@@ -180,7 +183,7 @@ def ort_profile(args) -> None:
     # real topologies, float and int8 QDQ: the naive sum against every predictor, in one interleaved run
     models = real_topology_models(profile)
     print(f"measuring real topologies: {', '.join(models)}", flush=True)
-    real_measured = measure_models(models, profile, repetitions=10, min_seconds=30)
+    real_measured, real_drift = measure_models_with_drift(models, profile, space, repetitions=10, min_seconds=30)
     real_rows = {"naive sum of isolated layers (other ops free)": [
         naive_sum(table, graph_layers(m).layers) for m in models.values()]}
     for pred_name in ("table", "calibrated", "kernel-regressor"):  # the ONNX graph's ops, as before kernel pricing
@@ -189,6 +192,13 @@ def ort_profile(args) -> None:
     for pred_name in ("table", "kernel-regressor"):  # what `nasq predict` does for an ORT target
         real_rows[f"executed kernels, {pred_name}"] = [
             predict_model(m, profile, predictor=pred_name, pricing="kernels")["latency_ms"] for m in models.values()]
+
+    # many more networks of the same blocks, never used to choose or fit anything
+    blocks = block_networks(args.block_networks, seed=30_000)
+    print(f"measuring {len(blocks)} random networks of real topologies' blocks", flush=True)
+    block_measured, block_drift = measure_models_with_drift(blocks, profile, space, repetitions=10, min_seconds=30)
+    block_rows = {f"executed kernels, {p}": [predict_model(m, profile, predictor=p, pricing="kernels")["latency_ms"]
+                                             for m in blocks.values()] for p in ("table", "kernel-regressor")}
 
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     lines = [
@@ -251,13 +261,37 @@ def ort_profile(args) -> None:
     lines += ["", "| model | measured ms | " + " | ".join(real_rows) + " |", "|---" * (len(real_rows) + 2) + "|"]
     for i, n in enumerate(models):
         lines.append(f"| {n} | {real_measured[n]:.3g} | " + " | ".join(f"{v[i]:.3g}" for v in real_rows.values()) + " |")
+    block_list = [block_measured[n] for n in blocks]
+    subsets = {"all": list(range(len(blocks))), "float": [i for i, n in enumerate(blocks) if not n.endswith("int8")],
+               "int8": [i for i, n in enumerate(blocks) if n.endswith("int8")]}
+    lines += ["", f"{len(blocks)} random networks built from those topologies' blocks "
+              "(`nasq.hardware_profiles.block_networks`: ResNet bottlenecks, dense blocks, ShuffleNet units, fire and "
+              "Inception modules; 96-224 pixels; every third int8 QDQ), never used to fit or choose anything, measured in "
+              "one interleaved run (median of at least 10 runs each, over at least 30 s), priced with `nasq predict`:", "",
+              "| predictor | networks | within +-10% | within +-20% | median error | mean signed error | Spearman |",
+              "|---|---|---|---|---|---|---|"]
+    for name, predicted in block_rows.items():
+        for subset, idx in subsets.items():
+            s = error_summary([predicted[i] for i in idx], [block_list[i] for i in idx])
+            signed = sum(predicted[i] / block_list[i] - 1 for i in idx) / max(len(idx), 1)
+            lines.append(f"| {name} | {subset} ({len(idx)}) | {s['within_10pct']:.0%} | {s['within_20pct']:.0%} | "
+                         f"{s['median_error']:.1%} | {signed:+.1%} | {s['spearman']:.3f} |")
+    ratio = block_drift["median_ratio"]
+    adjusted = {k: error_summary([block_rows["executed kernels, table"][i] * ratio for i in idx], [block_list[i] for i in idx])
+                for k, idx in subsets.items()}
+    lines += ["", f"Drift in that run: the profile's calibration networks, timed in the same rounds, ran {ratio:.3f}x their "
+              "profiling-time latency. With that divided out, the executed kernels priced by the table: "
+              + "; ".join(f"{k} {a['within_10pct']:.0%} within +-10% (median error {a['median_error']:.1%})"
+                          for k, a in adjusted.items()) + "."]
     chosen = error_summary(chosen_rows, measured)
     real_chosen = min(real_rows, key=lambda k: (-error_summary(real_rows[k], real_list)["within_10pct"],
                                                 error_summary(real_rows[k], real_list)["median_error"]))
     real_best = error_summary(real_rows[real_chosen], real_list)
-    kernels_adjusted = error_summary([p * drift["median_ratio"] for p in real_rows["executed kernels, table"]],
+    kernels_adjusted = error_summary([p * real_drift["median_ratio"] for p in real_rows["executed kernels, table"]],
                                      real_list)
-    lines += ["", f"With the drift ratio above divided out, the executed kernels priced by the table have "
+    lines += ["", f"Drift in the real topologies' run: the profile's calibration networks, timed in the same rounds, "
+              f"ran {real_drift['median_ratio']:.3f}x their profiling-time latency. With that divided out, the "
+              f"executed kernels priced by the table have "
               f"{kernels_adjusted['within_10pct']:.0%} within +-10%, {kernels_adjusted['within_20pct']:.0%} within "
               f"+-20%, median error {kernels_adjusted['median_error']:.1%}."]
     lines += ["", f"The profile's own choice (cross-validated on its networks): `{profile.predictor}`. Target (issue 3): at "

@@ -149,8 +149,10 @@ OP_PROBES = (
     ("BatchNormalization", {}, 1),
 )
 #: (channels, height) of the op probes: 25 k to 800 k elements, across the caches (an op's time per element
-#: at 400 k elements is 1.5-3x that at 100 k here: costs are interpolated between these, not fitted lines)
-OP_PROBE_SIZES = ((64, 112), (32, 112), (64, 56), (128, 28), (256, 14), (512, 7))
+#: at 400 k elements is 1.5-3x that at 100 k here: costs are interpolated between these, not fitted lines),
+#: and a tiny one, the fixed cost of a kernel call (networks run many small ones: a uint8 transpose of 12 k
+#: elements took 2-5 us in a network and was priced 0.4 us, proportional to the smallest size measured)
+OP_PROBE_SIZES = ((64, 112), (32, 112), (64, 56), (128, 28), (256, 14), (512, 7), (16, 7))
 
 
 def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
@@ -224,6 +226,12 @@ RUNTIME_PROBES = (
     ("QLinearConcat", "com.microsoft", {"axis": 3}), ("QLinearConcat.copy", "com.microsoft", {"axis": 3}),
     ("QLinearGlobalAveragePool", "com.microsoft", {"channels_last": 1}),
     ("QuantizeLinear", "", {}), ("DequantizeLinear", "", {}), ("Transpose.uint8", "", {"perm": [0, 2, 3, 1]}),
+    # int8 kernels whose float probe ran 10-30x faster than they do on uint8: a max pool left in NCHW (after a
+    # float LRN), a strided average pool, and the channel shuffle, which ORT turns into a 5-D transpose in NHWC
+    ("MaxPool.uint8", "", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("QLinearAveragePool", "com.microsoft", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                             "channels_last": 1}),
+    ("Transpose.uint8.shuffle", "", {"perm": [0, 4, 3, 1, 2]}), ("Transpose.shuffle", "", {"perm": [0, 2, 1, 3, 4]}),
 )
 
 
@@ -244,20 +252,24 @@ def _runtime_graph(op: str, domain: str, attrs: dict, channels: int, height: int
         attrs = {**attrs, "channels": channels}
     elif "Pool" in op and "kernel_shape" in attrs:
         work = _pool_work(attrs, channels, height)
-    if op in ("NhwcMaxPool", "QLinearConcat", "QLinearConcat.copy", "QLinearGlobalAveragePool"):
+    if op in ("NhwcMaxPool", "QLinearConcat", "QLinearConcat.copy", "QLinearGlobalAveragePool", "QLinearAveragePool"):
         x_type, shape = u8, nhwc
+    elif op == "Transpose.uint8.shuffle":  # a channel shuffle of 2 groups as ORT runs it between int8 layers
+        x_type, shape = u8, [1, height, height, 2, channels // 2]
+    elif op == "Transpose.shuffle":  # ShuffleNet's float channel shuffle: [1, groups, channels / groups, h, w]
+        shape = [1, 2, channels // 2, height, height]
     if op == "QLinearConcat":  # inputs on their own scales, as a quantizer calibrates them: requantized, not copied
         inputs, work = ["s", "z", "x", "s1", "z", "x2", "s2", "z"], 2 * numel
         inits = q + [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("s1", 0.07), ("s2", 0.03))]
     elif op == "QLinearConcat.copy":  # inputs on the output's scale: copied (see kernel_pricing.requantized_share)
         inputs, work, inits = ["s", "z", "x", "s", "z", "x2", "s", "z"], 2 * numel, q
-    elif op == "QLinearGlobalAveragePool":
+    elif op in ("QLinearGlobalAveragePool", "QLinearAveragePool"):
         inputs, inits = ["x", "s", "z", "s", "z"], q
     elif op == "QuantizeLinear":
         inputs, inits = ["x", "s", "z"], q
     elif op == "DequantizeLinear":
         inputs, inits, x_type = ["x", "s", "z"], q, u8
-    elif op == "Transpose.uint8":
+    elif op in ("Transpose.uint8", "MaxPool.uint8"):
         x_type = u8
     node = helper.make_node(op_type, inputs, ["y"], domain=domain, **attrs)
     y_type = f32 if op == "DequantizeLinear" else u8 if op == "QuantizeLinear" or x_type == u8 else f32
@@ -598,7 +610,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             times = np.array(self._timed(runs, repetitions=max(10, reps // 2))) - overhead_ms
             slope, intercept = np.polyfit(np.array(works, float) / 1e6, times, 1)
             costs[op] = {"intercept_ms": max(float(intercept), 0.0), "per_mwork_ms": max(float(slope), 0.0),
-                         "work": "output elements x window" if op.endswith("Pool") and "GlobalAverage" not in op
+                         "work": "output elements x window" if "Pool" in op and "GlobalAverage" not in op
                          else "input elements",
                          "measured": [{"work": w, "latency_ms": round(float(t), 6)} for w, t in zip(works, times)]}
         return costs

@@ -264,38 +264,69 @@ def measure_models(models: dict[str, object], profile, *, repetitions: int, back
                    min_seconds: float = 0.0) -> dict[str, float]:
     """Median latency (ms) of ONNX models (ModelProtos), interleaved (for at least ``min_seconds``), on
     ``profile``'s backend."""
+    return measure_models_with_drift(models, profile, None, repetitions=repetitions, backend=backend,
+                                     min_seconds=min_seconds)[0]
+
+
+def measure_models_with_drift(models: dict[str, object], profile, space, *, repetitions: int, backend=None,
+                              min_seconds: float = 0.0, log: Callable[[str], None] = print):
+    """:func:`measure_models` with up to 12 of the profile's calibration networks of ``space`` timed in the same
+    interleaved rounds (see :func:`measure_with_drift`): (latencies by name, drift or None). Real topologies
+    run for seconds, and the machine can change speed between that run and any other."""
     backend = backend or backend_for(profile)
-    feeds = []
+    blobs, feeds = [], []
     for model in models.values():
         name, shape = _input_of(model)
+        blobs.append(model.SerializeToString())
         feeds.append({name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)})
-    times = backend.measure_models([m.SerializeToString() for m in models.values()], feeds, repetitions=repetitions,
-                                   min_seconds=min_seconds)
-    return dict(zip(models, times))
+    again, then = drift_anchors(space, profile) if space is not None else ([], [])
+    if again:
+        anchor_blobs, anchor_feeds = export_networks(space, again, profile, log=log)
+        blobs, feeds = blobs + anchor_blobs, feeds + anchor_feeds
+    times = backend.measure_models(blobs, feeds, repetitions=repetitions, min_seconds=min_seconds)
+    measured = dict(zip(models, times))
+    if not again:
+        return measured, None
+    drift = drift_summary(times[len(models):], then)
+    if getattr(backend, "last_speed", None):
+        drift["reference_speed"] = round(backend.last_speed, 4)
+    return measured, drift
 
 
 def validate_real_topologies(profile, names: Sequence[str] = VALIDATION_TOPOLOGIES, *, repetitions: int = 10,
-                             log: Callable[[str], None] = print, backend=None, min_seconds: float = 0.0) -> dict:
+                             log: Callable[[str], None] = print, backend=None, min_seconds: float = 0.0,
+                             space=None) -> dict:
+    """Real topologies measured (with the drift of ``space``'s calibration networks in the same run, when given)
+    and priced by each predictor that the profile loads as; the one with the lowest mean |log error| (drift
+    divided out) becomes the profile's predictor for ONNX models."""
     from nasq.predict import predict_model
 
     models = real_topology_models(profile, names, int8=[n for n in ("squeezenet", "resnet50") if n in names])
     log(f"measuring {len(models)} real topologies: {', '.join(models)}")
-    measured = measure_models(models, profile, repetitions=repetitions, backend=backend, min_seconds=min_seconds)
+    measured, drift = measure_models_with_drift(models, profile, space, repetitions=repetitions, backend=backend,
+                                                min_seconds=min_seconds, log=log)
     candidates = [n for n in ("table", "calibrated", "kernel-regressor") if _loads_as(profile, n)] or [profile.predictor]
     scores, predicted = {}, {}
     for pred_name in candidates:
         predicted[pred_name] = {n: predict_model(m, profile, predictor=pred_name)["latency_ms"] for n, m in models.items()}
         scores[pred_name] = error_summary([predicted[pred_name][n] for n in models], [measured[n] for n in models])
         log(f"real topologies, {pred_name}: {format_summary(scores[pred_name])}")
+    ratio = drift["median_ratio"] if drift else 1.0
     # few, very different models: choose by the mean |log(predicted / measured)|, which a single 5x miss
-    # dominates as it should (a median over 7 ignores the worst 3)
-    log_error = {k: float(np.mean([abs(math.log(predicted[k][n] / measured[n])) for n in models])) for k in scores}
+    # dominates as it should (a median over 7 ignores the worst 3); at the machine's speed of this run
+    log_error = {k: float(np.mean([abs(math.log(predicted[k][n] * ratio / measured[n])) for n in models])) for k in scores}
     chosen = min(scores, key=lambda k: log_error[k])
     per_model = {n: {"predicted_ms": round(predicted[chosen][n], 4), "measured_ms": round(measured[n], 4)} for n in models}
     for n, v in per_model.items():
         log(f"  {n}: predicted {v['predicted_ms']:.4g} ms ({chosen}), measured {v['measured_ms']:.4g} ms")
+    extra = {}
+    if drift:
+        adjusted = error_summary([predicted[chosen][n] * ratio for n in models], [measured[n] for n in models])
+        log(f"drift in this run: the profile's own networks ran {ratio:.3f}x their profiling-time latency; with that "
+            f"divided out, real topologies ({chosen}): {format_summary(adjusted)}")
+        extra = {"drift": drift, "drift_adjusted": adjusted}
     return {**scores[chosen], "predictor": chosen, "models": per_model, "scores": scores, "repetitions": repetitions,
-            "mean_abs_log_error": {k: round(v, 4) for k, v in log_error.items()},
+            "mean_abs_log_error": {k: round(v, 4) for k, v in log_error.items()}, **extra,
             "what": "the onnx wheel's real topologies (materialized filler weights), fp32 and int8 QDQ; the "
                     "predictor for ONNX models is chosen on them (in-sample: no held-out topologies)"}
 
@@ -358,7 +389,8 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
                                   "calibration networks measured again beside them (drift)",
                           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if topologies:
-        real = validate_real_topologies(profile, topologies, log=log, backend=backend, min_seconds=min_seconds)
+        real = validate_real_topologies(profile, topologies, log=log, backend=backend, min_seconds=min_seconds,
+                                        space=space)
         data["validation"]["real_topologies"] = real
         data["onnx_predictor"] = real["predictor"]  # what `nasq predict` uses for models outside the space
     write_json_atomic(Path(path), data)

@@ -236,9 +236,12 @@ def cmd_targets(args: argparse.Namespace) -> int:
                 d = validation["drift"]
                 print(f"  machine drift since profiling: {d['median_ratio']:.3f}x on {d['networks']} of its calibration "
                       f"networks; with it divided out: {format_summary(validation['drift_adjusted'])}")
-            if validation.get("real_topologies"):
-                print(f"  real topologies ({', '.join(validation['real_topologies']['models'])}): "
-                      f"{format_summary(validation['real_topologies'])}")
+            real = validation.get("real_topologies")
+            if real:
+                print(f"  real topologies ({', '.join(real['models'])}): {format_summary(real)}")
+                if real.get("drift"):
+                    print(f"    drift in their run: {real['drift']['median_ratio']:.3f}x; with it divided out: "
+                          f"{format_summary(real['drift_adjusted'])}")
         elif prof.metadata.get("runtime") not in ("onnxruntime", "tvm"):
             print("  last validation: none (an analytic model, nothing to measure here)")
         else:

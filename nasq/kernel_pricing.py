@@ -92,14 +92,23 @@ def _conv_layer(kernel, precision: str, notes: list[str]) -> tuple[LayerSpec, in
 
 
 def _op_key(kernel, op_costs: dict) -> str:
-    """The op_costs entry that prices a kernel: a uint8 transpose and a strided average pool (its time per
-    window read is 2-5x a stride-1 pool's here) have their own, where the profile measured them."""
-    if kernel.op == "Transpose" and kernel.inputs and kernel.inputs[0][0] == "uint8":
-        return "Transpose.uint8"
+    """The op_costs entry that prices a kernel, where the profile measured one apart from the plain op: a
+    uint8 transpose (a 5-D one, the channel shuffle, apart again), a max pool on uint8 (ORT's NCHW uint8
+    pool is 10-30x slower than the float one) and a strided average pool (its time per window read is 2-5x a
+    stride-1 pool's here); a 5-D float transpose (the channel shuffle)."""
+    key = kernel.op
+    uint8 = bool(kernel.inputs) and kernel.inputs[0][0] == "uint8"
+    if kernel.op == "Transpose":
+        key = "Transpose.uint8" if uint8 else "Transpose"
+        if len(kernel.attrs.get("perm") or []) == 5 and f"{key}.shuffle" in op_costs:
+            return f"{key}.shuffle"
+        return key
+    if kernel.op == "MaxPool" and uint8 and "MaxPool.uint8" in op_costs:
+        return "MaxPool.uint8"
     if kernel.op.endswith("AveragePool") and max(kernel.attrs.get("strides") or [1]) > 1 \
             and f"{kernel.op}.s2" in op_costs:
         return f"{kernel.op}.s2"
-    return kernel.op
+    return key
 
 
 def _plain_op(key: str) -> str:

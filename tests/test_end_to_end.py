@@ -177,6 +177,9 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     real = validation["real_topologies"]
     assert set(real["models"]) == {"squeezenet", "squeezenet int8"} and real["networks"] == 2
     assert all(v["measured_ms"] > 0 and v["predicted_ms"] > 0 for v in real["models"].values())
+    # and beside the real topologies, in their own run: the machine can change speed between the two
+    assert real["drift"]["networks"] == 12 and real["drift"]["median_ratio"] > 0
+    assert real["drift_adjusted"]["networks"] == 2 and "drift in this run" in out.stdout
 
 
 def searched(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:

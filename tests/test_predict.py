@@ -128,6 +128,25 @@ def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
     assert _op_key(pool, {"nchwc.AveragePool.s2": {}}) == "nchwc.AveragePool"
 
 
+def test_each_runtime_probe_runs_the_kernel_it_prices():
+    """Every runtime probe runs, in ONNX Runtime, a kernel that nasq.kernel_pricing keys to that probe's own
+    cost: a uint8 max pool is not priced as the float one, nor a channel shuffle as a layout transpose."""
+    from nasq.hardware_profiles.ort_profiler import RUNTIME_PROBES, _runtime_graph
+    from nasq.kernel_pricing import _op_key
+    from nasq.ort import executed_kernels
+
+    measured = {op: {} for op, _, _ in RUNTIME_PROBES}
+    for op, domain, attrs in RUNTIME_PROBES:
+        model, feed, work = _runtime_graph(op, domain, attrs, 16, 8)
+        keys = {_op_key(k, measured) for k in executed_kernels(model.SerializeToString())}
+        assert (op.removesuffix(".copy") if op == "QLinearConcat.copy" else op) in keys, (op, keys)
+    # without those entries (an older profile), the plain op's cost prices them, as before
+    for op in ("MaxPool.uint8", "Transpose.uint8.shuffle", "Transpose.shuffle"):
+        model, _, _ = _runtime_graph(op, "", dict(next(p[2] for p in RUNTIME_PROBES if p[0] == op)), 16, 8)
+        assert {_op_key(k, {}) for k in executed_kernels(model.SerializeToString())} <= {"MaxPool", "Transpose",
+                                                                                           "Transpose.uint8"}
+
+
 def test_op_costs_interpolate_between_measured_sizes():
     from nasq.hardware_profiles.predictors import op_cost_ms
 
@@ -233,3 +252,31 @@ def test_kernel_pricing_notes_a_profile_from_another_machine():
     data["metadata"]["device"] = "Some Other CPU"
     notes = predict_model(model, Profile.from_dict(data, "x"))["notes"]
     assert any("'Some Other CPU'" in n and "may choose other kernels" in n for n in notes)
+
+
+def test_block_networks_run_and_are_priced_kernel_by_kernel():
+    """The benchmark's random networks of real topologies' blocks are valid ONNX that ONNX Runtime runs, cover
+    every kind of block, and every third runs int8 kernels; nasq predict prices each without leaving an op at 0
+    beyond the shape ops (a probe's entry under a kernel's own key, else the plain op or the elementwise rate)."""
+    from nasq.hardware_profiles.block_networks import BLOCKS, block_networks
+    from nasq.kernel_pricing import SHAPE_ONLY
+    from nasq.ort import executed_kernels, session
+
+    models = block_networks(9, seed=3)
+    assert len(models) == 9 and set(models) == set(block_networks(9, seed=3))  # seeded
+    kinds = {k for name in models for k in name.split()[1].split("+")}
+    assert kinds <= set(BLOCKS) and len(kinds) >= 3
+    profile = load_profile("x86-ort")
+    for i, (name, model) in enumerate(models.items()):
+        onnx.checker.check_model(model)
+        s = session(model.SerializeToString())
+        shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+        out = s.run(None, {"input": np.random.default_rng(i).standard_normal(shape).astype(np.float32)})[0]
+        assert out.shape[0] == 1 and np.isfinite(out).all()
+        ops = {k.op for k in executed_kernels(model.SerializeToString())}
+        assert ("QLinearConv" in ops) == (i % 3 == 2) == name.endswith("int8"), (name, ops)
+        priced = predict_model(model, profile, pricing="kernels")
+        assert priced["latency_ms"] > 0
+        assert all(k["ms"] > 0 for k in priced["kernels"] if k["op"] not in SHAPE_ONLY), name
+    names = " ".join(block_networks(30, seed=0, int8=False))
+    assert all(kind in names for kind in BLOCKS)
