@@ -184,6 +184,45 @@ def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
     return model, feed, work
 
 
+#: float ops also measured in context, between two convs, as networks run them (see _sandwich_graph): there, with
+#: the layout reorders they bring, they took 1.4-6x their lone probes' times here (a ShuffleNet unit's channel
+#: shuffle between two 1x1 convs at 128x28x28: 73 us more than the two convs, against 17 us for its probe and
+#: the reorders); each is measured over the sandwich named second
+CONTEXT_PROBES = (("Sum", None), ("Transpose.shuffle", None), ("Relu", "Sum"))
+
+
+def _sandwich_graph(op: str | None, channels: int, height: int):
+    """Two float 1x1 convs in a row, which ONNX Runtime runs in its blocked (NCHWc) layout with nothing between,
+    and ``op`` between them: ``Sum`` (with another input tensor), ``Transpose.shuffle`` (a 2-group channel
+    shuffle: Reshape, 5-D Transpose, Reshape), ``Relu`` (after such a Sum), or None; returns (model, feed)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    shape = [1, channels, height, height]
+    inits = [numpy_helper.from_array((rng.standard_normal((channels, channels, 1, 1)) / np.sqrt(channels))
+                                     .astype(np.float32), f"w{i}") for i in (1, 2)]
+    inits += [numpy_helper.from_array(np.zeros(channels, np.float32), f"b{i}") for i in (1, 2)]
+    nodes, inputs, prev = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"])], ["x"], "a"
+    if op in ("Sum", "Relu"):
+        nodes.append(helper.make_node("Sum", ["a", "x2"], ["s"]))
+        inputs, prev = ["x", "x2"], "s"
+    if op == "Relu":
+        nodes.append(helper.make_node("Relu", ["s"], ["r"]))
+        prev = "r"
+    if op == "Transpose.shuffle":
+        inits += [numpy_helper.from_array(np.array(v, np.int64), n)
+                  for n, v in (("s5", [1, 2, channels // 2, height, height]), ("s4", shape))]
+        nodes += [helper.make_node("Reshape", ["a", "s5"], ["g"]),
+                  helper.make_node("Transpose", ["g"], ["t"], perm=[0, 2, 1, 3, 4]),
+                  helper.make_node("Reshape", ["t", "s4"], ["u"])]
+        prev = "u"
+    nodes.append(helper.make_node("Conv", [prev, "w2", "b2"], ["y"]))
+    graph = helper.make_graph(nodes, "sandwich", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    return model, {n: rng.standard_normal(shape).astype(np.float32) for n in inputs}
+
+
 def _pool_work(attrs: dict, channels: int, height: int) -> int:
     """A pool's work as nasq.kernel_pricing counts it: output elements x window."""
     k, stride, pad = attrs["kernel_shape"][0], attrs["strides"][0], attrs["pads"][0]
@@ -326,7 +365,7 @@ def rescale_measurements(data: dict, factor: float) -> None:
         for key in ("intercept_ms", "per_melement_ms", "per_mwork_ms"):
             if key in cost:
                 cost[key] *= factor
-        for point in cost.get("measured", []):
+        for point in [*cost.get("measured", []), *cost.get("in_context", [])]:
             point["latency_ms"] *= factor
 
     data["overhead_ms"] *= factor
@@ -409,6 +448,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                     log(f"measured {i + 1}/{len(shapes)} layer shapes ({time.time() - start:.0f} s)")
             elementwise = self._elementwise(probe, overhead_ms, reps)
             op_costs = self._op_costs(overhead_ms, reps)
+            self._context_costs(op_costs, reps)
             kernel_model, sweep = self._kernel_sweep(layers, rng, Path(tmp), overhead_ms, boundary, reps, quick, log)
 
         data = {
@@ -614,6 +654,29 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                          else "input elements",
                          "measured": [{"work": w, "latency_ms": round(float(t), 6)} for w, t in zip(works, times)]}
         return costs
+
+    def _context_costs(self, op_costs: dict, reps: int) -> None:
+        """Each of CONTEXT_PROBES between two convs (:func:`_sandwich_graph`), at the op probes' sizes: its time is
+        the sandwich's over the sandwich without it (both timed interleaved), less the reorders into and out of
+        the blocked layout that it brings (their own probes' costs), and never under half its lone probe's (the
+        difference of two timings is noisy). Stored as ``op_costs[op]["in_context"]``, which prices the op in a
+        network (:mod:`nasq.kernel_pricing`)."""
+        from nasq.hardware_profiles.predictors import op_cost_ms
+        from nasq.ort import session
+
+        for op, over in CONTEXT_PROBES:
+            points = []
+            for channels, height in OP_PROBE_SIZES:
+                runs = [(session(m.SerializeToString(), threads=self.threads), f)
+                        for m, f in (_sandwich_graph(over, channels, height), _sandwich_graph(op, channels, height))]
+                without, with_op = self._timed(runs, repetitions=max(20, reps // 2), min_seconds=1.0)
+                numel = channels * height * height * self.batch_size
+                reorders = 0.0 if over else sum(op_cost_ms(op_costs[r], numel)
+                                                for r in ("nchwc.ReorderOutput", "nchwc.ReorderInput"))
+                work = 2 * numel if op == "Sum" else numel  # as nasq.kernel_pricing counts it
+                alone = op_cost_ms(op_costs[op], work)
+                points.append({"work": work, "latency_ms": round(max(with_op - without - reorders, 0.5 * alone), 6)})
+            op_costs[op]["in_context"] = points
 
     def _kernel_sweep(self, table_layers: list[dict], rng, tmp: Path, overhead_ms: float, boundary: dict, reps: int,
                       quick: bool, log, target: float = 0.9) -> tuple[dict, dict]:

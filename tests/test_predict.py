@@ -147,6 +147,33 @@ def test_each_runtime_probe_runs_the_kernel_it_prices():
                                                                                            "Transpose.uint8"}
 
 
+def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs():
+    """A context probe's sandwich runs, beside the sandwich it is measured over, the op and the layout reorders
+    it brings, nothing else: the difference of their latencies is what the op costs between convs. The shipped
+    profile prices such an op in a network by that cost."""
+    from collections import Counter
+
+    from nasq.hardware_profiles.ort_profiler import CONTEXT_PROBES, _sandwich_graph
+    from nasq.kernel_pricing import _op_key
+    from nasq.ort import executed_kernels
+
+    profile = load_profile("x86-ort")
+
+    def kernels(op):
+        return Counter(_op_key(k, profile.data["op_costs"])
+                       for k in executed_kernels(_sandwich_graph(op, 32, 8)[0].SerializeToString()))
+
+    assert kernels(None) == Counter({"nchwc.ReorderInput": 1, "nchwc.Conv": 2, "nchwc.ReorderOutput": 1})
+    reorders = Counter({"nchwc.ReorderOutput": 1, "nchwc.ReorderInput": 1})
+    expected = {"Sum": reorders + Counter({"Sum": 1}), "Relu": Counter({"Relu": 1}),
+                "Transpose.shuffle": reorders + Counter({"Transpose.shuffle": 1, "Reshape": 2})}
+    for op, over in CONTEXT_PROBES:
+        assert kernels(op) - kernels(over) == expected[op] and not kernels(over) - kernels(op), op
+        assert profile.data["op_costs"][op]["in_context"], op
+    priced = predict_model(_sandwich_graph("Sum", 32, 8)[0], profile, pricing="kernels")
+    assert "between two convs" in priced["uncovered_ops"]["Sum"]["priced_as"]
+
+
 def test_op_costs_interpolate_between_measured_sizes():
     from nasq.hardware_profiles.predictors import op_cost_ms
 
