@@ -7,6 +7,9 @@ Part ``ort``:
    fitting), all interleaved in one run, and compares three predictions with the measurements: the
    naive sum of isolated per-layer latencies (no boundaries, no overhead), the table predictor
    (isolated layers + boundaries + overhead) and the calibrated predictor.
+3. Measures the `onnx` wheel's real topologies (float, and int8 QDQ versions of two) and random networks
+   built from their blocks (``--block-networks``, a third int8), each run with 12 of the profile's
+   calibration networks timed beside them (drift), and prices them with ``nasq predict``.
 
 Part ``published`` (needs ``../shared/data/``): for NAS-Bench-201 and FBNet and 7 device settings
 (Xeon, two phones, Raspberry Pi 4, FPGA, Eyeriss, GPU), fits an architecture table on 10, 20 and 100
