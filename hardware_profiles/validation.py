@@ -119,10 +119,15 @@ def drift_anchors(space, profile, anchors: int = 12) -> tuple[list[dict], list[f
     return again, list(then[: len(again)])
 
 
-def drift_summary(now: Sequence[float], then: Sequence[float]) -> dict:
+def drift_summary(now: Sequence[float], then: Sequence[float], backend=None) -> dict:
+    """Ratios of the anchors' latencies now to then; with the ``backend`` that just measured them, the speed of
+    the profile's reference layer timed in the same rounds, when it has one."""
     ratios = [a / b for a, b in zip(now, then)]
-    return {"networks": len(ratios), "median_ratio": round(statistics.median(ratios), 4),
-            "min_ratio": round(min(ratios), 4), "max_ratio": round(max(ratios), 4)}
+    drift = {"networks": len(ratios), "median_ratio": round(statistics.median(ratios), 4),
+             "min_ratio": round(min(ratios), 4), "max_ratio": round(max(ratios), 4)}
+    if getattr(backend, "last_speed", None):
+        drift["reference_speed"] = round(backend.last_speed, 4)
+    return drift
 
 
 def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetitions: int, seed: int = 0,
@@ -138,10 +143,7 @@ def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetition
                                 log=log, backend=backend, min_seconds=min_seconds)
     if not again:
         return measured, None
-    drift = drift_summary(measured[len(candidates):], then)
-    if getattr(backend, "last_speed", None):  # the profile's reference layer, timed in the same rounds
-        drift["reference_speed"] = round(backend.last_speed, 4)
-    return measured[: len(candidates)], drift
+    return measured[: len(candidates)], drift_summary(measured[len(candidates):], then, backend)
 
 
 def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repetitions: int, seed: int,
@@ -287,10 +289,7 @@ def measure_models_with_drift(models: dict[str, object], profile, space, *, repe
     measured = dict(zip(models, times))
     if not again:
         return measured, None
-    drift = drift_summary(times[len(models):], then)
-    if getattr(backend, "last_speed", None):
-        drift["reference_speed"] = round(backend.last_speed, 4)
-    return measured, drift
+    return measured, drift_summary(times[len(models):], then, backend)
 
 
 def validate_real_topologies(profile, names: Sequence[str] = VALIDATION_TOPOLOGIES, *, repetitions: int = 10,
