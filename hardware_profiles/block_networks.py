@@ -11,9 +11,6 @@ on them); a third are quantized to int8 QDQ with ONNX Runtime's tools, as ``nasq
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 OPSET = 17
@@ -153,21 +150,16 @@ def random_block_network(rng: np.random.Generator):
 
 def block_networks(n: int, seed: int, int8: bool = True) -> dict[str, object]:
     """``n`` random block networks (ModelProtos) by name; every third int8 QDQ when ``int8``."""
-    import onnx
-
-    from nasq.ort import quantize_qdq
+    from nasq.ort import quantized_qdq
 
     rng = np.random.default_rng(seed)
     models = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(n):
-            model, description = random_block_network(rng)
-            name = f"net{i} {description}"
-            if int8 and i % 3 == 2:
-                fp32, q = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-                onnx.save(model, str(fp32))
-                shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-                quantize_qdq(fp32, q, [{"input": rng.standard_normal(shape).astype(np.float32)} for _ in range(2)])
-                model, name = onnx.load(str(q)), name + " int8"
-            models[name] = model
+    for i in range(n):
+        model, description = random_block_network(rng)
+        name = f"net{i} {description}"
+        if int8 and i % 3 == 2:
+            shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+            model = quantized_qdq(model, [{"input": rng.standard_normal(shape).astype(np.float32)} for _ in range(2)])
+            name += " int8"
+        models[name] = model
     return models

@@ -236,23 +236,18 @@ def real_topology_models(profile, names: Sequence[str] = VALIDATION_TOPOLOGIES, 
                          seed: int = 0) -> dict[str, object]:
     """The onnx wheel's real topologies as ModelProtos, float, plus int8 QDQ versions of ``int8`` (quantized
     with ORT's tools on random calibration input) when the target runs int8."""
-    import onnx
-
-    from nasq.ort import quantize_qdq
+    from nasq.ort import quantized_qdq
     from nasq.predict import prepared_model, real_topology
 
     models = {}
     for name in names:
         models[name], _ = prepared_model(real_topology(name))
     if profile.int8:
-        with tempfile.TemporaryDirectory() as tmp:
-            for name in int8:
-                fp32, q = Path(tmp) / f"{name}.onnx", Path(tmp) / f"{name}-int8.onnx"
-                onnx.save(models[name], str(fp32))
-                inp = _input_of(models[name])
-                rng = np.random.default_rng(seed)
-                quantize_qdq(fp32, q, [{inp[0]: rng.standard_normal(inp[1]).astype(np.float32)} for _ in range(2)])
-                models[f"{name} int8"] = onnx.load(str(q))
+        for name in int8:
+            inp = _input_of(models[name])
+            rng = np.random.default_rng(seed)
+            models[f"{name} int8"] = quantized_qdq(
+                models[name], [{inp[0]: rng.standard_normal(inp[1]).astype(np.float32)} for _ in range(2)])
     return models
 
 

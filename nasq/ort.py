@@ -90,6 +90,17 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Seque
         )
 
 
+def quantized_qdq(model, calibration: Sequence[dict[str, np.ndarray]]):
+    """:func:`quantize_qdq` of a whole in-memory ModelProto: its int8 QDQ version, as a ModelProto."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(fp32))
+        quantize_qdq(fp32, out, calibration)
+        return onnx.load(str(out))
+
+
 def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, repetitions: int,
                      warmup: int = 5, burst: int = 3, min_seconds: float = 0.0,
                      reference: tuple[object, dict[str, np.ndarray]] | None = None) -> list[float]:
