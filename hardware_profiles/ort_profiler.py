@@ -271,6 +271,11 @@ RUNTIME_PROBES = (
     ("QLinearAveragePool", "com.microsoft", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
                                              "channels_last": 1}),
     ("Transpose.uint8.shuffle", "", {"perm": [0, 4, 3, 1, 2]}), ("Transpose.shuffle", "", {"perm": [0, 2, 1, 3, 4]}),
+    # layout transposes by direction and by channel count: back to NCHW (out of an int8 conv into a float op)
+    # costs 1.3-2x per element what into NHWC does; on an image's 3 channels, 3-4x (uint8; float 1.5-2x)
+    ("Transpose.uint8.nchw", "", {"perm": [0, 3, 1, 2]}), ("Transpose.nchw", "", {"perm": [0, 3, 1, 2]}),
+    ("Transpose.uint8.c3", "", {"perm": [0, 2, 3, 1]}), ("Transpose.c3", "", {"perm": [0, 2, 3, 1]}),
+    ("Transpose.uint8.nchw.c3", "", {"perm": [0, 3, 1, 2]}), ("Transpose.nchw.c3", "", {"perm": [0, 3, 1, 2]}),
 )
 
 
@@ -297,6 +302,12 @@ def _runtime_graph(op: str, domain: str, attrs: dict, channels: int, height: int
         x_type, shape = u8, [1, height, height, 2, channels // 2]
     elif op == "Transpose.shuffle":  # ShuffleNet's float channel shuffle: [1, groups, channels / groups, h, w]
         shape = [1, 2, channels // 2, height, height]
+    elif op.startswith("Transpose."):  # a layout transpose: NCHW -> NHWC, or NHWC -> NCHW (".nchw")
+        if op.endswith(".c3"):  # an image's channels, on about as many elements
+            channels, height = 3, max(1, round(height * math.sqrt(channels / 3)))
+        shape = [1, height, height, channels] if ".nchw" in op else [1, channels, height, height]
+        numel = work = channels * height * height
+        x_type = u8 if op.startswith("Transpose.uint8") else f32
     if op == "QLinearConcat":  # inputs on their own scales, as a quantizer calibrates them: requantized, not copied
         inputs, work = ["s", "z", "x", "s1", "z", "x2", "s2", "z"], 2 * numel
         inits = q + [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("s1", 0.07), ("s2", 0.03))]
@@ -308,7 +319,7 @@ def _runtime_graph(op: str, domain: str, attrs: dict, channels: int, height: int
         inputs, inits = ["x", "s", "z"], q
     elif op == "DequantizeLinear":
         inputs, inits, x_type = ["x", "s", "z"], q, u8
-    elif op in ("Transpose.uint8", "MaxPool.uint8"):
+    elif op == "MaxPool.uint8":
         x_type = u8
     node = helper.make_node(op_type, inputs, ["y"], domain=domain, **attrs)
     y_type = f32 if op == "DequantizeLinear" else u8 if op == "QuantizeLinear" or x_type == u8 else f32

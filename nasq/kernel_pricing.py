@@ -93,18 +93,37 @@ def _conv_layer(kernel, precision: str, notes: list[str]) -> tuple[LayerSpec, in
     return one_group, group
 
 
+#: a layout transpose of fewer channels than this (an image's) is priced by its own probe (see _op_key)
+FEW_CHANNELS = 8
+
+
+def _transpose_key(kernel, op_costs: dict) -> str:
+    """A transpose's op_costs entry: ``Transpose`` or ``Transpose.uint8``, then ``.shuffle`` for a 5-D one (the
+    channel shuffle), ``.nchw`` for NHWC -> NCHW and ``.c3`` when it moves fewer than FEW_CHANNELS channels
+    (an image): each the most specific entry the profile has."""
+    base = "Transpose.uint8" if kernel.inputs and kernel.inputs[0][0] == "uint8" else "Transpose"
+    perm = list(kernel.attrs.get("perm") or [])
+    shape = list(kernel.inputs[0][1]) if kernel.inputs else []
+    if len(perm) == 5:
+        candidates = [f"{base}.shuffle"]
+    elif perm in ([0, 2, 3, 1], [0, 3, 1, 2]) and len(shape) == 4:
+        direction, channels = ("", shape[1]) if perm == [0, 2, 3, 1] else (".nchw", shape[3])
+        candidates = [base + direction + ".c3"] if channels < FEW_CHANNELS else []
+        candidates.append(base + direction)
+    else:
+        candidates = []
+    return next((key for key in candidates if key in op_costs), base)
+
+
 def _op_key(kernel, op_costs: dict) -> str:
     """The op_costs entry that prices a kernel, where the profile measured one apart from the plain op: a
-    uint8 transpose (a 5-D one, the channel shuffle, apart again), a max pool on uint8 (ORT's NCHW uint8
+    uint8 transpose, and transposes by shape (:func:`_transpose_key`), a max pool on uint8 (ORT's NCHW uint8
     pool is 10-30x slower than the float one) and a strided average pool (its time per window read is 2-5x a
-    stride-1 pool's here); a 5-D float transpose (the channel shuffle)."""
+    stride-1 pool's here)."""
     key = kernel.op
     uint8 = bool(kernel.inputs) and kernel.inputs[0][0] == "uint8"
     if kernel.op == "Transpose":
-        key = "Transpose.uint8" if uint8 else "Transpose"
-        if len(kernel.attrs.get("perm") or []) == 5 and f"{key}.shuffle" in op_costs:
-            return f"{key}.shuffle"
-        return key
+        return _transpose_key(kernel, op_costs)
     if kernel.op == "MaxPool" and uint8 and "MaxPool.uint8" in op_costs:
         return "MaxPool.uint8"
     if kernel.op.endswith("AveragePool") and max(kernel.attrs.get("strides") or [1]) > 1 \

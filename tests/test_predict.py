@@ -126,6 +126,16 @@ def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
     assert _op_key(pool, {}) == "nchwc.AveragePool"
     pool.attrs["strides"] = [1, 1]
     assert _op_key(pool, {"nchwc.AveragePool.s2": {}}) == "nchwc.AveragePool"
+    # layout transposes by direction and channel count, each the most specific cost the profile measured
+    costs = {k: {} for k in ("Transpose", "Transpose.uint8", "Transpose.uint8.nchw", "Transpose.uint8.c3")}
+    def transpose(dtype, perm, shape):
+        return _op_key(Kernel("t", "Transpose", {"perm": perm}, [(dtype, shape)], []), costs)
+    assert transpose("uint8", [0, 2, 3, 1], [1, 3, 224, 224]) == "Transpose.uint8.c3"
+    assert transpose("uint8", [0, 2, 3, 1], [1, 8, 56, 56]) == "Transpose.uint8"
+    assert transpose("uint8", [0, 3, 1, 2], [1, 56, 56, 64]) == "Transpose.uint8.nchw"
+    assert transpose("uint8", [0, 3, 1, 2], [1, 224, 224, 3]) == "Transpose.uint8.nchw"  # not measured: the next
+    assert transpose("float", [0, 3, 1, 2], [1, 224, 224, 3]) == "Transpose"
+    assert transpose("uint8", [0, 1, 3, 2], [1, 3, 224, 224]) == "Transpose.uint8"
 
 
 def test_each_runtime_probe_runs_the_kernel_it_prices():
@@ -141,7 +151,8 @@ def test_each_runtime_probe_runs_the_kernel_it_prices():
         keys = {_op_key(k, measured) for k in executed_kernels(model.SerializeToString())}
         assert (op.removesuffix(".copy") if op == "QLinearConcat.copy" else op) in keys, (op, keys)
     # without those entries (an older profile), the plain op's cost prices them, as before
-    for op in ("MaxPool.uint8", "Transpose.uint8.shuffle", "Transpose.shuffle"):
+    for op in ("MaxPool.uint8", "Transpose.uint8.shuffle", "Transpose.shuffle", "Transpose.uint8.nchw", "Transpose.c3",
+               "Transpose.uint8.nchw.c3"):
         model, _, _ = _runtime_graph(op, "", dict(next(p[2] for p in RUNTIME_PROBES if p[0] == op)), 16, 8)
         assert {_op_key(k, {}) for k in executed_kernels(model.SerializeToString())} <= {"MaxPool", "Transpose",
                                                                                            "Transpose.uint8"}
