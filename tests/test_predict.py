@@ -59,7 +59,7 @@ def test_executed_kernels_price_grouped_convs_reorders_and_int8_kernels(tmp_path
     quantize_qdq(tmp_path / "f.onnx", tmp_path / "q.onnx", [{"data_0": x}])
     q = predict_model(onnx.load(str(tmp_path / "q.onnx")), profile)
     assert q["layers"] == {"int8 conv": 26}
-    for op in ("QLinearConcat", "NhwcMaxPool", "QuantizeLinear", "Transpose.uint8"):
+    for op in ("QLinearConcat", "NhwcMaxPool", "QuantizeLinear", "Transpose.uint8.c3"):
         assert q["uncovered_ops"][op]["priced_as"].startswith("its own measured cost"), op
     assert q["latency_ms"] < predict_model(model, profile)["latency_ms"]
     # ORT's quantizer puts one input of each fire module's concat on the output's scale: copied, not requantized
