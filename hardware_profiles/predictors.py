@@ -187,6 +187,16 @@ class TablePredictor(LatencyPredictor):
         if table is None:  # a class the profile did not measure: the nearest better-aligned one
             table = next((self._groups[k] for k in sorted(g for g in self._groups if g[:5] == key[:5] and g[5] > key[5])),
                          None)
+        if table is None and layer.cin <= STEM_CHANNELS:  # an image stem: the nearest size measured, by output pixels
+            stems = [k for k in self._groups if k[:3] == key[:3] and k[4] == precision
+                     and layer.cin in {c for c, _ in self._groups[k]} and max(c for c, _ in self._groups[k]) <= STEM_CHANNELS
+                     and abs(math.log(k[3] / max(layer.h_in, 1))) <= math.log(STEM_SIZE_RANGE)]
+            if stems:
+                near = min(stems, key=lambda k: abs(math.log(k[3] / max(layer.h_in, 1))))
+                proxy = LayerSpec(layer.name, layer.op, layer.cin, layer.cout, layer.kernel, layer.stride, near[3])
+                notes.append(f"{layer.name}: stem at {layer.h_in} pixels priced from those measured at {near[3]}, "
+                             "by output pixels")
+                return _interpolate(self._groups[near], proxy, notes) * layer.h_out ** 2 / max(proxy.h_out ** 2, 1)
         if table is None and self.kernel_model is not None:
             notes.append(f"{layer.name}: no {layer.op} k{layer.kernel} s{layer.stride} h{layer.h_in} {precision} "
                          "in the table; priced by the per-kernel regressor")
@@ -410,6 +420,12 @@ class CalibratedRegressorPredictor(_Calibrated, KernelRegressorPredictor):
 #: pixels, on this project's Xeon); int8 ones fastest at multiples of 16, slower at other multiples of 8,
 #: slowest otherwise (5x5 at 14x14: 16 channels 16 us, 24 channels 27 us, 12 channels 31 us).
 DW_ALIGNMENT = {"fp32": (4,), "int8": (16, 8)}
+
+
+#: a conv with at most this many input channels reads an image: a stem (see layer_ms)
+STEM_CHANNELS = 4
+#: ... priced from stems measured within this factor of its input size
+STEM_SIZE_RANGE = 1.5
 
 
 def _alignment(op: str, precision: str, channels: int) -> int:

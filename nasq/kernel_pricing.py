@@ -16,7 +16,9 @@ its graph optimizations, in which layout, on which shapes, and prices each one f
 * reorders, NCHWc and channels-last pools, int8 concats, quantize / dequantize / transpose and the
   float ops: their own measured costs (``op_costs``), interpolated over the sizes they were measured at;
   a float op that the profile also measured between two convs (``in_context``: a sum, a channel shuffle,
-  a ReLU after a sum), that cost, which includes what the layout reorders around it cost there;
+  a ReLU after a sum), that cost, which includes what the layout reorders around it cost there; one that
+  runs on dequantized input, between int8 kernels, its cost measured there (``in_int8_context``: a
+  BatchNorm, a sum, a Tanh), which includes what that island costs beyond its kernels' lone probes;
 * shape ops: nothing (they alias their input);
 * any other kernel: as the plain float op it stands for (``QLinearSoftmax`` as ``Softmax``), else as
   memory traffic at the measured elementwise rate, and listed as uncovered with how it was priced.
@@ -235,6 +237,9 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
                       + (1 - share) * op_cost_ms(op_costs["QLinearConcat.copy"], _work(k)))
                 entry["priced_as"] = (f"its own measured costs ({op_costs[key]['work']}), requantizing the inputs on "
                                       "another scale than the output's and copying the others")
+            elif key in op_costs and op_costs[key].get("in_int8_context") and "DequantizeLinear" in k.producers:
+                ms = op_cost_ms({"measured": op_costs[key]["in_int8_context"]}, _work(k))
+                entry["priced_as"] = f"its own cost measured between two int8 convs ({op_costs[key]['work']})"
             elif key in op_costs and op_costs[key].get("in_context") and k.inputs and k.inputs[0][0] == "float":
                 ms = op_cost_ms({"measured": op_costs[key]["in_context"]}, _work(k))
                 entry["priced_as"] = f"its own cost measured between two convs ({op_costs[key]['work']})"

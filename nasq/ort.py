@@ -150,6 +150,7 @@ class Kernel:
     outputs: list[tuple[str, list[int]]]
     weight: list[int] | None = None  # the constant weight's shape of a conv or a matrix product
     scalars: dict[int, float] = field(default_factory=dict)  # scalar constant inputs (scales...) by position
+    producers: list[str] = field(default_factory=list)  # op of the kernel that wrote each activation input ("" input)
 
     def elements(self, which: str = "inputs") -> int:
         return int(sum(np.prod(s) for _, s in (self.inputs if which == "inputs" else self.outputs)))
@@ -199,6 +200,8 @@ def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[
     inits = {t.name: list(t.dims) for t in optimized.graph.initializer}
     scalars = {t.name: float(numpy_helper.to_array(t).reshape(-1)[0]) for t in optimized.graph.initializer
                if int(np.prod(t.dims)) == 1}
+    writer = {out: ("nchwc." if n.domain == "com.microsoft.nchwc" else "") + n.op_type
+              for n in optimized.graph.node for out in n.output}
     kernels = []
     for node in optimized.graph.node:
         if node.name not in shapes:
@@ -209,8 +212,9 @@ def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[
         at = WEIGHT_INPUT.get(op)
         weight = inits.get(node.input[at]) if at is not None and len(node.input) > at else None
         present = [name for name in node.input if name]  # the profile lists the inputs given
-        activations = [(t, list(s)) for name, (t, s) in zip(present, ins) if name not in inits]
+        activations = [(name, t, list(s)) for name, (t, s) in zip(present, ins) if name not in inits]
         kernels.append(Kernel(node.name, op, {a.name: helper.get_attribute_value(a) for a in node.attribute},
-                              activations, [(t, list(s)) for t, s in outs], weight,
-                              {i: scalars[name] for i, name in enumerate(node.input) if name in scalars}))
+                              [(t, s) for _, t, s in activations], [(t, list(s)) for t, s in outs], weight,
+                              {i: scalars[name] for i, name in enumerate(node.input) if name in scalars},
+                              [writer.get(name, "") for name, _, _ in activations]))
     return kernels

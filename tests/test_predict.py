@@ -185,6 +185,60 @@ def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs(
     assert "between two convs" in priced["uncovered_ops"]["Sum"]["priced_as"]
 
 
+def test_int8_context_probes_add_exactly_their_island_between_two_int8_convs():
+    """An int8 context probe's sandwich runs, beside the one without, its op on dequantized input and the dequantize
+    and quantize around it (and the dequantized constants of a BatchNorm), nothing else. The shipped profile
+    prices such an op after a dequantize by its cost measured there, and the same op on float input as before."""
+    from collections import Counter
+
+    from nasq.hardware_profiles.ort_profiler import INT8_CONTEXT_PROBES, _int8_sandwich_graph
+    from nasq.ort import executed_kernels
+
+    def kernels(op):
+        return executed_kernels(_int8_sandwich_graph(op, 32, 8)[0].SerializeToString())
+
+    base = Counter(k.op for k in kernels(None))
+    assert base["QLinearConv"] == 2 and base["QLinearConcat"] == 1
+    profile = load_profile("x86-ort")
+    for op in INT8_CONTEXT_PROBES:
+        ks = kernels(op)
+        added = Counter(k.op for k in ks) - base
+        constants = 2 if op == "BatchNormalization" else 0
+        assert added == Counter({op: 1, "DequantizeLinear": 1 + constants, "QuantizeLinear": 1}), (op, added)
+        assert not base - Counter(k.op for k in ks), op
+        assert "DequantizeLinear" in next(k for k in ks if k.op == op).producers
+        assert profile.data["op_costs"][op]["in_int8_context"], op
+    priced = predict_model(_int8_sandwich_graph("BatchNormalization", 32, 8)[0], profile, pricing="kernels")
+    assert "between two int8 convs" in priced["uncovered_ops"]["BatchNormalization"]["priced_as"]
+    priced = predict_model(_int8_sandwich_graph("Sum", 32, 8)[0], profile, pricing="kernels")
+    assert "between two int8 convs" in priced["uncovered_ops"]["Sum"]["priced_as"]
+
+
+def test_image_stems_are_priced_from_the_stems_measured():
+    """A 3-channel stem is priced by the table's stems: as measured at a measured size, else from the nearest
+    size measured (within 1.5x) by output pixels; a layer of many channels at a stem's size is not."""
+    from nasq.hardware_profiles.ort_profiler import STEM_SHAPES
+    from nasq.hardware_profiles.predictors import PREDICTORS
+    from nasq.spaces.base import LayerSpec
+
+    profile = load_profile("x86-ort")
+    table = PREDICTORS.get("table")(profile)
+    measured = {(e["cout"], e["kernel"], e["h_in"], e["precision"]): e["latency_ms"] for e in profile.data["layers"]
+                if e["cin"] == 3 and e["stride"] == 2}
+    assert {(s.cout, s.kernel, s.h_in) for s in STEM_SHAPES} <= {k[:3] for k in measured}
+    for precision in ("fp32", "int8"):
+        notes = []
+        stem = LayerSpec("stem", "conv", 3, 64, 3, 2, 224)
+        assert table.layer_ms(stem, precision, notes) == pytest.approx(measured[(64, 3, 224, precision)]) and not notes
+        between = LayerSpec("stem", "conv", 3, 48, 7, 2, 200)  # nearest 224, halfway between 32 and 64 channels
+        expected = (measured[(32, 7, 224, precision)] + measured[(64, 7, 224, precision)]) / 2 * (100 / 112) ** 2
+        assert table.layer_ms(between, precision, notes) == pytest.approx(expected)
+        assert "priced from those measured at 224" in notes[0]
+        notes.clear()
+        table.layer_ms(LayerSpec("c", "conv", 64, 64, 3, 2, 224), precision, notes)
+        assert "regressor" in notes[0]
+
+
 def test_op_costs_interpolate_between_measured_sizes():
     from nasq.hardware_profiles.predictors import op_cost_ms
 

@@ -137,7 +137,9 @@ def test_onnxruntime_profiler_measures_a_loadable_profile(space):
     data = PROFILERS.create("onnxruntime", threads=1, repetitions=10, networks=0).profile(
         shapes, name="t", space=space.name, quick=True, log=lambda m: None)
     prof = Profile.from_dict(json.loads(json.dumps(data)))
-    assert len(prof.data["layers"]) == 2 * len(shapes)
+    from nasq.hardware_profiles.ort_profiler import QUICK_STEM_SHAPES
+
+    assert len(prof.data["layers"]) == 2 * (len(shapes) + len(QUICK_STEM_SHAPES))  # the space's and image stems
     int8 = [l for l in prof.data["layers"] if l["precision"] == "int8"]
     assert {l["executed_as"] for l in int8} <= {"QLinearConv", "QGemm"}
     assert prof.data["overhead_ms"] > 0
