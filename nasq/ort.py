@@ -8,6 +8,7 @@ float stay float.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import tempfile
 import time
@@ -82,12 +83,25 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Seque
             for node, (scale, zero_point) in input_qparams.items():
                 if node in inputs:
                     overrides[inputs[node]] = [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
-        quantize_static(
-            str(pre), str(out_path), _Feeds(calibration), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-            nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
-            extra_options={"TensorQuantOverrides": overrides} if overrides else None,
-        )
+        quiet = _RankOneWeights()
+        logging.getLogger().addFilter(quiet)
+        try:
+            quantize_static(
+                str(pre), str(out_path), _Feeds(calibration), quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
+                extra_options={"TensorQuantOverrides": overrides} if overrides else None,
+            )
+        finally:
+            logging.getLogger().removeFilter(quiet)
+
+
+class _RankOneWeights(logging.Filter):
+    """Drops ONNX Runtime's quantizer warning that a rank-1 weight (a BatchNorm's scale) has no channel axis: it
+    quantizes that weight per tensor instead, as it should, and warned once per BatchNorm left unfused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
 
 
 def quantized_qdq(model, calibration: Sequence[dict[str, np.ndarray]]):

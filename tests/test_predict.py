@@ -128,6 +128,7 @@ def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
     assert _op_key(pool, {"nchwc.AveragePool.s2": {}}) == "nchwc.AveragePool"
     # layout transposes by direction and channel count, each the most specific cost the profile measured
     costs = {k: {} for k in ("Transpose", "Transpose.uint8", "Transpose.uint8.nchw", "Transpose.uint8.c3")}
+
     def transpose(dtype, perm, shape):
         return _op_key(Kernel("t", "Transpose", {"perm": perm}, [(dtype, shape)], []), costs)
     assert transpose("uint8", [0, 2, 3, 1], [1, 3, 224, 224]) == "Transpose.uint8.c3"
@@ -188,7 +189,7 @@ def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs(
 def test_int8_context_probes_add_exactly_their_island_between_two_int8_convs():
     """An int8 context probe's sandwich runs, beside the one without, its op on dequantized input and the dequantize
     and quantize around it (and the dequantized constants of a BatchNorm), nothing else. The shipped profile
-    prices such an op after a dequantize by its cost measured there, and the same op on float input as before."""
+    prices such an op after a dequantize by its cost measured there."""
     from collections import Counter
 
     from nasq.hardware_profiles.ort_profiler import INT8_CONTEXT_PROBES, _int8_sandwich_graph

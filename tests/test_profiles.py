@@ -5,6 +5,7 @@ import pytest
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles import PREDICTORS, PROFILERS, create_predictor, list_profiles, load_profile
+from nasq.hardware_profiles.ort_profiler import QUICK_STEM_SHAPES
 from nasq.hardware_profiles.profile import Profile
 from nasq.spaces.base import LayerSpec
 
@@ -137,8 +138,6 @@ def test_onnxruntime_profiler_measures_a_loadable_profile(space):
     data = PROFILERS.create("onnxruntime", threads=1, repetitions=10, networks=0).profile(
         shapes, name="t", space=space.name, quick=True, log=lambda m: None)
     prof = Profile.from_dict(json.loads(json.dumps(data)))
-    from nasq.hardware_profiles.ort_profiler import QUICK_STEM_SHAPES
-
     assert len(prof.data["layers"]) == 2 * (len(shapes) + len(QUICK_STEM_SHAPES))  # the space's and image stems
     int8 = [l for l in prof.data["layers"] if l["precision"] == "int8"]
     assert {l["executed_as"] for l in int8} <= {"QLinearConv", "QGemm"}
