@@ -750,62 +750,73 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             costs[op] = {"intercept_ms": max(float(intercept), 0.0), "per_mwork_ms": max(float(slope), 0.0),
                          "work": "output elements x window" if "Pool" in op and "GlobalAverage" not in op
                          else "input elements",
-                         "measured": [{"work": w, "latency_ms": round(float(t), 6)} for w, t in zip(works, times)]}
+                         # (the smallest probes' times less the call overhead can come out at or below zero)
+                         "measured": [{"work": w, "latency_ms": round(max(float(t), 1e-4), 6)}
+                                      for w, t in zip(works, times)]}
         return costs
 
-    def _context_costs(self, op_costs: dict, reps: int) -> None:
-        """Each of CONTEXT_PROBES between two convs (:func:`_sandwich_graph`), at the op probes' sizes: its time is
-        the sandwich's over the sandwich without it (both timed interleaved), less the reorders into and out of
-        the blocked layout that it brings (their own probes' costs), and never under half its lone probe's (the
-        difference of two timings is noisy). Stored as ``op_costs[op]["in_context"]``, which prices the op in a
-        network (:mod:`nasq.kernel_pricing`)."""
+    def _sandwich_points(self, op_costs: dict, op: str, sizes, graphs, island, reps: int, min_seconds: float) -> list:
+        """The cost of ``op`` between two convs at each (channels, height) of ``sizes``: ``graphs(channels, height)``
+        gives the sandwich without the op and with it, timed interleaved; ``island(channels, height, models)`` the
+        work the op does there and the lone cost of what else it brings; never under half its lone probe's cost
+        (the difference of two timings is noisy)."""
         from nasq.hardware_profiles.predictors import op_cost_ms
         from nasq.ort import session
 
+        points = []
+        for channels, height in sizes:
+            models = graphs(channels, height)
+            runs = [(session(m.SerializeToString(), threads=self.threads), f) for m, f in models]
+            without, with_op = self._timed(runs, repetitions=max(20, reps // 2), min_seconds=min_seconds)
+            work, others = island(channels, height, models)
+            alone = op_cost_ms(op_costs[op], work)
+            points.append({"work": work, "latency_ms": round(max(with_op - without - others, 0.5 * alone), 6)})
+        return points
+
+    def _context_costs(self, op_costs: dict, reps: int) -> None:
+        """Each of CONTEXT_PROBES between two convs (:func:`_sandwich_graph`), at the op probes' sizes: its time is
+        the sandwich's over the sandwich without it, less the reorders into and out of the blocked layout that it
+        brings (their own probes' costs). Stored as ``op_costs[op]["in_context"]``, which prices the op in a
+        network (:mod:`nasq.kernel_pricing`)."""
+        from nasq.hardware_profiles.predictors import op_cost_ms
+
         for op, over in CONTEXT_PROBES:
-            points = []
-            for channels, height in OP_PROBE_SIZES:
-                runs = [(session(m.SerializeToString(), threads=self.threads), f)
-                        for m, f in (_sandwich_graph(over, channels, height), _sandwich_graph(op, channels, height))]
-                without, with_op = self._timed(runs, repetitions=max(20, reps // 2), min_seconds=1.0)
+            def island(channels, height, models, op=op, over=over):
                 numel = channels * height * height * self.batch_size
                 reorders = 0.0 if over else sum(op_cost_ms(op_costs[r], numel)
                                                 for r in ("nchwc.ReorderOutput", "nchwc.ReorderInput"))
-                work = 2 * numel if op == "Sum" else numel  # as nasq.kernel_pricing counts it
-                alone = op_cost_ms(op_costs[op], work)
-                points.append({"work": work, "latency_ms": round(max(with_op - without - reorders, 0.5 * alone), 6)})
-            op_costs[op]["in_context"] = points
+                return (2 * numel if op == "Sum" else numel), reorders  # work as nasq.kernel_pricing counts it
+
+            op_costs[op]["in_context"] = self._sandwich_points(
+                op_costs, op, OP_PROBE_SIZES, lambda c, h, op=op, over=over: [_sandwich_graph(over, c, h),
+                                                                               _sandwich_graph(op, c, h)],
+                island, reps, 1.0)
 
     def _int8_context_costs(self, op_costs: dict, reps: int, quick: bool = False) -> None:
         """Each of INT8_CONTEXT_PROBES between two int8 convs (:func:`_int8_sandwich_graph`), at the op probes'
-        sizes: the sandwich's time over the one without it (interleaved), less the lone costs of the other kernels
-        its island adds (dequantize, quantize), never under half its lone probe's. Stored as
-        ``op_costs[op]["in_int8_context"]``, which prices the op after a dequantize (:mod:`nasq.kernel_pricing`).
-        ``quick``: at three sizes, timed briefly."""
+        sizes: the sandwich's time over the one without it, less the lone costs of the other kernels its island
+        adds (dequantize, quantize). Stored as ``op_costs[op]["in_int8_context"]``, which prices the op after a
+        dequantize (:mod:`nasq.kernel_pricing`). ``quick``: at three sizes, timed briefly."""
         from nasq.hardware_profiles.predictors import op_cost_ms
         from nasq.kernel_pricing import _op_key, _work
-        from nasq.ort import executed_kernels, session
+        from nasq.ort import executed_kernels
 
         for op in INT8_CONTEXT_PROBES:
-            points = []
-            for channels, height in (OP_PROBE_SIZES[2:5] if quick else OP_PROBE_SIZES):
-                models = [_int8_sandwich_graph(o, channels, height) for o in (None, op)]
-                kernels = [executed_kernels(m.SerializeToString(), threads=self.threads) for m, _ in models]
-                runs = [(session(m.SerializeToString(), threads=self.threads), f) for m, f in models]
-                without, with_op = self._timed(runs, repetitions=max(20, reps // 2), min_seconds=0.2 if quick else 1.0)
-                before = [_op_key(k, op_costs) for k in kernels[0]]
-                added = list(kernels[1])
-                for key in before:  # what the island adds: the sandwich's kernels less those of the one without
-                    match = next((k for k in added if _op_key(k, op_costs) == key), None)
+            def island(channels, height, models, op=op):
+                before, added = [list(executed_kernels(m.SerializeToString(), threads=self.threads))
+                                 for m, _ in models]
+                for k in before:  # what the island adds: the sandwich's kernels less those of the one without
+                    match = next((a for a in added if _op_key(a, op_costs) == _op_key(k, op_costs)), None)
                     if match is not None:
                         added.remove(match)
-                own = [k for k in added if k.op == op]
                 others = sum(op_cost_ms(op_costs[_op_key(k, op_costs)], _work(k)) for k in added
                              if k.op != op and _op_key(k, op_costs) in op_costs)
-                work = sum(_work(k) for k in own)
-                alone = op_cost_ms(op_costs[op], work)
-                points.append({"work": work, "latency_ms": round(max(with_op - without - others, 0.5 * alone), 6)})
-            op_costs[op]["in_int8_context"] = points
+                return sum(_work(k) for k in added if k.op == op), others
+
+            op_costs[op]["in_int8_context"] = self._sandwich_points(
+                op_costs, op, OP_PROBE_SIZES[2:5] if quick else OP_PROBE_SIZES,
+                lambda c, h, op=op: [_int8_sandwich_graph(o, c, h) for o in (None, op)],
+                island, reps, 0.2 if quick else 1.0)
 
     def _kernel_sweep(self, table_layers: list[dict], rng, tmp: Path, overhead_ms: float, boundary: dict, reps: int,
                       quick: bool, log, target: float = 0.9) -> tuple[dict, dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -68,11 +69,22 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         "float": with_uniform_bits(candidate, 32),
         "int8": with_uniform_bits(candidate, 8),
     }
+    def widths(variant: dict) -> list[tuple]:
+        return [(l.name, l.w_bits, l.a_bits) for l in space.layers(variant)]
+
+    # a candidate that is all float (or all 8-bit) is its own baseline: trained, exported and measured once
+    same = {plan: "candidate" for plan in ("float", "int8") if widths(variants[plan]) == widths(candidate)}
     exporter = EXPORTERS.create("onnx")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         paths = {}
         for plan, variant in variants.items():
+            if plan in same:
+                paths[plan] = Path(tmp) / MODEL_FILES[plan]
+                shutil.copyfile(paths["candidate"], paths[plan])
+                results[plan] = {**results["candidate"], "file": MODEL_FILES[plan], "same_as": "candidate"}
+                log(f"{plan}: the searched model itself (all its layers are {'float' if plan == 'float' else '8-bit'})")
+                continue
             log(f"{plan}: rebuilding from its key, training {schedule.train_epochs} + fine-tuning "
                 f"{schedule.finetune_epochs} epochs")
             model, train_s = compress_and_train(space, variant, data, schedule, seed=cfg.seed)
@@ -101,16 +113,19 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             # machine runs now than when it was profiled (a shared machine's speed drifts)
             anchors, then = drift_anchors(space, profile)
             anchor_models, anchor_feeds = export_networks(space, anchors, profile, log=lambda m: None)
+            plans = [p for p in MODEL_FILES if p not in same]
             medians = backend_for(profile).measure_models(
-                [paths[p].read_bytes() for p in MODEL_FILES] + anchor_models,
-                [{"input": data.test.x[:batch]}] * len(MODEL_FILES) + anchor_feeds, repetitions=reps, min_seconds=10)
-            for plan, ms in zip(MODEL_FILES, medians):
+                [paths[p].read_bytes() for p in plans] + anchor_models,
+                [{"input": data.test.x[:batch]}] * len(plans) + anchor_feeds, repetitions=reps, min_seconds=10)
+            for plan, ms in zip(plans, medians):
                 results[plan]["measured_latency_ms"] = ms
+            for plan, twin in same.items():
+                results[plan]["measured_latency_ms"] = results[twin]["measured_latency_ms"]
             measurement.update(repetitions=reps, runtime=profile.metadata.get("runtime"),
                                threads=profile.metadata.get("threads"), batch_size=batch,
                                statistic="median, interleaved", seconds=round(time.time() - t0, 1))
             if anchors:
-                measurement["drift"] = drift_summary(medians[len(MODEL_FILES):], then)
+                measurement["drift"] = drift_summary(medians[len(plans):], then)
         else:
             measurement["why_not"] = f"target '{target}' is {profile.machine_mismatch()}"
         for plan in MODEL_FILES:
@@ -146,11 +161,11 @@ def dominating_baselines(models: dict[str, dict[str, Any]]) -> list[str]:
     """The baselines at least as accurate as the searched model (ONNX Runtime test accuracy) and faster
     than it: measured latency where all were measured, else predicted. The search's front holds the
     candidates it evaluated, not the float or int8 version of each, so such a baseline can beat the
-    model it retrieved."""
+    model it retrieved. A baseline that is the searched model itself (``same_as``) never beats it."""
     cand = models["candidate"]
     which = "measured_latency_ms" if all(m.get("measured_latency_ms") is not None for m in models.values()) \
         else "predicted_latency_ms"
-    return [plan for plan, m in models.items() if plan != "candidate"
+    return [plan for plan, m in models.items() if plan != "candidate" and not m.get("same_as")
             and m["test_accuracy_onnxruntime"] >= cand["test_accuracy_onnxruntime"]
             and m.get(which) is not None and cand.get(which) is not None and m[which] < cand[which]]
 
@@ -186,6 +201,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     names = {"candidate": "searched (mixed precision, pruned)", "float": "float baseline", "int8": "uniform int8 baseline"}
     for plan, name in names.items():
         m = report["models"][plan]
+        if m.get("same_as"):
+            name += " (the searched model itself)"
         lines.append(f"| {name} | {m['test_accuracy_onnxruntime']:.3f} | {ms(m['predicted_latency_ms'])} | "
                      f"{ms(m['measured_latency_ms'])} |")
     meas = report["measurement"]

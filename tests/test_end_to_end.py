@@ -4,6 +4,7 @@ MNIST, real ONNX export measured with ONNX Runtime, and a real SIGKILL followed 
 import json
 import re
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,6 +114,31 @@ def test_best_exports_measures_and_reports(search_run, env, tmp_path):
     logits = session(out_dir / "model.onnx").run(None, {"input": data.test.x})[0]
     assert (logits.argmax(1) == data.test.y).mean() == pytest.approx(report["models"]["candidate"]["test_accuracy_onnxruntime"])
     assert "| float baseline |" in (out_dir / "report.md").read_text()
+
+
+def test_best_of_an_all_float_candidate_is_its_own_float_baseline(search_run, env, tmp_path):
+    """A searched model whose layers are all float is the float baseline: trained, exported and measured once,
+    listed as itself, and never reported as beaten by itself (measurement noise once made it so)."""
+    from nasq.spaces.base import with_uniform_bits
+
+    run_dir, _ = search_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("tune"))
+    row = next(r for r in rows_of(run_dir) if r["status"] == "ok")
+    row["key"] = json.dumps(with_uniform_bits(json.loads(row["key"]), 32), sort_keys=True)
+    (copy / "results.jsonl").write_text(json.dumps(row) + "\n")
+    out_dir = tmp_path / "best"
+    out = subprocess.run([*NASQ, "best", str(copy), "--target", "here", "--out", str(out_dir)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("rebuilding from its key") == 2  # the candidate and the int8 baseline
+    report = json.loads((out_dir / "report.json").read_text())
+    cand, flt = report["models"]["candidate"], report["models"]["float"]
+    assert flt["same_as"] == "candidate" and "same_as" not in report["models"]["int8"]
+    assert flt["measured_latency_ms"] == cand["measured_latency_ms"] > 0
+    assert (out_dir / "model_float.onnx").read_bytes() == (out_dir / "model.onnx").read_bytes()
+    assert report["dominated_by"] in ([], ["int8"])
+    assert "| float baseline (the searched model itself) |" in (out_dir / "report.md").read_text()
 
 
 def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):

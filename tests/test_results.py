@@ -95,3 +95,10 @@ def test_best_report_says_when_a_baseline_beats_the_searched_model():
     assert "**The float baseline beats the searched model**: measured 0.0680 ms against 0.1090" in text
     assert "ship `model_float.onnx` instead" in text
     assert "uniform int8 baseline beats" not in text
+
+    # an all-float searched model is its own float baseline: never said to be beaten by itself
+    models["float"] = {**models["candidate"], "same_as": "candidate", "measured_latency_ms": 0.1089}
+    assert dominating_baselines(models) == []
+    report["models"], report["dominated_by"] = models, dominating_baselines(models)
+    text = render_markdown(report)
+    assert "| float baseline (the searched model itself) | 0.904 |" in text and "beats" not in text
