@@ -102,7 +102,9 @@ def pareto_front(rows: Iterable[dict], target: str) -> list[dict]:
 
 
 def knee(front: list[dict], target: str) -> dict:
-    """The front point farthest from the line joining its extremes (normalized axes)."""
+    """The front point farthest above the line joining its extremes (normalized axes): the most accuracy
+    for its latency against trading one for the other evenly. A point below that line is the worst trade-off
+    there, never the knee; with none above it, the most accurate point."""
     if len(front) <= 2:
         return max(front, key=lambda r: r["score"])
     lat = [r["latency_ms"][target] for r in front]
@@ -111,8 +113,8 @@ def knee(front: list[dict], target: str) -> dict:
     pts = [((x - min(lat)) / lspan, (y - min(acc)) / aspan) for x, y in zip(lat, acc)]
     (x0, y0), (x1, y1) = pts[0], pts[-1]
     norm = math.hypot(x1 - x0, y1 - y0) or 1.0
-    dist = [abs((y1 - y0) * x - (x1 - x0) * y + x1 * y0 - y1 * x0) / norm for x, y in pts]
-    return front[max(range(len(front)), key=dist.__getitem__)]
+    above = [((x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)) / norm for x, y in pts]  # the extremes: 0
+    return front[max(range(len(front)), key=lambda i: (above[i], front[i]["score"]))]
 
 
 def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] = None) -> tuple[dict, str]:

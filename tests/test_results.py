@@ -24,6 +24,11 @@ def test_pareto_front_is_non_dominated_and_sorted():
 def test_knee_and_bounded_selection():
     front = pareto_front(ROWS, "t")
     assert knee(front, "t")["cid"] == "b"
+    # the knee lies above the line joining the extremes: a point far below it is the worst trade-off there
+    # (the quickstart's x86 front once chose one, twice the float point's latency for +0.003 accuracy)
+    bowed = [row("a", 0.50, 1.0), row("p", 0.62, 2.0), row("q", 0.63, 8.0), row("d", 0.95, 10.0)]
+    assert knee(pareto_front(bowed, "t"), "t")["cid"] == "p"
+    assert knee(pareto_front([bowed[0], bowed[2], bowed[3]], "t"), "t")["cid"] == "d"  # none above: most accurate
     best, why = select_best(ROWS, "t", max_latency_ms=4.5)
     assert best["cid"] == "g" and "within" in why
     with pytest.raises(NasqError, match="fastest is 1"):
