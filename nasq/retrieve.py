@@ -199,6 +199,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     names = {"candidate": "searched (mixed precision, pruned)", "float": "float baseline", "int8": "uniform int8 baseline"}
+    for plan, what in (("float", "all float"), ("int8", "all 8-bit")):
+        if report["models"][plan].get("same_as") == "candidate":
+            names["candidate"] = f"searched ({what}, pruned)"
     for plan, name in names.items():
         m = report["models"][plan]
         if m.get("same_as"):

@@ -107,3 +107,4 @@ def test_best_report_says_when_a_baseline_beats_the_searched_model():
     report["models"], report["dominated_by"] = models, dominating_baselines(models)
     text = render_markdown(report)
     assert "| float baseline (the searched model itself) | 0.904 |" in text and "beats" not in text
+    assert "| searched (all float, pruned) |" in text
