@@ -102,7 +102,8 @@ def run_one(job: dict) -> dict:
     target = f"nb201-{job['device']}"
     profile = exact_profile(job["device"], archs, lat)
     sampler, _, proxy = job["sampler"].partition("+")  # evolution+naswot: the evolution with that proxy
-    search = {"sampler": sampler, "num_candidates": job["evaluations"], "max_concurrent": 1, "uniform_starts": 0}
+    search = {"sampler": sampler, "num_candidates": job["evaluations"], "max_concurrent": 1, "uniform_starts": 0,
+              "front_variants": 0}
     if sampler == "evolution":
         search.update(screen_every=job["screen_every"], screen_proxy=proxy)
     cfg = config_from_dict({"space": "nas-bench-201", "targets": [target], "seed": job["seed"], "search": search,

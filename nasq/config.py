@@ -35,6 +35,9 @@ class SearchConfig:
                                                                "one); training runs on it")
     uniform_starts: int = _opt(0, min=0, max=1000, doc="sampled architectures evaluated first at uniform 8-bit "
                                                        "and at float, as anchors for the sampler")
+    front_variants: float = _opt(0.15, min=0.0, max=1.0, doc="share of num_candidates spent on the all-float and "
+                                                              "all-8-bit versions of candidates on a target's front, "
+                                                              "each evaluated next")
     screen_pool: int = _opt(2000, min=10, max=1_000_000, doc="evolution: candidates screened with the accuracy "
                                                               "and latency predictors after each new result")
     screen_startup: int = _opt(8, min=8, max=1_000_000, doc="evolution: random candidates evaluated before the "

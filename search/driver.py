@@ -177,7 +177,8 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
         sampler = _make_sampler(cfg.search.sampler, cfg.seed, check.optuna_constraints if check else None)
         inner = OptunaSearch(space=space.define, metric=objectives, mode=modes, sampler=sampler,
                              points_to_evaluate=starts or None)
-    return DedupSearcher(inner, space, objectives=objectives, check=check)
+    return DedupSearcher(inner, space, objectives=objectives, check=check,
+                         front_variants=int(cfg.search.front_variants * cfg.search.num_candidates))
 
 
 def build_scheduler(cfg: ExperimentConfig):

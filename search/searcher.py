@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 from typing import Any, Dict, Optional
@@ -20,12 +21,18 @@ class DedupSearcher(Searcher):
     metrics (so the sampler still learns from it); a repeat of a running or failed one is reported
     as failed. After ``max_repeats`` repeats in a row the space is taken as exhausted.
 
+    ``front_variants``: when a candidate finishes on some target's front (score against that target's
+    latency), its all-float and all-8-bit versions, not yet seen, are the next
+    suggestions, up to this many in the whole search. A target that runs some widths only as simulated
+    float (ONNX Runtime on x86: below 8 bits) otherwise gets a front of candidates slower than their own
+    float versions, which it never evaluated. The inner searcher does not see these trials.
+
     Example:
         >>> searcher = DedupSearcher(OptunaSearch(space=define, metric=[...], mode=[...]), space)  # doctest: +SKIP
     """
 
     def __init__(self, inner: Searcher, space: SearchSpace, *, objectives: list[str], max_repeats: int = 200,
-                 check=None, max_infeasible: int = 20_000) -> None:
+                 check=None, max_infeasible: int = 20_000, front_variants: int = 0) -> None:
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner = inner
         self.space = space
@@ -37,11 +44,21 @@ class DedupSearcher(Searcher):
         self.running: dict[str, str] = {}  # trial id -> key
         self.inner_ids: dict[str, str] = {}  # trial id -> id the inner searcher knows it by
         self.repeats_skipped = 0
+        self.front_variants = front_variants  # uniform versions of front members still allowed
+        self.queued: list[dict] = []  # those versions, to suggest next
+        self.variant_trials: set[str] = set()  # trial ids running one of them
 
     def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: Dict, **spec) -> bool:
         return self.inner.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str) -> Optional[Dict]:
+        while self.queued:
+            candidate = self.queued.pop(0)
+            key = canonical_key(candidate)
+            if key not in self.finished and key not in self.running.values():
+                self.running[trial_id] = key
+                self.variant_trials.add(trial_id)
+                return candidate
         repeats = infeasible = 0
         while repeats < self.max_repeats and infeasible < self.max_infeasible:
             attempt = repeats + infeasible
@@ -87,7 +104,8 @@ class DedupSearcher(Searcher):
         return {**values, "score": min(scores, default=0.0), "infeasible": True}
 
     def on_trial_result(self, trial_id: str, result: Dict) -> None:
-        self.inner.on_trial_result(self.inner_ids.get(trial_id, trial_id), result)
+        if trial_id not in self.variant_trials:
+            self.inner.on_trial_result(self.inner_ids.get(trial_id, trial_id), result)
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
         key = self.running.pop(trial_id, None)
@@ -98,7 +116,42 @@ class DedupSearcher(Searcher):
             values.update({k: result[k] for k in ("fidelity", "size_bytes", "bitops") if k in result})
         if key is not None:
             self.finished[key] = values
-        self.inner.on_trial_complete(inner_id, result=values, error=not ok)
+        if trial_id in self.variant_trials:
+            self.variant_trials.discard(trial_id)
+        else:
+            self.inner.on_trial_complete(inner_id, result=values, error=not ok)
+        if key is not None and ok and result.get("status") == "ok":
+            self._queue_front_variants(key)
+
+    def _queue_front_variants(self, key: str) -> None:
+        """Queue the all-float and all-8-bit versions of the candidate ``key`` (see the class doc)."""
+        from nasq.spaces.base import with_uniform_bits
+
+        values = self.finished[key]
+        if self.front_variants <= 0 or values.get("infeasible"):
+            return
+        candidate = json.loads(key)
+        seen = set(self.finished) | set(self.running.values()) | {canonical_key(c) for c in self.queued}
+        variants = [v for v in (with_uniform_bits(candidate, 32), with_uniform_bits(candidate, 8))
+                    if canonical_key(v) not in seen | {key}
+                    and (self.check is None or self._infeasible(v) is None)]
+        if not variants or not self._on_a_front(values):
+            return
+        variants = variants[:self.front_variants]
+        self.front_variants -= len(variants)
+        self.queued += variants
+
+    def _on_a_front(self, values: dict) -> bool:
+        """Whether no finished candidate is at least as good on the score and one target's latency, and better
+        on one of them, for some target (``latency_ms.<target>`` objectives)."""
+        if "score" not in self.objectives:
+            return False
+        done = [v for v in self.finished.values() if v is not None and not v.get("infeasible") and v is not values]
+        for lat in (m for m in self.objectives if m.startswith("latency_ms.")):
+            if not any(v["score"] >= values["score"] and v[lat] <= values[lat]
+                       and (v["score"] > values["score"] or v[lat] < values[lat]) for v in done):
+                return True
+        return False
 
     def save(self, checkpoint_path: str) -> None:
         # Ray Tune's own convention (OptunaSearch.save pickles its __dict__); the file lives in the

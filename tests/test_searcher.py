@@ -51,6 +51,33 @@ def test_state_saves_and_restores(space, tmp_path):
     assert fresh.suggest("t2") == Searcher.FINISHED  # `a` already finished: not evaluated again
 
 
+def test_front_members_float_and_int8_versions_are_suggested_next(space, tmp_path):
+    """A candidate that finishes on a target's front has its all-float and all-8-bit versions suggested next,
+    up to ``front_variants`` in the whole search; the inner searcher never hears of them; a candidate off
+    every front gets none, and neither does a version already seen."""
+    from nasq.spaces.base import with_uniform_bits
+
+    a, b, c = space.sample(0), space.sample(1), space.sample(2)
+    assert all(with_uniform_bits(x, 32) != x != with_uniform_bits(x, 8) for x in (a, b, c))
+    inner = Scripted([a, b, c])
+    s = DedupSearcher(inner, space, objectives=["score", "latency_ms.t"], front_variants=3)
+    assert s.suggest("1") == a
+    s.on_trial_complete("1", {"status": "ok", "score": 0.9, "latency_ms.t": 1.0})  # alone: on the front
+    assert s.suggest("2") == with_uniform_bits(a, 32)
+    assert s.suggest("3") == with_uniform_bits(a, 8)
+    assert s.suggest("4") == b
+    s.on_trial_complete("2", {"status": "ok", "score": 0.95, "latency_ms.t": 0.5})  # its int8 version is queued
+    s.on_trial_complete("3", {"status": "ok", "score": 0.9, "latency_ms.t": 0.8})  # or running: not again
+    s.on_trial_complete("4", {"status": "ok", "score": 0.5, "latency_ms.t": 2.0})  # dominated: nothing
+    assert [t for t, _, _ in inner.told] == ["1", "4"]
+    assert s.suggest("5") == c
+    s.save(str(tmp_path / "state.pkl"))  # what is left of the allowance survives a resume
+    s.restore(str(tmp_path / "state.pkl"))
+    s.on_trial_complete("5", {"status": "ok", "score": 0.99, "latency_ms.t": 3.0})  # on the front: 1 left
+    assert s.suggest("6") == with_uniform_bits(c, 32)
+    assert s.suggest("7") == Searcher.FINISHED and s.front_variants == 0
+
+
 # --- the evolutionary search over an accuracy predictor ----------------------------------------------
 
 import math  # noqa: E402
