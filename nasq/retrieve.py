@@ -73,7 +73,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         return [(l.name, l.w_bits, l.a_bits) for l in space.layers(variant)]
 
     # a candidate that is all float (or all 8-bit) is its own baseline: trained, exported and measured once
-    same = {plan: "candidate" for plan in ("float", "int8") if widths(variants[plan]) == widths(candidate)}
+    same = {plan for plan in ("float", "int8") if widths(variants[plan]) == widths(candidate)}
     exporter = EXPORTERS.create("onnx")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -119,8 +119,8 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 [{"input": data.test.x[:batch]}] * len(plans) + anchor_feeds, repetitions=reps, min_seconds=10)
             for plan, ms in zip(plans, medians):
                 results[plan]["measured_latency_ms"] = ms
-            for plan, twin in same.items():
-                results[plan]["measured_latency_ms"] = results[twin]["measured_latency_ms"]
+            for plan in same:
+                results[plan]["measured_latency_ms"] = results["candidate"]["measured_latency_ms"]
             measurement.update(repetitions=reps, runtime=profile.metadata.get("runtime"),
                                threads=profile.metadata.get("threads"), batch_size=batch,
                                statistic="median, interleaved", seconds=round(time.time() - t0, 1))

@@ -19,26 +19,30 @@ from typing import Dict, Sequence
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether ``a`` is at least as good as ``b`` everywhere and better somewhere, all coordinates maximized."""
+    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+
 def pareto_ranks(points: Sequence[Sequence[float]]) -> list[int]:
     """Non-domination rank of each point (0: non-dominated), all coordinates maximized."""
     n = len(points)
     dominated_by = [0] * n
-    dominates: list[list[int]] = [[] for _ in range(n)]
+    beats: list[list[int]] = [[] for _ in range(n)]
     for i in range(n):
         for j in range(i + 1, n):
-            a, b = points[i], points[j]
-            if all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b)):
-                dominates[i].append(j)
+            if dominates(points[i], points[j]):
+                beats[i].append(j)
                 dominated_by[j] += 1
-            elif all(y >= x for x, y in zip(a, b)) and any(y > x for x, y in zip(a, b)):
-                dominates[j].append(i)
+            elif dominates(points[j], points[i]):
+                beats[j].append(i)
                 dominated_by[i] += 1
     ranks, front, rank = [0] * n, [i for i in range(n) if dominated_by[i] == 0], 0
     while front:
         nxt = []
         for i in front:
             ranks[i] = rank
-            for j in dominates[i]:
+            for j in beats[i]:
                 dominated_by[j] -= 1
                 if dominated_by[j] == 0:
                     nxt.append(j)

@@ -131,9 +131,9 @@ class DedupSearcher(Searcher):
         if self.front_variants <= 0 or values.get("infeasible"):
             return
         candidate = json.loads(key)
-        seen = set(self.finished) | set(self.running.values()) | {canonical_key(c) for c in self.queued}
+        seen = {key, *self.finished, *self.running.values(), *(canonical_key(c) for c in self.queued)}
         variants = [v for v in (with_uniform_bits(candidate, 32), with_uniform_bits(candidate, 8))
-                    if canonical_key(v) not in seen | {key}
+                    if canonical_key(v) not in seen
                     and (self.check is None or self._infeasible(v) is None)]
         if not variants or not self._on_a_front(values):
             return
@@ -144,14 +144,13 @@ class DedupSearcher(Searcher):
     def _on_a_front(self, values: dict) -> bool:
         """Whether no finished candidate is at least as good on the score and one target's latency, and better
         on one of them, for some target (``latency_ms.<target>`` objectives)."""
+        from nasq.search.scheduler import dominates
+
         if "score" not in self.objectives:
             return False
         done = [v for v in self.finished.values() if v is not None and not v.get("infeasible") and v is not values]
-        for lat in (m for m in self.objectives if m.startswith("latency_ms.")):
-            if not any(v["score"] >= values["score"] and v[lat] <= values[lat]
-                       and (v["score"] > values["score"] or v[lat] < values[lat]) for v in done):
-                return True
-        return False
+        return any(not any(dominates((v["score"], -v[lat]), (values["score"], -values[lat])) for v in done)
+                   for lat in self.objectives if lat.startswith("latency_ms."))
 
     def save(self, checkpoint_path: str) -> None:
         # Ray Tune's own convention (OptunaSearch.save pickles its __dict__); the file lives in the
