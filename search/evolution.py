@@ -208,6 +208,12 @@ class PredictorEvolution(Searcher):
         if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             self.scored.append(self._entry(candidate, float(result["score"]), metrics))
 
+    def add_evaluated_candidate(self, candidate: dict, result: dict) -> None:
+        """Learn the result of a candidate evaluated on another's suggestion (a front member's float version)."""
+        key = f"added-{len(self.seen)}"
+        self._take(key, candidate)
+        self.on_trial_complete(key, result)
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_accuracy": None, "_with_proxy": None, "pool": [], "wide": None, "pool_fitted_on": -1}
 

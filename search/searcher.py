@@ -25,7 +25,9 @@ class DedupSearcher(Searcher):
     latency), its all-float and all-8-bit versions, not yet seen, are the next
     suggestions, up to this many in the whole search. A target that runs some widths only as simulated
     float (ONNX Runtime on x86: below 8 bits) otherwise gets a front of candidates slower than their own
-    float versions, which it never evaluated. The inner searcher does not see these trials.
+    float versions, which it never evaluated. The inner searcher did not suggest these trials; it learns
+    their results as finished trials of its own (:func:`teach`), so a sampler that finds the float
+    version better models what it learned and does not spend its own trials rediscovering it.
 
     Example:
         >>> searcher = DedupSearcher(OptunaSearch(space=define, metric=[...], mode=[...]), space)  # doctest: +SKIP
@@ -118,6 +120,8 @@ class DedupSearcher(Searcher):
             self.finished[key] = values
         if trial_id in self.variant_trials:
             self.variant_trials.discard(trial_id)
+            if ok and key is not None:
+                teach(self.inner, self.space, json.loads(key), values, self.check)
         else:
             self.inner.on_trial_complete(inner_id, result=values, error=not ok)
         if key is not None and ok and result.get("status") == "ok":
@@ -164,3 +168,30 @@ class DedupSearcher(Searcher):
 
     def get_state(self) -> Dict[str, Any]:
         return {"finished": dict(self.finished), "running": dict(self.running)}
+
+
+def teach(inner: Searcher, space: SearchSpace, candidate: dict, values: dict, check=None) -> None:
+    """Tell ``inner`` the result ``values`` (objectives, beside fidelity and sizes) of a candidate it did not
+    suggest: a searcher with ``add_evaluated_candidate`` (the evolution) takes it itself; Ray's
+    ``OptunaSearch`` gets a finished trial in its study (its own ``add_evaluated_point`` takes neither a
+    define-by-run space nor several objectives), with the constraint values its sampler would have stored."""
+    learn = getattr(inner, "add_evaluated_candidate", None)
+    if learn is not None:
+        learn(candidate, values)
+        return
+    study = getattr(inner, "_ot_study", None)
+    if study is None:
+        logger.debug("%s cannot be told of a trial it did not suggest", type(inner).__name__)
+        return
+    import optuna
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    fixed = optuna.trial.FixedTrial(candidate)
+    space.define(fixed)  # the distributions the define-by-run space samples this candidate from
+    metrics = inner.metric if isinstance(inner.metric, list) else [inner.metric]
+    system_attrs = {}
+    if check is not None:  # what Optuna's constraints_func stores after a trial: feasible at 0 or less
+        system_attrs[_CONSTRAINTS_KEY] = [float(check.violation(candidate))]
+    study.add_trial(optuna.trial.create_trial(params=fixed.params, distributions=fixed.distributions,
+                                              values=[float(values[m]) for m in metrics],
+                                              system_attrs=system_attrs))

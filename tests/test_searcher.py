@@ -12,6 +12,10 @@ class Scripted(Searcher):
         super().__init__(metric=["accuracy"], mode=["max"])
         self.suggestions = list(suggestions)
         self.told = []
+        self.added = []
+
+    def add_evaluated_candidate(self, candidate, result):
+        self.added.append((candidate, result))
 
     def suggest(self, trial_id):
         return self.suggestions.pop(0) if self.suggestions else Searcher.FINISHED
@@ -53,8 +57,9 @@ def test_state_saves_and_restores(space, tmp_path):
 
 def test_front_members_float_and_int8_versions_are_suggested_next(space, tmp_path):
     """A candidate that finishes on a target's front has its all-float and all-8-bit versions suggested next,
-    up to ``front_variants`` in the whole search; the inner searcher never hears of them; a candidate off
-    every front gets none, and neither does a version already seen."""
+    up to ``front_variants`` in the whole search; the inner searcher learns their results as candidates it
+    did not suggest (never as trials of its own); a candidate off every front gets none, and neither does a
+    version already seen."""
     from nasq.spaces.base import with_uniform_bits
 
     a, b, c = space.sample(0), space.sample(1), space.sample(2)
@@ -70,6 +75,8 @@ def test_front_members_float_and_int8_versions_are_suggested_next(space, tmp_pat
     s.on_trial_complete("3", {"status": "ok", "score": 0.9, "latency_ms.t": 0.8})  # or running: not again
     s.on_trial_complete("4", {"status": "ok", "score": 0.5, "latency_ms.t": 2.0})  # dominated: nothing
     assert [t for t, _, _ in inner.told] == ["1", "4"]
+    assert inner.added == [(with_uniform_bits(a, 32), {"score": 0.95, "latency_ms.t": 0.5}),
+                           (with_uniform_bits(a, 8), {"score": 0.9, "latency_ms.t": 0.8})]
     assert s.suggest("5") == c
     s.save(str(tmp_path / "state.pkl"))  # what is left of the allowance survives a resume
     s.restore(str(tmp_path / "state.pkl"))
@@ -347,3 +354,35 @@ def test_evolution_explores_by_the_highest_upper_bound_within_the_bounds(space, 
         score, latency = objective(c)
         evo.on_trial_complete(str(i), {"score": score, "latency_ms.sim": latency, "bitops": bitops, "size_bytes": 1})
     assert picks == evo.explored >= 3  # about half of the 16 turns after the startup
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "evolution"])
+def test_front_versions_are_learned_by_the_inner_searcher(space, sampler):
+    """The float version of a front member, evaluated on the DedupSearcher's own suggestion, reaches the
+    sampler's history as a finished trial with its values (and, for Optuna, its constraint value), and the
+    sampler goes on suggesting afterwards."""
+    from nasq.search.driver import build_searcher
+    from nasq.spaces.base import canonical_key, with_uniform_bits
+
+    constrained = sampler == "tpe"  # a bound every candidate meets: the constraint values are stored too
+    cfg = config_from_dict({"space": space.name, "targets": ["bitserial-sim"], "search": {
+        "sampler": sampler, "num_candidates": 20, "front_variants": 0.5, "uniform_starts": 0},
+        **({"constraints": {"bitserial-sim": {"latency_ms": 1e6}}} if constrained else {})})
+    s = build_searcher(cfg, space, {"bitserial-sim": load_profile("bitserial-sim").data})
+    first = s.suggest("1")
+    s.on_trial_complete("1", {"status": "ok", "score": 0.8, "latency_ms.bitserial-sim": 2.0, "fidelity": 1.0})
+    version = s.suggest("2")
+    assert canonical_key(version) in {canonical_key(with_uniform_bits(first, b)) for b in (32, 8)}
+    s.on_trial_complete("2", {"status": "ok", "score": 0.85, "latency_ms.bitserial-sim": 1.5, "fidelity": 1.0})
+    if sampler == "evolution":
+        learned = [(e.candidate, e.score) for e in s.inner.scored]
+        assert learned == [(first, 0.8), (space.validate(version), 0.85)]
+    else:
+        study = s.inner._ot_study
+        done = [t for t in study.trials if t.state.name == "COMPLETE"]
+        assert [space.validate(dict(t.params)) for t in done] == [first, space.validate(version)]
+        assert done[1].values == [0.85, 1.5]
+        if constrained:
+            assert done[1].system_attrs["constraints"][0] <= 0
+    for i in range(3, 6):  # the sampler still suggests, on top of what it learned
+        assert s.suggest(str(i)) not in (None, Searcher.FINISHED)
