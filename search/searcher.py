@@ -137,13 +137,23 @@ class DedupSearcher(Searcher):
         candidate = json.loads(key)
         seen = {key, *self.finished, *self.running.values(), *(canonical_key(c) for c in self.queued)}
         variants = [v for v in (with_uniform_bits(candidate, 32), with_uniform_bits(candidate, 8))
-                    if canonical_key(v) not in seen
+                    if canonical_key(v) not in seen and self._in_space(v)
                     and (self.check is None or self._infeasible(v) is None)]
         if not variants or not self._on_a_front(values):
             return
         variants = variants[:self.front_variants]
         self.front_variants -= len(variants)
         self.queued += variants
+
+    def _in_space(self, candidate: dict) -> bool:
+        """Whether the space allows the candidate (a registered space may offer no float or no 8-bit layers)."""
+        from nasq.errors import NasqError
+
+        try:
+            self.space.validate(candidate)
+        except NasqError:
+            return False
+        return True
 
     def _on_a_front(self, values: dict) -> bool:
         """Whether no finished candidate is at least as good on the score and one target's latency, and better

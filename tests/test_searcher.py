@@ -85,6 +85,27 @@ def test_front_members_float_and_int8_versions_are_suggested_next(space, tmp_pat
     assert s.suggest("7") == Searcher.FINISHED and s.front_variants == 0
 
 
+def test_front_versions_the_space_does_not_allow_are_not_queued(space):
+    """A registered space may offer no float layers: the all-float version of a front member is then skipped."""
+    from nasq.errors import NasqError
+    from nasq.spaces.base import with_uniform_bits
+
+    class NoFloat:  # the test space without float layers
+        name = space.name
+
+        def validate(self, candidate):
+            if any(k.endswith("_bits") and v == 32 for k, v in candidate.items()):
+                raise NasqError("32 bits not allowed")
+            return space.validate(candidate)
+
+    a = with_uniform_bits(space.sample(0), 4)
+    s = DedupSearcher(Scripted([a]), NoFloat(), objectives=["score", "latency_ms.t"], front_variants=2)
+    assert s.suggest("1") == a
+    s.on_trial_complete("1", {"status": "ok", "score": 0.9, "latency_ms.t": 1.0})
+    assert s.suggest("2") == with_uniform_bits(a, 8) and s.front_variants == 1
+    assert s.suggest("3") == Searcher.FINISHED
+
+
 # --- the evolutionary search over an accuracy predictor ----------------------------------------------
 
 import math  # noqa: E402
