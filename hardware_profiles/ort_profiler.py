@@ -467,6 +467,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         self.reference_ms = None  # its latency at the speed the profile is scaled to
         self.speeds: list[float] = []  # its latency in each measurement / reference_ms
         self.last_speed = None  # that ratio in the last measure_models
+        self.last_spread = None  # the noise of the last measure_models (nasq.ort.window_spread)
 
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
                 log: Callable[[str], None] = print) -> dict:
@@ -586,12 +587,17 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         return data
 
     def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> list[float]:
-        """Their latencies as measured (``last_speed``, with a reference layer: how fast the machine ran meanwhile)."""
-        from nasq.ort import session
+        """Their latencies as measured (``last_speed``, with a reference layer: how fast the machine ran meanwhile;
+        ``last_spread``: the measurement's own noise, :func:`nasq.ort.window_spread`)."""
+        from nasq.ort import session, window_spread
 
         runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
-        return self._timed(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
-                           min_seconds=min_seconds, normalize=False)
+        samples: list[list[float]] = []
+        times = self._timed(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
+                            min_seconds=min_seconds, normalize=False, samples=samples)
+        gauged = len(samples) > len(runs)
+        self.last_spread = window_spread(samples[:len(runs)], reference=samples[-1] if gauged else None)
+        return times
 
     def _reference_run(self, layer: LayerSpec) -> tuple:
         """(session, feed) of the reference layer, with the same seeded weights wherever it is built."""

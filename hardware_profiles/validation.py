@@ -127,7 +127,22 @@ def drift_summary(now: Sequence[float], then: Sequence[float], backend=None) -> 
              "min_ratio": round(min(ratios), 4), "max_ratio": round(max(ratios), 4)}
     if getattr(backend, "last_speed", None):
         drift["reference_speed"] = round(backend.last_speed, 4)
+    if getattr(backend, "last_spread", None):
+        drift["spread"] = backend.last_spread  # the run's own noise: see nasq.ort.window_spread
     return drift
+
+
+def format_spread(spread: dict | None) -> str:
+    """One line on a run's own noise (``drift["spread"]``), or '' without one."""
+    if not spread:
+        return ""
+    text = (f"the same network measured in {spread['windows']} consecutive parts of this run: medians "
+            f"{spread['median']:.1%} apart (median over the networks; 90th percentile {spread['p90']:.1%})")
+    gauged = spread.get("over_reference")
+    if gauged:
+        text += (f", {gauged['median']:.1%} ({gauged['p90']:.1%}) as ratios to the reference layer timed in the "
+                 "same rounds")
+    return text
 
 
 def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetitions: int, seed: int = 0,
@@ -318,6 +333,8 @@ def validate_real_topologies(profile, names: Sequence[str] = VALIDATION_TOPOLOGI
         adjusted = error_summary([predicted[chosen][n] * ratio for n in models], [measured[n] for n in models])
         log(f"drift in this run: the profile's own networks ran {ratio:.3f}x their profiling-time latency; with that "
             f"divided out, real topologies ({chosen}): {format_summary(adjusted)}")
+        if drift.get("spread"):
+            log(f"noise: {format_spread(drift['spread'])}")
         extra = {"drift": drift, "drift_adjusted": adjusted}
     return {**scores[chosen], "predictor": chosen, "models": per_model, "scores": scores, "repetitions": repetitions,
             "mean_abs_log_error": {k: round(v, 4) for k, v in log_error.items()}, **extra,
@@ -374,6 +391,8 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
             f"({drift['networks']} networks, {drift['min_ratio']:.3f}-{drift['max_ratio']:.3f}"
             + (f"; its reference layer {drift['reference_speed']:.3f}x" if "reference_speed" in drift else "") + "); with that "
             f"divided out, {format_summary(adjusted)}")
+        if drift.get("spread"):
+            log(f"noise: {format_spread(drift['spread'])}")
         extra = {"drift": drift, "drift_adjusted": adjusted}
     data["validation"] = {"predictor": profile.predictor, **summaries[profile.predictor], **extra,
                           "what": f"{networks} new random space samples (random pruning; a third each with random per-layer "

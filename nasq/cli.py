@@ -203,7 +203,7 @@ def cmd_profile_validate(args: argparse.Namespace) -> int:
 def cmd_targets(args: argparse.Namespace) -> int:
     from nasq.hardware_profiles import list_profiles, load_profile, resolve_profile_path
 
-    from nasq.hardware_profiles.validation import format_summary
+    from nasq.hardware_profiles.validation import format_spread, format_summary
 
     names = list_profiles()
     if not names:
@@ -236,6 +236,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
                 d = validation["drift"]
                 print(f"  machine drift since profiling: {d['median_ratio']:.3f}x on {d['networks']} of its calibration "
                       f"networks; with it divided out: {format_summary(validation['drift_adjusted'])}")
+                if d.get("spread"):
+                    print(f"  noise: {format_spread(d['spread'])}")
             real = validation.get("real_topologies")
             if real:
                 print(f"  real topologies ({', '.join(real['models'])}): {format_summary(real)}")

@@ -117,7 +117,8 @@ def quantized_qdq(model, calibration: Sequence[dict[str, np.ndarray]]):
 
 def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, repetitions: int,
                      warmup: int = 5, burst: int = 3, min_seconds: float = 0.0,
-                     reference: tuple[object, dict[str, np.ndarray]] | None = None) -> list[float]:
+                     reference: tuple[object, dict[str, np.ndarray]] | None = None,
+                     samples: list[list[float]] | None = None) -> list[float]:
     """Median latency (ms) of each (session, feed), measured round-robin so noise hits all alike.
 
     Each turn runs a model ``burst`` times back to back and times the last run: the latency of a
@@ -127,13 +128,14 @@ def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, re
     by +-10% over 5-30 s, and medians over a longer window are comparable from one run to the next.
     ``reference``: one more (session, feed) timed in every round, always warm (the last of 3 back to
     back, whatever ``burst``); its median is appended to the result, as a gauge of the machine's speed
-    during these rounds.
+    during these rounds. ``samples``: a list that receives each model's timings, round by round (the
+    reference's last), for :func:`window_spread`.
     """
     everything = [*runs, reference] if reference is not None else list(runs)
     for sess, feed in everything:
         for _ in range(warmup):
             sess.run(None, feed)
-    samples: list[list[float]] = [[] for _ in everything]
+    samples_out, samples = samples, [[] for _ in everything]
     deadline = time.perf_counter() + min_seconds
     rounds = 0
     while rounds < repetitions or time.perf_counter() < deadline:
@@ -144,7 +146,39 @@ def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, re
             t0 = time.perf_counter_ns()
             sess.run(None, feed)
             samples[i].append((time.perf_counter_ns() - t0) / 1e6)
+    if samples_out is not None:
+        samples_out.extend(samples)
     return [statistics.median(s) for s in samples]
+
+
+def window_spread(samples: Sequence[Sequence[float]], windows: int = 3,
+                  reference: Sequence[float] | None = None) -> dict | None:
+    """The measurement's own noise: each model's rounds cut into ``windows`` consecutive parts, how far
+    apart the parts' medians lie (largest over smallest, minus 1), median and 90th percentile over the
+    models. With the ``reference``'s timings of the same rounds, the same of each model's time over the
+    reference's (what a speed gauge leaves of the noise). A predictor's error within these figures is
+    indistinguishable from the machine's; run to run, slow spells that outlast a window move it more.
+    None with fewer than 3 rounds per part."""
+    def spreads(series):
+        out = []
+        for s in series:
+            if len(s) < 3 * windows:
+                return []
+            medians = [float(np.median(part)) for part in np.array_split(np.asarray(s, float), windows)]
+            out.append(max(medians) / min(medians) - 1)
+        return out
+
+    raw = spreads(samples)
+    if not raw:
+        return None
+    result = {"windows": windows, "rounds": len(samples[0]), "median": round(float(np.median(raw)), 4),
+              "p90": round(float(np.quantile(raw, 0.9)), 4)}
+    if reference is not None:
+        gauged = spreads([np.asarray(s, float) / np.asarray(reference, float) for s in samples])
+        if gauged:
+            result["over_reference"] = {"median": round(float(np.median(gauged)), 4),
+                                        "p90": round(float(np.quantile(gauged, 0.9)), 4)}
+    return result
 
 
 DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,

@@ -200,6 +200,10 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     assert validation["drift"]["networks"] == 12 and validation["drift"]["median_ratio"] > 0
     assert validation["drift_adjusted"]["networks"] == 6
     assert "within +-10%" in out.stdout
+    # and the run's own noise: the same networks' medians in three parts of the run, raw and over the reference
+    spread = validation["drift"]["spread"]
+    assert spread["windows"] == 3 and spread["rounds"] >= 20 and 0 <= spread["median"] <= spread["p90"]
+    assert 0 <= spread["over_reference"]["median"] and "noise: the same network measured in 3" in out.stdout
     real = validation["real_topologies"]
     assert set(real["models"]) == {"squeezenet", "squeezenet int8"} and real["networks"] == 2
     assert all(v["measured_ms"] > 0 and v["predicted_ms"] > 0 for v in real["models"].values())

@@ -193,6 +193,21 @@ def test_profiling_measurements_are_scaled_by_the_reference_timed_beside_them(mo
         assert OnnxRuntimeProfiler.for_profile({"reference": bad})._reference is None
 
 
+def test_window_spread_is_the_measurement_noise_left_by_the_reference():
+    """Each model's rounds cut in three: how far apart the parts' medians lie, raw and over the reference."""
+    from nasq.ort import window_spread
+
+    steady = [1.0] * 9
+    slowing = [1.0] * 3 + [1.1] * 3 + [1.2] * 3  # the machine slows down: so does the reference
+    spread = window_spread([steady, slowing], reference=slowing)
+    assert spread["windows"] == 3 and spread["rounds"] == 9
+    assert spread["median"] == pytest.approx(0.1) and spread["p90"] == pytest.approx(0.18)
+    # over the reference, the slowing model is steady (0) and the steady one seems to speed up 1.2x (0.2)
+    assert spread["over_reference"]["median"] == pytest.approx(0.1, abs=1e-4)
+    assert window_spread([slowing], reference=slowing)["over_reference"]["median"] == 0.0
+    assert "over_reference" not in window_spread([steady])
+    assert window_spread([[1.0] * 8]) is None  # fewer than 3 rounds per part
+
 def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
     from nasq.hardware_profiles.predictors import CALIBRATION_FEATURES, Prediction, fit_calibration
 
