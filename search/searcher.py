@@ -121,7 +121,10 @@ class DedupSearcher(Searcher):
         if trial_id in self.variant_trials:
             self.variant_trials.discard(trial_id)
             if ok and key is not None:
-                teach(self.inner, self.space, json.loads(key), values, self.check)
+                try:
+                    teach(self.inner, self.space, json.loads(key), values, self.check)
+                except Exception as exc:  # a sampler refusing the trial must not stop the search
+                    logger.warning("the sampler could not learn front version %s: %s", key[:80], exc)
         else:
             self.inner.on_trial_complete(inner_id, result=values, error=not ok)
         if key is not None and ok and result.get("status") == "ok":

@@ -3,6 +3,7 @@
 from ray.tune.search import Searcher
 
 from nasq.search.searcher import DedupSearcher
+from nasq.spaces.base import canonical_key
 
 
 class Scripted(Searcher):
@@ -104,6 +105,23 @@ def test_front_versions_the_space_does_not_allow_are_not_queued(space):
     s.on_trial_complete("1", {"status": "ok", "score": 0.9, "latency_ms.t": 1.0})
     assert s.suggest("2") == with_uniform_bits(a, 8) and s.front_variants == 1
     assert s.suggest("3") == Searcher.FINISHED
+
+
+def test_a_sampler_that_cannot_learn_a_front_version_does_not_stop_the_search(space):
+    from nasq.spaces.base import with_uniform_bits
+
+    class Refusing(Scripted):
+        def add_evaluated_candidate(self, candidate, result):
+            raise ValueError("refused")
+
+    a, b = space.sample(0), space.sample(1)
+    s = DedupSearcher(Refusing([a, b]), space, objectives=["score", "latency_ms.t"], front_variants=1)
+    assert s.suggest("1") == a
+    s.on_trial_complete("1", {"status": "ok", "score": 0.9, "latency_ms.t": 1.0})
+    version = s.suggest("2")
+    assert version == with_uniform_bits(a, 32)
+    s.on_trial_complete("2", {"status": "ok", "score": 0.9, "latency_ms.t": 0.5})  # logged, not raised
+    assert s.finished[canonical_key(version)]["score"] == 0.9 and s.suggest("3") == b
 
 
 # --- the evolutionary search over an accuracy predictor ----------------------------------------------
