@@ -135,14 +135,15 @@ class DedupSearcher(Searcher):
         from nasq.spaces.base import with_uniform_bits
 
         values = self.finished[key]
-        if self.front_variants <= 0 or values.get("infeasible"):
+        if self.front_variants <= 0 or values.get("infeasible") or not self._on_a_front(values):
             return
         candidate = json.loads(key)
         seen = {key, *self.finished, *self.running.values(), *(canonical_key(c) for c in self.queued)}
+        # (the bounds check prices the version with the targets' predictors: only for front members)
         variants = [v for v in (with_uniform_bits(candidate, 32), with_uniform_bits(candidate, 8))
                     if canonical_key(v) not in seen and self._in_space(v)
                     and (self.check is None or self._infeasible(v) is None)]
-        if not variants or not self._on_a_front(values):
+        if not variants:
             return
         variants = variants[:self.front_variants]
         self.front_variants -= len(variants)
