@@ -588,8 +588,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
 
     def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> list[float]:
         """Their latencies as measured (``last_speed``, with a reference layer: how fast the machine ran meanwhile;
-        ``last_spread``: the measurement's own noise, :func:`nasq.ort.window_spread`)."""
-        from nasq.ort import session, window_spread
+        ``last_spread``: the measurement's own noise, :func:`nasq.ort.window_spread`; ``last_gauged``: their
+        latencies at the profile's speed, :func:`nasq.ort.gauged_medians`, or None without a reference)."""
+        from nasq.ort import gauged_medians, session, window_spread
 
         runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
         samples: list[list[float]] = []
@@ -597,6 +598,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                             min_seconds=min_seconds, normalize=False, samples=samples)
         gauged = len(samples) > len(runs)
         self.last_spread = window_spread(samples[:len(runs)], reference=samples[-1] if gauged else None)
+        self.last_gauged = gauged_medians(samples[:len(runs)], samples[-1], self.reference_ms) if gauged else None
         return times
 
     def _reference_run(self, layer: LayerSpec) -> tuple:

@@ -132,6 +132,13 @@ def drift_summary(now: Sequence[float], then: Sequence[float], backend=None) -> 
     return drift
 
 
+def at_profile_speed(backend, count: int | None = None) -> list[float] | None:
+    """The first ``count`` (all) latencies of the ``backend``'s last measurement at the profile's speed, each round
+    gauged by the reference layer timed in it (:func:`nasq.ort.gauged_medians`); None from a backend without one."""
+    gauged = getattr(backend, "last_gauged", None)
+    return list(gauged[:count]) if gauged else None
+
+
 def format_spread(spread: dict | None) -> str:
     """One line on a run's own noise (``drift["spread"]``), or '' without one."""
     if not spread:
@@ -180,8 +187,7 @@ def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repeti
     profile = Profile.from_dict(data, "profile being measured")
     measured = measure_networks(space, networks, profile, repetitions=repetitions, seed=seed, log=log, backend=backend,
                                 min_seconds=min_seconds)
-    speed = getattr(backend, "last_speed", None)  # a backend that times a reference beside them: at its speed
-    measured = [m / speed for m in measured] if speed else measured
+    measured = at_profile_speed(backend) or measured  # a backend that times a reference beside them: at its speed
     bases = {"calibrated": TablePredictor(profile)}
     if "kernel_model" in data:
         bases["calibrated-regressor"] = KernelRegressorPredictor(profile)
@@ -312,32 +318,45 @@ def validate_real_topologies(profile, names: Sequence[str] = VALIDATION_TOPOLOGI
 
     models = real_topology_models(profile, names, int8=[n for n in ("squeezenet", "resnet50") if n in names])
     log(f"measuring {len(models)} real topologies: {', '.join(models)}")
+    backend = backend or backend_for(profile)
     measured, drift = measure_models_with_drift(models, profile, space, repetitions=repetitions, backend=backend,
                                                 min_seconds=min_seconds, log=log)
+    gauged = at_profile_speed(backend, len(models))
+    gauged = dict(zip(models, gauged)) if gauged else None
     candidates = [n for n in ("table", "calibrated", "kernel-regressor") if _loads_as(profile, n)] or [profile.predictor]
-    scores, predicted = {}, {}
+    scores, predicted, at_speed = {}, {}, {}
     for pred_name in candidates:
         predicted[pred_name] = {n: predict_model(m, profile, predictor=pred_name)["latency_ms"] for n, m in models.items()}
         scores[pred_name] = error_summary([predicted[pred_name][n] for n in models], [measured[n] for n in models])
         log(f"real topologies, {pred_name}: {format_summary(scores[pred_name])}")
-    ratio = drift["median_ratio"] if drift else 1.0
+        if gauged:
+            at_speed[pred_name] = error_summary([predicted[pred_name][n] for n in models], [gauged[n] for n in models])
+            log(f"  at the profile's speed (every round gauged by its reference layer): "
+                f"{format_summary(at_speed[pred_name])}")
     # few, very different models: choose by the mean |log(predicted / measured)|, which a single 5x miss
-    # dominates as it should (a median over 7 ignores the worst 3); at the machine's speed of this run
-    log_error = {k: float(np.mean([abs(math.log(predicted[k][n] * ratio / measured[n])) for n in models])) for k in scores}
+    # dominates as it should (a median over 7 ignores the worst 3); at the profile's speed, gauged round by round
+    # when the backend times a reference, else at the machine's speed of this run
+    ratio = drift["median_ratio"] if drift else 1.0
+    target = gauged or {n: measured[n] / ratio for n in models}
+    log_error = {k: float(np.mean([abs(math.log(predicted[k][n] / target[n])) for n in models])) for k in scores}
     chosen = min(scores, key=lambda k: log_error[k])
     per_model = {n: {"predicted_ms": round(predicted[chosen][n], 4), "measured_ms": round(measured[n], 4)} for n in models}
     for n, v in per_model.items():
-        log(f"  {n}: predicted {v['predicted_ms']:.4g} ms ({chosen}), measured {v['measured_ms']:.4g} ms")
-    extra = {}
+        if gauged:
+            v["at_profile_speed_ms"] = round(gauged[n], 4)
+        log(f"  {n}: predicted {v['predicted_ms']:.4g} ms ({chosen}), measured {v['measured_ms']:.4g} ms"
+            + (f" ({gauged[n]:.4g} ms at the profile's speed)" if gauged else ""))
+    extra = {"at_profile_speed": at_speed[chosen]} if gauged else {}
     if drift:
         adjusted = error_summary([predicted[chosen][n] * ratio for n in models], [measured[n] for n in models])
         log(f"drift in this run: the profile's own networks ran {ratio:.3f}x their profiling-time latency; with that "
             f"divided out, real topologies ({chosen}): {format_summary(adjusted)}")
         if drift.get("spread"):
             log(f"noise: {format_spread(drift['spread'])}")
-        extra = {"drift": drift, "drift_adjusted": adjusted}
+        extra.update(drift=drift, drift_adjusted=adjusted)
     return {**scores[chosen], "predictor": chosen, "models": per_model, "scores": scores, "repetitions": repetitions,
-            "mean_abs_log_error": {k: round(v, 4) for k, v in log_error.items()}, **extra,
+            "mean_abs_log_error": {k: round(v, 4) for k, v in log_error.items()},
+            "scores_at_profile_speed": at_speed, **extra,
             "what": "the onnx wheel's real topologies (materialized filler weights), fp32 and int8 QDQ; the "
                     "predictor for ONNX models is chosen on them (in-sample: no held-out topologies)"}
 
@@ -394,6 +413,11 @@ def validate_profile(path, *, networks: int, repetitions: int, seed: int, log: C
         if drift.get("spread"):
             log(f"noise: {format_spread(drift['spread'])}")
         extra = {"drift": drift, "drift_adjusted": adjusted}
+    gauged = at_profile_speed(backend, len(candidates))
+    if gauged:
+        extra["at_profile_speed"] = error_summary(predicted[profile.predictor], gauged)
+        log(f"at the profile's speed (every round gauged by its reference layer): "
+            f"{format_summary(extra['at_profile_speed'])}")
     data["validation"] = {"predictor": profile.predictor, **summaries[profile.predictor], **extra,
                           "what": f"{networks} new random space samples (random pruning; a third each with random per-layer "
                                   "bits, all float, all 8-bit), "

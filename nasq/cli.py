@@ -238,12 +238,17 @@ def cmd_targets(args: argparse.Namespace) -> int:
                       f"networks; with it divided out: {format_summary(validation['drift_adjusted'])}")
                 if d.get("spread"):
                     print(f"  noise: {format_spread(d['spread'])}")
+            if validation.get("at_profile_speed"):
+                print(f"  at the profile's speed (each round gauged by its reference layer): "
+                      f"{format_summary(validation['at_profile_speed'])}")
             real = validation.get("real_topologies")
             if real:
                 print(f"  real topologies ({', '.join(real['models'])}): {format_summary(real)}")
                 if real.get("drift"):
                     print(f"    drift in their run: {real['drift']['median_ratio']:.3f}x; with it divided out: "
                           f"{format_summary(real['drift_adjusted'])}")
+                if real.get("at_profile_speed"):
+                    print(f"    at the profile's speed: {format_summary(real['at_profile_speed'])}")
         elif prof.metadata.get("runtime") not in ("onnxruntime", "tvm"):
             print("  last validation: none (an analytic model, nothing to measure here)")
         else:

@@ -40,7 +40,9 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     from nasq.export import EXPORTERS
     from nasq.hardware_profiles import create_predictor
     from nasq.hardware_profiles.profile import Profile
-    from nasq.hardware_profiles.validation import backend_for, drift_anchors, drift_summary, export_networks
+    from nasq.hardware_profiles.validation import (
+        at_profile_speed, backend_for, drift_anchors, drift_summary, export_networks,
+    )
     from nasq.search.driver import load_run
     from nasq.search.results import ResultsTable, score_text, select_best
     from nasq.spaces import create_space
@@ -114,18 +116,22 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             anchors, then = drift_anchors(space, profile)
             anchor_models, anchor_feeds = export_networks(space, anchors, profile, log=lambda m: None)
             plans = [p for p in MODEL_FILES if p not in same]
-            medians = backend_for(profile).measure_models(
+            backend = backend_for(profile)
+            medians = backend.measure_models(
                 [paths[p].read_bytes() for p in plans] + anchor_models,
                 [{"input": data.test.x[:batch]}] * len(plans) + anchor_feeds, repetitions=reps, min_seconds=10)
-            for plan, ms in zip(plans, medians):
+            gauged = at_profile_speed(backend, len(plans)) or [None] * len(plans)
+            for plan, ms, at_speed in zip(plans, medians, gauged):
                 results[plan]["measured_latency_ms"] = ms
+                results[plan]["measured_at_profile_speed_ms"] = at_speed
             for plan in same:
-                results[plan]["measured_latency_ms"] = results["candidate"]["measured_latency_ms"]
+                for key in ("measured_latency_ms", "measured_at_profile_speed_ms"):
+                    results[plan][key] = results["candidate"][key]
             measurement.update(repetitions=reps, runtime=profile.metadata.get("runtime"),
                                threads=profile.metadata.get("threads"), batch_size=batch,
                                statistic="median, interleaved", seconds=round(time.time() - t0, 1))
             if anchors:
-                measurement["drift"] = drift_summary(medians[len(plans):], then)
+                measurement["drift"] = drift_summary(medians[len(plans):], then, backend)
         else:
             measurement["why_not"] = f"target '{target}' is {profile.machine_mismatch()}"
         for plan in MODEL_FILES:
@@ -187,6 +193,8 @@ def simulated_note(profile, modes: dict[str, str], bits: dict[str, tuple[int, in
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    from nasq.hardware_profiles.validation import format_spread
+
     def ms(v: Optional[float]) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
@@ -220,6 +228,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                          f"{d['max_ratio']:.2f}); predictions at this speed: " + ", ".join(
                              f"{names[p]} {ms(report['models'][p]['predicted_latency_ms'] * d['median_ratio'])} ms"
                              for p in names) + ".")
+            if d.get("spread"):
+                lines.append(f"Noise: {format_spread(d['spread'])}; differences between predicted and measured within "
+                             "these figures are the machine's.")
+        if all(report["models"][p].get("measured_at_profile_speed_ms") for p in names):
+            lines.append("Measured at the profile's speed (every round gauged by the reference layer the profile is "
+                         "scaled to), against predicted: " + ", ".join(
+                             f"{names[p]} {ms(report['models'][p]['measured_at_profile_speed_ms'])} ms against "
+                             f"{ms(report['models'][p]['predicted_latency_ms'])}" for p in names) + ".")
     else:
         lines.append(f"Not measured: {meas['why_not']}.")
     which = "measured" if meas["measured"] else "predicted"

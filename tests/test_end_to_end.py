@@ -98,12 +98,17 @@ def test_best_exports_measures_and_reports(search_run, env, tmp_path):
     drift = report["measurement"]["drift"]  # the profile's own calibration networks, measured in the same run
     assert drift["networks"] == 12 and drift["min_ratio"] <= drift["median_ratio"] <= drift["max_ratio"]
     assert "Machine drift: 12 of the profile's calibration networks" in (out_dir / "report.md").read_text()
+    spread = drift["spread"]  # the run's own noise, printed beside the drift
+    assert spread["windows"] == 3 and 0 <= spread["median"] <= spread["p90"]
+    assert f"{spread['median']:.1%} apart" in (out_dir / "report.md").read_text()
+    assert "Measured at the profile's speed" in (out_dir / "report.md").read_text()
     ok = {r["cid"]: r for r in rows_of(run_dir) if r["status"] == "ok"}
     assert report["cid"] in ok
     for plan, name in (("candidate", "model.onnx"), ("float", "model_float.onnx"), ("int8", "model_int8.onnx")):
         m = report["models"][plan]
         onnx.checker.check_model(str(out_dir / name))
         assert m["measured_latency_ms"] > 0 and m["predicted_latency_ms"] > 0
+        assert m["measured_at_profile_speed_ms"] > 0  # gauged round by round by the profile's reference layer
         assert 0 <= m["test_accuracy_onnxruntime"] <= 1
     int8_ops = report["models"]["int8"]["executed_ops"]
     assert int8_ops.get("QLinearConv", 0) > 0  # the uniform int8 baseline really runs int8 kernels
@@ -210,6 +215,11 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     # and beside the real topologies, in their own run: the machine can change speed between the two
     assert real["drift"]["networks"] == 12 and real["drift"]["median_ratio"] > 0
     assert real["drift_adjusted"]["networks"] == 2 and "drift in this run" in out.stdout
+    # and at the profile's speed: every round gauged by the reference layer timed in it
+    assert validation["at_profile_speed"]["networks"] == 6 and real["at_profile_speed"]["networks"] == 2
+    assert all(v["at_profile_speed_ms"] > 0 for v in real["models"].values())
+    assert set(real["scores_at_profile_speed"]) == set(real["scores"])
+    assert "at the profile's speed" in out.stdout
 
 
 def searched(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:

@@ -208,6 +208,22 @@ def test_window_spread_is_the_measurement_noise_left_by_the_reference():
     assert "over_reference" not in window_spread([steady])
     assert window_spread([[1.0] * 8]) is None  # fewer than 3 rounds per part
 
+
+def test_gauged_medians_cancel_a_slow_spell_round_by_round():
+    """A model's latency at the profile's speed: its time over the reference's, round by round, times the
+    reference's profiled latency. A slow spell that hits both cancels; a whole-run ratio would not."""
+    from nasq.ort import gauged_medians
+
+    # the machine runs 1x for 4 rounds, then 2x for 5: the raw median is the slow one, the gauged one is not
+    reference = [0.1] * 4 + [0.2] * 5
+    model = [1.0] * 4 + [2.0] * 5
+    assert sorted(model)[4] == 2.0
+    assert gauged_medians([model], reference, reference_ms=0.1) == pytest.approx([1.0])
+    # at a profile scaled to a reference twice as fast as any round here, everything is half as long
+    assert gauged_medians([model, [3.0] * 9], reference, reference_ms=0.05) == pytest.approx([0.5, 0.75])
+    # a model that does not slow with the reference comes out faster, as it really ran
+    assert gauged_medians([[1.0] * 9], reference, reference_ms=0.1) == pytest.approx([0.5])
+
 def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
     from nasq.hardware_profiles.predictors import CALIBRATION_FEATURES, Prediction, fit_calibration
 
