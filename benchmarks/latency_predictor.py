@@ -141,8 +141,8 @@ def ort_profile(args) -> None:
     )
     from nasq.hardware_profiles.profile import Profile, cpu_model
     from nasq.hardware_profiles.validation import (
-        at_profile_speed, backend_for, error_summary, format_spread, measure_models_with_drift, measure_with_drift,
-        real_topology_models, sample_candidates,
+        at_profile_speed, backend_for, drift_anchors, error_summary, format_spread, measure_models_with_drift,
+        measure_with_drift, real_topology_models, sample_candidates,
     )
     from nasq.onnx_graph import graph_layers
     from nasq.predict import predict_model
@@ -162,7 +162,7 @@ def ort_profile(args) -> None:
     backend = backend_for(profile)  # times the profile's reference layer in every round: at_profile_speed
     measured, drift = measure_with_drift(space, candidates, profile, repetitions=args.repetitions, min_seconds=30,
                                          backend=backend)
-    gauged = at_profile_speed(backend, len(candidates))
+    gauged = at_profile_speed(backend, len(candidates), drift_anchors(space, profile)[1])  # by the anchors, round by round
     table_parts = [table.predict(space.layers(c)) for c in candidates]
     rows = {
         "naive sum of isolated layers": [naive_sum(table, space.layers(c)) for c in candidates],
@@ -266,9 +266,9 @@ def ort_profile(args) -> None:
               f"{adjusted['within_20pct']:.0%} within +-20%, median error {adjusted['median_error']:.1%} (a measure of "
               "the predictor alone; a user's search sees the raw figures above)." + noise(drift)]
     at_speed = error_summary(chosen_rows, gauged)
-    lines += ["", "At the profile's speed (each network's time over the profile's reference layer timed in the same "
-              "round, median over the rounds, times the reference's profiled latency: the scale every profile "
-              "measurement was taken at, a slow spell cancelling round by round), the "
+    lines += ["", "At the profile's speed, gauged round by round (each network's time over the median ratio of the "
+              "calibration networks' times to their profiling-time latencies in the same round, median over the rounds: "
+              "a slow spell cancels round by round), the "
               f"`{profile.predictor}` predictor has {at_speed['within_10pct']:.0%} within +-10%, "
               f"{at_speed['within_20pct']:.0%} within +-20%, median error {at_speed['median_error']:.1%}."]
     lines += ["", f"Real topologies from the `onnx` wheel (materialized filler weights; {', '.join(models)}), "
@@ -280,7 +280,9 @@ def ort_profile(args) -> None:
         s = error_summary(predicted, real_list)
         lines.append(f"| {name} | {s['within_10pct']:.0%} | {s['within_20pct']:.0%} | {s['median_error']:.1%} | "
                      f"{s['p90_error']:.1%} | {s['spearman']:.3f} |")
-    lines += ["", "The same measurements at the profile's speed (gauged round by round by its reference layer):", "",
+    lines += ["", "The same measurements at the profile's speed (each model's time over the profile's reference layer timed in the same "
+              "round, median over the rounds, times the reference's profiled latency; convs, like these models, rather than "
+              "the space's small networks):", "",
               "| predictor | within +-10% | within +-20% | median error | p90 error | Spearman |",
               "|---|---|---|---|---|---|"]
     for name, predicted in real_rows.items():

@@ -468,6 +468,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         self.speeds: list[float] = []  # its latency in each measurement / reference_ms
         self.last_speed = None  # that ratio in the last measure_models
         self.last_spread = None  # the noise of the last measure_models (nasq.ort.window_spread)
+        self.last_samples, self.last_reference = None, None  # its timings, round by round (at_profile_speed)
 
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
                 log: Callable[[str], None] = print) -> dict:
@@ -588,9 +589,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
 
     def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> list[float]:
         """Their latencies as measured (``last_speed``, with a reference layer: how fast the machine ran meanwhile;
-        ``last_spread``: the measurement's own noise, :func:`nasq.ort.window_spread`; ``last_gauged``: their
-        latencies at the profile's speed, :func:`nasq.ort.gauged_medians`, or None without a reference)."""
-        from nasq.ort import gauged_medians, session, window_spread
+        ``last_spread``: the measurement's own noise, :func:`nasq.ort.window_spread`; ``last_samples`` and
+        ``last_reference``: each model's and the reference's timings, round by round, or None without a reference)."""
+        from nasq.ort import session, window_spread
 
         runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
         samples: list[list[float]] = []
@@ -598,7 +599,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                             min_seconds=min_seconds, normalize=False, samples=samples)
         gauged = len(samples) > len(runs)
         self.last_spread = window_spread(samples[:len(runs)], reference=samples[-1] if gauged else None)
-        self.last_gauged = gauged_medians(samples[:len(runs)], samples[-1], self.reference_ms) if gauged else None
+        self.last_samples, self.last_reference = samples[:len(runs)], (samples[-1] if gauged else None)
         return times
 
     def _reference_run(self, layer: LayerSpec) -> tuple:

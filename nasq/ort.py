@@ -181,12 +181,11 @@ def window_spread(samples: Sequence[Sequence[float]], windows: int = 3,
     return result
 
 
-def gauged_medians(samples: Sequence[Sequence[float]], reference: Sequence[float], reference_ms: float) -> list[float]:
+def gauged_medians(samples: Sequence[Sequence[float]], reference: Sequence[float], reference_ms: float = 1.0) -> list[float]:
     """Each model's latency at the speed where the reference takes ``reference_ms``: the median over the rounds
-    of its time over the reference's time in the same round, times ``reference_ms``. A profile is scaled that
-    way while it is built, so these are the latencies its predictions are for. Gauged round by round, a slow
-    spell within the run cancels too; here the same real topologies' errors moved by 1-3% (standard deviation)
-    from one 90 s run to the next, against 3-7% with one speed ratio for the whole run."""
+    of its time over the reference's time in the same round, times ``reference_ms``. The reference is a gauge
+    timed in every round (a layer; or, ``reference_ms`` 1, a series of speed ratios). Gauged round by round, a
+    slow spell within the run cancels too (see :func:`nasq.hardware_profiles.validation.at_profile_speed`)."""
     ref = np.asarray(reference, float)
     return [float(np.median(np.asarray(s, float) / ref)) * reference_ms for s in samples]
 

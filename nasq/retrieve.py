@@ -120,7 +120,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             medians = backend.measure_models(
                 [paths[p].read_bytes() for p in plans] + anchor_models,
                 [{"input": data.test.x[:batch]}] * len(plans) + anchor_feeds, repetitions=reps, min_seconds=10)
-            gauged = at_profile_speed(backend, len(plans)) or [None] * len(plans)
+            gauged = at_profile_speed(backend, len(plans), then) or [None] * len(plans)
             for plan, ms, at_speed in zip(plans, medians, gauged):
                 results[plan]["measured_latency_ms"] = ms
                 results[plan]["measured_at_profile_speed_ms"] = at_speed
@@ -232,8 +232,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 lines.append(f"Noise: {format_spread(d['spread'])}; differences between predicted and measured within "
                              "these figures are the machine's.")
         if all(report["models"][p].get("measured_at_profile_speed_ms") for p in names):
-            lines.append("Measured at the profile's speed (every round gauged by the reference layer the profile is "
-                         "scaled to), against predicted: " + ", ".join(
+            lines.append("Measured at the profile's speed (every round gauged by the profile's calibration networks "
+                         "timed in it, or without them by its reference layer), against predicted: " + ", ".join(
                              f"{names[p]} {ms(report['models'][p]['measured_at_profile_speed_ms'])} ms against "
                              f"{ms(report['models'][p]['predicted_latency_ms'])}" for p in names) + ".")
     else:

@@ -153,6 +153,9 @@ def test_onnxruntime_profiler_measures_a_loadable_profile(space):
     from nasq.hardware_profiles.ort_profiler import rescale_measurements
     from nasq.hardware_profiles.predictors import KernelRegressorPredictor, TablePredictor
 
+    for cost in data["op_costs"].values():  # an op cost measured under the 0.1 us floor is priced at the floor,
+        for point in [*cost.get("measured", []), *cost.get("in_context", []), *cost.get("in_int8_context", [])]:
+            point["latency_ms"] = max(point["latency_ms"], 1e-4)  # which does not move with the speed
     slower = copy.deepcopy(data)  # (not faster: a cost measured at the 0.1 us floor would stay at it)
     rescale_measurements(slower, 2.0)
     net = [LayerSpec("a", "conv", 32, 64, 1, 1, 14, 8, 8), LayerSpec("b", "dwconv", 64, 64, 3, 1, 14),
@@ -223,6 +226,22 @@ def test_gauged_medians_cancel_a_slow_spell_round_by_round():
     assert gauged_medians([model, [3.0] * 9], reference, reference_ms=0.05) == pytest.approx([0.5, 0.75])
     # a model that does not slow with the reference comes out faster, as it really ran
     assert gauged_medians([[1.0] * 9], reference, reference_ms=0.1) == pytest.approx([0.5])
+
+
+def test_at_profile_speed_gauges_by_the_calibration_networks_when_they_ran_beside():
+    from types import SimpleNamespace
+
+    from nasq.hardware_profiles.validation import at_profile_speed
+
+    # rounds 1-2 at the profile's speed, 3-5 twice as slow for the small networks, 1.5x for the reference conv
+    small = [0.1, 0.1, 0.2, 0.2, 0.2]
+    anchors = [[0.05, 0.05, 0.1, 0.1, 0.1], [0.3, 0.3, 0.6, 0.6, 0.6]]
+    backend = SimpleNamespace(last_samples=[small, *anchors], last_reference=[0.01, 0.01, 0.015, 0.015, 0.015],
+                              reference_ms=0.01)
+    assert at_profile_speed(backend, 1, then=[0.05, 0.3]) == pytest.approx([0.1])  # by the anchors: as profiled
+    assert at_profile_speed(backend, 1) == pytest.approx([0.2 / 1.5])  # by the reference: the small one seems slow
+    assert at_profile_speed(SimpleNamespace(last_samples=[small], last_reference=None), 1) is None
+    assert at_profile_speed(object(), 1) is None  # a backend that keeps no timings
 
 def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
     from nasq.hardware_profiles.predictors import CALIBRATION_FEATURES, Prediction, fit_calibration
