@@ -139,11 +139,11 @@ def at_profile_speed(backend, count: int, then: Sequence[float] = ()) -> list[fl
     by the reference layer the profile is scaled to. None from a backend that timed no reference.
 
     Gauge a network with what runs like it. The space's small networks are mostly per-call and per-layer overhead,
-    which a slow spell slows more than a conv: 40 held-out ones came out 92-95% within +-10% gauged by the
-    calibration networks (round by round; 92% with their whole-run median), 40-50% by the reference layer. Real
-    topologies are mostly convs: gauged by the reference layer, each one's error moved by 1-3% (standard
-    deviation) over four 90 s runs, against 2-5% by the calibration networks round by round, 3-7% by their
-    whole-run median."""
+    which a slow spell slows more than a conv; real topologies are mostly convs. In three 60 s runs here
+    (``benchmarks/measurement_gauges.py``, docs/benchmarks.md), each held-out space network's error moved by 0.5%
+    from run to run gauged by the calibration networks, 3.5% by the reference layer; each real topology's by 1.2%
+    gauged by the reference layer, 4.4% by the calibration networks round by round, 7.8% by their whole-run ratio.
+    """
     from nasq.ort import gauged_medians
 
     samples, reference = getattr(backend, "last_samples", None), getattr(backend, "last_reference", None)
