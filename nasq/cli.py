@@ -239,7 +239,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
                 if d.get("spread"):
                     print(f"  noise: {format_spread(d['spread'])}")
             if validation.get("at_profile_speed"):
-                print(f"  at the profile's speed (each round gauged by its reference layer): "
+                print(f"  at the profile's speed (each round gauged by its calibration networks timed in it): "
                       f"{format_summary(validation['at_profile_speed'])}")
             real = validation.get("real_topologies")
             if real:
