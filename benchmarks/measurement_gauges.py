@@ -38,8 +38,8 @@ def main() -> None:
     from nasq.hardware_profiles import create_predictor, load_profile
     from nasq.hardware_profiles.profile import cpu_model
     from nasq.hardware_profiles.validation import (
-        _input_of, at_profile_speed, backend_for, drift_anchors, drift_summary, export_networks, real_topology_models,
-        sample_candidates,
+        at_profile_speed, backend_for, drift_anchors, drift_summary, export_networks, real_topology_models,
+        sample_candidates, serialized_with_feeds,
     )
     from nasq.predict import predict_model
     from nasq.spaces import create_space
@@ -61,11 +61,7 @@ def main() -> None:
     topologies = real_topology_models(profile)
     onnx_predictor = profile.data.get("onnx_predictor")
     groups = {}
-    blobs, feeds = [], []
-    for model in topologies.values():
-        name, shape = _input_of(model)
-        blobs.append(model.SerializeToString())
-        feeds.append({name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)})
+    blobs, feeds = serialized_with_feeds(topologies.values())
     groups["real topologies"] = (list(topologies), blobs, feeds,
                                  [predict_model(m, profile, predictor=onnx_predictor)["latency_ms"]
                                   for m in topologies.values()])

@@ -597,9 +597,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         samples: list[list[float]] = []
         times = self._timed(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
                             min_seconds=min_seconds, normalize=False, samples=samples)
-        gauged = len(samples) > len(runs)
-        self.last_spread = window_spread(samples[:len(runs)], reference=samples[-1] if gauged else None)
-        self.last_samples, self.last_reference = samples[:len(runs)], (samples[-1] if gauged else None)
+        reference = samples[-1] if len(samples) > len(runs) else None
+        self.last_samples, self.last_reference = samples[:len(runs)], reference
+        self.last_spread = window_spread(self.last_samples, reference=reference)
         return times
 
     def _reference_run(self, layer: LayerSpec) -> tuple:

@@ -290,6 +290,16 @@ def real_topology_models(profile, names: Sequence[str] = VALIDATION_TOPOLOGIES, 
     return models
 
 
+def serialized_with_feeds(models) -> tuple[list[bytes], list[dict]]:
+    """ONNX ModelProtos as bytes, each with a seeded random feed of its input, as the backends measure them."""
+    blobs, feeds = [], []
+    for model in models:
+        name, shape = _input_of(model)
+        blobs.append(model.SerializeToString())
+        feeds.append({name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)})
+    return blobs, feeds
+
+
 def _input_of(model) -> tuple[str, list[int]]:
     inits = {t.name for t in model.graph.initializer}
     inp = next(i for i in model.graph.input if i.name not in inits)
@@ -310,11 +320,7 @@ def measure_models_with_drift(models: dict[str, object], profile, space, *, repe
     interleaved rounds (see :func:`measure_with_drift`): (latencies by name, drift or None). Real topologies
     run for seconds, and the machine can change speed between that run and any other."""
     backend = backend or backend_for(profile)
-    blobs, feeds = [], []
-    for model in models.values():
-        name, shape = _input_of(model)
-        blobs.append(model.SerializeToString())
-        feeds.append({name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)})
+    blobs, feeds = serialized_with_feeds(models.values())
     again, then = drift_anchors(space, profile) if space is not None else ([], [])
     if again:
         anchor_blobs, anchor_feeds = export_networks(space, again, profile, log=log)
