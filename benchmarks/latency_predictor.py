@@ -131,6 +131,23 @@ def published_tables(seeds: int, sizes: tuple[int, ...] = (10, 20, 100)) -> str:
     return "\n".join(lines)
 
 
+#: how `nasq predict` prices an ONNX model for an ORT target: the executed kernels by the table or the per-kernel
+#: regressor, each as they are and re-weighted by the profile's calibration on whole networks of blocks
+KERNEL_PREDICTORS = ("table", "calibrated", "kernel-regressor", "calibrated-regressor")
+
+
+def kernel_calibration_line(data: dict) -> str:
+    """The profile's calibration of ONNX models' kernel prices, as fitted at profiling time."""
+    cal = data.get("kernel_calibration")
+    if not cal:
+        return ""
+    fits, scores = cal["fits"], cal["scores"]
+    return (f" Its calibration of ONNX models' kernel prices, on {cal['networks']} block networks: " + "; ".join(
+        f"{base}: float layers x{fit['coefficients'][0]:.3f}, int8 layers x{fit['coefficients'][1]:.3f}, other kernels "
+        f"x{fit['coefficients'][2]:.3f}, {scores[base]['within_10pct']:.0%} within +-10% before, "
+        f"{scores[base + ', calibrated']['within_10pct']:.0%} after (out of fold)" for base, fit in fits.items()) + ".")
+
+
 def ort_profile(args) -> None:
 
     from nasq.hardware_profiles import PROFILERS
@@ -198,7 +215,7 @@ def ort_profile(args) -> None:
     for pred_name in ("table", "calibrated", "kernel-regressor"):  # the ONNX graph's ops, as before kernel pricing
         real_rows[f"ONNX graph ops, {pred_name}"] = [
             predict_model(m, profile, predictor=pred_name, pricing="graph")["latency_ms"] for m in models.values()]
-    for pred_name in ("table", "kernel-regressor"):  # what `nasq predict` does for an ORT target
+    for pred_name in KERNEL_PREDICTORS:  # what `nasq predict` does for an ORT target
         real_rows[f"executed kernels, {pred_name}"] = [
             predict_model(m, profile, predictor=pred_name, pricing="kernels")["latency_ms"] for m in models.values()]
 
@@ -209,7 +226,7 @@ def ort_profile(args) -> None:
                                                             backend=backend)
     block_gauged = at_profile_speed(backend, len(blocks))
     block_rows = {f"executed kernels, {p}": [predict_model(m, profile, predictor=p, pricing="kernels")["latency_ms"]
-                                             for m in blocks.values()] for p in ("table", "kernel-regressor")}
+                                             for m in blocks.values()] for p in KERNEL_PREDICTORS}
 
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     lines = [
@@ -221,10 +238,11 @@ def ort_profile(args) -> None:
         "",
         f"Building the profile ({len(space.profile_shapes())} layer shapes in fp32 and int8, {sum(not e.get('chained') for e in data['kernel_sweep']['layers']) // 2} swept "
         f"layers and {sum(bool(e.get('chained')) for e in data['kernel_sweep']['layers'])} chained float ones for the per-kernel regressor, {len(data['op_costs'])} other op types, plus "
-        f"{2 * args.profile_networks} whole networks for calibration and predictor choice) took {profile_s:.0f} s; "
-        f"it chose the `{profile.predictor}` predictor. The regressor's own cross-validation on its measurements: "
-        f"{data['kernel_sweep']['rounds'][-1]['cv_within_10pct']:.0%} within +-10%, median error "
-        f"{data['kernel_sweep']['rounds'][-1]['cv_median_error']:.1%}.",
+        f"{2 * args.profile_networks} whole networks for calibration and predictor choice, and "
+        f"{args.profile_networks} networks of real topologies' blocks for the calibration of ONNX models' prices) took "
+        f"{profile_s:.0f} s; it chose the `{profile.predictor}` predictor. The regressor's own cross-validation on its "
+        f"measurements: {data['kernel_sweep']['rounds'][-1]['cv_within_10pct']:.0%} within +-10%, median error "
+        f"{data['kernel_sweep']['rounds'][-1]['cv_median_error']:.1%}." + kernel_calibration_line(data),
         "",
         f"{args.networks} held-out networks of the quickstart space (random architecture, pruning and per-layer "
         "bits for a third, all float for a third, all 8-bit for a third; exported as `nasq best` exports them), "
@@ -299,7 +317,8 @@ def ort_profile(args) -> None:
                "int8": [i for i, n in enumerate(blocks) if n.endswith("int8")]}
     lines += ["", f"{len(blocks)} random networks built from those topologies' blocks "
               "(`nasq.hardware_profiles.block_networks`: ResNet bottlenecks, dense blocks, ShuffleNet units, fire and "
-              "Inception modules; 96-224 pixels; every third int8 QDQ), never used to fit or choose anything, measured in "
+              "Inception modules; 96-224 pixels; every third int8 QDQ), never used to fit or choose anything (the profile's "
+              "calibration for ONNX models was fitted on other such networks, seeds from 20,000), measured in "
               "one interleaved run (median of at least 10 runs each, over at least 30 s), priced with `nasq predict`:", "",
               "| predictor | networks | within +-10% | within +-20% | median error | mean signed error | Spearman |",
               "|---|---|---|---|---|---|---|"]

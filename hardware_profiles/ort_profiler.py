@@ -26,7 +26,7 @@ from nasq.hardware_profiles import PROFILERS
 from nasq.hardware_profiles.predictors import linear_ms
 from nasq.hardware_profiles.profile import cpu_flags, cpu_model
 from nasq.hardware_profiles.profiler import ProfilerBackend
-from nasq.hardware_profiles.validation import calibrate_and_select
+from nasq.hardware_profiles.validation import calibrate_and_select, calibrate_onnx_pricing
 from nasq.spaces.base import LayerSpec
 
 OPSET = 17
@@ -572,6 +572,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             seconds = self.network_seconds if self.network_seconds is not None else (5 if quick else 30)
             calibrate_and_select(self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log,
                                  min_seconds=seconds)
+            calibrate_onnx_pricing(self, data, n_networks, repetitions=10, seed=self.seed, log=log, min_seconds=seconds)
         speeds = np.array(self.speeds)
         speed = {"measurements": len(speeds), "median": round(float(np.median(speeds)), 4),
                  "p10": round(float(np.quantile(speeds, 0.1)), 4), "p90": round(float(np.quantile(speeds, 0.9)), 4)}

@@ -374,10 +374,13 @@ class _Calibrated:
     in the profile field named by ``calibration_field`` (``features``, ``coefficients``, ``intercept_ms``)."""
 
     calibration_field = "calibration"
+    #: the predictor whose kernel prices it re-weights for an ONNX model (``kernel_calibration.fits``)
+    onnx_base = "table"
 
     @classmethod
     def validate_profile(cls, profile: Profile) -> None:
         super().validate_profile(profile)
+        _validate_kernel_calibration(profile, cls.onnx_base)
         key = cls.calibration_field
         cal = _require(profile, key, dict)
         features = cal.get("features")
@@ -398,6 +401,27 @@ class _Calibrated:
         return pred
 
 
+def _validate_kernel_calibration(profile: Profile, base: str) -> None:
+    """The ONNX-model calibration of ``base``'s kernel prices, when the profile has one (see nasq.kernel_pricing)."""
+    from nasq.kernel_pricing import KERNEL_CALIBRATION_FEATURES
+
+    if "kernel_calibration" not in profile.data:
+        return
+    fits = _require(profile, "kernel_calibration", dict).get("fits")
+    if not isinstance(fits, dict):
+        raise NasqError(f"profile {profile.source}: kernel_calibration.fits must map predictor names to fits")
+    if base not in fits:
+        return
+    fit, where = fits[base], f"kernel_calibration.fits.{base}"
+    if (not isinstance(fit, dict) or fit.get("features") != list(KERNEL_CALIBRATION_FEATURES)
+            or not isinstance(fit.get("coefficients"), list) or len(fit["coefficients"]) != len(KERNEL_CALIBRATION_FEATURES)):
+        raise NasqError(f"profile {profile.source}: {where} must have features {list(KERNEL_CALIBRATION_FEATURES)} "
+                        "and one coefficient each")
+    for i, c in enumerate(fit["coefficients"]):
+        _positive(profile, f"{where}.coefficients[{i}]", c)
+    _positive(profile, f"{where}.fitted_on_networks", fit.get("fitted_on_networks"))
+
+
 @PREDICTORS.register("calibrated")
 class CalibratedPredictor(_Calibrated, TablePredictor):
     """The table predictor's parts, re-weighted by an end-to-end calibration on measured whole
@@ -413,6 +437,7 @@ class CalibratedRegressorPredictor(_Calibrated, KernelRegressorPredictor):
     of their 80 networks within +-10% out of fold, against 75% and 74% for the table's calibration."""
 
     calibration_field = "regressor_calibration"
+    onnx_base = "kernel-regressor"
 
 
 #: ONNX Runtime runs depthwise convs on kernels chosen by channel count: fp32 ones whose count is not a

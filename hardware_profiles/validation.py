@@ -241,6 +241,91 @@ def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repeti
     log(f"chose predictor '{chosen}'")
 
 
+#: seeds of the block networks a profile's ONNX pricing is calibrated on start here (the benchmark's held-out
+#: block networks use 30_000)
+BLOCK_CALIBRATION_SEED = 20_000
+
+
+def calibrate_onnx_pricing(backend, data: dict, n: int, *, repetitions: int, seed: int, min_seconds: float = 0.0,
+                           log: Callable[[str], None] = print, folds: int = 5) -> None:
+    """Measure ``n`` random networks of real topologies' blocks (:mod:`nasq.hardware_profiles.block_networks`, a third
+    int8) with ``backend`` and fit, for the table's and the per-kernel regressor's kernel prices, how the float
+    layers, int8 layers and other kernels add up in them (:func:`nasq.kernel_pricing.fit_kernel_calibration`),
+    scored out of fold. Stores ``kernel_calibration`` in ``data``; the calibrated predictors apply it to ONNX models.
+
+    Kernel prices come from layers and ops measured alone or in small sandwiches; in a whole network they run a few
+    percent faster or slower, by kind (docs/benchmarks.md lists a fresh profile's weights), and a profile built while
+    the machine was disturbed misprices some kinds more. Fitted on these networks, never on the real topologies that
+    ``nasq profile validate`` then scores it on."""
+    import datetime as _dt
+
+    from nasq.hardware_profiles.block_networks import block_networks
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.kernel_pricing import apply_kernel_calibration, fit_kernel_calibration, prices_kernels
+    from nasq.ort import gauged_medians
+    from nasq.predict import predict_model
+
+    profile = Profile.from_dict(data, "profile being measured")
+    if not prices_kernels(profile) or n < 2:  # (out of fold needs two networks at least)
+        return
+    folds = min(folds, n)
+    models = block_networks(n, seed=BLOCK_CALIBRATION_SEED + seed)
+    log(f"measuring {n} networks of real topologies' blocks to calibrate the pricing of ONNX models")
+    blobs, feeds = serialized_with_feeds(models.values())
+    measured = backend.measure_models(blobs, feeds, repetitions=repetitions, min_seconds=min_seconds)
+    if getattr(backend, "last_reference", None) is not None:  # at the profile's speed, round by round
+        measured = gauged_medians(backend.last_samples, backend.last_reference, backend.reference_ms)
+    overhead = float(data["overhead_ms"])
+    bases = ["table"] + (["kernel-regressor"] if "kernel_model" in data else [])
+    fits, scores = {}, {}
+    for base in bases:
+        parts = [predict_model(m, profile, predictor=base, pricing="kernels") for m in models.values()]
+        out_of_fold = [0.0] * n
+        for fold in range(folds):
+            test = set(range(fold, n, folds))
+            cal = fit_kernel_calibration([p["parts"] for i, p in enumerate(parts) if i not in test],
+                                         [m for i, m in enumerate(measured) if i not in test], overhead)
+            for i in test:
+                out_of_fold[i] = apply_kernel_calibration(cal, overhead, parts[i]["parts"])
+        fits[base] = fit_kernel_calibration([p["parts"] for p in parts], measured, overhead)
+        scores[base] = error_summary([p["latency_ms"] for p in parts], measured)
+        scores[f"{base}, calibrated"] = error_summary(out_of_fold, measured)
+        log(f"block networks, {base} kernel prices: {format_summary(scores[base])}; calibrated (out of fold): "
+            f"{format_summary(scores[f'{base}, calibrated'])}")
+    data["kernel_calibration"] = {
+        "fits": fits, "networks": n, "networks_seed": BLOCK_CALIBRATION_SEED + seed, "scores": scores,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_ms": [round(m, 5) for m in measured],
+        "what": f"{n} random networks of real topologies' blocks (a third int8 QDQ), measured end to end, interleaved, "
+                f"at the profile's speed (gauged round by round by its reference layer); calibrated scores out of fold "
+                f"({folds}-fold)"}
+
+
+def recalibrate_onnx_pricing(path, *, networks: int, seed: int, min_seconds: float = 30.0,
+                             log: Callable[[str], None] = print) -> dict:
+    """Fit a profile's calibration for ONNX models (:func:`calibrate_onnx_pricing`) again, on block networks measured
+    now, at the profile's speed, on the machine it describes; written in place (a profile measured before nasq fitted
+    one gains it). ``nasq profile validate`` then chooses the predictor for ONNX models with it."""
+    from nasq.errors import NasqError
+    from nasq.fileio import write_json_atomic
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.kernel_pricing import prices_kernels
+
+    profile = Profile.load(Path(path))
+    if not prices_kernels(profile):
+        raise NasqError(f"target '{profile.name}' has no measured ONNX Runtime kernel costs: there are no kernel prices "
+                        "to calibrate (only profiles measured with `--backend onnxruntime` by this nasq version have them)")
+    if not profile.measurable():
+        raise NasqError(f"target '{profile.name}' is {profile.machine_mismatch()}; calibrate it on that machine")
+    data = dict(profile.data)
+    calibrate_onnx_pricing(backend_for(profile), data, networks, repetitions=10, seed=seed, min_seconds=min_seconds,
+                           log=log)
+    Profile.from_dict(data, str(path))  # never write a profile that would not load
+    write_json_atomic(Path(path), data)
+    log(f"stored the calibration in {path}")
+    return data["kernel_calibration"]
+
+
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     from scipy.stats import spearmanr
 
@@ -347,7 +432,8 @@ def validate_real_topologies(profile, names: Sequence[str] = VALIDATION_TOPOLOGI
                                                 min_seconds=min_seconds, log=log)
     gauged = at_profile_speed(backend, len(models))
     gauged = dict(zip(models, gauged)) if gauged else None
-    candidates = [n for n in ("table", "calibrated", "kernel-regressor") if _loads_as(profile, n)] or [profile.predictor]
+    candidates = [n for n in ("table", "calibrated", "kernel-regressor", "calibrated-regressor")
+                  if _loads_as(profile, n)] or [profile.predictor]
     scores, predicted, at_speed = {}, {}, {}
     for pred_name in candidates:
         predicted[pred_name] = {n: predict_model(m, profile, predictor=pred_name)["latency_ms"] for n, m in models.items()}

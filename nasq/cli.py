@@ -66,15 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="`nasq profile --backend B --name N` measures a profile; "
                                    "`nasq profile import --csv F --space S --column C --name N` fits one from "
                                    "published whole-network latencies; "
-                                   "`nasq profile validate --target N` re-validates one against new whole networks.")
-    p.add_argument("action", nargs="?", choices=["validate", "import"],
-                   help="validate an existing profile, or import published measurements")
+                                   "`nasq profile validate --target N` re-validates one against new whole networks; "
+                                   "`nasq profile calibrate --target N` fits its pricing of ONNX models again on new "
+                                   "networks of real topologies' blocks.")
+    p.add_argument("action", nargs="?", choices=["validate", "import", "calibrate"],
+                   help="validate an existing profile, import published measurements, or calibrate the pricing of "
+                        "ONNX models of an existing ONNX Runtime profile")
     p.add_argument("--backend", help="profiler backend (onnxruntime, tvm, bitserial-sim)")
     p.add_argument("--name", help="profile name (letters, digits, . _ -)")
-    p.add_argument("--target", help="with validate: the profile to validate")
+    p.add_argument("--target", help="with validate or calibrate: the profile to validate or calibrate")
     p.add_argument("--networks", type=_non_negative_int,
                    help="whole networks to measure (onnxruntime, tvm: calibrate and choose the predictor on 2N, by "
-                        "cross-validation; validate: N)")
+                        "cross-validation; onnxruntime also calibrates its pricing of ONNX models on N networks of real "
+                        "topologies' blocks; validate: N, default 30; calibrate: N, default 40)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed for the sampled networks")
     p.add_argument("--measure-seconds", type=_non_negative_int,
                    help="measure whole networks for at least this long (default 30, 5 with --quick): this "
@@ -143,6 +147,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     if args.action == "validate":
         return cmd_profile_validate(args)
+    if args.action == "calibrate":
+        from nasq.hardware_profiles import resolve_profile_path
+        from nasq.hardware_profiles.validation import recalibrate_onnx_pricing
+
+        if not args.target:
+            raise NasqError("profile calibrate needs --target NAME")
+        if args.networks is not None and args.networks < 5:
+            raise NasqError(f"profile calibrate needs --networks of at least 5 (a fit of three weights, scored out of "
+                            f"fold), not {args.networks}")
+        recalibrate_onnx_pricing(resolve_profile_path(args.target), networks=args.networks or 40, seed=args.seed,
+                                 min_seconds=30 if args.measure_seconds is None else args.measure_seconds)
+        return 0
     if args.action == "import":
         if not args.csv or not args.column:
             raise NasqError("profile import needs --csv FILE and --column NAME (and --space, --name)")
@@ -249,6 +265,15 @@ def cmd_targets(args: argparse.Namespace) -> int:
                           f"{format_summary(real['drift_adjusted'])}")
                 if real.get("at_profile_speed"):
                     print(f"    at the profile's speed: {format_summary(real['at_profile_speed'])}")
+            if prof.data.get("onnx_predictor"):
+                print(f"  ONNX models (nasq predict): the {prof.data['onnx_predictor']} predictor, chosen on the real "
+                      "topologies")
+            kernel_calibration = prof.data.get("kernel_calibration")
+            if kernel_calibration and "table" in kernel_calibration.get("scores", {}):
+                before, after = kernel_calibration["scores"]["table"], kernel_calibration["scores"]["table, calibrated"]
+                print(f"  its calibration of ONNX models' prices ({kernel_calibration['networks']} block networks, "
+                      f"{kernel_calibration.get('date', 'date unknown')}): the table's kernel prices "
+                      f"{before['within_10pct']:.0%} within +-10% before, {after['within_10pct']:.0%} after (out of fold)")
         elif prof.metadata.get("runtime") not in ("onnxruntime", "tvm"):
             print("  last validation: none (an analytic model, nothing to measure here)")
         else:

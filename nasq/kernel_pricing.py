@@ -22,6 +22,11 @@ its graph optimizations, in which layout, on which shapes, and prices each one f
 * shape ops: nothing (they alias their input);
 * any other kernel: as the plain float op it stands for (``QLinearSoftmax`` as ``Softmax``), else as
   memory traffic at the measured elementwise rate, and listed as uncovered with how it was priced.
+
+Those prices are of kernels measured alone or in small sandwiches. A profile also measures whole networks
+built from real topologies' blocks (:func:`nasq.hardware_profiles.validation.calibrate_onnx_pricing`) and
+fits how its float layers, int8 layers and other kernels add up in them (``kernel_calibration``: one
+non-negative weight per part, :data:`KERNEL_CALIBRATION_FEATURES`); the calibrated predictors apply it.
 """
 
 from __future__ import annotations
@@ -170,6 +175,27 @@ def _work(kernel) -> int:
     return kernel.elements("inputs")
 
 
+#: the parts of a kernel-priced latency that an ONNX pricing calibration weighs (besides the call overhead)
+KERNEL_CALIBRATION_FEATURES = ("fp32_layers_ms", "int8_layers_ms", "other_ops_ms")
+
+
+def fit_kernel_calibration(parts: list[dict[str, float]], measured_ms: list[float], overhead_ms: float) -> dict:
+    """Non-negative weights of the parts (:data:`KERNEL_CALIBRATION_FEATURES`) that best give the measured
+    latencies less the call overhead, on relative error (every network counts alike)."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    y = np.asarray(measured_ms, float)
+    x = np.array([[p[f] for f in KERNEL_CALIBRATION_FEATURES] for p in parts], float)
+    coef, _ = nnls(x / y[:, None], 1 - overhead_ms / y)
+    return {"features": list(KERNEL_CALIBRATION_FEATURES), "coefficients": [round(float(c), 6) for c in coef],
+            "fitted_on_networks": len(y)}
+
+
+def apply_kernel_calibration(calibration: dict, overhead_ms: float, parts: dict[str, float]) -> float:
+    return overhead_ms + sum(c * parts[f] for f, c in zip(calibration["features"], calibration["coefficients"]))
+
+
 def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]:
     """Predicted latency of an ONNX ModelProto from the kernels ONNX Runtime runs for it (see module doc)."""
     import onnxruntime
@@ -193,6 +219,7 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
     op_costs = profile.data.get("op_costs", {})
     rate = profile.data.get("elementwise")
     layers_ms = 0.0
+    parts = dict.fromkeys(KERNEL_CALIBRATION_FEATURES, 0.0)
     layer_counts: dict[str, int] = defaultdict(int)
     others: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "ms": 0.0, "priced_as": ""})
     macs = 0
@@ -215,6 +242,7 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
             layer_counts[f"{precision} {kind}"] += 1
             macs += layer.macs * groups
             layers_ms += ms
+            parts[f"{precision}_layers_ms"] += ms
         elif k.op in MATRIX and k.weight is not None and len(k.weight) == 2:
             precision = MATRIX[k.op]
             trans_b = bool(k.attrs.get("transB", 0))
@@ -226,6 +254,7 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
             layer_counts[f"{precision} {layer.op}"] += 1
             macs += layer.macs
             layers_ms += ms
+            parts[f"{precision}_layers_ms"] += ms
         else:
             entry = others[key]
             entry["count"] += 1
@@ -258,11 +287,12 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
             entry["ms"] += ms
         per_kernel.append({"name": k.name, "op": key, "ms": round(ms, 6)})
     memory_ms = sum(v["ms"] for v in others.values())
+    parts["other_ops_ms"] = memory_ms
     return {
         "latency_ms": float(predictor.overhead_ms + layers_ms + memory_ms), "layers_ms": float(layers_ms),
         "memory_ops_ms": float(memory_ms),
         "layers": dict(sorted(layer_counts.items())), "macs": int(macs),
         "uncovered_ops": {k: {**v, "ms": round(v["ms"], 6)} for k, v in sorted(others.items())},
-        "kernels": per_kernel,
+        "kernels": per_kernel, "parts": {k: round(v, 6) for k, v in parts.items()},
         "pricing": "ONNX Runtime's executed kernels (its optimized graph and the shapes of one profiled run)",
     }

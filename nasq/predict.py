@@ -49,6 +49,8 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
     from nasq.onnx_graph import graph_layers
 
     name = predictor or profile.data.get("onnx_predictor") or profile.predictor
+    if name != profile.predictor:  # (the profile's own predictor was checked against it when it loaded)
+        PREDICTORS.get(name).validate_profile(profile)
     predictor = PREDICTORS.get(name)(profile)
     if "space" in profile.data:
         raise NasqError(f"target '{profile.name}' prices architectures of space '{profile.data['space']}' only, "
@@ -62,6 +64,9 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
     if pricing != "graph" and prices_kernels(profile):
         notes = list(notes or [])
         priced = price_kernels(model, profile, predictor, notes)
+        base = getattr(predictor, "onnx_base", None)  # a calibrated predictor: its base's prices, re-weighted
+        if base is not None:
+            calibrate_kernel_prices(priced, profile, base, predictor.overhead_ms, notes)
         return {"target": profile.name, "predictor": name, "batch_size": batch, **priced, "notes": notes}
     graph = graph_layers(model, batch=batch)
     pred = predictor.predict(graph.layers)
@@ -124,12 +129,34 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
     }
 
 
+def calibrate_kernel_prices(priced: dict[str, Any], profile, base: str, overhead_ms: float, notes: list[str]) -> None:
+    """Re-weight kernel prices (from the ``base`` predictor) by the profile's calibration for ONNX models, fitted
+    on whole networks of real topologies' blocks (``kernel_calibration``), when it has one."""
+    from nasq.kernel_pricing import apply_kernel_calibration
+
+    fits = profile.data.get("kernel_calibration", {}).get("fits", {})
+    if base not in fits:
+        notes.append(f"the profile has no calibration for ONNX models (one fitted on whole networks): priced as its "
+                     f"{base} predictor prices the kernels")
+        return
+    cal = fits[base]
+    priced["calibration"] = {"base": base, "uncalibrated_ms": priced["latency_ms"],
+                             **dict(zip(cal["features"], cal["coefficients"])),
+                             "fitted_on_networks": cal["fitted_on_networks"]}
+    priced["latency_ms"] = apply_kernel_calibration(cal, overhead_ms, priced["parts"])
+
+
 def format_prediction(result: dict[str, Any], max_notes: int = 8) -> str:
     lines = [f"{result['target']} ({result['predictor']} predictor, batch {result['batch_size']}): "
              f"{result['latency_ms']:.4g} ms predicted",
              f"  layers: {result['layers_ms']:.4g} ms for " + ", ".join(f"{n} {k}" for k, n in result["layers"].items())
              + f" ({result['macs'] / 1e6:.1f} M MACs)",
              f"  other ops: {result['memory_ops_ms']:.4g} ms"]
+    cal = result.get("calibration")
+    if cal:
+        lines.insert(1, f"  calibrated on {cal['fitted_on_networks']} measured networks of real topologies' blocks: "
+                        f"float layers x{cal['fp32_layers_ms']:.3g}, int8 layers x{cal['int8_layers_ms']:.3g}, other "
+                        f"ops x{cal['other_ops_ms']:.3g} (the {cal['base']} prices below: {cal['uncalibrated_ms']:.4g} ms)")
     for op, v in result["uncovered_ops"].items():
         lines.append(f"    {op} x{v['count']}: {v['ms']:.4g} ms, {v['priced_as']}")
     notes = result["notes"]

@@ -38,6 +38,8 @@ def test_targets_lists_shipped_profiles():
     out = run("targets")
     assert out.returncode == 0
     assert "x86-ort" in out.stdout and "bitserial-sim" in out.stdout and "onnxruntime" in out.stdout
+    # the shipped ONNX Runtime profile: which predictor prices ONNX models, and its calibration for them
+    assert "ONNX models (nasq predict): the " in out.stdout and "its calibration of ONNX models' prices (" in out.stdout
 
 
 def assert_clean_error(out, fragment):
@@ -135,6 +137,11 @@ def test_profile_errors(tmp_path):
     (tmp_path / "file").write_text("")
     assert_clean_error(run("profile", "--backend", "bitserial-sim", "--name", "x", "--out", tmp_path / "file" / "x.json"),
                        "cannot be created")
+    assert_clean_error(run("profile", "calibrate"), "profile calibrate needs --target NAME")
+    assert_clean_error(run("profile", "calibrate", "--target", "bitserial-sim"),
+                       "target 'bitserial-sim' has no measured ONNX Runtime kernel costs")
+    assert_clean_error(run("profile", "calibrate", "--target", "x86-ort", "--networks", "3"),
+                       "needs --networks of at least 5")
 
 
 def test_profile_writes_a_loadable_profile(tmp_path):

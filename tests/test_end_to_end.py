@@ -193,6 +193,16 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     assert data["regressor_calibration"]["fitted_on_networks"] == data["calibration"]["fitted_on_networks"]
     assert data["metadata"]["reference"]["speed"]["measurements"] > 0
     assert data["kernel_sweep"]["rounds"] and data["kernel_model"]["trees"]
+    # and the pricing of ONNX models calibrated on measured networks of real topologies' blocks, scored out of fold
+    kernel_calibration = data["kernel_calibration"]
+    assert set(kernel_calibration["fits"]) == {"table", "kernel-regressor"} and kernel_calibration["networks"] == 12
+    assert kernel_calibration["scores"]["table, calibrated"]["networks"] == 12
+    out = subprocess.run([*NASQ, "profile", "calibrate", "--target", str(profile), "--networks", "6", "--seed", "1",
+                          "--measure-seconds", "1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    again = json.loads(profile.read_text())["kernel_calibration"]  # fitted again, on other networks measured now
+    assert again["networks"] == 6 and again["networks_seed"] == kernel_calibration["networks_seed"] + 1
+    assert "calibrated (out of fold)" in out.stdout and "stored the calibration" in out.stdout
     out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
                           "--repetitions", "20", "--topologies", "squeezenet", "--measure-seconds", "2"],
                          capture_output=True, text=True,
@@ -218,7 +228,8 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     # and at the profile's speed: every round gauged by the reference layer timed in it
     assert validation["at_profile_speed"]["networks"] == 6 and real["at_profile_speed"]["networks"] == 2
     assert all(v["at_profile_speed_ms"] > 0 for v in real["models"].values())
-    assert set(real["scores_at_profile_speed"]) == set(real["scores"])
+    assert set(real["scores_at_profile_speed"]) == set(real["scores"]) == {"table", "calibrated", "kernel-regressor",
+                                                                           "calibrated-regressor"}
     assert "at the profile's speed" in out.stdout
 
 

@@ -373,3 +373,47 @@ def test_block_networks_run_and_are_priced_kernel_by_kernel():
         assert all(k["ms"] > 0 for k in priced["kernels"] if k["op"] not in SHAPE_ONLY), name
     names = " ".join(block_networks(30, seed=0, int8=False))
     assert all(kind in names for kind in BLOCKS)
+
+
+def test_kernel_prices_are_calibrated_on_whole_networks_by_the_calibrated_predictors(tmp_path):
+    """The ONNX calibration weighs a kernel-priced model's float layers, int8 layers and other kernels (plus the
+    call overhead): the fit recovers known weights, the calibrated predictors apply their base's fit and say so,
+    the plain ones do not, and a profile without one prices as the base with a note."""
+    import copy
+
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.kernel_pricing import KERNEL_CALIBRATION_FEATURES, apply_kernel_calibration, fit_kernel_calibration
+    from nasq.predict import format_prediction
+
+    rng = np.random.default_rng(0)
+    parts = [dict(zip(KERNEL_CALIBRATION_FEATURES, rng.uniform(0.1, 5.0, 3))) for _ in range(20)]
+    truth = {"features": list(KERNEL_CALIBRATION_FEATURES), "coefficients": [0.9, 1.1, 1.3]}
+    measured = [apply_kernel_calibration(truth, 0.006, p) for p in parts]
+    fit = fit_kernel_calibration(parts, measured, 0.006)
+    assert fit["coefficients"] == pytest.approx(truth["coefficients"], rel=1e-4) and fit["fitted_on_networks"] == 20
+
+    shipped = load_profile("x86-ort")
+    data = copy.deepcopy(shipped.data)
+    data.pop("kernel_calibration", None)
+    model, _ = prepared_model(real_topology("squeezenet"))
+    plain = predict_model(model, Profile.from_dict(data), predictor="table")
+    assert sum(plain["parts"].values()) + data["overhead_ms"] == pytest.approx(plain["latency_ms"], rel=1e-4)
+    uncalibrated = predict_model(model, Profile.from_dict(data), predictor="calibrated")
+    assert uncalibrated["latency_ms"] == plain["latency_ms"] and "calibration" not in uncalibrated
+    assert any("no calibration for ONNX models" in n for n in uncalibrated["notes"])
+
+    data["kernel_calibration"] = {"fits": {"table": {**truth, "fitted_on_networks": 40}}}
+    profile = Profile.from_dict(data)
+    calibrated = predict_model(model, profile, predictor="calibrated")
+    expected = data["overhead_ms"] + sum(c * plain["parts"][f] for f, c in zip(truth["features"], truth["coefficients"]))
+    assert calibrated["latency_ms"] == pytest.approx(expected, rel=1e-4)
+    assert calibrated["calibration"]["uncalibrated_ms"] == plain["latency_ms"]
+    assert "calibrated on 40 measured networks" in format_prediction(calibrated)
+    assert predict_model(model, profile, predictor="table")["latency_ms"] == plain["latency_ms"]
+    assert "no calibration for ONNX models" in " ".join(  # the regressor's own fit is missing
+        predict_model(model, profile, predictor="calibrated-regressor")["notes"])
+
+    data["kernel_calibration"]["fits"]["table"]["coefficients"] = [1.0, -1.0, 1.0]
+    (tmp_path / "bad.json").write_text(json.dumps({**data, "predictor": "calibrated"}))
+    assert_clean_error(run("predict", "--target", tmp_path / "bad.json", real_topology("squeezenet")),
+                       "kernel_calibration.fits.table.coefficients[1] must be a non-negative number")
