@@ -185,6 +185,18 @@ def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetition
     return measured[: len(candidates)], drift_summary(measured[len(candidates):], then, backend)
 
 
+def out_of_fold(parts: Sequence, measured: Sequence[float], fit: Callable, apply: Callable, folds: int) -> list[float]:
+    """Each network's calibrated prediction from a calibration fitted without its fold (``fit(parts, measured)`` and
+    ``apply(calibration, part)``), network i in fold i mod ``folds``."""
+    predicted = [0.0] * len(parts)
+    for fold in range(folds):
+        test = set(range(fold, len(parts), folds))
+        cal = fit([p for i, p in enumerate(parts) if i not in test], [m for i, m in enumerate(measured) if i not in test])
+        for i in test:
+            predicted[i] = apply(cal, parts[i])
+    return predicted
+
+
 def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repetitions: int, seed: int,
                          log: Callable[[str], None] = print, folds: int = 5, min_seconds: float = 0.0) -> None:
     """Measure 2n whole networks with ``backend``; score the table, its end-to-end calibration (out of
@@ -214,14 +226,8 @@ def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repeti
         parts = [base.predict(space.layers(c)) for c in networks]
         uncalibrated = "table" if name == "calibrated" else "kernel-regressor"
         summaries[uncalibrated] = error_summary([p.total_ms for p in parts], measured)
-        out_of_fold = [0.0] * len(networks)
-        for fold in range(folds):
-            test = set(range(fold, len(networks), folds))
-            cal = fit_calibration([p for i, p in enumerate(parts) if i not in test],
-                                  [m for i, m in enumerate(measured) if i not in test])
-            for i in test:
-                out_of_fold[i] = apply_calibration(cal, parts[i])
-        summaries[name] = error_summary(out_of_fold, measured)
+        summaries[name] = error_summary(out_of_fold(parts, measured, fit_calibration, apply_calibration, folds),
+                                        measured)
         calibrations[name] = fit_calibration(parts, measured)
     for pred_name, summary in summaries.items():
         log(f"{pred_name}: {format_summary(summary)}")
@@ -279,17 +285,13 @@ def calibrate_onnx_pricing(backend, data: dict, n: int, *, repetitions: int, see
     bases = ["table"] + (["kernel-regressor"] if "kernel_model" in data else [])
     fits, scores = {}, {}
     for base in bases:
-        parts = [predict_model(m, profile, predictor=base, pricing="kernels") for m in models.values()]
-        out_of_fold = [0.0] * n
-        for fold in range(folds):
-            test = set(range(fold, n, folds))
-            cal = fit_kernel_calibration([p["parts"] for i, p in enumerate(parts) if i not in test],
-                                         [m for i, m in enumerate(measured) if i not in test], overhead)
-            for i in test:
-                out_of_fold[i] = apply_kernel_calibration(cal, overhead, parts[i]["parts"])
-        fits[base] = fit_kernel_calibration([p["parts"] for p in parts], measured, overhead)
-        scores[base] = error_summary([p["latency_ms"] for p in parts], measured)
-        scores[f"{base}, calibrated"] = error_summary(out_of_fold, measured)
+        priced = [predict_model(m, profile, predictor=base, pricing="kernels") for m in models.values()]
+        parts = [p["parts"] for p in priced]
+        fits[base] = fit_kernel_calibration(parts, measured, overhead)
+        scores[base] = error_summary([p["latency_ms"] for p in priced], measured)
+        scores[f"{base}, calibrated"] = error_summary(out_of_fold(
+            parts, measured, lambda x, y: fit_kernel_calibration(x, y, overhead),
+            lambda cal, x: apply_kernel_calibration(cal, overhead, x), folds), measured)
         log(f"block networks, {base} kernel prices: {format_summary(scores[base])}; calibrated (out of fold): "
             f"{format_summary(scores[f'{base}, calibrated'])}")
     data["kernel_calibration"] = {
