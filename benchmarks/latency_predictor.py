@@ -232,7 +232,7 @@ def ort_profile(args) -> None:
     lines = [
         f"## {SECTION}",
         "",
-        f"Command: `python benchmarks/latency_predictor.py --networks {args.networks} --repetitions "
+        f"Command: `python benchmarks/latency_predictor.py --part ort --networks {args.networks} --repetitions "
         f"{args.repetitions}`; machine: {cpu_model()} ({platform.machine()}), ONNX Runtime "
         f"{profile.metadata['runtime_version']}, 1 thread, batch 1; date: {date}.",
         "",

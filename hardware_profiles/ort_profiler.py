@@ -612,24 +612,31 @@ class OnnxRuntimeProfiler(ProfilerBackend):
 
     def _timed(self, runs, *, normalize: bool = True, **kwargs) -> list[float]:
         """Interleaved medians (:func:`nasq.ort.time_interleaved`). While profiling, the reference layer is
-        timed in the same rounds, and (``normalize``) every median is scaled to the reference's latency
-        ``reference_ms`` (its first measurement, then the 10th percentile over the per-layer measurements): on a
+        timed in the same rounds, and (``normalize``) every latency is taken at the reference's latency
+        ``reference_ms`` (its first measurement, then the 10th percentile over the per-layer measurements), round
+        by round (:func:`nasq.ort.gauged_medians`; heavy models by the speed of the last light ones): on a
         shared VM whose raw timings of one layer spread by 11% (median absolute deviation over a minute), their
         ratios to the reference spread by 1.4-2.5%."""
-        from nasq.ort import time_interleaved
+        from nasq.ort import gauged_medians, time_interleaved
 
         if self._reference is None:
             return time_interleaved(runs, **kwargs)
-        *times, ref = time_interleaved(runs, reference=self._reference, **kwargs)
+        samples, rounds = kwargs.pop("samples", None), []
+        *times, ref = time_interleaved(runs, reference=self._reference, samples=rounds, **kwargs)
+        if samples is not None:
+            samples.extend(rounds)
         speed = ref / self.reference_ms
         if max(times) > HEAVY_MS and self.speeds:
             # after a heavy model the reference itself runs 5-10% slower (here, warm or not): take the speed of
             # the last light measurements instead
             speed = float(np.median(self.speeds[-9:]))
-        else:
-            self.speeds.append(speed)
+            self.last_speed = speed
+            return [t / speed for t in times] if normalize else times
+        self.speeds.append(speed)
         self.last_speed = speed
-        return [t / speed for t in times] if normalize else times
+        # gauged round by round, as validation measures networks (a slow spell within the run cancels too; the
+        # same layers measured twice in one process: fp32 95% -> 100%, int8 85% -> 90% within +-10% of each other)
+        return gauged_medians(rounds[:-1], rounds[-1], self.reference_ms) if normalize else times
 
     def _time_sized(self, runs, reps: int) -> list[float]:
         """Interleaved medians of a few small models; large ones (over 2 ms a run) get fewer repetitions

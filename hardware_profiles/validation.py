@@ -132,6 +132,17 @@ def drift_summary(now: Sequence[float], then: Sequence[float], backend=None) -> 
     return drift
 
 
+def at_reference_speed(backend, measured: list[float]) -> list[float]:
+    """The ``backend``'s last measurement (``measured``, as it returned it) at the speed its reference layer was
+    scaled to, gauged round by round like the profile's layers (:func:`nasq.ort.gauged_medians`); as measured by a
+    backend that times no reference."""
+    from nasq.ort import gauged_medians
+
+    if getattr(backend, "last_reference", None) is None:
+        return measured
+    return gauged_medians(backend.last_samples, backend.last_reference, backend.reference_ms)
+
+
 def at_profile_speed(backend, count: int, then: Sequence[float] = ()) -> list[float] | None:
     """The first ``count`` latencies of the ``backend``'s last measurement at the profile's speed, gauged round by
     round (:func:`nasq.ort.gauged_medians`): by the profile's calibration networks when ``then`` gives their
@@ -216,8 +227,7 @@ def calibrate_and_select(backend, data: dict, space_name: str, n: int, *, repeti
     profile = Profile.from_dict(data, "profile being measured")
     measured = measure_networks(space, networks, profile, repetitions=repetitions, seed=seed, log=log, backend=backend,
                                 min_seconds=min_seconds)
-    speed = getattr(backend, "last_speed", None)  # a backend that times a reference beside them: at its speed
-    measured = [m / speed for m in measured] if speed else measured
+    measured = at_reference_speed(backend, measured)
     bases = {"calibrated": TablePredictor(profile)}
     if "kernel_model" in data:
         bases["calibrated-regressor"] = KernelRegressorPredictor(profile)
@@ -268,7 +278,6 @@ def calibrate_onnx_pricing(backend, data: dict, n: int, *, repetitions: int, see
     from nasq.hardware_profiles.block_networks import block_networks
     from nasq.hardware_profiles.profile import Profile
     from nasq.kernel_pricing import apply_kernel_calibration, fit_kernel_calibration, prices_kernels
-    from nasq.ort import gauged_medians
     from nasq.predict import predict_model
 
     profile = Profile.from_dict(data, "profile being measured")
@@ -278,9 +287,8 @@ def calibrate_onnx_pricing(backend, data: dict, n: int, *, repetitions: int, see
     models = block_networks(n, seed=BLOCK_CALIBRATION_SEED + seed)
     log(f"measuring {n} networks of real topologies' blocks to calibrate the pricing of ONNX models")
     blobs, feeds = serialized_with_feeds(models.values())
-    measured = backend.measure_models(blobs, feeds, repetitions=repetitions, min_seconds=min_seconds)
-    if getattr(backend, "last_reference", None) is not None:  # at the profile's speed, round by round
-        measured = gauged_medians(backend.last_samples, backend.last_reference, backend.reference_ms)
+    measured = at_reference_speed(backend, backend.measure_models(blobs, feeds, repetitions=repetitions,
+                                                                  min_seconds=min_seconds))
     overhead = float(data["overhead_ms"])
     bases = ["table"] + (["kernel-regressor"] if "kernel_model" in data else [])
     fits, scores = {}, {}

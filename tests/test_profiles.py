@@ -166,25 +166,35 @@ def test_onnxruntime_profiler_measures_a_loadable_profile(space):
 
 
 def test_profiling_measurements_are_scaled_by_the_reference_timed_beside_them(monkeypatch):
-    """A machine running at half speed during one measurement: the reference, timed in the same rounds,
-    took twice its starting latency, so the measurement is halved; models measured for a caller are not."""
+    """A machine running at half speed during a measurement: the reference, timed in the same rounds, took twice
+    its starting latency, so the measurement is halved, round by round (a slow spell within the measurement
+    cancels too); models measured for a caller are not."""
     import nasq.ort
     from nasq.hardware_profiles.ort_profiler import OnnxRuntimeProfiler
 
     calls = []
+    # 9 rounds at 2x the profiled speed, the last ones at 4x: a spell that reached the models one round before the
+    # reference (timed last in each round). The raw medians: 0.1 and 0.3, the reference's 0.2
+    model, gauge = [2.0] * 4 + [4.0] * 5, [2.0] * 5 + [4.0] * 4
 
-    def fake(runs, *, reference=None, **kwargs):
+    def fake(runs, *, reference=None, samples=None, **kwargs):
         calls.append(reference)
-        return [0.1, 0.3] + ([0.4] if reference is not None else [])
+        rounds = [[0.025 * s for s in model], [0.075 * s for s in model]]
+        rounds += [[0.1 * s for s in gauge]] if reference is not None else []
+        if samples is not None:
+            samples.extend(rounds)
+        return [sorted(r)[4] for r in rounds]
 
     monkeypatch.setattr(nasq.ort, "time_interleaved", fake)
     backend = OnnxRuntimeProfiler()
-    assert backend._timed(["a", "b"], repetitions=5) == [0.1, 0.3]  # not profiling: no reference, as measured
-    backend._reference, backend.reference_ms = "ref", 0.2
-    assert backend._timed(["a", "b"], repetitions=5) == pytest.approx([0.05, 0.15])
+    assert backend._timed(["a", "b"], repetitions=9) == [0.1, 0.3]  # not profiling: no reference, as measured
+    backend._reference, backend.reference_ms = "ref", 0.1
+    # the whole run's medians over the reference's (0.2 / 0.1) would say 0.05 and 0.15
+    assert backend._timed(["a", "b"], repetitions=9) == pytest.approx([0.025, 0.075])
     assert backend.last_speed == 2.0 and backend.speeds == [2.0]
-    assert backend._timed(["a", "b"], repetitions=5, normalize=False) == [0.1, 0.3]
-    assert calls == [None, "ref", "ref"]
+    kept = []
+    assert backend._timed(["a", "b"], repetitions=9, normalize=False, samples=kept) == [0.1, 0.3]
+    assert calls == [None, "ref", "ref"] and kept[2] == [0.1 * s for s in gauge]  # the reference's rounds, last
     # after a heavy model the reference runs slow: such a measurement takes the last light ones' speed
     monkeypatch.setattr(nasq.ort, "time_interleaved", lambda runs, reference=None, **kw: [5.0, 0.8])
     assert backend._timed(["big"], repetitions=5) == [2.5] and backend.speeds == [2.0, 2.0]
@@ -242,6 +252,7 @@ def test_at_profile_speed_gauges_by_the_calibration_networks_when_they_ran_besid
     assert at_profile_speed(backend, 1) == pytest.approx([0.2 / 1.5])  # by the reference: the small one seems slow
     assert at_profile_speed(SimpleNamespace(last_samples=[small], last_reference=None), 1) is None
     assert at_profile_speed(object(), 1) is None  # a backend that keeps no timings
+
 
 def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
     from nasq.hardware_profiles.predictors import CALIBRATION_FEATURES, Prediction, fit_calibration
