@@ -196,12 +196,14 @@ def measure_with_drift(space, candidates: Sequence[dict], profile, *, repetition
     return measured[: len(candidates)], drift_summary(measured[len(candidates):], then, backend)
 
 
-def out_of_fold(parts: Sequence, measured: Sequence[float], fit: Callable, apply: Callable, folds: int) -> list[float]:
+def out_of_fold(parts: Sequence, measured: Sequence[float], fit: Callable, apply: Callable, folds: int,
+                groups: Sequence[int] | None = None) -> list[float]:
     """Each network's calibrated prediction from a calibration fitted without its fold (``fit(parts, measured)`` and
-    ``apply(calibration, part)``), network i in fold i mod ``folds``."""
+    ``apply(calibration, part)``), network i in fold i mod ``folds``, or in fold ``groups[i]`` when given."""
+    groups = list(groups) if groups is not None else [i % folds for i in range(len(parts))]
     predicted = [0.0] * len(parts)
-    for fold in range(folds):
-        test = set(range(fold, len(parts), folds))
+    for fold in sorted(set(groups)):
+        test = {i for i, g in enumerate(groups) if g == fold}
         cal = fit([p for i, p in enumerate(parts) if i not in test], [m for i, m in enumerate(measured) if i not in test])
         for i in test:
             predicted[i] = apply(cal, parts[i])
@@ -263,16 +265,20 @@ BLOCK_CALIBRATION_SEED = 20_000
 
 
 def calibrate_onnx_pricing(backend, data: dict, n: int, *, repetitions: int, seed: int, min_seconds: float = 0.0,
-                           log: Callable[[str], None] = print, folds: int = 5) -> None:
+                           log: Callable[[str], None] = print, folds: int = 5, earlier: Sequence[dict] = ()) -> None:
     """Measure ``n`` random networks of real topologies' blocks (:mod:`nasq.hardware_profiles.block_networks`, a third
     int8) with ``backend`` and fit, for the table's and the per-kernel regressor's kernel prices, how the float
     layers, int8 layers and other kernels add up in them (:func:`nasq.kernel_pricing.fit_kernel_calibration`),
     scored out of fold. Stores ``kernel_calibration`` in ``data``; the calibrated predictors apply it to ONNX models.
+    ``earlier``: batches measured before (``kernel_calibration["batches"]``), fitted on together with this one and
+    each also scored by a fit on the other batches only (how well one hour's fit prices another hour's networks).
 
     Kernel prices come from layers and ops measured alone or in small sandwiches; in a whole network they run a few
     percent faster or slower, by kind (docs/benchmarks.md lists a fresh profile's weights), and a profile built while
-    the machine was disturbed misprices some kinds more. Fitted on these networks, never on the real topologies that
-    ``nasq profile validate`` then scores it on."""
+    the machine was disturbed misprices some kinds more. A shared machine also moves kinds unevenly from hour to hour
+    (here the same 40 networks, at the profile's speed, measured 0.93x as long for float and 0.82x for int8 two hours
+    apart), which batches measured at several times average out. Fitted on these networks, never on the real
+    topologies that ``nasq profile validate`` then scores it on."""
     import datetime as _dt
 
     from nasq.hardware_profiles.block_networks import block_networks
@@ -283,39 +289,75 @@ def calibrate_onnx_pricing(backend, data: dict, n: int, *, repetitions: int, see
     profile = Profile.from_dict(data, "profile being measured")
     if not prices_kernels(profile) or n < 2:  # (out of fold needs two networks at least)
         return
-    folds = min(folds, n)
-    models = block_networks(n, seed=BLOCK_CALIBRATION_SEED + seed)
     log(f"measuring {n} networks of real topologies' blocks to calibrate the pricing of ONNX models")
-    blobs, feeds = serialized_with_feeds(models.values())
+    blobs, feeds = serialized_with_feeds(block_networks(n, seed=BLOCK_CALIBRATION_SEED + seed).values())
     measured = at_reference_speed(backend, backend.measure_models(blobs, feeds, repetitions=repetitions,
                                                                   min_seconds=min_seconds))
+    batches = [*earlier, {"networks_seed": BLOCK_CALIBRATION_SEED + seed, "networks": n,
+                          "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                          "measured_ms": [round(m, 5) for m in measured]}]
+    models, measured, batch_of = [], [], []
+    for i, batch in enumerate(batches):
+        models += block_networks(batch["networks"], seed=batch["networks_seed"]).values()
+        measured += batch["measured_ms"]
+        batch_of += [i] * batch["networks"]
+    total, folds = len(models), min(folds, len(models))
     overhead = float(data["overhead_ms"])
     bases = ["table"] + (["kernel-regressor"] if "kernel_model" in data else [])
     fits, scores = {}, {}
     for base in bases:
-        priced = [predict_model(m, profile, predictor=base, pricing="kernels") for m in models.values()]
+        priced = [predict_model(m, profile, predictor=base, pricing="kernels") for m in models]
         parts = [p["parts"] for p in priced]
         fits[base] = fit_kernel_calibration(parts, measured, overhead)
         scores[base] = error_summary([p["latency_ms"] for p in priced], measured)
-        scores[f"{base}, calibrated"] = error_summary(out_of_fold(
-            parts, measured, lambda x, y: fit_kernel_calibration(x, y, overhead),
-            lambda cal, x: apply_kernel_calibration(cal, overhead, x), folds), measured)
+        for name, groups in ((f"{base}, calibrated", None), (f"{base}, calibrated on the other batches", batch_of)):
+            if groups is None or len(batches) > 1:
+                scores[name] = error_summary(out_of_fold(
+                    parts, measured, lambda x, y: fit_kernel_calibration(x, y, overhead),
+                    lambda cal, x: apply_kernel_calibration(cal, overhead, x), folds, groups), measured)
         log(f"block networks, {base} kernel prices: {format_summary(scores[base])}; calibrated (out of fold): "
             f"{format_summary(scores[f'{base}, calibrated'])}")
+        if len(batches) > 1:
+            log(f"  each batch by a fit on the other {len(batches) - 1}: "
+                f"{format_summary(scores[f'{base}, calibrated on the other batches'])}")
     data["kernel_calibration"] = {
-        "fits": fits, "networks": n, "networks_seed": BLOCK_CALIBRATION_SEED + seed, "scores": scores,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "measured_ms": [round(m, 5) for m in measured],
-        "what": f"{n} random networks of real topologies' blocks (a third int8 QDQ), measured end to end, interleaved, "
-                f"at the profile's speed (gauged round by round by its reference layer); calibrated scores out of fold "
-                f"({folds}-fold)"}
+        "fits": fits, "networks": total, "networks_seed": batches[-1]["networks_seed"], "scores": scores,
+        "date": batches[-1]["date"], "batches": batches,
+        "what": f"{total} random networks of real topologies' blocks (a third int8 QDQ) in {len(batches)} batch(es) "
+                "measured at different times, each measured end to end, interleaved, at the profile's speed (gauged "
+                f"round by round by its reference layer); calibrated scores out of fold ({folds}-fold, and with more "
+                "than one batch each batch by a fit on the others)"}
 
 
-def recalibrate_onnx_pricing(path, *, networks: int, seed: int, min_seconds: float = 30.0,
+def calibration_batches(kernel_calibration: dict | None) -> list[dict]:
+    """The batches of block networks a profile's ONNX pricing calibration was fitted on (one, for profiles from
+    before batches were stored: its networks, seed, date and measurements)."""
+    from nasq.errors import NasqError
+
+    if not kernel_calibration:
+        return []
+    if "batches" in kernel_calibration:
+        batches = kernel_calibration["batches"]
+    elif "measured_ms" in kernel_calibration:
+        batches = [{key: kernel_calibration.get(key) for key in ("networks_seed", "networks", "date", "measured_ms")}]
+    else:
+        return []
+    for i, batch in enumerate(batches if isinstance(batches, list) else [None]):
+        measured = batch.get("measured_ms") if isinstance(batch, dict) else None
+        if not (isinstance(measured, list) and isinstance(batch.get("networks_seed"), int)
+                and batch.get("networks") == len(measured) > 0
+                and all(isinstance(m, (int, float)) and m > 0 for m in measured)):
+            raise NasqError(f"kernel_calibration.batches[{i}] is malformed: each batch needs an integer networks_seed, "
+                            "networks > 0 and as many positive measured_ms")
+    return list(batches)
+
+
+def recalibrate_onnx_pricing(path, *, networks: int, seed: int, min_seconds: float = 30.0, add: bool = False,
                              log: Callable[[str], None] = print) -> dict:
     """Fit a profile's calibration for ONNX models (:func:`calibrate_onnx_pricing`) again, on block networks measured
     now, at the profile's speed, on the machine it describes; written in place (a profile measured before nasq fitted
-    one gains it). ``nasq profile validate`` then chooses the predictor for ONNX models with it."""
+    one gains it). With ``add``, on those and the batches it was fitted on before (a seed already measured moves to
+    the next free one). ``nasq profile validate`` then chooses the predictor for ONNX models with it."""
     from nasq.errors import NasqError
     from nasq.fileio import write_json_atomic
     from nasq.hardware_profiles.profile import Profile
@@ -328,8 +370,14 @@ def recalibrate_onnx_pricing(path, *, networks: int, seed: int, min_seconds: flo
     if not profile.measurable():
         raise NasqError(f"target '{profile.name}' is {profile.machine_mismatch()}; calibrate it on that machine")
     data = dict(profile.data)
+    earlier = calibration_batches(data.get("kernel_calibration")) if add else []
+    used = {batch["networks_seed"] - BLOCK_CALIBRATION_SEED for batch in earlier}
+    if seed in used:
+        free = next(s for s in range(seed, seed + len(used) + 1) if s not in used)
+        log(f"networks of seed {seed} were measured already for this calibration; measuring seed {free}")
+        seed = free
     calibrate_onnx_pricing(backend_for(profile), data, networks, repetitions=10, seed=seed, min_seconds=min_seconds,
-                           log=log)
+                           log=log, earlier=earlier)
     Profile.from_dict(data, str(path))  # never write a profile that would not load
     write_json_atomic(Path(path), data)
     log(f"stored the calibration in {path}")

@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "`nasq profile import --csv F --space S --column C --name N` fits one from "
                                    "published whole-network latencies; "
                                    "`nasq profile validate --target N` re-validates one against new whole networks; "
-                                   "`nasq profile calibrate --target N` fits its pricing of ONNX models again on new "
-                                   "networks of real topologies' blocks.")
+                                   "`nasq profile calibrate --target N [--add]` fits its pricing of ONNX models again on "
+                                   "new networks of real topologies' blocks (with --add, and on those measured before).")
     p.add_argument("action", nargs="?", choices=["validate", "import", "calibrate"],
                    help="validate an existing profile, import published measurements, or calibrate the pricing of "
                         "ONNX models of an existing ONNX Runtime profile")
@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "cross-validation; onnxruntime also calibrates its pricing of ONNX models on N networks of real "
                         "topologies' blocks; validate: N, default 30; calibrate: N, default 40)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed for the sampled networks")
+    p.add_argument("--add", action="store_true",
+                   help="with calibrate: fit on the networks measured now and on those the calibration was fitted on "
+                        "before (a shared machine moves kinds of kernels unevenly from hour to hour; batches measured "
+                        "at several times average that out)")
     p.add_argument("--measure-seconds", type=_non_negative_int,
                    help="measure whole networks for at least this long (default 30, 5 with --quick): this "
                         "machine's speed moves by +-10%% over 5-30 s, and longer windows average it out"),
@@ -157,7 +161,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
             raise NasqError(f"profile calibrate needs --networks of at least 5 (a fit of three weights, scored out of "
                             f"fold), not {args.networks}")
         recalibrate_onnx_pricing(resolve_profile_path(args.target), networks=args.networks or 40, seed=args.seed,
-                                 min_seconds=30 if args.measure_seconds is None else args.measure_seconds)
+                                 min_seconds=30 if args.measure_seconds is None else args.measure_seconds,
+                                 add=args.add)
         return 0
     if args.action == "import":
         if not args.csv or not args.column:
@@ -271,9 +276,14 @@ def cmd_targets(args: argparse.Namespace) -> int:
             kernel_calibration = prof.data.get("kernel_calibration")
             if kernel_calibration and "table" in kernel_calibration.get("scores", {}):
                 before, after = kernel_calibration["scores"]["table"], kernel_calibration["scores"]["table, calibrated"]
-                print(f"  its calibration of ONNX models' prices ({kernel_calibration['networks']} block networks, "
-                      f"{kernel_calibration.get('date', 'date unknown')}): the table's kernel prices "
-                      f"{before['within_10pct']:.0%} within +-10% before, {after['within_10pct']:.0%} after (out of fold)")
+                batches = kernel_calibration.get("batches")
+                batches = len(batches) if isinstance(batches, list) and batches else 1
+                across = kernel_calibration["scores"].get("table, calibrated on the other batches")
+                print(f"  its calibration of ONNX models' prices ({kernel_calibration['networks']} block networks"
+                      + (f" in {batches} batches" if batches > 1 else "")
+                      + f", {kernel_calibration.get('date', 'date unknown')}): the table's kernel prices "
+                      f"{before['within_10pct']:.0%} within +-10% before, {after['within_10pct']:.0%} after (out of fold)"
+                      + (f", {across['within_10pct']:.0%} each batch by a fit on the others" if across else ""))
         elif prof.metadata.get("runtime") not in ("onnxruntime", "tvm"):
             print("  last validation: none (an analytic model, nothing to measure here)")
         else:

@@ -197,11 +197,16 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     kernel_calibration = data["kernel_calibration"]
     assert set(kernel_calibration["fits"]) == {"table", "kernel-regressor"} and kernel_calibration["networks"] == 12
     assert kernel_calibration["scores"]["table, calibrated"]["networks"] == 12
-    out = subprocess.run([*NASQ, "profile", "calibrate", "--target", str(profile), "--networks", "6", "--seed", "1",
+    out = subprocess.run([*NASQ, "profile", "calibrate", "--target", str(profile), "--networks", "6", "--add",
                           "--measure-seconds", "1"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    again = json.loads(profile.read_text())["kernel_calibration"]  # fitted again, on other networks measured now
-    assert again["networks"] == 6 and again["networks_seed"] == kernel_calibration["networks_seed"] + 1
+    # fitted again, on the networks measured while profiling and on 6 others measured now (seed 0 is taken: seed 1)
+    again = json.loads(profile.read_text())["kernel_calibration"]
+    assert again["networks"] == 18 and again["networks_seed"] == kernel_calibration["networks_seed"] + 1
+    assert [b["networks"] for b in again["batches"]] == [12, 6]
+    assert again["batches"][0]["measured_ms"] == kernel_calibration["batches"][0]["measured_ms"]
+    assert again["scores"]["table, calibrated on the other batches"]["networks"] == 18
+    assert "measuring seed 1" in out.stdout and "by a fit on the other 1" in out.stdout
     assert "calibrated (out of fold)" in out.stdout and "stored the calibration" in out.stdout
     out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
                           "--repetitions", "20", "--topologies", "squeezenet", "--measure-seconds", "2"],

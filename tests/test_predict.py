@@ -417,3 +417,36 @@ def test_kernel_prices_are_calibrated_on_whole_networks_by_the_calibrated_predic
     (tmp_path / "bad.json").write_text(json.dumps({**data, "predictor": "calibrated"}))
     assert_clean_error(run("predict", "--target", tmp_path / "bad.json", real_topology("squeezenet")),
                        "kernel_calibration.fits.table.coefficients[1] must be a non-negative number")
+
+
+def test_calibration_batches_measured_at_different_times_are_kept_and_checked(tmp_path):
+    """`nasq profile calibrate --add` fits on every batch of block networks measured so far; a profile from before
+    batches were stored has one (its top-level measurements), and malformed batches are a one-line error before
+    anything is measured. Out of fold by batch: each batch priced by a fit on the others only."""
+    import copy
+
+    from nasq.errors import NasqError
+    from nasq.hardware_profiles.validation import calibration_batches, out_of_fold
+
+    old_form = {"fits": {}, "networks": 2, "networks_seed": 20_000, "date": "d", "measured_ms": [0.5, 0.7]}
+    assert calibration_batches(old_form) == [{"networks_seed": 20_000, "networks": 2, "date": "d",
+                                              "measured_ms": [0.5, 0.7]}]
+    assert calibration_batches({"fits": {}}) == [] and calibration_batches(None) == []
+    batches = [{"networks_seed": 20_000, "networks": 1, "measured_ms": [0.5]},
+               {"networks_seed": 20_001, "networks": 2, "measured_ms": [0.6, 0.8]}]
+    assert calibration_batches({"batches": batches}) == batches
+    for bad in ([{"networks_seed": 20_000, "networks": 2, "measured_ms": [0.5]}], [{"networks": 1, "measured_ms": [1]}],
+                [{"networks_seed": 1, "networks": 1, "measured_ms": [0.0]}], "x"):
+        with pytest.raises(NasqError, match=r"kernel_calibration.batches\[0\] is malformed"):
+            calibration_batches({"batches": bad})
+    # by batch: a "fit" that learns the mean of what it was fitted on prices each batch by the other batches' mean
+    priced = out_of_fold([0, 1, 2], [1.0, 3.0, 5.0], lambda x, y: sum(y) / len(y), lambda cal, x: cal, folds=5,
+                         groups=[0, 1, 1])
+    assert priced == [4.0, 1.0, 1.0]
+    assert out_of_fold([0, 1, 2], [1.0, 3.0, 5.0], lambda x, y: sum(y) / len(y), lambda c, x: c, folds=3) == [4.0, 3.0, 2.0]
+
+    data = copy.deepcopy(load_profile("x86-ort").data)
+    data["kernel_calibration"]["batches"] = [{"networks_seed": 20_000, "networks": 3, "measured_ms": [1.0]}]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    assert_clean_error(run("profile", "calibrate", "--target", tmp_path / "bad.json", "--add"),
+                       "kernel_calibration.batches[0] is malformed")
