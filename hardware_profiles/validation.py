@@ -290,15 +290,16 @@ def calibrate_onnx_pricing(backend, data: dict, n: int, *, repetitions: int, see
     if not prices_kernels(profile) or n < 2:  # (out of fold needs two networks at least)
         return
     log(f"measuring {n} networks of real topologies' blocks to calibrate the pricing of ONNX models")
-    blobs, feeds = serialized_with_feeds(block_networks(n, seed=BLOCK_CALIBRATION_SEED + seed).values())
+    now = list(block_networks(n, seed=BLOCK_CALIBRATION_SEED + seed).values())
+    blobs, feeds = serialized_with_feeds(now)
     measured = at_reference_speed(backend, backend.measure_models(blobs, feeds, repetitions=repetitions,
                                                                   min_seconds=min_seconds))
     batches = [*earlier, {"networks_seed": BLOCK_CALIBRATION_SEED + seed, "networks": n,
                           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                           "measured_ms": [round(m, 5) for m in measured]}]
     models, measured, batch_of = [], [], []
-    for i, batch in enumerate(batches):
-        models += block_networks(batch["networks"], seed=batch["networks_seed"]).values()
+    for i, batch in enumerate(batches):  # the earlier batches' networks built again from their seeds
+        models += now if i == len(earlier) else block_networks(batch["networks"], seed=batch["networks_seed"]).values()
         measured += batch["measured_ms"]
         batch_of += [i] * batch["networks"]
     total, folds = len(models), min(folds, len(models))
