@@ -59,8 +59,8 @@ def main() -> None:
     from nasq.hardware_profiles.block_networks import block_networks
     from nasq.hardware_profiles.profile import Profile, cpu_model
     from nasq.hardware_profiles.validation import (
-        at_profile_speed, backend_for, drift_anchors, export_networks, real_topology_models, sample_candidates,
-        serialized_with_feeds,
+        anchor_gauge, at_profile_speed, backend_for, drift_anchors, export_networks, real_topology_models,
+        sample_candidates, serialized_with_feeds,
     )
     from nasq.ort import gauged_medians
     from nasq.predict import predict_model
@@ -132,8 +132,8 @@ def main() -> None:
             which, then = anchors[i]
             end = n_onnx + n_space + offsets[which] + len(then)
             samples = backend.last_samples  # the space's networks gauged by this profile's calibration networks
-            gauge = np.median([np.asarray(a, float) / t for a, t in zip(samples[end - len(then):end], then)], axis=0)
-            space_measured = gauged_medians(samples[n_onnx:n_onnx + n_space], gauge)
+            space_measured = gauged_medians(samples[n_onnx:n_onnx + n_space],
+                                            anchor_gauge(samples[end - len(then):end], then))
             scale = profile.metadata["reference"]["latency_ms"] / first.metadata["reference"]["latency_ms"]
             onnx_measured = [m * scale for m in by_reference]
             measured = {"held-out space networks": space_measured, "block networks": onnx_measured[:len(blocks)],

@@ -161,10 +161,14 @@ def at_profile_speed(backend, count: int, then: Sequence[float] = ()) -> list[fl
     if not samples or reference is None:
         return None
     if then:
-        anchors = samples[len(samples) - len(then):]
-        gauge = np.median([np.asarray(a, float) / t for a, t in zip(anchors, then)], axis=0)
-        return gauged_medians(samples[:count], gauge)
+        return gauged_medians(samples[:count], anchor_gauge(samples[len(samples) - len(then):], then))
     return gauged_medians(samples[:count], reference, backend.reference_ms)
+
+
+def anchor_gauge(anchors: Sequence[Sequence[float]], then: Sequence[float]) -> np.ndarray:
+    """The machine's speed in each round by a profile's calibration networks: the median over them of their time in
+    the round (``anchors``, round by round) over their profiling-time latency (``then``)."""
+    return np.median([np.asarray(a, float) / t for a, t in zip(anchors, then)], axis=0)
 
 
 def format_spread(spread: dict | None) -> str:
