@@ -264,13 +264,21 @@ def cmd_targets(args: argparse.Namespace) -> int:
                       f"{format_summary(validation['at_profile_speed'])}")
             real = validation.get("real_topologies")
             if real:
-                print(f"  real topologies ({', '.join(real['models'])}): {format_summary(real)}")
+                print(f"  real topologies ({', '.join(real['models'])}; {real['predictor']} predictor"
+                      + (", held out from its choice" if real.get("chosen_on") == "block networks" else "")
+                      + f"): {format_summary(real)}")
                 if real.get("drift"):
                     print(f"    drift in their run: {real['drift']['median_ratio']:.3f}x; with it divided out: "
                           f"{format_summary(real['drift_adjusted'])}")
                 if real.get("at_profile_speed"):
                     print(f"    at the profile's speed: {format_summary(real['at_profile_speed'])}")
-            if prof.data.get("onnx_predictor"):
+            selection = prof.data.get("onnx_predictor_selection")
+            if isinstance(selection, dict) and isinstance(selection.get("scores"), dict) \
+                    and prof.data.get("onnx_predictor") in selection["scores"]:
+                held_out = selection["scores"][prof.data["onnx_predictor"]]
+                print(f"  ONNX models (nasq predict): the {prof.data['onnx_predictor']} predictor, chosen on block "
+                      f"networks (priced by '{held_out.get('scored_as', 'held out')}'): {format_summary(held_out)}")
+            elif prof.data.get("onnx_predictor"):
                 print(f"  ONNX models (nasq predict): the {prof.data['onnx_predictor']} predictor, chosen on the real "
                       "topologies")
             kernel_calibration = prof.data.get("kernel_calibration")

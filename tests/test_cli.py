@@ -40,6 +40,8 @@ def test_targets_lists_shipped_profiles():
     assert "x86-ort" in out.stdout and "bitserial-sim" in out.stdout and "onnxruntime" in out.stdout
     # the shipped ONNX Runtime profile: which predictor prices ONNX models, and its calibration for them
     assert "ONNX models (nasq predict): the " in out.stdout and "its calibration of ONNX models' prices (" in out.stdout
+    # chosen on its block networks, each priced by a fit that did not see it; the real topologies held out
+    assert "predictor, chosen on block networks (priced by '" in out.stdout and "held out from its choice" in out.stdout
 
 
 def assert_clean_error(out, fragment):

@@ -208,6 +208,10 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     assert again["scores"]["table, calibrated on the other batches"]["networks"] == 18
     assert "measuring seed 1" in out.stdout and "by a fit on the other 1" in out.stdout
     assert "calibrated (out of fold)" in out.stdout and "stored the calibration" in out.stdout
+    # and the predictor for ONNX models chosen again on them, a calibrated one by its fit on the other batch
+    chosen = json.loads(profile.read_text())["onnx_predictor_selection"]
+    assert chosen["scores"]["calibrated"]["scored_as"] == "table, calibrated on the other batches"
+    assert json.loads(profile.read_text())["onnx_predictor"] == chosen["chosen"] and "predictor for ONNX models; " in out.stdout
     out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
                           "--repetitions", "20", "--topologies", "squeezenet", "--measure-seconds", "2"],
                          capture_output=True, text=True,
@@ -236,6 +240,9 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     assert set(real["scores_at_profile_speed"]) == set(real["scores"]) == {"table", "calibrated", "kernel-regressor",
                                                                            "calibrated-regressor"}
     assert "at the profile's speed" in out.stdout
+    # held out from the choice of the predictor for ONNX models, made on the block networks, which it keeps
+    assert real["chosen_on"] == "block networks" and real["predictor"] == chosen["chosen"]
+    assert "chosen on block networks (held out from the choice)" in out.stdout
 
 
 def searched(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:

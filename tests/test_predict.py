@@ -450,3 +450,40 @@ def test_calibration_batches_measured_at_different_times_are_kept_and_checked(tm
     (tmp_path / "bad.json").write_text(json.dumps(data))
     assert_clean_error(run("profile", "calibrate", "--target", tmp_path / "bad.json", "--add"),
                        "kernel_calibration.batches[0] is malformed")
+
+
+def test_the_predictor_for_onnx_models_is_chosen_on_block_networks_each_priced_by_a_fit_that_did_not_see_it():
+    """`onnx_predictor` is chosen on the block networks' held-out scores (a calibrated predictor by a fit on the other
+    batches when there are several, else out of fold, never its in-sample score), so that the real topologies that
+    `nasq profile validate` measures are held out from the choice; `nasq targets` says on what it was chosen."""
+    import copy
+
+    from nasq.hardware_profiles.validation import select_onnx_predictor
+
+    def summary(within, median):
+        return {"networks": 80, "within_10pct": within, "within_20pct": 0.9, "median_error": median,
+                "p90_error": 0.2, "spearman": 0.99}
+
+    data = copy.deepcopy(load_profile("x86-ort").data)
+    data.pop("onnx_predictor_selection", None)
+    scores = {"table": summary(0.5, 0.09), "table, calibrated": summary(0.9, 0.03),
+              "table, calibrated on the other batches": summary(0.3, 0.12), "kernel-regressor": summary(0.5, 0.08),
+              "kernel-regressor, calibrated": summary(0.8, 0.04),
+              "kernel-regressor, calibrated on the other batches": summary(0.4, 0.1)}
+    data["kernel_calibration"]["scores"] = scores
+    logged = []
+    select_onnx_predictor(data, logged.append)
+    # calibrated in-sample-by-hour would win at 90%; by the other batches it prices 30%: the kernel regressor's
+    # prices alone (tied with the table at 50%, lower median error) are chosen
+    selection = data["onnx_predictor_selection"]
+    assert data["onnx_predictor"] == selection["chosen"] == "kernel-regressor"
+    assert selection["scores"]["calibrated"]["scored_as"] == "table, calibrated on the other batches"
+    assert selection["scores"]["calibrated"]["within_10pct"] == 0.3
+    assert set(selection["scores"]) == {"table", "calibrated", "kernel-regressor", "calibrated-regressor"}
+    assert "chose the 'kernel-regressor' predictor for ONNX models" in logged[0]
+    # one batch: the calibrated predictors are judged out of fold
+    for key in [k for k in scores if k.endswith("other batches")]:
+        del scores[key]
+    select_onnx_predictor(data, logged.append)
+    assert data["onnx_predictor"] == "calibrated"
+    assert data["onnx_predictor_selection"]["scores"]["calibrated"]["scored_as"] == "table, calibrated"
