@@ -187,14 +187,21 @@ def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
 #: float ops also measured in context, between two convs, as networks run them (see _sandwich_graph): there, with
 #: the layout reorders they bring, they took 1.4-6x their lone probes' times here (a ShuffleNet unit's channel
 #: shuffle between two 1x1 convs at 128x28x28: 73 us more than the two convs, against 17 us for its probe and
-#: the reorders); each is measured over the sandwich named second
-CONTEXT_PROBES = (("Sum", None), ("Transpose.shuffle", None), ("Relu", "Sum"))
+#: the reorders); each is measured over the sandwich named second. A BatchNorm that no conv before it absorbs
+#: (DenseNet's, after a concat) runs there as a 1x1 depthwise NCHWc conv, a per-channel scale and shift
+#: (:data:`nasq.kernel_pricing.AFFINE`): 1.0-1.9x its lone probe here at 25-800 k elements, and about ten times
+#: what that conv priced as a layer came to
+CONTEXT_PROBES = (("Sum", None), ("Transpose.shuffle", None), ("Relu", "Sum"), ("BatchNormalization", None))
+#: the context probes whose op takes the tensor out of the blocked layout and back (a reorder on each side)
+BRING_REORDERS = ("Sum", "Transpose.shuffle")
 
 
 def _sandwich_graph(op: str | None, channels: int, height: int):
     """Two float 1x1 convs in a row, which ONNX Runtime runs in its blocked (NCHWc) layout with nothing between,
     and ``op`` between them: ``Sum`` (with another input tensor), ``Transpose.shuffle`` (a 2-group channel
-    shuffle: Reshape, 5-D Transpose, Reshape), ``Relu`` (after such a Sum), or None; returns (model, feed)."""
+    shuffle: Reshape, 5-D Transpose, Reshape), ``Relu`` (after such a Sum), ``BatchNormalization`` (after a ReLU,
+    which keeps the first conv from absorbing it: it runs as a 1x1 depthwise conv in the blocked layout, as after
+    DenseNet's concats), or None; returns (model, feed)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -209,6 +216,12 @@ def _sandwich_graph(op: str | None, channels: int, height: int):
     if op == "Relu":
         nodes.append(helper.make_node("Relu", ["s"], ["r"]))
         prev = "r"
+    if op == "BatchNormalization":  # after the first conv's ReLU, which the conv absorbs and the BatchNorm not
+        inits += [numpy_helper.from_array(rng.uniform(lo, hi, channels).astype(np.float32), n)
+                  for n, lo, hi in (("g", 0.5, 1.5), ("bb", -0.1, 0.1), ("m", -0.1, 0.1), ("v", 0.5, 1.5))]
+        nodes += [helper.make_node("Relu", ["a"], ["r"]),
+                  helper.make_node("BatchNormalization", ["r", "g", "bb", "m", "v"], ["n"])]
+        prev = "n"
     if op == "Transpose.shuffle":
         inits += [numpy_helper.from_array(np.array(v, np.int64), n)
                   for n, v in (("s5", [1, 2, channels // 2, height, height]), ("s4", shape))]
@@ -800,8 +813,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         for op, over in CONTEXT_PROBES:
             def island(channels, height, models, op=op, over=over):
                 numel = channels * height * height * self.batch_size
-                reorders = 0.0 if over else sum(op_cost_ms(op_costs[r], numel)
-                                                for r in ("nchwc.ReorderOutput", "nchwc.ReorderInput"))
+                reorders = sum(op_cost_ms(op_costs[r], numel) for r in ("nchwc.ReorderOutput", "nchwc.ReorderInput")
+                               if op in BRING_REORDERS)
                 return (2 * numel if op == "Sum" else numel), reorders  # work as nasq.kernel_pricing counts it
 
             op_costs[op]["in_context"] = self._sandwich_points(

@@ -9,7 +9,8 @@ its graph optimizations, in which layout, on which shapes, and prices each one f
   ones ONNX Runtime inserts around a lone conv follows its NCHWc rules: :func:`lone_conv_reorders`);
   a predictor that learned the in-network cost itself (``learned_in_context``: the per-kernel
   regressor, fitted on chains of layers too) gives its own estimate instead, and the profile's
-  validation on real topologies chooses between the two;
+  choice on its block networks decides between the two; a 1x1 depthwise one that is a per-channel scale and shift
+  (a BatchNorm no conv absorbed, :data:`AFFINE`), as the memory-bound op it is: the BatchNorm's cost between convs;
 * float convs it keeps in plain NCHW (``Conv``, ``FusedConv``), and int8 ones (``QLinearConv``): the
   table's cost as measured (they ran the same way alone); a grouped conv as one conv per group, the
   way the runtime runs it;
@@ -122,6 +123,20 @@ def _transpose_key(kernel, op_costs: dict) -> str:
     return next((key for key in candidates if key in op_costs), base)
 
 
+#: the op key of a per-channel scale and shift that ONNX Runtime runs as a 1x1 depthwise conv in its blocked layout:
+#: a BatchNormalization (or a Mul and Add by per-channel constants) that no conv before it absorbs, as DenseNet's after
+#: each concat. It is memory-bound: priced by the BatchNorm's cost measured between two convs (CONTEXT_PROBES), not as
+#: a conv layer, whose price less the reorders a lone conv pays came to a tenth of its time in DenseNet-121 here
+AFFINE = "nchwc.BatchNormalization"
+
+
+def is_affine(kernel) -> bool:
+    """Whether a kernel is a per-channel scale and shift run as a 1x1 depthwise NCHWc conv (:data:`AFFINE`)."""
+    w = kernel.weight
+    return (kernel.op == "nchwc.Conv" and w is not None and len(w) == 4 and list(w[1:]) == [1, 1, 1]
+            and int(kernel.attrs.get("group", 1)) == w[0] > 1 and max(kernel.attrs.get("strides") or [1]) == 1)
+
+
 def _op_key(kernel, op_costs: dict) -> str:
     """The op_costs entry that prices a kernel, where the profile measured one apart from the plain op: a
     uint8 transpose, and transposes by shape (:func:`_transpose_key`), a max pool on uint8 (ORT's NCHW uint8
@@ -129,6 +144,8 @@ def _op_key(kernel, op_costs: dict) -> str:
     stride-1 pool's here)."""
     key = kernel.op
     uint8 = bool(kernel.inputs) and kernel.inputs[0][0] == "uint8"
+    if is_affine(kernel):
+        return AFFINE
     if kernel.op == "Transpose":
         return _transpose_key(kernel, op_costs)
     if kernel.op == "MaxPool" and uint8 and "MaxPool.uint8" in op_costs:
@@ -227,7 +244,8 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
     for k in kernels:
         key = _op_key(k, op_costs)
         ms = 0.0
-        if k.weight is not None and len(k.weight) == 4 and (k.op in FLOAT_CONVS or k.op == "QLinearConv"):
+        conv = k.weight is not None and len(k.weight) == 4 and (k.op in FLOAT_CONVS or k.op == "QLinearConv")
+        if conv and key != AFFINE:
             precision = "int8" if k.op == "QLinearConv" else "fp32"
             layer, groups = _conv_layer(k, precision, notes)
             if k.op == "nchwc.Conv" and getattr(predictor, "learned_in_context", False):
@@ -260,6 +278,15 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
             entry["count"] += 1
             if k.op in SHAPE_ONLY:
                 entry["priced_as"] = "no compute: 0 ms"
+            elif key == AFFINE and "BatchNormalization" in op_costs:
+                cost = op_costs["BatchNormalization"]
+                between = cost.get("in_context")
+                ms = op_cost_ms({"measured": between} if between else cost, _work(k))
+                entry["priced_as"] = ("a per-channel scale and shift (a BatchNorm no conv absorbed) run as a 1x1 "
+                                      "depthwise conv: the BatchNorm's cost " + (
+                                          "measured between two convs" if between else "measured alone (this profile "
+                                          "has none measured between convs, where it took 1.0-1.9x as long here)")
+                                      + f" ({cost['work']})")
             elif key == "QLinearConcat" and "QLinearConcat.copy" in op_costs:
                 share = requantized_share(k)
                 ms = (share * op_cost_ms(op_costs[key], _work(k))

@@ -8,6 +8,7 @@ import pytest
 
 from nasq.hardware_profiles import load_profile
 from nasq.onnx_graph import graph_layers
+from nasq.kernel_pricing import AFFINE
 from nasq.predict import predict_model, prepared_model, real_topology
 from test_cli import assert_clean_error, run
 
@@ -178,12 +179,44 @@ def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs(
     assert kernels(None) == Counter({"nchwc.ReorderInput": 1, "nchwc.Conv": 2, "nchwc.ReorderOutput": 1})
     reorders = Counter({"nchwc.ReorderOutput": 1, "nchwc.ReorderInput": 1})
     expected = {"Sum": reorders + Counter({"Sum": 1}), "Relu": Counter({"Relu": 1}),
-                "Transpose.shuffle": reorders + Counter({"Transpose.shuffle": 1, "Reshape": 2})}
+                "Transpose.shuffle": reorders + Counter({"Transpose.shuffle": 1, "Reshape": 2}),
+                # a BatchNorm after a ReLU: a per-channel scale and shift run as a 1x1 depthwise conv, blocked
+                "BatchNormalization": Counter({AFFINE: 1})}
     for op, over in CONTEXT_PROBES:
         assert kernels(op) - kernels(over) == expected[op] and not kernels(over) - kernels(op), op
         assert profile.data["op_costs"][op]["in_context"], op
     priced = predict_model(_sandwich_graph("Sum", 32, 8)[0], profile, pricing="kernels")
     assert "between two convs" in priced["uncovered_ops"]["Sum"]["priced_as"]
+    priced = predict_model(_sandwich_graph("BatchNormalization", 32, 8)[0], profile, pricing="kernels")
+    how = priced["uncovered_ops"][AFFINE]["priced_as"]
+    assert "depthwise conv: the BatchNorm's cost measured between two convs" in how
+    assert priced["layers"] == {"fp32 conv": 2}  # not a conv layer
+
+
+def test_a_batchnorm_no_conv_absorbed_is_priced_as_the_memory_bound_op_it_is():
+    """DenseNet-121 runs its 120 BatchNorms after concats (and the first one's scale and shift) as 1x1 depthwise
+    NCHWc convs: each is priced by the BatchNorm's cost, which is memory-bound, not as a conv layer less the
+    reorders a lone conv pays (a tenth of their time here); in a profile without the cost measured between convs,
+    by the lone probe, and the listing says so."""
+    import copy
+
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.hardware_profiles.predictors import op_cost_ms
+
+    profile = load_profile("x86-ort")
+    model = prepared_model(real_topology("densenet121"))[0]
+    priced = predict_model(model, profile, predictor="table")
+    affine = priced["uncovered_ops"][AFFINE]
+    assert affine["count"] == 124 and "between two convs" in affine["priced_as"]
+    assert not any("dwconv" in layer for layer in priced["layers"]) and priced["layers"]["fp32 conv"] == 121
+    bn = profile.data["op_costs"]["BatchNormalization"]
+    # each at least as many elements as 512 channels at 7x7 (the smallest it normalizes), at the cost measured there
+    assert affine["ms"] > 124 * op_cost_ms({"measured": bn["in_context"]}, 25_088)
+    data = copy.deepcopy(profile.data)
+    del data["op_costs"]["BatchNormalization"]["in_context"]
+    alone = predict_model(model, Profile.from_dict(data, "no in_context"), predictor="table")["uncovered_ops"][AFFINE]
+    assert "measured alone (this profile has none measured between convs" in alone["priced_as"]
+    assert 0 < alone["ms"] < affine["ms"]
 
 
 def test_int8_context_probes_add_exactly_their_island_between_two_int8_convs():
