@@ -194,8 +194,8 @@ def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs(
 
 
 def test_a_batchnorm_no_conv_absorbed_is_priced_as_the_memory_bound_op_it_is():
-    """DenseNet-121 runs its 120 BatchNorms after concats (and the first one's scale and shift) as 1x1 depthwise
-    NCHWc convs: each is priced by the BatchNorm's cost, which is memory-bound, not as a conv layer less the
+    """DenseNet-121 runs 124 per-channel scales and shifts (62 BatchNorms after its concats and pools, 62 Muls
+    after convs) as 1x1 depthwise NCHWc convs: each is priced by the BatchNorm's cost, which is memory-bound, not as a conv layer less the
     reorders a lone conv pays (a tenth of their time here); in a profile without the cost measured between convs,
     by the lone probe, and the listing says so."""
     import copy
