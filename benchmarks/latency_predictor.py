@@ -345,8 +345,8 @@ def ort_profile(args) -> None:
     chosen = error_summary(chosen_rows, measured)
     # the real topologies by the profile's own choice for ONNX models (made on its block networks: held out here)
     real_chosen = f"executed kernels, {profile.data.get('onnx_predictor', 'table')}"
-    real_best, gauged_best = error_summary(real_rows[real_chosen], real_list), error_summary(real_rows[real_chosen],
-                                                                                             real_gauged)
+    real_best = error_summary(real_rows[real_chosen], real_list)
+    gauged_best = error_summary(real_rows[real_chosen], real_gauged)
     kernels_adjusted = error_summary([p * real_drift["median_ratio"] for p in real_rows["executed kernels, table"]],
                                      real_list)
     lines += ["", f"Drift in the real topologies' run: the profile's calibration networks, timed in the same rounds, "

@@ -397,7 +397,7 @@ def recalibrate_onnx_pricing(path, *, networks: int, seed: int, min_seconds: flo
     """Fit a profile's calibration for ONNX models (:func:`calibrate_onnx_pricing`) again, on block networks measured
     now, at the profile's speed, on the machine it describes; written in place (a profile measured before nasq fitted
     one gains it). With ``add``, on those and the batches it was fitted on before (a seed already measured moves to
-    the next free one). ``nasq profile validate`` then chooses the predictor for ONNX models with it."""
+    the next free one). It chooses the predictor for ONNX models again on them (:func:`select_onnx_predictor`)."""
     from nasq.errors import NasqError
     from nasq.fileio import write_json_atomic
     from nasq.hardware_profiles.profile import Profile

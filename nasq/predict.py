@@ -38,8 +38,8 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
                   pricing: str = "auto") -> dict[str, Any]:
     """Predicted latency (ms) of an ONNX ModelProto on ``profile``'s target, with a breakdown.
 
-    The predictor is ``predictor``, else the profile's ``onnx_predictor`` (chosen by validation on real
-    topologies), else its main predictor (chosen on networks of its space). ``pricing``: ``kernels``
+    The predictor is ``predictor``, else the profile's ``onnx_predictor`` (chosen on its block networks,
+    or on real topologies by validation for a profile without kernel prices), else its main predictor (chosen on networks of its space). ``pricing``: ``kernels``
     prices the kernels ONNX Runtime runs (:mod:`nasq.kernel_pricing`; ORT-measured profiles with
     runtime op costs), ``graph`` the ONNX graph's own ops (every other target), ``auto`` the first
     that the profile supports."""
