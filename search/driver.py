@@ -121,17 +121,6 @@ def _finished_row(run_dir: Optional[str], cid: str) -> Optional[dict]:
 
 # --- the driver ----------------------------------------------------------------------------------
 
-def _make_sampler(name: str, seed: int, constraints_func=None):
-    import optuna
-
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8,
-                                          constraints_func=constraints_func)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8, constraints_func=constraints_func)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
 def proxy_spec(cfg: ExperimentConfig) -> Optional[dict]:
     """The evolution's zero-cost proxy and the batch of real training data it sees (None: no proxy)."""
     if not cfg.search.screen_proxy:
@@ -174,7 +163,9 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
                                    constraints=cfg.constraints, proxy=proxy_spec(cfg),
                                    proxy_pool=cfg.search.screen_proxy_pool, shortlist=cfg.search.screen_shortlist)
     else:
-        sampler = _make_sampler(cfg.search.sampler, cfg.seed, check.optuna_constraints if check else None)
+        from nasq.search.samplers import make_sampler
+
+        sampler = make_sampler(cfg.search.sampler, cfg.seed, check.optuna_constraints if check else None)
         inner = OptunaSearch(space=space.define, metric=objectives, mode=modes, sampler=sampler,
                              points_to_evaluate=starts or None)
     return DedupSearcher(inner, space, objectives=objectives, check=check,

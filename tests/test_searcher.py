@@ -425,3 +425,24 @@ def test_front_versions_are_learned_by_the_inner_searcher(space, sampler):
             assert done[1].system_attrs["constraints"][0] <= 0
     for i in range(3, 6):  # the sampler still suggests, on top of what it learned
         assert s.suggest(str(i)) not in (None, Searcher.FINISHED)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "evolution"])
+def test_the_searcher_pickles_as_ray_tune_saves_it(space, sampler):
+    """`Tuner` pickles its search algorithm into the run directory before the first trial, and again to resume:
+    every sampler, constrained (Optuna's then carry a constraints function), survives the round trip and goes on
+    suggesting. (From Optuna 5.1, NSGA-II holds a thread lock, which plain pickling refuses.)"""
+    from ray import cloudpickle
+
+    from nasq.search.driver import build_searcher
+
+    cfg = config_from_dict({"space": space.name, "targets": ["bitserial-sim"], "search": {
+        "sampler": sampler, "num_candidates": 8, "uniform_starts": 0},
+        "constraints": {"bitserial-sim": {"size_bytes": 1e9}}})
+    s = build_searcher(cfg, space, {"bitserial-sim": load_profile("bitserial-sim").data})
+    first = s.suggest("1")
+    s.on_trial_complete("1", {"status": "ok", "score": 0.8, "latency_ms.bitserial-sim": 2.0, "fidelity": 1.0,
+                              "size_bytes": 1})
+    again = cloudpickle.loads(cloudpickle.dumps(s))
+    assert canonical_key(first) in again.finished
+    assert again.suggest("2") not in (None, Searcher.FINISHED)
