@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-TARGETS ?= x86-ort bitserial-sim
+TARGETS ?= local-ort bitserial-sim
 
-.PHONY: setup quickstart test
+.PHONY: setup quickstart test qemu
 
 # torch==2.13.0 first: it is the CPU build on the local disk; an unpinned torch pulls a CUDA build.
 $(BIN)/nasq: pyproject.toml
@@ -16,6 +16,15 @@ $(BIN)/nasq: pyproject.toml
 
 setup: $(BIN)/nasq
 
+# The tests run ONNX Runtime on an emulated CPU without VNNI too (qemu's user-mode emulator, Debian's qemu-user),
+# whatever CPU runs them: the int8 recipe must hold on both kinds
+qemu:
+	@command -v qemu-x86_64 >/dev/null 2>&1 || [ "$$(uname -m)" != x86_64 ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y -q qemu-user >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q qemu-user >/dev/null 2>&1; }; }; } || \
+	  echo "note: qemu-x86_64 is not installed (apt-get install qemu-user); the test on an emulated CPU without VNNI is skipped"
+
 quickstart: setup
 	@run=runs/quickstart-$$(date +%Y%m%d-%H%M%S); \
 	$(BIN)/nasq search configs/quickstart.yaml --run-dir $$run && \
@@ -24,5 +33,5 @@ quickstart: setup
 	done; \
 	echo "run directory: $$run"
 
-test: setup
+test: setup qemu
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -164,13 +164,13 @@ def predictor_row(space, candidates: list[dict], truth: list[float], folds: int 
 
 def asha_simulation(space, candidates, truth, low: list[dict], high: list[dict], *, labels, eta: float = 3.0) -> str:
     """Replays nasq's multi-objective ASHA (the scheduler `accuracy.schedule: asha` uses) over the candidates
-    in order, with the two short-training fidelities above as its rungs and x86-ort's predicted latency as
+    in order, with the two short-training fidelities above as its rungs and xeon-avx512-ort's predicted latency as
     the second objective: what it costs against scoring every candidate at the higher fidelity, and how
     many candidates of the true front (ground truth vs latency) it carries to the higher rung."""
     from nasq.hardware_profiles import create_predictor, load_profile
     from nasq.search.scheduler import MultiObjectiveASHA
 
-    predictor = create_predictor(load_profile("x86-ort"))
+    predictor = create_predictor(load_profile("xeon-avx512-ort"))
     latency = [predictor.predict_candidate(space, c).total_ms for c in candidates]
     scheduler = MultiObjectiveASHA(["score", "latency"], ["max", "min"], rungs=2, reduction_factor=eta)
     promoted = [r["score"] is not None and scheduler.decide(str(i), 0, [r["score"], latency[i]]) == "CONTINUE"
@@ -185,7 +185,7 @@ def asha_simulation(space, candidates, truth, low: list[dict], high: list[dict],
           f"fidelity; {kept} of {len(front)} true-front candidates kept", flush=True)
     return (f"Fidelity schedule: nasq's multi-objective ASHA (`accuracy.schedule: asha`, reduction factor {eta:g}) "
             f"replayed over the {n} candidates in order with `{labels[0]}` as its first rung and `{labels[1]}` as "
-            f"its second, ranking by score and x86-ort's predicted latency: it promoted {sum(promoted)} of {n}, "
+            f"its second, ranking by score and xeon-avx512-ort's predicted latency: it promoted {sum(promoted)} of {n}, "
             f"at {cost / everything:.0%} of the cost of scoring all of them at the second fidelity, and carried "
             f"{kept} of the {len(front)} candidates on the true front (ground truth vs predicted latency) to the "
             "second rung.")

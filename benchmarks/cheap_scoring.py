@@ -6,7 +6,7 @@ long-lived Ray actors, as the evolution sampler screens its pools. Here:
 
 1. ``--candidates`` seeded random candidates of the quickstart space (random candidates share fewer
    layer geometries than an evolution's mutated ones, so this is the harder case), priced for the
-   quickstart's targets (``x86-ort`` and ``bitserial-sim``);
+   quickstart's targets (``xeon-avx512-ort`` and ``bitserial-sim``);
 2. scored in this process, and through Ray with each of ``--workers`` actors (batches of
    ``--batch-size``): a cold pass on fresh actors, then ``--repeats`` warm passes, all settings
    interleaved; median candidates per second;
@@ -28,7 +28,7 @@ import time
 from _common import ROOT, publish
 
 SECTION = "Cheap scoring through Ray (level 1)"
-TARGETS = ("x86-ort", "bitserial-sim")
+TARGETS = ("xeon-avx512-ort", "bitserial-sim")
 
 
 def tune_per_candidate(space_name: str, profiles: dict, candidates: list[dict]) -> float:

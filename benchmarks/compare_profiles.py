@@ -57,7 +57,8 @@ def main() -> None:
     from nasq.errors import NasqError
     from nasq.hardware_profiles import PREDICTORS as REGISTRY
     from nasq.hardware_profiles.block_networks import block_networks
-    from nasq.hardware_profiles.profile import Profile, cpu_model
+    from nasq.hardware_profiles.machine import cpu_model
+    from nasq.hardware_profiles.profile import Profile
     from nasq.hardware_profiles.validation import (
         anchor_gauge, at_profile_speed, backend_for, drift_anchors, export_networks, real_topology_models,
         sample_candidates, serialized_with_feeds,

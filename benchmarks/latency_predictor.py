@@ -158,7 +158,8 @@ def ort_profile(args) -> None:
         CALIBRATION_FEATURES, CalibratedPredictor, KernelRegressorPredictor, TablePredictor, apply_calibration,
         fit_calibration,
     )
-    from nasq.hardware_profiles.profile import Profile, cpu_model
+    from nasq.hardware_profiles.machine import cpu_model
+    from nasq.hardware_profiles.profile import Profile
     from nasq.hardware_profiles.validation import (
         at_profile_speed, backend_for, drift_anchors, error_summary, format_spread, measure_models_with_drift,
         measure_with_drift, real_topology_models, sample_candidates,

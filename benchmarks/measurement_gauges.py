@@ -1,6 +1,6 @@
 """How to read a latency measurement on a shared machine: which speed gauge makes a predictor's error repeatable.
 
-Uses the shipped ``x86-ort`` profile (it must have been measured on this kind of machine). Each run measures,
+Uses ``local-ort``, this machine's profile (found, or measured first). Each run measures,
 interleaved, (a) the real topologies that ``nasq profile validate`` uses, and then (b) held-out networks of the
 profile's space; both times with 12 of the profile's calibration networks and its reference layer timed in every
 round, as ``nasq profile validate`` does. The same measurements are then read four ways:
@@ -36,7 +36,7 @@ def main() -> None:
     import numpy as np
 
     from nasq.hardware_profiles import create_predictor, load_profile
-    from nasq.hardware_profiles.profile import cpu_model
+    from nasq.hardware_profiles.machine import cpu_model
     from nasq.hardware_profiles.validation import (
         at_profile_speed, backend_for, drift_anchors, drift_summary, export_networks, real_topology_models,
         sample_candidates, serialized_with_feeds,
@@ -51,9 +51,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
 
-    profile = load_profile("x86-ort")
-    if not profile.measurable():
-        raise SystemExit(f"the shipped x86-ort profile is {profile.machine_mismatch()}: run this on that machine")
+    profile = load_profile("local-ort")
     space = create_space(profile.metadata["space"])
     anchors, then = drift_anchors(space, profile)
     anchor_models, anchor_feeds = export_networks(space, anchors, profile, log=lambda m: None)
@@ -96,7 +94,7 @@ def main() -> None:
         f"Command: `python benchmarks/measurement_gauges.py --runs {args.runs} --seconds {args.seconds:g} --networks "
         f"{args.networks}`; machine: {cpu_model()} ({platform.machine()}), ONNX Runtime "
         f"{profile.metadata['runtime_version']}, 1 thread, batch 1; date: {date}.", "",
-        f"The shipped `x86-ort` profile's predictions (`{onnx_predictor}` for the real topologies, "
+        f"The `local-ort` profile's predictions (`{onnx_predictor}` for the real topologies, "
         f"`{profile.predictor}` for the space's networks) against {args.runs} runs of the same measurement, "
         f"each group timed for {args.seconds:g} s with 12 of the profile's calibration networks and its reference "
         "layer in every round. Within +-10%: the share in each run. Run to run: how much each network's error moves "

@@ -2,11 +2,11 @@
 that measure them.
 
 A target named in a config is a profile: ``hardware_profiles/<name>.json`` (or a path to a JSON
-file). Profiles are data (no pickle), with units in field names and metadata on how they were made.
+file), or ``local-ort``, this machine's ONNX Runtime profile (found or measured: ``local.py``). Profiles are data (no pickle), with units in field names and metadata on how they were made.
 
 Example:
     >>> from nasq.hardware_profiles import load_profile, create_predictor    # doctest: +SKIP
-    >>> predictor = create_predictor(load_profile("x86-ort"))                 # doctest: +SKIP
+    >>> predictor = create_predictor(load_profile("local-ort"))               # doctest: +SKIP
     >>> predictor.predict(space.layers(candidate)).total_ms                   # doctest: +SKIP
 """
 
@@ -37,10 +37,13 @@ PROFILERS: Registry = Registry(
 
 
 def profile_dirs() -> list[Path]:
-    """Where profile names are looked up: ``$NASQ_PROFILE_PATH`` (os.pathsep-separated), then the
-    shipped ``hardware_profiles/`` folder and its ``published/`` profiles (fitted from public tables)."""
+    """Where profile names are looked up: ``$NASQ_PROFILE_PATH`` (os.pathsep-separated), the profile store
+    (where ``local-ort`` profiles are kept, :func:`nasq.hardware_profiles.local.store_dir`), then the shipped
+    ``hardware_profiles/`` folder and its ``published/`` profiles (fitted from public tables)."""
+    from nasq.hardware_profiles.local import store_dir
+
     extra = [Path(p) for p in os.environ.get("NASQ_PROFILE_PATH", "").split(os.pathsep) if p]
-    return extra + [PROFILE_DIR, PUBLISHED_DIR]
+    return list(dict.fromkeys(extra + [store_dir(), PROFILE_DIR, PUBLISHED_DIR]))
 
 
 def list_profiles() -> list[str]:
@@ -51,7 +54,13 @@ def list_profiles() -> list[str]:
     return sorted(names)
 
 
-def resolve_profile_path(target: str) -> Path:
+def resolve_profile_path(target: str, space: str | None = None) -> Path:
+    """The file a target names: a path, a profile name, or ``local-ort`` (this machine's ONNX Runtime profile
+    for ``space``, None: any; measured first where there is none: :mod:`nasq.hardware_profiles.local`)."""
+    from nasq.hardware_profiles.local import LOCAL_ORT, local_profile_path
+
+    if target == LOCAL_ORT:
+        return local_profile_path(space)
     if target.endswith(".json") or os.sep in target:
         path = Path(target)
         if not path.is_file():
@@ -61,12 +70,12 @@ def resolve_profile_path(target: str) -> Path:
         path = folder / f"{target}.json"
         if path.is_file():
             return path
-    raise NasqError(f"unknown target '{target}'; available: {', '.join(list_profiles()) or 'none'}")
+    raise NasqError(f"unknown target '{target}'; available: {', '.join([LOCAL_ORT, *list_profiles()])}")
 
 
-def load_profile(target: str) -> Profile:
-    """Load and validate a profile by name or path; raises NasqError on any problem."""
-    return Profile.load(resolve_profile_path(target))
+def load_profile(target: str, space: str | None = None) -> Profile:
+    """Load and validate a profile by name or path (see :func:`resolve_profile_path`); NasqError on any problem."""
+    return Profile.load(resolve_profile_path(target, space))
 
 
 def create_predictor(profile: Profile):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 from nasq.hardware_profiles import PROFILERS
 from nasq.hardware_profiles.predictors import linear_ms
-from nasq.hardware_profiles.profile import cpu_flags, cpu_model
+from nasq.hardware_profiles.machine import int8_recipe_here, this_machine
 from nasq.hardware_profiles.profiler import ProfilerBackend
 from nasq.hardware_profiles.validation import calibrate_and_select, calibrate_onnx_pricing
 from nasq.spaces.base import LayerSpec
@@ -539,17 +538,18 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             self._int8_context_costs(op_costs, reps, quick)
             kernel_model, sweep = self._kernel_sweep(layers, rng, Path(tmp), overhead_ms, boundary, reps, quick, log)
 
+        recipe = int8_recipe_here()
         data = {
             "schema_version": 1,
             "name": name,
             "predictor": "table",
             "description": f"ONNX Runtime {ort.__version__} CPU, {self.threads} thread(s), batch {self.batch_size}, "
-                           "fp32 and int8 QDQ (u8 activations, s8 per-channel weights)",
+                           "fp32 and int8 QDQ (u8 activations, s8 per-channel weights"
+                           + (", 7-bit range: no VNNI)" if recipe["reduce_range"] else ")"),
             "int8": True,
+            "int8_recipe": recipe,
             "metadata": {
-                "device": cpu_model(),
-                "cpu_flags": cpu_flags(),
-                "machine": platform.machine(),
+                **this_machine(),
                 "runtime": "onnxruntime",
                 "runtime_version": ort.__version__,
                 "execution_provider": "CPUExecutionProvider",

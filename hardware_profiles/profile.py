@@ -10,6 +10,11 @@ Common fields::
                      repetitions, ... (free-form, but device/runtime/date are required)
     int8             true when the target runs int8 kernels (layers with 8-bit weights and activations)
     native_bits      optional: the integer bit-widths the target runs natively (default [8] when int8)
+    int8_recipe      optional: how int8 models for it are quantized (reduce_range on x86 without VNNI; see
+                     machine.int8_recipe)
+
+A profile measured on a CPU (ONNX Runtime, local TVM) records that machine in ``metadata`` (device, cpu_id,
+cpu_flags, cpu_flags_checked, machine; see machine.py), checked on load.
 
 A ``table`` profile adds ``overhead_ms``, ``boundary`` and ``layers`` (see predictors.TablePredictor);
 a ``bitserial`` profile adds ``accelerator`` (see bitserial.py).
@@ -18,12 +23,12 @@ a ``bitserial`` profile adds ``accelerator`` (see bitserial.py).
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nasq.errors import NasqError
+from nasq.hardware_profiles.machine import check_machine_record, describe, int8_recipe, machine_difference, this_machine
 
 SCHEMA_VERSION = 1
 REQUIRED = {"schema_version": int, "name": str, "predictor": str, "description": str, "metadata": dict, "int8": bool}
@@ -58,6 +63,11 @@ class Profile:
 
         predictor_cls = PREDICTORS.get(data["predictor"])
         profile = cls(data["name"], data["predictor"], data["description"], data["metadata"], data["int8"], data, source)
+        if profile.on_a_cpu:
+            check_machine_record(profile.metadata, source)
+        recipe = data.get("int8_recipe")
+        if recipe is not None and not (isinstance(recipe, dict) and isinstance(recipe.get("reduce_range"), bool)):
+            raise NasqError(f"profile {source}: int8_recipe must be an object with a boolean reduce_range, got {recipe!r}")
         predictor_cls.validate_profile(profile)
         return profile
 
@@ -81,20 +91,40 @@ class Profile:
         native = self.data.get("native_bits", [8] if self.int8 else [])
         return w_bits in native and a_bits in native
 
+    @property
+    def on_a_cpu(self) -> bool:
+        """Measured with ONNX Runtime or TVM on the machine that ran the profiler (not through RPC): it records
+        that machine (:mod:`nasq.hardware_profiles.machine`)."""
+        return self.metadata.get("runtime") in ("onnxruntime", "tvm") and not self.remote
+
     def machine_mismatch(self) -> str | None:
-        """How this machine visibly differs from the one the profile was measured on (not measured
-        with ONNX Runtime or TVM here at all, on a remote device, another CPU model, or other CPU
-        flags that decide kernels: AVX2, AVX-512, VNNI, AMX), or None when it does not."""
-        device, flags = self.metadata.get("device"), self.metadata.get("cpu_flags")
+        """How this machine differs from the one the profile was measured on (not measured with ONNX Runtime
+        or TVM here at all, on a remote device, another CPU, or other kernel-deciding CPU flags: AVX2, AVX-512,
+        VNNI, AMX), or None when it does not."""
         if self.remote:
             return f"a remote device measured through {self.metadata.get('measured_via')}"
-        if self.metadata.get("runtime") not in ("onnxruntime", "tvm"):
-            return f"'{device}' ({self.metadata.get('runtime')}), not this machine"
-        if device != cpu_model():
-            return f"measured on '{device}', and this machine is '{cpu_model()}'"
-        if flags is not None and sorted(flags) != sorted(cpu_flags()):
-            return f"measured with CPU flags {sorted(flags)}, and this machine has {sorted(cpu_flags())}"
-        return None
+        if not self.on_a_cpu:
+            return f"'{self.metadata.get('device')}' ({self.metadata.get('runtime')}), not this machine"
+        difference = machine_difference(self.metadata)
+        if difference is None:
+            return None
+        return f"measured on {describe(self.metadata)}, and this machine is {describe(this_machine())}: {difference}"
+
+    def mismatch_warning(self, target: str) -> str | None:
+        """One line for the top of a command's output when ``target`` is a CPU profile of another machine:
+        both machines, and how to profile this one; None otherwise."""
+        if not self.on_a_cpu or self.measured_here():
+            return None
+        return (f"warning: target '{target}' was {self.machine_mismatch()}; its latencies are that machine's, not "
+                f"this one's (profile this machine: `nasq profile --backend {self.metadata['runtime']} --name NAME`, "
+                "or name the target local-ort)")
+
+    @property
+    def int8_recipe(self) -> dict[str, Any]:
+        """How int8 models for this target are quantized (:func:`nasq.hardware_profiles.machine.int8_recipe`): as
+        the profile recorded it, else for the CPU it records, else (an accelerator model, a published table) for
+        this machine, where nasq runs the exported model with ONNX Runtime."""
+        return self.data.get("int8_recipe") or int8_recipe(self.metadata if self.on_a_cpu else this_machine())
 
     @property
     def remote(self) -> bool:
@@ -109,24 +139,3 @@ class Profile:
     def measured_here(self) -> bool:
         """Whether the profile was measured with ONNX Runtime or TVM on a machine like this one."""
         return self.machine_mismatch() is None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags(wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "neon")) -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                have = set(line.split(":", 1)[1].split())
-                return [f for f in wanted if f in have]
-    except OSError:
-        pass
-    return []

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 from nasq.errors import NasqError
 from nasq.hardware_profiles import PROFILERS
 from nasq.hardware_profiles.ort_profiler import _identity_graph, _layer_graph, _simulated_activation_graph
-from nasq.hardware_profiles.profile import cpu_flags, cpu_model
+from nasq.hardware_profiles.machine import this_machine
 from nasq.hardware_profiles.profiler import ProfilerBackend
 from nasq.hardware_profiles.validation import calibrate_and_select
 from nasq.spaces.base import LayerSpec
@@ -186,8 +185,8 @@ class TvmProfiler(ProfilerBackend):
             "description": f"TVM {tvm.__version__} {json.dumps(self.target)} (untuned), float, measured {where}",
             "int8": False,
             "metadata": {
-                "device": cpu_model() if local else where, "cpu_flags": cpu_flags() if local else None,
-                "machine": platform.machine(), "runtime": "tvm", "runtime_version": tvm.__version__,
+                **(this_machine() if local else {"device": where, "cpu_flags": None, "machine": None}),
+                "runtime": "tvm", "runtime_version": tvm.__version__,
                 "target": self.target, "measured_via": where, "threads": "TVM default (all cores)" if remote is None else "remote default",
                 "batch_size": 1, "repetitions": reps, "statistic": "median of time_evaluator repeats (>= 1 ms each), "
                 "per-call overhead subtracted", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "ONNX models of an existing ONNX Runtime profile")
     p.add_argument("--backend", help="profiler backend (onnxruntime, tvm, bitserial-sim)")
     p.add_argument("--name", help="profile name (letters, digits, . _ -)")
+    p.add_argument("--local", action="store_true",
+                   help="measure this machine's local-ort profile (onnxruntime, 1 thread, batch 1) into the profile "
+                        "store ($NASQ_PROFILE_STORE, default ~/.local/share/nasq/profiles), where local-ort looks first")
     p.add_argument("--target", help="with validate or calibrate: the profile to validate or calibrate")
     p.add_argument("--networks", type=_non_negative_int,
                    help="whole networks to measure (onnxruntime, tvm: calibrate and choose the predictor on 2N, by "
@@ -170,8 +173,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
         args.backend = "published-csv"
     elif args.csv:
         raise NasqError("--csv is only for `nasq profile import`")
+    if args.local:
+        return cmd_profile_local(args)
     if not args.backend or not args.name:
-        raise NasqError("profile needs --backend and --name (or: nasq profile validate --target NAME)")
+        raise NasqError("profile needs --backend and --name, or --local (or: nasq profile validate --target NAME)")
     if not NAME_RE.match(args.name):
         raise NasqError(f"profile name '{args.name}' not allowed; use letters, digits, '.', '_' and '-'")
     backend_cls = PROFILERS.get(args.backend)
@@ -204,6 +209,20 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile_local(args: argparse.Namespace) -> int:
+    from nasq.hardware_profiles.local import LOCAL_ORT, measure_local_profile
+
+    if args.backend not in (None, "onnxruntime") or args.name or args.out:
+        raise NasqError(f"--local measures {LOCAL_ORT} with the onnxruntime backend, into the profile store; it takes "
+                        "no --backend other than onnxruntime, no --name and no --out")
+    if args.threads != 1 or args.batch_size != 1:
+        raise NasqError(f"{LOCAL_ORT} is measured with 1 thread at batch 1; for other settings use --name and --out")
+    options = {"repetitions": args.repetitions, "networks": args.networks, "seed": args.seed,
+               "network_seconds": args.measure_seconds}
+    measure_local_profile(args.space, quick=args.quick, options=options, log=lambda msg: print(msg, flush=True))
+    return 0
+
+
 def cmd_profile_validate(args: argparse.Namespace) -> int:
     from nasq.hardware_profiles import resolve_profile_path
     from nasq.hardware_profiles.validation import validate_profile
@@ -226,9 +245,17 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
     from nasq.hardware_profiles.validation import format_spread, format_summary
 
+    from nasq.hardware_profiles.local import LOCAL_ORT, find_local_profile, store_dir
+    from nasq.hardware_profiles.machine import describe, this_machine
+
     names = list_profiles()
     if not names:
         print("no hardware profiles found")
+    print(f"this machine: {describe(this_machine())}")
+    local = find_local_profile(args.space or None)
+    print(f"{LOCAL_ORT}: " + (f"{local.stem} ({local})" if local else
+                              f"no ONNX Runtime profile of this machine yet; naming {LOCAL_ORT} measures one (nasq "
+                              f"profile --quick, a few minutes) and stores it in {store_dir()}"))
     published = []
     for name in names:
         try:
@@ -244,8 +271,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
                              + (f"{v['within_10pct']:.0%} within +-10%, Spearman {v['spearman']:.3f}" if v else "not validated"))
             continue
         m = prof.metadata
-        here = " [measured on this machine]" if prof.measured_here() else ""
-        print(f"{name}{here}\n  {prof.description}\n  device: {m.get('device')}; runtime: {m.get('runtime')} "
+        here = " [this machine]" if prof.on_a_cpu and prof.measured_here() else ""
+        device = describe(m) if prof.on_a_cpu else m.get("device")
+        print(f"{name}{here}\n  {prof.description}\n  device: {device}; runtime: {m.get('runtime')} "
               f"{m.get('runtime_version', '')}; threads: {m.get('threads', '-')}; batch: {m.get('batch_size', '-')}; "
               f"repetitions: {m.get('repetitions', '-')}; date: {m.get('date')}\n  predictor: {prof.predictor}; "
               f"file: {resolve_profile_path(name)}")
@@ -311,6 +339,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.target)
     model, notes = prepared_model(args.model)
+    if (warning := profile.mismatch_warning(args.target)) is not None:
+        print(warning, file=sys.stderr, flush=True)
     result = predict_model(model, profile, notes)
     print(json.dumps(result, indent=2) if args.json else format_prediction(result))
     return 0

@@ -24,11 +24,11 @@ def _check_bits(bits: int) -> None:
         raise ValueError(f"bit-width {bits} not supported; allowed: 2..8 or {FLOAT_BITS} (float)")
 
 
-def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric per-output-channel fake quantization (levels -(2^(b-1)-1) .. 2^(b-1)-1)."""
+def fake_quantize_weight(weight: torch.Tensor, bits: int, qmax: int | None = None) -> torch.Tensor:
+    """Symmetric per-output-channel fake quantization (levels -(2^(b-1)-1) .. 2^(b-1)-1, or -qmax .. qmax)."""
     if bits == FLOAT_BITS:
         return weight
-    qmax = 2 ** (bits - 1) - 1
+    qmax = qmax or 2 ** (bits - 1) - 1
     flat = weight.detach().reshape(weight.shape[0], -1)
     scale = (flat.abs().amax(dim=1) / qmax).clamp_min(1e-8)
     zero_point = torch.zeros(weight.shape[0], dtype=torch.int32, device=weight.device)
@@ -96,15 +96,18 @@ class QuantConvBNAct(nn.Module):
         self.act: nn.Module = nn.ReLU6() if act else nn.Identity()
         self.input_quant = ActivationQuantizer()
         self.w_bits = FLOAT_BITS
+        self.w_qmax: int | None = None  # the weights' largest level, when the deployed recipe narrows it
+        self.output_quant: ActivationQuantizer | None = None  # where the target quantizes the output (int8 kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_quant(x)
         if self.w_bits == FLOAT_BITS:  # the plain module call lets torch-pruning trace the conv
             x = self.conv(x)
         else:
-            weight = fake_quantize_weight(self.conv.weight, self.w_bits)
+            weight = fake_quantize_weight(self.conv.weight, self.w_bits, self.w_qmax)
             x = nn.functional.conv2d(x, weight, self.conv.bias, self.conv.stride, self.conv.padding, 1, self.conv.groups)
-        return self.act(self.bn(x))
+        x = self.act(self.bn(x))
+        return x if self.output_quant is None else self.output_quant(x)
 
 
 class QuantLinear(nn.Module):
@@ -115,12 +118,14 @@ class QuantLinear(nn.Module):
         self.linear = nn.Linear(cin, cout)
         self.input_quant = ActivationQuantizer()
         self.w_bits = FLOAT_BITS
+        self.w_qmax: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_quant(x)
         if self.w_bits == FLOAT_BITS:
             return self.linear(x)
-        return nn.functional.linear(x, fake_quantize_weight(self.linear.weight, self.w_bits), self.linear.bias)
+        return nn.functional.linear(x, fake_quantize_weight(self.linear.weight, self.w_bits, self.w_qmax),
+                                    self.linear.bias)
 
 
 QUANT_LAYERS = (QuantConvBNAct, QuantLinear)
@@ -144,6 +149,60 @@ def apply_bits(model: nn.Module, w_bits: Mapping[str, int], a_bits: Mapping[str,
         layer.w_bits = int(w_bits[name])
         layer.input_quant.bits = int(a_bits[name])
         layer.input_quant.observed.fill_(False)
+
+
+def apply_int8_recipe(model: nn.Module, profile, example_input: torch.Tensor) -> None:
+    """Quantize the layers that ``profile``'s target runs on int8 kernels as ONNX Runtime will run them, so that
+    fine-tuning and the torch model's predictions see what the exported model computes:
+
+    * weights in the target's range (``int8_recipe``: -64..64 on a CPU without VNNI, else -127..127);
+    * the output of an int8 conv quantized to 8 bits, since an int8 conv kernel writes uint8: with the input
+      quantizer of the layer that reads it, where that layer takes 8-bit input (one grid for the tensor, as ONNX
+      Runtime has one), else with a quantizer of its own. A linear layer's output stays float (the logits).
+
+    Direct consumers are found by running ``example_input`` through the model."""
+    qmax = int(profile.int8_recipe.get("weight_range", 127))
+    layers = quant_layers(model)
+    int8 = {n for n, l in layers.items() if profile.runs_int8(l.w_bits, l.input_quant.bits)}
+    for name in int8:
+        layers[name].w_qmax = qmax if qmax != 127 else None
+    readers = direct_consumers(model, example_input)
+    for name in int8:
+        layer = layers[name]
+        if not isinstance(layer, QuantConvBNAct):
+            continue
+        eight_bit = [c for c in readers.get(name, []) if layers[c].input_quant.bits == 8]
+        layer.output_quant = layers[eight_bit[0]].input_quant if eight_bit else ActivationQuantizer(8)
+
+
+@torch.no_grad()
+def direct_consumers(model: nn.Module, example_input: torch.Tensor) -> dict[str, list[str]]:
+    """Quantizable layer -> the quantizable layers that read its output tensor as it is (no op between)."""
+    layers = quant_layers(model)
+    produced: dict[int, tuple[str, torch.Tensor]] = {}  # id of an output tensor -> (layer, the tensor kept alive)
+    readers: dict[str, list[str]] = {}
+
+    def after(name):
+        return lambda module, inputs, output: produced.__setitem__(id(output), (name, output))
+
+    def before(name):
+        def hook(module, inputs):
+            source = produced.get(id(inputs[0]))
+            if source is not None and source[1] is inputs[0]:
+                readers.setdefault(source[0], []).append(name)
+        return hook
+
+    handles = [h for name, m in layers.items()
+               for h in (m.register_forward_hook(after(name)), m.register_forward_pre_hook(before(name)))]
+    training = model.training
+    try:
+        model.eval()
+        model(example_input)
+    finally:
+        model.train(training)
+        for h in handles:
+            h.remove()
+    return readers
 
 
 def set_export_mode(model: nn.Module, enabled: bool) -> None:
@@ -175,7 +234,7 @@ def bake_weights(model: nn.Module) -> None:
     """Replace each layer's float weights by their fake-quantized values (for float export)."""
     for m in quant_layers(model).values():
         param = m.conv.weight if isinstance(m, QuantConvBNAct) else m.linear.weight
-        param.copy_(fake_quantize_weight(param, m.w_bits))
+        param.copy_(fake_quantize_weight(param, m.w_bits, m.w_qmax))
         m.w_bits = FLOAT_BITS
 
 

@@ -118,7 +118,8 @@ class TargetConstraints:
 class ExperimentConfig:
     name: str = _opt("nasq", doc="run directory prefix")
     space: str = _opt("mobilenet-mnist", doc="registered search space")
-    targets: tuple[str, ...] = _opt(("x86-ort",), doc="hardware profiles (names or .json paths)")
+    targets: tuple[str, ...] = _opt(("local-ort",), doc="hardware profiles (names or .json paths; local-ort: this "
+                                                      "machine's ONNX Runtime profile, measured first if there is none)")
     seed: int = _opt(0, min=0, max=2**31 - 1)
     output_dir: str = _opt("runs", doc="where run directories are created")
     data: DataConfig = field(default_factory=DataConfig)
@@ -219,6 +220,7 @@ def check_references(cfg: ExperimentConfig) -> None:
     """Check that the named space, estimate and targets exist (loads the profiles)."""
     from nasq.accuracy import ESTIMATES
     from nasq.hardware_profiles import load_profile
+    from nasq.hardware_profiles.local import LOCAL_ORT, check_local_target
     from nasq.spaces import SPACES
 
     if cfg.space not in SPACES:
@@ -232,4 +234,7 @@ def check_references(cfg: ExperimentConfig) -> None:
         raise NasqError(f"config: accuracy.schedule '{cfg.accuracy.schedule}' needs an estimate with a fidelity "
                         f"(training time); '{cfg.accuracy.estimate}' has none; allowed: {', '.join(with_fidelity)}")
     for target in cfg.targets:
-        load_profile(target)
+        if target == LOCAL_ORT:  # found or measured when the search starts; here only whether it can be
+            check_local_target(cfg.space)
+        else:
+            load_profile(target)

@@ -2,8 +2,9 @@
 
 The ``onnx`` exporter writes one ONNX model in which each layer is, per the target:
 
-* ``int8``: ONNX Runtime int8 QDQ (uint8 activations, int8 per-channel weights), when the layer
-  chose 8-bit weights and activations and the target runs int8;
+* ``int8``: ONNX Runtime int8 QDQ (uint8 activations, int8 per-channel weights, in the reduced range
+  -64..64 where the target's CPU lacks VNNI: its ``int8_recipe``), when the layer chose 8-bit weights and
+  activations and the target runs int8;
 * ``float``: plain fp32, when the layer chose float weights and activations;
 * ``simulated``: any other bit-widths, which the target cannot run natively: weights rounded to
   their quantization levels and activations fake-quantized with float arithmetic, so the file
@@ -80,11 +81,16 @@ class OnnxExporter(Exporter):
         modes = layer_modes(layer_bits, profile)
         model = copy.deepcopy(model).eval()
         layers = quant_layers(model)
-        input_qparams = {}  # the trained activation ranges of int8 layers, handed to ONNX Runtime
+        input_qparams, output_qparams = {}, {}  # the trained ranges of int8 layers, handed to ONNX Runtime
         for name, layer in layers.items():
-            q = layer.input_quant
+            q, out = layer.input_quant, getattr(layer, "output_quant", None)
             if modes[name] == "int8" and bool(q.observed):
                 input_qparams[name] = activation_qparams(float(q.lo), float(q.hi), 8)
+            if modes[name] == "int8" and out is not None and bool(out.observed):
+                output_qparams[name] = activation_qparams(float(out.lo), float(out.hi), 8)
+        for name, layer in layers.items():
+            if getattr(layer, "output_quant", None) is not None:  # ONNX Runtime's own Q/DQ stands for it
+                layer.output_quant = None
             if modes[name] != "simulated":  # int8 layers are quantized by ONNX Runtime from float weights
                 layer.w_bits = FLOAT_BITS
                 layer.input_quant.bits = FLOAT_BITS
@@ -107,7 +113,9 @@ class OnnxExporter(Exporter):
                 wanted = [n for layer in int8_layers for n in (layer, f"{layer}.act") if n in nodes]
                 feeds = [{"input": calibration[i : i + 32]} for i in range(0, min(len(calibration), 256), 32)]
                 out = Path(tmp) / "int8.onnx"
-                quantize_qdq(fp32, out, feeds, nodes_to_quantize=wanted, input_qparams=input_qparams)
+                quantize_qdq(fp32, out, feeds, nodes_to_quantize=wanted, input_qparams=input_qparams,
+                             output_qparams=output_qparams, reduce_range=profile.int8_recipe["reduce_range"],
+                             float_outputs=("Gemm",))  # the logits stay float (QGemm writes float)
                 final = out.read_bytes()
             else:
                 final = fp32.read_bytes()

@@ -94,3 +94,24 @@ class RunLock:
         if self._fh is not None:
             self._fh.close()  # closing the descriptor releases the flock
             self._fh = None
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path``, waited for: for work that two nasq processes must not do at once (and
+    that the second one then finds done). The kernel drops it when the holder dies."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._fh = None
+
+    def __enter__(self) -> "FileLock":
+        import fcntl
+
+        self._fh = open(self.path, "a+")
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,7 +1,8 @@
 """ONNX Runtime helpers shared by the profiler and the exporter: sessions, int8 QDQ, timing.
 
 The int8 recipe is the one that is really fast on x86 (see shared ECOSYSTEM notes): pre-process
-with ``quant_pre_process`` first, QDQ with uint8 activations and int8 per-channel weights, and
+with ``quant_pre_process`` first, QDQ with uint8 activations and int8 per-channel weights (7-bit on a CPU
+without VNNI, whose u8s8 kernels saturate otherwise), and
 create sessions with the ``WeightBiasQuantization`` transformer disabled so that layers left in
 float stay float.
 """
@@ -64,12 +65,21 @@ class _Feeds:
 
 def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Sequence[dict[str, np.ndarray]],
                  nodes_to_quantize: Iterable[str] | None = None,
-                 input_qparams: Mapping[str, tuple[float, int]] | None = None) -> None:
+                 input_qparams: Mapping[str, tuple[float, int]] | None = None,
+                 output_qparams: Mapping[str, tuple[float, int]] | None = None,
+                 reduce_range: bool | None = None, float_outputs: Sequence[str] = ()) -> None:
     """int8 QDQ (uint8 activations, int8 per-channel weights) of the listed nodes (all when None).
 
     ``input_qparams`` fixes the (scale, uint8 zero point) of a node's input instead of calibrating it,
-    so that an exported model quantizes exactly as it was trained.
+    and ``output_qparams`` those of a layer's output (its node ``<layer>.act``'s, else its own), so that an
+    exported model quantizes exactly as it was trained. ``reduce_range``: weights in -64..64, for a CPU without
+    VNNI (see :func:`nasq.hardware_profiles.machine.int8_recipe`); None: as this machine needs.
+    ``float_outputs``: op types whose outputs are left float.
     """
+    if reduce_range is None:
+        from nasq.hardware_profiles.machine import int8_recipe_here
+
+        reduce_range = int8_recipe_here()["reduce_range"]
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -78,22 +88,52 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Seque
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre))
         overrides = {}
-        if input_qparams:
-            inputs = {n.name: n.input[0] for n in onnx.load(str(pre)).graph.node}
-            for node, (scale, zero_point) in input_qparams.items():
-                if node in inputs:
-                    overrides[inputs[node]] = [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
+        if input_qparams or output_qparams:
+            graph_nodes = {n.name: n for n in onnx.load(str(pre)).graph.node}
+            tensors = {graph_nodes[node].input[0]: qparams for node, qparams in (input_qparams or {}).items()
+                       if node in graph_nodes}
+            for layer, qparams in (output_qparams or {}).items():
+                node = graph_nodes.get(f"{layer}.act") or graph_nodes.get(layer)
+                if node is not None:
+                    tensors.setdefault(node.output[0], qparams)  # a reader's own input range is the same grid
+            for tensor, (scale, zero_point) in tensors.items():
+                overrides[tensor] = [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
+        extra = {"TensorQuantOverrides": overrides} if overrides else {}
+        if float_outputs:
+            extra["OpTypesToExcludeOutputQuantization"] = list(float_outputs)
         quiet = _RankOneWeights()
         logging.getLogger().addFilter(quiet)
         try:
             quantize_static(
                 str(pre), str(out_path), _Feeds(calibration), quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                reduce_range=reduce_range,
                 nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
-                extra_options={"TensorQuantOverrides": overrides} if overrides else None,
+                extra_options=extra or None,
             )
         finally:
             logging.getLogger().removeFilter(quiet)
+        if nodes_to_quantize is not None:
+            _float_readers_read_float(out_path, set(nodes_to_quantize))
+
+
+def _float_readers_read_float(path: str | Path, quantized: set[str]) -> None:
+    """ONNX Runtime's quantizer hands a quantized tensor to all its readers; where a float op produced it, give the
+    readers that stay float (a residual add beside an int8 conv) the float tensor back, as in the model that was
+    trained, whose int8 layers quantize their own inputs. (The output of an int8 layer exists only quantized.)"""
+    import onnx
+
+    model = onnx.load(str(path))
+    producer = {out: n for n in model.graph.node for out in n.output}
+    for dq in [n for n in model.graph.node if n.op_type == "DequantizeLinear"]:
+        q = producer.get(dq.input[0])
+        source = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        if source is None or source.name in quantized:
+            continue  # a weight, the graph's input, or an int8 layer's own output
+        for node in model.graph.node:
+            if node.name not in quantized and node.op_type != "QuantizeLinear":
+                node.input[:] = [q.input[0] if name == dq.output[0] else name for name in node.input]
+    onnx.save(model, str(path))
 
 
 class _RankOneWeights(logging.Filter):

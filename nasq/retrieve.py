@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,8 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     row, why = select_best(rows, target, max_latency_ms)
     out_dir = check_writable_dir(out_dir, "output directory")
     profile = Profile.from_dict(marker["profiles"][target], f"{target} (as used by the run)")
+    if (warning := profile.mismatch_warning(target)) is not None:
+        print(f"{warning}; its models are not measured here", file=sys.stderr, flush=True)
     predictor = create_predictor(profile)
     space = create_space(cfg.space)
     candidate = space.validate(json.loads(row["key"]))
@@ -89,7 +92,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 continue
             log(f"{plan}: rebuilding from its key, training {schedule.train_epochs} + fine-tuning "
                 f"{schedule.finetune_epochs} epochs")
-            model, train_s = compress_and_train(space, variant, data, schedule, seed=cfg.seed)
+            model, train_s = compress_and_train(space, variant, data, schedule, seed=cfg.seed, target=profile)
             layers = space.layers(variant)
             bits = {l.name: (l.w_bits, l.a_bits) for l in layers}
             paths[plan] = Path(tmp) / MODEL_FILES[plan]

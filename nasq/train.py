@@ -75,13 +75,16 @@ def calibrate(model: nn.Module, data: Split, batches: int = 4, batch_size: int =
         model(torch.from_numpy(data.x[i * batch_size : (i + 1) * batch_size]))
 
 
-def compress(space, model: nn.Module, candidate: dict, calibration: Split) -> None:
-    """Steps 2-3 before fine-tuning: prune, fold BatchNorm, set bit-widths, calibrate observers."""
-    from nasq.compress import fold_batchnorm
+def compress(space, model: nn.Module, candidate: dict, calibration: Split, target=None) -> None:
+    """Steps 2-3 before fine-tuning: prune, fold BatchNorm, set bit-widths (the int8 layers as ``target``, a
+    profile, runs them: :func:`nasq.compress.apply_int8_recipe`), calibrate observers."""
+    from nasq.compress import apply_int8_recipe, fold_batchnorm
 
     space.compress(model, candidate)
     fold_batchnorm(model)
     space.quantize(model, candidate)
+    if target is not None:
+        apply_int8_recipe(model, target, torch.from_numpy(calibration.x[:8]))
     calibrate(model, calibration)
 
 
@@ -91,16 +94,17 @@ def training_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def compress_and_train(space, candidate: dict, data: Dataset, schedule: TrainSchedule, *, seed: int):
+def compress_and_train(space, candidate: dict, data: Dataset, schedule: TrainSchedule, *, seed: int, target=None):
     """The whole pipeline above; returns the compressed, fine-tuned model (on the CPU) and timings.
-    Both training phases run on :func:`training_device`; pruning traces the network on the CPU."""
+    Both training phases run on :func:`training_device`; pruning traces the network on the CPU. ``target``: the
+    profile the model is trained for, whose int8 recipe its int8 layers follow (None: the full int8 range)."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     device = training_device()
     model = space.build(candidate).to(device)
     train_steps(model, data.train, schedule.train_epochs, batch_size=schedule.batch_size, lr=schedule.lr, seed=seed)
     model = model.cpu()
-    compress(space, model, candidate, data.train)
+    compress(space, model, candidate, data.train, target)
     model = model.to(device)
     train_steps(model, data.train, schedule.finetune_epochs, batch_size=schedule.batch_size,
                 lr=schedule.finetune_lr, seed=seed + 1)

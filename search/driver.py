@@ -347,17 +347,22 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
     """Start a new search; returns its run directory."""
     from nasq.config import check_references
     from nasq.hardware_profiles import load_profile
+    from nasq.hardware_profiles.local import LOCAL_ORT, find_local_profile
 
     check_references(cfg)
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise NasqError(f"run directory '{run_dir}' already exists and is not empty; resume it with --resume")
-    targets = {t: load_profile(t) for t in cfg.targets}
-    for t, prof in targets.items():
-        if prof.metadata.get("runtime") == "onnxruntime" and not prof.measured_here():
-            print(f"warning: target '{t}' is {prof.machine_mismatch()}; its latencies are predictions for that "
-                  "machine, and `nasq best` will not measure them here", file=sys.stderr)
-    _init_ray(address)  # before anything is written: an unreachable cluster leaves no run directory
+    # local-ort, when this machine has no profile yet, is measured after a cluster is reached (an unreachable one is
+    # said at once) and before a local Ray starts (its processes would disturb the timings)
+    unmeasured = [t for t in cfg.targets if t == LOCAL_ORT and find_local_profile(cfg.space) is None]
+    targets = {t: load_profile(t, cfg.space) for t in cfg.targets if t not in unmeasured}
+    warn_about_other_machines(targets)
+    if address:
+        _init_ray(address)  # before anything is written: an unreachable cluster leaves no run directory
+    targets = {t: targets[t] if t in targets else load_profile(t, cfg.space) for t in cfg.targets}
+    if not address:
+        _init_ray(address)
     check_writable_dir(run_dir, "run directory")
     run_dir = run_dir.resolve()
     profiles = {t: prof.data for t, prof in targets.items()}
@@ -368,6 +373,13 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
             raise NasqError(f"run directory '{run_dir}' already holds a run; resume it with --resume")
         write_json_atomic(run_dir / RUN_MARKER, marker)
         return _run(run_dir, marker, address, restore=False)
+
+
+def warn_about_other_machines(profiles: dict) -> None:
+    """One warning line per target profiled on another machine than this one (:meth:`Profile.mismatch_warning`)."""
+    for target, prof in profiles.items():
+        if (warning := prof.mismatch_warning(target)) is not None:
+            print(f"{warning}; `nasq best` will not measure it here", file=sys.stderr, flush=True)
 
 
 def load_run(run_dir: Path | str) -> tuple[Path, dict, ExperimentConfig]:
@@ -392,7 +404,10 @@ def resume_search(run_dir: Path | str, *, address: Optional[str] = None) -> Path
     run_dir, marker, _ = load_run(run_dir)
     if marker["nasq_version"] != __version__:
         raise NasqError(f"run '{run_dir}' was made by nasq {marker['nasq_version']}; this is {__version__}")
+    from nasq.hardware_profiles.profile import Profile
+
     with RunLock(run_dir):
+        warn_about_other_machines({t: Profile.from_dict(d, t) for t, d in marker["profiles"].items()})
         return _run(run_dir, marker, address, restore=True)
 
 

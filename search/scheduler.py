@@ -86,7 +86,7 @@ class MultiObjectiveASHA(FIFOScheduler):
         reduction_factor: ASHA's eta.
 
     Example:
-        >>> MultiObjectiveASHA(["score", "latency_ms.x86-ort"], ["max", "min"], rungs=3)  # doctest: +SKIP
+        >>> MultiObjectiveASHA(["score", "latency_ms.local-ort"], ["max", "min"], rungs=3)  # doctest: +SKIP
     """
 
     def __init__(self, metrics: list[str], modes: list[str], *, rungs: int, reduction_factor: float = 3.0) -> None:

@@ -34,10 +34,20 @@ def test_help_is_fast_and_imports_nothing_heavy():
     assert probe.stdout.strip() == "[]"
 
 
-def test_targets_lists_shipped_profiles():
+def test_targets_lists_shipped_profiles_and_marks_those_of_this_machine(tmp_path):
+    from conftest import write_profile
+    from nasq.hardware_profiles.machine import describe, this_machine
+
     out = run("targets")
     assert out.returncode == 0
-    assert "x86-ort" in out.stdout and "bitserial-sim" in out.stdout and "onnxruntime" in out.stdout
+    for name in ("xeon-avx512-ort", "epyc-zen2-avx2-ort", "bitserial-sim"):
+        assert name in out.stdout
+    assert "onnxruntime" in out.stdout and f"this machine: {describe(this_machine())}" in out.stdout
+    assert "local-ort: " in out.stdout
+    mine = write_profile(tmp_path / "mine.json")
+    marked = subprocess.run([*NASQ, "targets"], capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "NASQ_PROFILE_PATH": str(tmp_path)})
+    assert "mine [this machine]" in marked.stdout and f"local-ort: mine ({mine})" in marked.stdout
     # the shipped ONNX Runtime profile: which predictor prices ONNX models, and its calibration for them
     assert "ONNX models (nasq predict): the " in out.stdout and "its calibration of ONNX models' prices (" in out.stdout
     # chosen on its block networks, each priced by a fit that did not see it; the real topologies held out
@@ -105,31 +115,31 @@ def fake_run(tmp_path):
     """A run directory as the driver writes it (marker + one results row), without searching."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    cfg = config_from_dict({"targets": ["x86-ort"]})
+    cfg = config_from_dict({"targets": ["xeon-avx512-ort"]})
     marker = {"nasq_version": "0.1.0", "created": "2026", "config": cfg.to_dict(),
-              "profiles": {"x86-ort": load_profile("x86-ort").data}}
+              "profiles": {"xeon-avx512-ort": load_profile("xeon-avx512-ort").data}}
     (run_dir / RUN_MARKER).write_text(json.dumps(marker))
     from nasq.spaces import candidate_id, canonical_key, create_space
 
     cand = create_space("mobilenet-mnist").sample(0)
     row = {"cid": candidate_id(cand), "key": canonical_key(cand), "status": "ok", "reason": "", "score": 0.9, "accuracy": 0.9,
-           "latency_ms": {"x86-ort": 0.05}}
+           "latency_ms": {"xeon-avx512-ort": 0.05}}
     (run_dir / "results.jsonl").write_text(json.dumps(row) + "\n")
     return run_dir
 
 
 def test_best_errors(tmp_path, fake_run):
-    assert_clean_error(run("best", tmp_path, "--target", "x86-ort", "--out", tmp_path / "o"), "not a nasq run")
+    assert_clean_error(run("best", tmp_path, "--target", "xeon-avx512-ort", "--out", tmp_path / "o"), "not a nasq run")
     assert_clean_error(run("best", fake_run, "--target", "bitserial-sim", "--out", tmp_path / "o"),
                        "'bitserial-sim' is not a target of this run")
-    assert_clean_error(run("best", fake_run, "--target", "x86-ort", "--max-latency-ms", "0.001", "--out",
+    assert_clean_error(run("best", fake_run, "--target", "xeon-avx512-ort", "--max-latency-ms", "0.001", "--out",
                            tmp_path / "o"), "no candidate within 0.001 ms")
     (tmp_path / "file").write_text("")
-    assert_clean_error(run("best", fake_run, "--target", "x86-ort", "--out", tmp_path / "file" / "o"),
+    assert_clean_error(run("best", fake_run, "--target", "xeon-avx512-ort", "--out", tmp_path / "file" / "o"),
                        "cannot be created")
     assert not (tmp_path / "o").exists()
     (fake_run / RUN_MARKER).write_text("{")
-    assert_clean_error(run("best", fake_run, "--target", "x86-ort", "--out", tmp_path / "o"), "is corrupt")
+    assert_clean_error(run("best", fake_run, "--target", "xeon-avx512-ort", "--out", tmp_path / "o"), "is corrupt")
 
 
 def test_profile_errors(tmp_path):
@@ -142,7 +152,7 @@ def test_profile_errors(tmp_path):
     assert_clean_error(run("profile", "calibrate"), "profile calibrate needs --target NAME")
     assert_clean_error(run("profile", "calibrate", "--target", "bitserial-sim"),
                        "target 'bitserial-sim' has no measured ONNX Runtime kernel costs")
-    assert_clean_error(run("profile", "calibrate", "--target", "x86-ort", "--networks", "3"),
+    assert_clean_error(run("profile", "calibrate", "--target", "xeon-avx512-ort", "--networks", "3"),
                        "needs --networks of at least 5")
 
 
@@ -154,14 +164,27 @@ def test_profile_writes_a_loadable_profile(tmp_path):
 
 
 def test_search_warns_about_a_profile_from_another_machine(tmp_path):
-    data = load_profile("x86-ort").data
-    data = {**data, "name": "elsewhere", "metadata": {**data["metadata"], "device": "Cortex-A72"}}
-    (tmp_path / "elsewhere.json").write_text(json.dumps(data))
-    out = run("search", write_config(tmp_path, targets=[str(tmp_path / "elsewhere.json")]), "--address", "nowhere")
+    """One warning line before anything else, naming both machines and how to profile this one."""
+    from conftest import write_profile
+
+    target = write_profile(tmp_path / "elsewhere.json", {"device": "Cortex-A72", "cpu_id": None, "machine": "aarch64",
+                                                         "cpu_flags": ["neon", "asimd"]})
+    out = run("search", write_config(tmp_path, targets=[target]), "--address", "nowhere")  # stops right after
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
-    assert lines[0].startswith("warning: target") and "Cortex-A72" in lines[0]
+    assert lines[0].startswith(f"warning: target '{target}' was measured on Cortex-A72 (neon asimd)")
+    assert "and this machine is" in lines[0] and "nasq profile --backend onnxruntime --name NAME" in lines[0]
     assert lines[-1].startswith("nasq: error:")
+
+
+def test_local_ort_that_cannot_be_stored_fails_before_anything_is_measured_or_written(tmp_path):
+    """No profile of this machine for the space, and a profile store that cannot hold one: one line, exit 2."""
+    (tmp_path / "file").write_text("")
+    config = write_config(tmp_path, space="nas-bench-201", targets=["local-ort"])  # no shipped profile prices it
+    out = subprocess.run([*NASQ, "search", str(config)], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "NASQ_PROFILE_STORE": str(tmp_path / "file" / "store")})
+    assert_clean_error(out, "target 'local-ort': no profile of this machine yet, and the profile store")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "file"]
 
 
 def test_a_second_driver_on_a_run_directory_in_use_is_refused(fake_run):

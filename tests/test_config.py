@@ -6,7 +6,7 @@ from nasq.errors import NasqError
 
 def test_quickstart_config_parses_and_references_exist():
     cfg = load_config("configs/quickstart.yaml")
-    assert cfg.space == "mobilenet-mnist" and cfg.targets == ("x86-ort", "bitserial-sim")
+    assert cfg.space == "mobilenet-mnist" and cfg.targets == ("local-ort", "bitserial-sim")
     check_references(cfg)
     assert config_from_dict(cfg.to_dict()) == cfg  # round trip through the run marker
 

@@ -32,13 +32,13 @@ def test_violations_are_relative_excess_over_each_bound():
 
 
 def test_config_refuses_constraints_on_unknown_targets_and_empty_bounds():
-    with pytest.raises(NasqError, match="constraints.zz: 'zz' is not one of the targets; allowed: x86-ort"):
+    with pytest.raises(NasqError, match="constraints.zz: 'zz' is not one of the targets; allowed: local-ort"):
         config_from_dict({"constraints": {"zz": {"latency_ms": 1.0}}})
-    with pytest.raises(NasqError, match="constraints.x86-ort sets no bound"):
-        config_from_dict({"constraints": {"x86-ort": {}}})
-    with pytest.raises(NasqError, match="unknown key 'constraints.x86-ort.latency'"):
-        config_from_dict({"constraints": {"x86-ort": {"latency": 1.0}}})
-    cfg = config_from_dict({"constraints": {"x86-ort": {"latency_ms": 0.1}}})
+    with pytest.raises(NasqError, match="constraints.local-ort sets no bound"):
+        config_from_dict({"constraints": {"local-ort": {}}})
+    with pytest.raises(NasqError, match="unknown key 'constraints.local-ort.latency'"):
+        config_from_dict({"constraints": {"local-ort": {"latency": 1.0}}})
+    cfg = config_from_dict({"constraints": {"local-ort": {"latency_ms": 0.1}}})
     assert config_from_dict(cfg.to_dict()) == cfg  # round-trips through the run directory's marker
 
 

@@ -27,28 +27,32 @@ def write_yaml(path, raw):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """Profiles measured here and now (`nasq profile --quick`), so that `best` can measure on the very
-    machine the target describes, plus a copy that cannot price int8 convs: candidates using one fail."""
-    folder = tmp_path_factory.mktemp("profiles")
-    out = subprocess.run([*NASQ, "profile", "--backend", "onnxruntime", "--name", "here", "--quick",
-                          "--repetitions", "15", "--out", str(folder / "here.json")],
-                         capture_output=True, text=True, timeout=600)
+    """This machine's local-ort profile measured here and now (`nasq profile --local --quick`) into a profile store
+    of the tests' own, where local-ort looks before the shipped profiles, so that `best` can measure on the very
+    machine the target describes; plus a copy that cannot price int8 convs: candidates using one fail."""
+    folder, store = tmp_path_factory.mktemp("profiles"), tmp_path_factory.mktemp("store")
+    env = {**os.environ, "NASQ_PROFILE_STORE": str(store)}
+    out = subprocess.run([*NASQ, "profile", "--local", "--quick", "--repetitions", "15"],
+                         capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    data = json.loads((folder / "here.json").read_text())
+    stored = list(store.glob("local-ort-*-quick.json"))
+    assert len(stored) == 1 and f"stored {stored[0]}" in out.stdout
+    data = json.loads(stored[0].read_text())
     assert data["metadata"]["quick"] is True
     data["name"] = "no-int8-conv"
+    data["metadata"]["threads"] = 2  # so that local-ort, looked for in NASQ_PROFILE_PATH first, does not take it
     data["layers"] = [l for l in data["layers"] if not (l["op"] == "conv" and l["precision"] == "int8")]
     del data["kernel_model"]  # else the per-kernel regressor prices the missing entries
     data["predictor"] = "table"  # the quick profile may have chosen the regressor it no longer has
     (folder / "no-int8-conv.json").write_text(json.dumps(data))
-    return {**os.environ, "NASQ_PROFILE_PATH": str(folder)}
+    return {**env, "NASQ_PROFILE_PATH": str(folder), "NASQ_LOCAL": str(stored[0])}
 
 
 @pytest.fixture(scope="module")
 def search_run(tmp_path_factory, env):
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = write_yaml(tmp / "e2e.yaml", {
-        "name": "e2e", "targets": ["here", "bitserial-sim", "no-int8-conv"], "seed": 0,
+        "name": "e2e", "targets": ["local-ort", "bitserial-sim", "no-int8-conv"], "seed": 0,
         "output_dir": str(tmp / "runs"),
         "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
         "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
@@ -77,24 +81,27 @@ def test_search_records_every_candidate_and_goes_on_after_failures(search_run):
     for r in ok:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["cost_s"] > 0
         assert r["score"] == r["accuracy"] and r["estimate"] == "short-training"
-        assert all(r["latency_ms"][t] > 0 for t in ("here", "bitserial-sim", "no-int8-conv"))
+        assert all(r["latency_ms"][t] > 0 for t in ("local-ort", "bitserial-sim", "no-int8-conv"))
         assert r["estimate"] == "short-training"
     assert (run_dir / "tune").is_dir() and (run_dir / "results.csv").exists()
-    for t in ("here", "bitserial-sim"):
+    for t in ("local-ort", "bitserial-sim"):
         assert f"Pareto front for {t}" in stdout
         assert (run_dir / f"pareto_{t}.png").read_bytes()[:4] == b"\x89PNG"
     fronts = json.loads((run_dir / "pareto.json").read_text())
-    assert {f["cid"] for f in fronts["here"]} <= {r["cid"] for r in ok}
+    assert {f["cid"] for f in fronts["local-ort"]} <= {r["cid"] for r in ok}
 
 
 def test_best_exports_measures_and_reports(search_run, env, tmp_path):
     run_dir, _ = search_run
     out_dir = tmp_path / "best"
-    out = subprocess.run([*NASQ, "best", str(run_dir), "--target", "here", "--out", str(out_dir)],
+    out = subprocess.run([*NASQ, "best", str(run_dir), "--target", "local-ort", "--out", str(out_dir)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((out_dir / "report.json").read_text())
-    assert report["target"] == "here" and report["measurement"]["measured"] is True
+    assert report["target"] == "local-ort" and report["measurement"]["measured"] is True
+    # local-ort was the profile of this machine in the store, found there by the search, so not measured again
+    used = json.loads((run_dir / "nasq_run.json").read_text())["profiles"]["local-ort"]
+    assert used["name"] == Path(env["NASQ_LOCAL"]).stem and "warning" not in out.stderr
     drift = report["measurement"]["drift"]  # the profile's own calibration networks, measured in the same run
     assert drift["networks"] == 12 and drift["min_ratio"] <= drift["median_ratio"] <= drift["max_ratio"]
     assert "Machine drift: 12 of the profile's calibration networks" in (out_dir / "report.md").read_text()
@@ -133,7 +140,7 @@ def test_best_of_an_all_float_candidate_is_its_own_float_baseline(search_run, en
     row["key"] = json.dumps(with_uniform_bits(json.loads(row["key"]), 32), sort_keys=True)
     (copy / "results.jsonl").write_text(json.dumps(row) + "\n")
     out_dir = tmp_path / "best"
-    out = subprocess.run([*NASQ, "best", str(copy), "--target", "here", "--out", str(out_dir)],
+    out = subprocess.run([*NASQ, "best", str(copy), "--target", "local-ort", "--out", str(out_dir)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("rebuilding from its key") == 2  # the candidate and the int8 baseline
@@ -182,7 +189,7 @@ def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
 
 
 def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
-    src = Path(env["NASQ_PROFILE_PATH"]) / "here.json"
+    src = Path(env["NASQ_LOCAL"])
     profile = tmp_path / "copy.json"
     profile.write_text(src.read_text())
     data = json.loads(profile.read_text())
@@ -278,7 +285,7 @@ def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(
 
 def test_evolution_with_a_zero_cost_proxy_computed_at_level_one(tmp_path):
     cfg = write_yaml(tmp_path / "warm.yaml", {
-        "name": "warm", "targets": ["x86-ort", "bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
+        "name": "warm", "targets": ["xeon-avx512-ort", "bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
         "search": {"sampler": "evolution", "num_candidates": 12, "max_concurrent": 2, "screen_pool": 200,
                    "screen_proxy": "naswot", "screen_proxy_pool": 12, "screen_shortlist": 6, "screen_every": 2},
         "accuracy": {"estimate": "zico", "proxy_batch_size": 32},

@@ -6,11 +6,18 @@ import numpy as np
 import onnx
 import pytest
 
-from nasq.hardware_profiles import load_profile
+from conftest import profile_data, write_profile
+from nasq.hardware_profiles.profile import Profile
 from nasq.onnx_graph import graph_layers
 from nasq.kernel_pricing import AFFINE
 from nasq.predict import predict_model, prepared_model, real_topology
 from test_cli import assert_clean_error, run
+
+
+def xeon_profile() -> Profile:
+    """A profile of a Xeon with AVX-512 VNNI: pricing logic, whatever CPU runs the test (its kernels are read from
+    this machine's ONNX Runtime)."""
+    return Profile.from_dict(profile_data("xeon-vnni"), "a Xeon's profile")
 
 
 @pytest.mark.parametrize("name, layers, gmacs", [("resnet50", 54, 4.09), ("squeezenet", 26, 0.35),
@@ -23,11 +30,18 @@ def test_real_topologies_are_read_layer_by_layer(name, layers, gmacs):
     assert notes and "ConstantOfShape" in notes[0]
 
 
-def test_predict_cli_lists_uncovered_ops_and_how_they_were_priced():
+def test_predict_cli_lists_uncovered_ops_and_how_they_were_priced(tmp_path):
     """An ORT target prices the kernels ONNX Runtime runs: SqueezeNet's convs and pools in the blocked
-    layout, its ReLUs fused away; a graph-priced target names every ONNX op and how it was priced."""
-    out = run("predict", "--target", "x86-ort", real_topology("squeezenet"), "--json")
+    layout, its ReLUs fused away; a graph-priced target names every ONNX op and how it was priced. A profile of
+    another machine is said in one warning line before the results, naming both machines."""
+    out = run("predict", "--target", write_profile(tmp_path / "xeon.json", "xeon-vnni"), real_topology("squeezenet"),
+              "--json")
     assert out.returncode == 0, out.stderr
+    warning = out.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: target") and "Intel(R) Xeon(R)" in warning[0]
+    assert "this machine is" in warning[0] and "nasq profile --backend onnxruntime" in warning[0]
+    here = run("predict", "--target", write_profile(tmp_path / "here.json"), real_topology("squeezenet"), "--json")
+    assert here.returncode == 0 and "warning" not in here.stderr, here.stderr
     result = json.loads(out.stdout)
     assert result["latency_ms"] > 0 and result["layers"] == {"fp32 conv": 26}
     assert result["pricing"].startswith("ONNX Runtime's executed kernels")
@@ -36,7 +50,7 @@ def test_predict_cli_lists_uncovered_ops_and_how_they_were_priced():
     assert ops["nchwc.MaxPool"]["priced_as"].startswith("its own measured cost") and ops["nchwc.MaxPool"]["count"] == 3
     priced = sum(k["ms"] for k in result["kernels"])
     assert priced == pytest.approx(result["layers_ms"] + result["memory_ops_ms"], rel=1e-3)
-    graph = predict_model(prepared_model(real_topology("squeezenet"))[0], load_profile("x86-ort"), pricing="graph")
+    graph = predict_model(prepared_model(real_topology("squeezenet"))[0], xeon_profile(), pricing="graph")
     assert graph["uncovered_ops"]["Relu"]["priced_as"].startswith("fused")
     assert graph["uncovered_ops"]["MaxPool"]["priced_as"].startswith("its own measured cost")
     text = run("predict", "--target", "bitserial-sim", real_topology("shufflenet"))
@@ -49,7 +63,7 @@ def test_executed_kernels_price_grouped_convs_reorders_and_int8_kernels(tmp_path
     from nasq.kernel_pricing import requantized_share
     from nasq.ort import executed_kernels, quantize_qdq
 
-    profile = load_profile("x86-ort")
+    profile = xeon_profile()
     shuffle = predict_model(prepared_model(real_topology("shufflenet"))[0], profile)
     assert shuffle["layers"]["fp32 grouped conv"] == 32 and shuffle["layers"]["fp32 dwconv"] == 16
     for op in ("nchwc.ReorderInput", "nchwc.ReorderOutput"):
@@ -170,7 +184,7 @@ def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs(
     from nasq.kernel_pricing import _op_key
     from nasq.ort import executed_kernels
 
-    profile = load_profile("x86-ort")
+    profile = xeon_profile()
 
     def kernels(op):
         return Counter(_op_key(k, profile.data["op_costs"])
@@ -203,7 +217,7 @@ def test_a_batchnorm_no_conv_absorbed_is_priced_as_the_memory_bound_op_it_is():
     from nasq.hardware_profiles.profile import Profile
     from nasq.hardware_profiles.predictors import op_cost_ms
 
-    profile = load_profile("x86-ort")
+    profile = xeon_profile()
     model = prepared_model(real_topology("densenet121"))[0]
     priced = predict_model(model, profile, predictor="table")
     affine = priced["uncovered_ops"][AFFINE]
@@ -233,7 +247,7 @@ def test_int8_context_probes_add_exactly_their_island_between_two_int8_convs():
 
     base = Counter(k.op for k in kernels(None))
     assert base["QLinearConv"] == 2 and base["QLinearConcat"] == 1
-    profile = load_profile("x86-ort")
+    profile = xeon_profile()
     for op in INT8_CONTEXT_PROBES:
         ks = kernels(op)
         added = Counter(k.op for k in ks) - base
@@ -255,7 +269,7 @@ def test_image_stems_are_priced_from_the_stems_measured():
     from nasq.hardware_profiles.predictors import PREDICTORS
     from nasq.spaces.base import LayerSpec
 
-    profile = load_profile("x86-ort")
+    profile = xeon_profile()
     table = PREDICTORS.get("table")(profile)
     measured = {(e["cout"], e["kernel"], e["h_in"], e["precision"]): e["latency_ms"] for e in profile.data["layers"]
                 if e["cin"] == 3 and e["stride"] == 2}
@@ -291,7 +305,7 @@ def test_int8_qdq_layers_are_recognised(tmp_path):
     onnx.save(model, str(tmp_path / "f.onnx"))
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     quantize_qdq(tmp_path / "f.onnx", tmp_path / "q.onnx", [{"data_0": x}])
-    profile = load_profile("x86-ort")
+    profile = xeon_profile()
     q = predict_model(onnx.load(str(tmp_path / "q.onnx")), profile, pricing="graph")
     f = predict_model(model, profile, pricing="graph")
     assert q["layers"] == {"int8 conv": 26}
@@ -301,8 +315,9 @@ def test_int8_qdq_layers_are_recognised(tmp_path):
 
 def test_bad_models_and_targets_are_one_line_errors(tmp_path):
     (tmp_path / "x.onnx").write_text("not a model")
-    assert_clean_error(run("predict", "--target", "x86-ort", tmp_path / "x.onnx"), "is not an ONNX model")
-    assert_clean_error(run("predict", "--target", "x86-ort", tmp_path / "none.onnx"), "does not exist")
+    target = write_profile(tmp_path / "here.json")
+    assert_clean_error(run("predict", "--target", target, tmp_path / "x.onnx"), "is not an ONNX model")
+    assert_clean_error(run("predict", "--target", target, tmp_path / "none.onnx"), "does not exist")
     assert_clean_error(run("predict", "--target", "nb201-pixel3", real_topology("squeezenet")),
                        "prices architectures of space 'nas-bench-201' only")
 
@@ -352,7 +367,7 @@ def test_residual_adds_are_priced_as_onnx_runtime_runs_them():
             helper.make_node("Conv", ["rd", "w"], ["y"]),
         ], {"w": w, **q}, inputs=(("x", [1, 16, 8, 8]), ("z", [1, 16, 8, 8])))
 
-    profile = load_profile("x86-ort")
+    profile = xeon_profile()
     add = next(o for o in graph_layers(qdq("Add")).others if o.op_type == "Add")
     assert add.priced_as == "QLinearAdd" and not add.boundaries
     summed = next(o for o in graph_layers(qdq("Sum")).others if o.op_type == "Sum")
@@ -365,19 +380,11 @@ def test_residual_adds_are_priced_as_onnx_runtime_runs_them():
 
 
 def test_kernel_pricing_notes_a_profile_from_another_machine():
-    from nasq.hardware_profiles.profile import Profile
-
-    data = json.loads(json.dumps(load_profile("x86-ort").data))
     model = prepared_model(real_topology("squeezenet"))[0]
-    here = Profile.from_dict(data, "x")
-    noted = any("may choose other kernels" in n for n in predict_model(model, here)["notes"])
-    import onnxruntime
-
-    same = here.machine_mismatch() is None and onnxruntime.__version__ == here.metadata["runtime_version"]
-    assert noted != same  # measured on this machine with this runtime: nothing to note
-    data["metadata"]["device"] = "Some Other CPU"
-    notes = predict_model(model, Profile.from_dict(data, "x"))["notes"]
-    assert any("'Some Other CPU'" in n and "may choose other kernels" in n for n in notes)
+    here = Profile.from_dict(profile_data("here"), "x")
+    assert not any("may choose other kernels" in n for n in predict_model(model, here)["notes"])
+    notes = predict_model(model, Profile.from_dict(profile_data("epyc-avx2"), "x"))["notes"]
+    assert any("AMD EPYC" in n and "(avx2 fma)" in n and "may choose other kernels" in n for n in notes)
 
 
 def test_block_networks_run_and_are_priced_kernel_by_kernel():
@@ -392,7 +399,7 @@ def test_block_networks_run_and_are_priced_kernel_by_kernel():
     assert len(models) == 9 and set(models) == set(block_networks(9, seed=3))  # seeded
     kinds = {k for name in models for k in name.split()[1].split("+")}
     assert kinds <= set(BLOCKS) and len(kinds) >= 3
-    profile = load_profile("x86-ort")
+    profile = xeon_profile()
     for i, (name, model) in enumerate(models.items()):
         onnx.checker.check_model(model)
         s = session(model.SerializeToString())
@@ -425,7 +432,7 @@ def test_kernel_prices_are_calibrated_on_whole_networks_by_the_calibrated_predic
     fit = fit_kernel_calibration(parts, measured, 0.006)
     assert fit["coefficients"] == pytest.approx(truth["coefficients"], rel=1e-4) and fit["fitted_on_networks"] == 20
 
-    shipped = load_profile("x86-ort")
+    shipped = xeon_profile()
     data = copy.deepcopy(shipped.data)
     data.pop("kernel_calibration", None)
     model, _ = prepared_model(real_topology("squeezenet"))
@@ -456,8 +463,6 @@ def test_calibration_batches_measured_at_different_times_are_kept_and_checked(tm
     """`nasq profile calibrate --add` fits on every batch of block networks measured so far; a profile from before
     batches were stored has one (its top-level measurements), and malformed batches are a one-line error before
     anything is measured. Out of fold by batch: each batch priced by a fit on the others only."""
-    import copy
-
     from nasq.errors import NasqError
     from nasq.hardware_profiles.validation import calibration_batches, out_of_fold
 
@@ -478,7 +483,7 @@ def test_calibration_batches_measured_at_different_times_are_kept_and_checked(tm
     assert priced == [4.0, 1.0, 1.0]
     assert out_of_fold([0, 1, 2], [1.0, 3.0, 5.0], lambda x, y: sum(y) / len(y), lambda c, x: c, folds=3) == [4.0, 3.0, 2.0]
 
-    data = copy.deepcopy(load_profile("x86-ort").data)
+    data = profile_data("here")  # calibrated here (another machine's profile is refused before its batches are read)
     data["kernel_calibration"]["batches"] = [{"networks_seed": 20_000, "networks": 3, "measured_ms": [1.0]}]
     (tmp_path / "bad.json").write_text(json.dumps(data))
     assert_clean_error(run("profile", "calibrate", "--target", tmp_path / "bad.json", "--add"),
@@ -497,7 +502,7 @@ def test_the_predictor_for_onnx_models_is_chosen_on_block_networks_each_priced_b
         return {"networks": 80, "within_10pct": within, "within_20pct": 0.9, "median_error": median,
                 "p90_error": 0.2, "spearman": 0.99}
 
-    data = copy.deepcopy(load_profile("x86-ort").data)
+    data = copy.deepcopy(xeon_profile().data)
     data.pop("onnx_predictor_selection", None)
     scores = {"table": summary(0.5, 0.09), "table, calibrated": summary(0.9, 0.03),
               "table, calibrated on the other batches": summary(0.3, 0.12), "kernel-regressor": summary(0.5, 0.08),

@@ -1,5 +1,6 @@
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +10,9 @@ from nasq.hardware_profiles.ort_profiler import QUICK_STEM_SHAPES
 from nasq.hardware_profiles.profile import Profile
 from nasq.spaces.base import LayerSpec
 
-SHIPPED = ["x86-ort", "bitserial-sim"]
+#: the shipped ONNX Runtime profiles, one per kind of CPU this project has run on, and whether that CPU has VNNI
+SHIPPED_ORT = {"xeon-avx512-ort": True, "epyc-zen2-avx2-ort": False}
+SHIPPED = [*SHIPPED_ORT, "bitserial-sim"]
 
 
 def test_shipped_profiles_are_listed_with_metadata():
@@ -18,8 +21,21 @@ def test_shipped_profiles_are_listed_with_metadata():
         prof = load_profile(name)
         for key in ("device", "runtime", "date", "batch_size"):
             assert key in prof.metadata
-    ort = load_profile("x86-ort").metadata
-    assert ort["threads"] == 1 and ort["batch_size"] == 1 and ort["repetitions"] >= 20
+
+
+@pytest.mark.parametrize("name", SHIPPED_ORT)
+def test_shipped_cpu_profiles_record_their_machine_its_int8_recipe_and_a_validation(name):
+    """Each shipped ONNX Runtime profile was measured on one kind of CPU, which it records (checked on load), with
+    the int8 recipe that CPU needs (reduced range without VNNI) and its `nasq profile validate` on that machine."""
+    prof = load_profile(name)
+    m = prof.metadata
+    assert m["threads"] == 1 and m["batch_size"] == 1 and m["repetitions"] >= 20 and not m["quick"]
+    assert m["machine"] == "x86_64" and "avx2" in m["cpu_flags"]
+    vnni = SHIPPED_ORT[name]
+    assert ("avx512_vnni" in m["cpu_flags"]) == vnni and ("avx512f" in m["cpu_flags"]) == ("avx512" in name)
+    assert prof.int8_recipe["reduce_range"] is (not vnni) and prof.data["int8_recipe"] == prof.int8_recipe
+    validation = prof.data["validation"]
+    assert validation["networks"] >= 30 and validation["real_topologies"]["networks"] == 7
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -127,18 +143,19 @@ def test_corrupt_and_missing_profile_files(tmp_path):
         load_profile(str(bad))
     with pytest.raises(NasqError, match="does not exist"):
         load_profile(str(tmp_path / "missing.json"))
-    with pytest.raises(NasqError, match="unknown target 'nope'; available: .*x86-ort"):
+    with pytest.raises(NasqError, match="unknown target 'nope'; available: local-ort, .*xeon-avx512-ort"):
         load_profile("nope")
 
 
-def test_onnxruntime_profiler_measures_a_loadable_profile(space):
-    """Real ONNX Runtime: a few shapes, fp32 and int8, really run as int8 kernels."""
-    shapes = [LayerSpec("", "conv", 32, 64, 1, 1, 14), LayerSpec("", "conv", 64, 32, 1, 1, 14),
-              LayerSpec("", "dwconv", 64, 64, 3, 1, 14), LayerSpec("", "linear", 32, 10)]
-    data = PROFILERS.create("onnxruntime", threads=1, repetitions=10, networks=0).profile(
-        shapes, name="t", space=space.name, quick=True, log=lambda m: None)
+def check_measured_ort_profile(data: dict, shapes) -> None:
+    """Real ONNX Runtime measurements: every shape and image stem, fp32 and int8, the int8 ones really run as int8
+    kernels, timed beside the reference layer; scaled to another speed, every prediction moves alike."""
+    from nasq.hardware_profiles.ort_profiler import rescale_measurements
+    from nasq.hardware_profiles.predictors import KernelRegressorPredictor, TablePredictor
+
     prof = Profile.from_dict(json.loads(json.dumps(data)))
-    assert len(prof.data["layers"]) == 2 * (len(shapes) + len(QUICK_STEM_SHAPES))  # the space's and image stems
+    distinct = {s.shape_only() for s in [*shapes, *QUICK_STEM_SHAPES]}
+    assert len(prof.data["layers"]) == 2 * len(distinct)  # the space's and image stems
     int8 = [l for l in prof.data["layers"] if l["precision"] == "int8"]
     assert {l["executed_as"] for l in int8} <= {"QLinearConv", "QGemm"}
     assert prof.data["overhead_ms"] > 0
@@ -149,10 +166,6 @@ def test_onnxruntime_profiler_measures_a_loadable_profile(space):
     reference = prof.metadata["reference"]
     assert reference["latency_ms"] > 0 and reference["speed"]["measurements"] >= 2 * len(shapes)
     assert reference["speed"]["p10"] <= reference["speed"]["median"] <= reference["speed"]["p90"]
-    # scaled to another speed, every measured part moves alike: so does every prediction
-    from nasq.hardware_profiles.ort_profiler import rescale_measurements
-    from nasq.hardware_profiles.predictors import KernelRegressorPredictor, TablePredictor
-
     for cost in data["op_costs"].values():  # an op cost measured under the 0.1 us floor is priced at the floor,
         for point in [*cost.get("measured", []), *cost.get("in_context", []), *cost.get("in_int8_context", [])]:
             point["latency_ms"] = max(point["latency_ms"], 1e-4)  # which does not move with the speed
@@ -327,18 +340,73 @@ def test_calibration_sees_float_convs_off_the_blocked_layout_and_reads_older_fea
 
 
 def test_a_profile_from_a_visibly_different_machine_is_not_measured_here():
-    from nasq.hardware_profiles.profile import cpu_flags, cpu_model
+    """Alike: the same CPU name, the same kernel-deciding flags among those both looked for, the same CPU id where
+    both record one. Anything else is another machine, said naming both."""
+    from nasq.hardware_profiles.machine import this_machine
 
     here = _table_profile()
-    here["metadata"].update(device=cpu_model(), cpu_flags=cpu_flags(), runtime="onnxruntime")
+    here["metadata"].update(this_machine(), runtime="onnxruntime")
     assert Profile.from_dict(here).measured_here()
     other_flags = copy.deepcopy(here)
-    other_flags["metadata"]["cpu_flags"] = cpu_flags() + ["made_up_flag"]
+    other_flags["metadata"]["cpu_flags_checked"].append("made_up_flag")
+    other_flags["metadata"]["cpu_flags"].append("made_up_flag")
+    assert Profile.from_dict(other_flags).measured_here()  # a flag this machine's nasq does not look for: not compared
+    other_flags["metadata"]["cpu_flags"].remove("avx2")
     prof = Profile.from_dict(other_flags)
-    assert not prof.measured_here() and "made_up_flag" in prof.machine_mismatch()
+    assert not prof.measured_here() and "the same CPU name without avx2" in prof.machine_mismatch()
+    other_id = copy.deepcopy(here)
+    other_id["metadata"]["cpu_id"] = {"vendor": "AuthenticAMD", "family": 23, "model": 49}
+    if this_machine()["cpu_id"] is not None:
+        assert "another CPU generation" in Profile.from_dict(other_id).machine_mismatch()
+    other_id["metadata"]["cpu_id"] = None  # not recorded: not compared
+    assert Profile.from_dict(other_id).measured_here()
     other_cpu = copy.deepcopy(here)
     other_cpu["metadata"]["device"] = "Cortex-A72"
-    assert "Cortex-A72" in Profile.from_dict(other_cpu).machine_mismatch()
+    mismatch = Profile.from_dict(other_cpu).machine_mismatch()
+    assert mismatch.startswith("measured on Cortex-A72 (") and f"this machine is {this_machine()['device']}" in mismatch
+    warning = Profile.from_dict(other_cpu).mismatch_warning("arm")
+    assert warning.startswith("warning: target 'arm' was measured on Cortex-A72") and "\n" not in warning
+    assert Profile.from_dict(here).mismatch_warning("x") is None
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"cpu_flags": None}, "metadata.cpu_flags must be a list of CPU flag names"),
+    ({"cpu_flags": ["AVX 2"]}, "metadata.cpu_flags must be a list of CPU flag names"),
+    ({"cpu_flags_checked": ["avx2"], "cpu_flags": ["avx2", "fma"]}, "lists flags that cpu_flags_checked does not"),
+    ({"cpu_id": "zen"}, "metadata.cpu_id must be null or an object"),
+    ({"device": ""}, "metadata.device must be the CPU's model name"),
+])
+def test_a_malformed_machine_record_is_a_one_line_error(change, fragment):
+    from nasq.hardware_profiles.machine import this_machine
+
+    data = _table_profile()
+    data["metadata"].update(this_machine(), runtime="onnxruntime")
+    data["metadata"].update(change)
+    with pytest.raises(NasqError, match=fragment):
+        Profile.from_dict(data, "p.json")
+    data["metadata"].update(this_machine())
+    del data["metadata"]["cpu_flags_checked"]
+    with pytest.raises(NasqError, match="profile p.json: metadata.cpu_flags_checked is missing"):
+        Profile.from_dict(data, "p.json")
+
+
+def test_the_int8_recipe_follows_the_cpu():
+    """x86 without VNNI keeps int8 weights in -64..64 (its u8s8 kernels add pairs of products in 16 bits); VNNI,
+    AVX-VNNI and AMX accumulate in 32 bits; Arm has no such pair sums. A profile without a CPU (an accelerator
+    model) gets this machine's recipe, where nasq runs the exported model."""
+    from nasq.hardware_profiles.machine import int8_recipe, int8_recipe_here
+
+    def recipe(flags, machine="x86_64"):
+        return int8_recipe({"cpu_flags": flags, "machine": machine})
+
+    assert recipe(["avx2", "fma"]) == {**recipe(["avx2", "fma"]), "reduce_range": True, "weight_range": 64}
+    assert recipe(["avx2", "avx512f"])["reduce_range"]
+    for vnni in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        assert not recipe(["avx2", vnni])["reduce_range"] and recipe(["avx2", vnni])["weight_range"] == 127
+    assert not recipe(["neon", "asimddp"], "aarch64")["reduce_range"]
+    assert Profile.from_dict(_table_profile()).int8_recipe == int8_recipe_here()
+    with pytest.raises(NasqError, match="int8_recipe must be an object with a boolean reduce_range"):
+        Profile.from_dict(_table_profile(int8_recipe={"reduce_range": "yes"}))
 
 
 def test_unaligned_depthwise_channel_counts_are_their_own_class():
@@ -399,3 +467,55 @@ def test_residual_adds_and_the_global_pool_are_priced_as_onnx_runtime_runs_them(
     mixed = pred.predict(net(8, head_bits=32))  # the add's consumer is float: float add, both inputs dequantized
     assert mixed.layer_ms["c"] == pytest.approx(0.5 * 32 * 32 / 1000 + 0.005)
     assert mixed.components["transitions"] == 3  # quantize in; dequantize the add's two inputs
+
+
+def test_local_ort_is_found_or_measured_once_stored_and_preferred_by_folder(tmp_path, monkeypatch, space):
+    """local-ort: a profile of this machine (same CPU and flags, this ONNX Runtime, 1 thread, batch 1, the space)
+    from the user's folders, the store or the shipped ones; where none, one measured with the real profiler (ONNX
+    Runtime, fp32 and int8), with progress, written to the store, found there afterwards without measuring again."""
+    from conftest import write_profile
+    from nasq.hardware_profiles import local
+
+    store, user = tmp_path / "store", tmp_path / "user"
+    monkeypatch.setenv("NASQ_PROFILE_STORE", str(store))
+    monkeypatch.setenv("NASQ_PROFILE_PATH", str(user))
+    write_profile(user / "xeon.json", "xeon-vnni")
+    two_threads = json.loads(Path(write_profile(user / "two.json")).read_text())
+    two_threads["metadata"]["threads"] = 2
+    (user / "two.json").write_text(json.dumps(two_threads))
+    mine = json.loads(Path(write_profile(tmp_path / "mine.json")).read_text())
+    monkeypatch.setattr("nasq.hardware_profiles.PROFILE_DIR", tmp_path / "no-shipped")  # whatever CPU runs this
+    assert local.find_local_profile("mobilenet-mnist") is None  # another CPU; this one at 2 threads
+    logged = []
+    path = local.local_profile_path("mobilenet-mnist", log=logged.append, options={"repetitions": 5, "networks": 0})
+    assert path.parent == store and path.name.startswith("local-ort-") and path.name.endswith("-quick.json")
+    assert "measuring an ONNX Runtime" in logged[0] and "profile of this machine" in logged[0]
+    assert any(line.startswith("  measured ") and "layer shapes" in line for line in logged)  # progress
+    assert f"stored {path}" in logged[-1] and [p.name for p in store.iterdir() if p.suffix == ".json"] == [path.name]
+    prof = load_profile("local-ort")
+    assert prof.measured_here() and prof.metadata["quick"] and prof.metadata["threads"] == 1
+    check_measured_ort_profile(prof.data, space.profile_shapes(quick=True))
+    logged.clear()
+    assert local.local_profile_path("mobilenet-mnist", log=logged.append) == path and not logged  # found, not measured
+    assert local.find_local_profile("nas-bench-201") is None  # a profile prices its own space's layers
+    (user / "mine.json").write_text(json.dumps(mine))  # the user's own full profile of this machine comes first
+    assert local.find_local_profile("mobilenet-mnist") == user / "mine.json"
+
+
+def test_local_ort_that_cannot_be_measured_is_a_one_line_error_and_writes_nothing(tmp_path, monkeypatch):
+    from nasq.hardware_profiles import local
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("NASQ_PROFILE_STORE", str(tmp_path / "file" / "store"))
+    monkeypatch.setattr("nasq.hardware_profiles.PROFILE_DIR", tmp_path / "no-shipped")
+    with pytest.raises(NasqError, match="no profile of this machine yet, and the profile store .* cannot hold one"):
+        local.check_local_target("mobilenet-mnist")
+    with pytest.raises(NasqError, match="set NASQ_PROFILE_STORE to a writable folder"):
+        load_profile("local-ort")
+    monkeypatch.setenv("NASQ_PROFILE_STORE", str(tmp_path / "store"))
+    with pytest.raises(NasqError, match="unknown space 'nope'"):
+        local.check_local_target("nope")
+    monkeypatch.setattr(local, "ort_version", lambda: None)
+    with pytest.raises(NasqError, match="ONNX Runtime is not installed"):
+        local.check_local_target("mobilenet-mnist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

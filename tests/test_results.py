@@ -91,7 +91,7 @@ def test_best_report_says_when_a_baseline_beats_the_searched_model():
     assert dominating_baselines(models) == []
 
     models["float"].update(predicted_latency_ms=0.064, measured_latency_ms=0.068)
-    report = {"target": "x86-ort", "cid": "c", "chosen_because": "knee", "models": models,
+    report = {"target": "xeon-avx512-ort", "cid": "c", "chosen_because": "knee", "models": models,
               "dominated_by": dominating_baselines(models),
               "measurement": {"measured": True, "device": "cpu", "repetitions": 3, "threads": 1, "batch_size": 1},
               "layers": [], "simulated_note": "", "search": {"accuracy": 0.9, "score": 0.9},

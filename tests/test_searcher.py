@@ -247,7 +247,7 @@ def test_batch_scorer_through_ray_matches_in_process_scoring(space):
 
     from nasq.search.batch import BatchScorer
 
-    profiles = {t: load_profile(t).data for t in ("x86-ort", "bitserial-sim")}
+    profiles = {t: load_profile(t).data for t in ("xeon-avx512-ort", "bitserial-sim")}
     candidates = [space.sample(seed=i) for i in range(300)]
     local_metrics, local_x = BatchScorer(space, profiles, workers=0).score(candidates)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
