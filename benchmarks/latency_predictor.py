@@ -11,6 +11,9 @@ Part ``ort``:
    built from their blocks (``--block-networks``, a third int8), each run with 12 of the profile's
    calibration networks timed beside them (drift), and prices them with ``nasq predict``.
 
+Part ``trust``: builds a quick and a full profile, each timed, and validates each as ``nasq profile validate``
+does: how long a profile takes to be trustworthy on this machine.
+
 Part ``published`` (needs ``../shared/data/``): for NAS-Bench-201 and FBNet and 7 device settings
 (Xeon, two phones, Raspberry Pi 4, FPGA, Eyeriss, GPU), fits an architecture table on 10, 20 and 100
 measured architectures (5 seeds each) exactly as ``nasq profile import --samples N`` does, choosing by
@@ -19,14 +22,13 @@ device itself excluded), and scores it on every other architecture of the table.
 
 Writes the results to ``docs/benchmarks.md`` (one section per part) and prints them.
 
-    python benchmarks/latency_predictor.py [--part ort|published|all] [--networks 60] [--repetitions 100]
+    python benchmarks/latency_predictor.py [--part ort|trust|published|all] [--networks 60] [--repetitions 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import sys
 import time
 
@@ -51,7 +53,8 @@ def main() -> None:
     parser.add_argument("--block-networks", type=int, default=45,
                         help="random networks of real topologies' blocks to measure (a third int8)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    parser.add_argument("--part", choices=["ort", "published", "all"], default="all")
+    parser.add_argument("--part", choices=["ort", "trust", "published", "all"], default="all",
+                        help="trust: how long a quick and a full profile take to build, and how they validate")
     parser.add_argument("--seeds", type=int, default=5, help="published part: fits per (device, sample size)")
     args = parser.parse_args()
     if args.part in ("published", "all"):
@@ -59,6 +62,59 @@ def main() -> None:
         publish(text, PUBLISHED_SECTION, write=not args.no_write)
     if args.part in ("ort", "all"):
         ort_profile(args)
+    if args.part in ("trust", "all"):
+        publish(time_to_trust(), TRUST_SECTION, write=not args.no_write)
+
+
+TRUST_SECTION = "Time to a trustworthy profile (ONNX Runtime, this machine)"
+
+
+def time_to_trust() -> str:
+    """`nasq profile --quick` and `nasq profile`, each timed, then `nasq profile validate` on each as it ships: held-out
+    space networks and real topologies within +-10% as measured (raw), and at the profile's speed."""
+    import tempfile
+    from pathlib import Path
+
+    from nasq.fileio import write_json_atomic
+    from nasq.hardware_profiles import PROFILERS
+    from nasq.hardware_profiles.machine import describe, this_machine
+    from nasq.hardware_profiles.validation import format_summary, validate_profile
+    from nasq.spaces import create_space
+
+    space = create_space("mobilenet-mnist")
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for quick in (True, False):
+            kind = "nasq profile --quick" if quick else "nasq profile"
+            backend = PROFILERS.create("onnxruntime", threads=1)
+            t0 = time.time()
+            data = backend.profile(space.profile_shapes(quick=quick and backend.quick_shapes), name="trust",
+                                   space=space.name, quick=quick, log=lambda m: print(m, flush=True))
+            built_s = time.time() - t0
+            path = Path(tmp) / f"{'quick' if quick else 'full'}.json"
+            write_json_atomic(path, data)
+            v = validate_profile(path, networks=30, repetitions=100, seed=0, log=lambda m: print(m, flush=True))
+            real, speed = v["real_topologies"], data["metadata"]["reference"]["speed"]
+            rows.append(f"| `{kind}` | {built_s:.0f} s | `{v['predictor']}` | {v['within_10pct']:.0%} | "
+                        f"{v['at_profile_speed']['within_10pct']:.0%} | {v['drift']['median_ratio']:.3f}x | "
+                        f"`{real['predictor']}` | {real['within_10pct']:.0%} | {real['at_profile_speed']['within_10pct']:.0%} |")
+            notes.append(f"- `{kind}`: space networks {format_summary(v)}; real topologies {format_summary(real)}; "
+                         f"while profiling the reference layer ran 10-90% {speed['p10']:.3f}-{speed['p90']:.3f}x its "
+                         "median speed.")
+    return "\n".join([
+        f"## {TRUST_SECTION}", "",
+        f"Command: `python benchmarks/latency_predictor.py --part trust`; machine: {describe(this_machine())}, ONNX "
+        f"Runtime {data['metadata']['runtime_version']}, 1 thread, batch 1; date: {date}.", "",
+        "Each profile is built as the command builds it, then validated as `nasq profile validate` does: 30 held-out "
+        "networks of the space and the 7 real topologies, each measured for at least 30 s beside 12 of the profile's "
+        "calibration networks. *As measured* compares predictions with the raw medians; *at the profile's speed* "
+        "gauges each round by the calibration networks (space) or the reference layer (real topologies) timed in it; "
+        "drift is how much slower the calibration networks ran than when profiled. Target: 90% within +-10% as "
+        "measured, in at most 5 minutes (quick) or 10 (full).", "",
+        "| profile | built in | space predictor | space within +-10%, as measured | at the profile's speed | drift | "
+        "ONNX predictor | real topologies within +-10%, as measured | at the profile's speed |",
+        "|---|---|---|---|---|---|---|---|---|", *rows, "", *notes, "", ""])
 
 
 def published_tables(seeds: int, sizes: tuple[int, ...] = (10, 20, 100)) -> str:
@@ -158,7 +214,7 @@ def ort_profile(args) -> None:
         CALIBRATION_FEATURES, CalibratedPredictor, KernelRegressorPredictor, TablePredictor, apply_calibration,
         fit_calibration,
     )
-    from nasq.hardware_profiles.machine import cpu_model
+    from nasq.hardware_profiles.machine import describe, this_machine
     from nasq.hardware_profiles.profile import Profile
     from nasq.hardware_profiles.validation import (
         at_profile_speed, backend_for, drift_anchors, error_summary, format_spread, measure_models_with_drift,
@@ -236,7 +292,7 @@ def ort_profile(args) -> None:
         f"## {SECTION}",
         "",
         f"Command: `python benchmarks/latency_predictor.py --part ort --networks {args.networks} --repetitions "
-        f"{args.repetitions}`; machine: {cpu_model()} ({platform.machine()}), ONNX Runtime "
+        f"{args.repetitions}`; machine: {describe(this_machine())}, ONNX Runtime "
         f"{profile.metadata['runtime_version']}, 1 thread, batch 1; date: {date}.",
         "",
         f"Building the profile ({len(space.profile_shapes())} layer shapes in fp32 and int8, {sum(not e.get('chained') for e in data['kernel_sweep']['layers']) // 2} swept "
@@ -274,10 +330,9 @@ def ort_profile(args) -> None:
         return f" Noise: {spread}; a prediction cannot be checked more finely than that." if spread else ""
 
     speed = profile.metadata.get("reference", {}).get("speed", {})
-    if speed:  # how steady the machine was while it was profiled: the profile is scaled to the fast end
-        lines += ["", f"While profiling, the reference layer ran at a median {speed['median']:.3f}x its fast end (the 10th "
-                  f"percentile, to which the profile is scaled; 10-90%: {speed['p10']:.3f}-{speed['p90']:.3f}x, over "
-                  f"{speed['measurements']} measurements): a prediction is the latency of an undisturbed machine."]
+    if speed:  # how steady the machine was while it was profiled: the profile is scaled to its median speed
+        lines += ["", f"While profiling, the reference layer ran 10-90% {speed['p10']:.3f}-{speed['p90']:.3f}x its median "
+                  f"latency (to which the profile is scaled), over {speed['measurements']} measurements."]
     lines += ["", f"Drift: {drift['networks']} of the profile's own calibration networks, measured again in the same run as "
               f"the held-out ones, ran {drift['median_ratio']:.3f}x their profiling-time latency (median; range "
               f"{drift['min_ratio']:.3f}-{drift['max_ratio']:.3f}; the profile's reference layer in the same rounds: "

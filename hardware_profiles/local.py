@@ -183,7 +183,8 @@ def _measure(space_name: str, path: Path, quick: bool, log: Callable[[str], None
     start = time.time()
     try:
         backend = PROFILERS.create("onnxruntime", threads=THREADS, batch_size=BATCH, **options)
-        data = backend.profile(space.profile_shapes(quick=quick), name=path.stem, space=space.name, quick=quick,
+        shapes = space.profile_shapes(quick=quick and backend.quick_shapes)
+        data = backend.profile(shapes, name=path.stem, space=space.name, quick=quick,
                                log=lambda msg: log(f"  {msg}"))
         Profile.from_dict(data, str(path))
     except NasqError:

@@ -466,6 +466,10 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         >>> data = backend.profile(space.profile_shapes(), name="my-cpu", space=space.name)  # doctest: +SKIP
     """
 
+    #: a layer takes a fraction of a second to measure; a quick profile on the coarse grid priced held-out networks
+    #: and real topologies worse than the sweep and whole networks it saved time for
+    quick_shapes = False
+
     def __init__(self, *, threads: int = 1, batch_size: int = 1, repetitions: int | None = None, seed: int = 0,
                  networks: int | None = None, sweep_seconds: float | None = None,
                  network_seconds: float | None = None) -> None:
@@ -572,15 +576,17 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             "kernel_model": kernel_model,
             "kernel_sweep": sweep,
         }
-        # the start was one moment (here up to 1.3x slower than most of the profiling). A shared machine's noise
-        # only ever adds time, and this VM alternates between two speeds about 1.28x apart: scale every
-        # measurement to the fast end of the reference's latencies so far (its 10th percentile), the machine
-        # undisturbed, which it comes back to; the whole networks below are measured against it too
-        settled = float(np.quantile(self.speeds, 0.1))
+        # the start was one moment: scale every measurement to the reference's typical latency over the per-layer
+        # measurements (their median), the speed at which later medians of whole networks are most likely taken; the
+        # fast end (a low quantile) predicts a machine that shared machines rarely are. The whole networks below
+        # are measured against it too
+        settled = float(np.median(self.speeds))
         rescale_measurements(data, settled)
         self.reference_ms *= settled
         self.speeds = [v / settled for v in self.speeds]
-        n_networks = self.networks if self.networks is not None else (12 if quick else 40)
+        # quick: fewer layer shapes and shorter timing, but about as many whole networks as the full profile: the
+        # end-to-end calibration (14 weights) corrects most of a table's error, and fewer networks overfit it
+        n_networks = self.networks if self.networks is not None else (30 if quick else 40)
         if n_networks:
             seconds = self.network_seconds if self.network_seconds is not None else (5 if quick else 30)
             calibrate_and_select(self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log,
@@ -592,10 +598,11 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         data["metadata"]["reference"] = {
             "layer": {k: getattr(REFERENCE_LAYER, k) for k in ("op", "cin", "cout", "kernel", "stride", "h_in")},
             "precision": "fp32", "latency_ms": round(self.reference_ms, 6),
-            "what": "every measurement was timed beside this layer and scaled to its latency here (the 10th "
-                    "percentile over the per-layer measurements); speed: its latency in each measurement over that",
+            "what": "every measurement was timed beside this layer and scaled to its latency here (the median "
+                    "over the per-layer measurements); speed: its latency in each measurement over that",
+            "scaled_to": "median",
             "speed": speed}
-        log(f"machine speed during profiling (reference layer, against its fast end): median "
+        log(f"machine speed during profiling (reference layer, against its typical speed): median "
             f"{speed['median']:.3f}x, 10-90% {speed['p10']:.3f}-{speed['p90']:.3f}x")
         self._reference = None
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
@@ -857,7 +864,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             cross_validated_errors, fit_kernel_model, perturb, random_chainable, random_layers,
         )
 
-        budget_s = self.sweep_seconds if self.sweep_seconds is not None else (20 if quick else 120)
+        budget_s = self.sweep_seconds if self.sweep_seconds is not None else (60 if quick else 120)
         round_size = 10 if quick else 30
         entries = list(table_layers)
         start, rounds = time.time(), []

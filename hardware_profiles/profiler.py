@@ -21,6 +21,10 @@ class ProfilerBackend(ABC):
     :meth:`for_profile` (the same backend, options and device again, from a profile's metadata).
     """
 
+    #: whether ``--quick`` also takes the space's coarser grid of layer shapes (``SearchSpace.profile_shapes``); a
+    #: backend whose layers cost little to measure keeps the full grid and shortens its other parts instead
+    quick_shapes: bool = True
+
     @abstractmethod
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
                 log: Callable[[str], None] = print) -> dict: ...

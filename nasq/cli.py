@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure whole networks for at least this long (default 30, 5 with --quick): this "
                         "machine's speed moves by +-10%% over 5-30 s, and longer windows average it out"),
     p.add_argument("--space", default="mobilenet-mnist", help="search space whose layer shapes to measure")
-    p.add_argument("--quick", action="store_true", help="coarser grid, fewer repetitions (under 5 minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions, a shorter kernel sweep and shorter timing of "
+                   "whole networks (onnxruntime: a few minutes; tvm, bitserial-sim: also a coarser grid of layers)")
     p.add_argument("--out", metavar="PATH", help="output file (default: hardware_profiles/NAME.json)")
     p.add_argument("--threads", type=_positive_int, default=1, help="intra-op threads (onnxruntime)")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="batch size (onnxruntime)")
@@ -198,7 +199,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         options = {"csv": args.csv, "column": args.column, "arch_column": args.arch_column, "samples": args.samples,
                    "seed": args.seed, "references": refs}
     backend = backend_cls(**options)
-    shapes = space.profile_shapes(quick=args.quick)
+    shapes = space.profile_shapes(quick=args.quick and backend_cls.quick_shapes)
     if args.backend != "published-csv":
         print(f"profiling {len(shapes)} layer shapes of '{space.name}' with backend '{args.backend}'", flush=True)
     data = backend.profile(shapes, name=args.name, space=space.name, quick=args.quick,
