@@ -11,7 +11,7 @@ from nasq.hardware_profiles.profile import Profile
 from nasq.spaces.base import LayerSpec
 
 #: the shipped ONNX Runtime profiles, one per kind of CPU this project has run on, and whether that CPU has VNNI
-SHIPPED_ORT = {"xeon-avx512-ort": True, "epyc-zen2-avx2-ort": False}
+SHIPPED_ORT = {"xeon-avx512-ort": True, "epyc-zen2-avx2-ort": False, "epyc-zen5-avx512-ort": True}
 SHIPPED = [*SHIPPED_ORT, "bitserial-sim"]
 
 
