@@ -177,7 +177,11 @@ def apply_int8_recipe(model: nn.Module, profile, example_input: torch.Tensor) ->
 
 @torch.no_grad()
 def direct_consumers(model: nn.Module, example_input: torch.Tensor) -> dict[str, list[str]]:
-    """Quantizable layer -> the quantizable layers that read its output tensor as it is (no op between)."""
+    """Quantizable layer -> the quantizable layers that read its output tensor as it is (no op between). Traced on a
+    copy: a forward pass sets observers that have seen nothing yet."""
+    import copy
+
+    model = copy.deepcopy(model)
     layers = quant_layers(model)
     produced: dict[int, tuple[str, torch.Tensor]] = {}  # id of an output tensor -> (layer, the tensor kept alive)
     readers: dict[str, list[str]] = {}
@@ -192,16 +196,10 @@ def direct_consumers(model: nn.Module, example_input: torch.Tensor) -> dict[str,
                 readers.setdefault(source[0], []).append(name)
         return hook
 
-    handles = [h for name, m in layers.items()
-               for h in (m.register_forward_hook(after(name)), m.register_forward_pre_hook(before(name)))]
-    training = model.training
-    try:
-        model.eval()
-        model(example_input)
-    finally:
-        model.train(training)
-        for h in handles:
-            h.remove()
+    for name, m in layers.items():
+        m.register_forward_hook(after(name))
+        m.register_forward_pre_hook(before(name))
+    model.eval()(example_input)  # the hooks go with the copy
     return readers
 
 

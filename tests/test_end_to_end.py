@@ -32,7 +32,7 @@ def env(tmp_path_factory):
     machine the target describes; plus a copy that cannot price int8 convs: candidates using one fail."""
     folder, store = tmp_path_factory.mktemp("profiles"), tmp_path_factory.mktemp("store")
     env = {**os.environ, "NASQ_PROFILE_STORE": str(store)}
-    out = subprocess.run([*NASQ, "profile", "--local", "--quick", "--repetitions", "15"],
+    out = subprocess.run([*NASQ, "profile", "--local", "--quick", "--repetitions", "15", "--networks", "12"],
                          capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     stored = list(store.glob("local-ort-*-quick.json"))
