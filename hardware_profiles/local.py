@@ -63,8 +63,8 @@ def mismatch(metadata: dict, want: dict) -> str | None:
     return None
 
 
-def _candidates() -> list[Path]:
-    """Profile files by priority: the user's folders and the store before the shipped ones."""
+def _candidates() -> list[tuple[Path, dict]]:
+    """Profile files with their metadata, by priority: the user's folders and the store before the shipped ones."""
     from nasq.hardware_profiles import PROFILE_DIR
 
     folders = [Path(p) for p in os.environ.get("NASQ_PROFILE_PATH", "").split(os.pathsep) if p]
@@ -77,10 +77,10 @@ def _candidates() -> list[Path]:
             for path in folder.glob("*.json"):
                 meta = _metadata_of(path)
                 if meta is not None:
-                    found.append((bool(meta.get("quick")), str(meta.get("date", "")), path))
-            found.sort(key=lambda t: t[1], reverse=True)
-            found.sort(key=lambda t: t[0])
-            out += [p for _, _, p in found]
+                    found.append((path, meta))
+            found.sort(key=lambda t: str(t[1].get("date", "")), reverse=True)
+            found.sort(key=lambda t: bool(t[1].get("quick")))
+            out += found
     return out
 
 
@@ -98,11 +98,7 @@ def find_local_profile(space: str | None = DEFAULT_SPACE) -> Path | None:
     want = wanted(space)
     if want["runtime_version"] is None:
         return None
-    for path in _candidates():
-        meta = _metadata_of(path)
-        if meta is not None and mismatch(meta, want) is None:
-            return path
-    return None
+    return next((path for path, meta in _candidates() if mismatch(meta, want) is None), None)
 
 
 def local_file_name(want: dict, quick: bool) -> str:

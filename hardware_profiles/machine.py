@@ -15,6 +15,7 @@ profile of one kind of CPU prices another's wrongly.
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
 from pathlib import Path
@@ -31,14 +32,16 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 X86 = ("x86_64", "amd64", "i386", "i686")
 
 
-def _cpuinfo() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[str, ...]:
+    """``/proc/cpuinfo``'s lines, read once: this machine's record is asked for on every profile loaded."""
     try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
+        return tuple(Path("/proc/cpuinfo").read_text().splitlines())
     except OSError:
-        return []
+        return ()
 
 
-def _field(lines: list[str], *names: str) -> str | None:
+def _field(lines: Sequence[str], *names: str) -> str | None:
     for line in lines:
         key, _, value = line.partition(":")
         if key.strip() in names:
