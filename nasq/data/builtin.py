@@ -25,6 +25,14 @@ class Dataset:
     val: Split
     test: Split
     num_classes: int = 10
+    #: what was subtracted and divided, per channel (a scalar for all channels: one entry)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape, C x H x W."""
+        return tuple(int(d) for d in self.train.x.shape[1:])
 
 
 @lru_cache(maxsize=4)
@@ -44,7 +52,8 @@ def load_mnist(seed: int = 0, val_fraction: float = 0.15, test_fraction: float =
     def norm(a: np.ndarray) -> np.ndarray:
         return ((a - mean) / std).astype(np.float32)
 
-    return Dataset("mnist-5k", Split(norm(x_train), y_train), Split(norm(x_val), y_val), Split(norm(x_test), y_test))
+    return Dataset("mnist-5k", Split(norm(x_train), y_train), Split(norm(x_val), y_val), Split(norm(x_test), y_test),
+                   mean=(mean,), std=(std,))
 
 
 DATASETS = {"mnist-5k": load_mnist}
