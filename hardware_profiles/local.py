@@ -43,11 +43,17 @@ def ort_version() -> str | None:
         return None
 
 
-def wanted(space: str | None) -> dict[str, Any]:
+def space_key(space) -> str | None:
+    """The name a local profile records for the space it covers: a registered space's name, or a space instance's
+    own (a trained model's space is named after the model and its layer shapes)."""
+    return space if space is None or isinstance(space, str) else space.name
+
+
+def wanted(space) -> dict[str, Any]:
     """What a local profile must have been measured with: this machine, this ONNX Runtime, one thread, batch 1,
     ``space``'s layers (None: any space, for pricing ONNX models)."""
     return {"machine": this_machine(), "runtime_version": ort_version(), "threads": THREADS, "batch_size": BATCH,
-            "space": space}
+            "space": space_key(space)}
 
 
 def mismatch(metadata: dict, want: dict) -> str | None:
@@ -93,7 +99,7 @@ def _metadata_of(path: Path) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
-def find_local_profile(space: str | None = DEFAULT_SPACE) -> Path | None:
+def find_local_profile(space=DEFAULT_SPACE) -> Path | None:
     """The file of the best profile of this machine for ``space`` (None: any space), or None."""
     want = wanted(space)
     if want["runtime_version"] is None:
@@ -110,20 +116,20 @@ def local_file_name(want: dict, quick: bool) -> str:
     return f"{LOCAL_ORT}-{slug}-{digest}{'-quick' if quick else ''}.json"
 
 
-def check_local_target(space: str) -> None:
+def check_local_target(space) -> None:
     """NasqError, before anything is measured, when ``local-ort`` can neither be found nor built here."""
     if find_local_profile(space) is not None:
         return
     _buildable(space)
 
 
-def _buildable(space: str) -> Path:
+def _buildable(space) -> Path:
     from nasq.spaces import SPACES
 
     if ort_version() is None:
         raise NasqError(f"target '{LOCAL_ORT}': ONNX Runtime is not installed, so this machine cannot be profiled; "
                         "install onnxruntime or name another target")
-    if space not in SPACES:
+    if isinstance(space, str) and space not in SPACES:
         raise NasqError(f"target '{LOCAL_ORT}': unknown space '{space}'; available: {', '.join(SPACES.names())}")
     store = store_dir()
     try:
@@ -140,7 +146,7 @@ def _unwritable(store: Path, why: str) -> NasqError:
                      f"hold one ({why}); set NASQ_PROFILE_STORE to a writable folder")
 
 
-def local_profile_path(space: str | None = DEFAULT_SPACE, *, log: Callable[[str], None] | None = None,
+def local_profile_path(space=DEFAULT_SPACE, *, log: Callable[[str], None] | None = None,
                        options: dict | None = None) -> Path:
     """The profile file ``local-ort`` stands for: found (see :func:`find_local_profile`), else measured now with
     ``nasq profile --quick`` (``options``: the profiler's own), stored, and said so on ``log`` (default: standard
@@ -151,11 +157,11 @@ def local_profile_path(space: str | None = DEFAULT_SPACE, *, log: Callable[[str]
     return measure_local_profile(space or DEFAULT_SPACE, quick=True, log=log, options=options, unless_found=True)
 
 
-def measure_local_profile(space: str = DEFAULT_SPACE, *, quick: bool, log: Callable[[str], None] | None = None,
+def measure_local_profile(space=DEFAULT_SPACE, *, quick: bool, log: Callable[[str], None] | None = None,
                           options: dict | None = None, unless_found: bool = False) -> Path:
     """Measure this machine's ONNX Runtime profile for ``space`` into the store (``nasq profile --local``, or
     ``local-ort`` where none is found: then ``unless_found``, since another nasq may have measured it meanwhile);
-    one measurement of this machine at a time. Returns the file."""
+    one measurement of this machine at a time. ``space``: a registered space's name, or a space. Returns the file."""
     from nasq.fileio import FileLock
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -167,13 +173,14 @@ def measure_local_profile(space: str = DEFAULT_SPACE, *, quick: bool, log: Calla
         return _measure(space, store / local_file_name(wanted(space), quick), quick, log, options or {})
 
 
-def _measure(space_name: str, path: Path, quick: bool, log: Callable[[str], None], options: dict) -> Path:
+def _measure(space, path: Path, quick: bool, log: Callable[[str], None], options: dict) -> Path:
     from nasq.fileio import write_json_atomic
     from nasq.hardware_profiles import PROFILERS
     from nasq.hardware_profiles.profile import Profile
     from nasq.spaces import create_space
 
-    space = create_space(space_name)
+    space = create_space(space) if isinstance(space, str) else space
+    space_name = space.name
     log(f"{LOCAL_ORT}: measuring an ONNX Runtime {ort_version()} profile of this machine ({describe(this_machine())}) "
         f"for '{space_name}', as `nasq profile --backend onnxruntime{' --quick' if quick else ''}` does")
     start = time.time()

@@ -95,7 +95,8 @@ class ShortTraining(AccuracyEstimate):
         from nasq.train import TrainSchedule, accuracy, compress_and_train
 
         c = self.config
-        schedule = TrainSchedule(c.train_epochs, c.finetune_epochs, c.batch_size, c.lr, c.finetune_lr)
+        schedule = TrainSchedule(c.train_epochs, c.finetune_epochs, c.batch_size, c.lr, c.finetune_lr,
+                                 c.distill_temperature, c.distill_weight)
         model, cost = compress_and_train(space, candidate, data, schedule, seed=seed)
         acc = accuracy(model, data.val)
         return Estimate(acc, cost, acc, model)

@@ -99,6 +99,16 @@ class QuantConvBNAct(nn.Module):
         self.w_qmax: int | None = None  # the weights' largest level, when the deployed recipe narrows it
         self.output_quant: ActivationQuantizer | None = None  # where the target quantizes the output (int8 kernels)
 
+    @classmethod
+    def wrap(cls, conv: nn.Conv2d) -> "QuantConvBNAct":
+        """A user's trained conv as a quantizable layer (its BatchNorm and activation stay where the model has them)."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.conv, layer.bn, layer.act = conv, nn.Identity(), nn.Identity()
+        layer.input_quant = ActivationQuantizer()
+        layer.w_bits, layer.w_qmax, layer.output_quant = FLOAT_BITS, None, None
+        return layer
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_quant(x)
         if self.w_bits == FLOAT_BITS:  # the plain module call lets torch-pruning trace the conv
@@ -119,6 +129,15 @@ class QuantLinear(nn.Module):
         self.input_quant = ActivationQuantizer()
         self.w_bits = FLOAT_BITS
         self.w_qmax: int | None = None
+
+    @classmethod
+    def wrap(cls, linear: nn.Linear) -> "QuantLinear":
+        """A user's trained linear layer as a quantizable one."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.linear, layer.input_quant = linear, ActivationQuantizer()
+        layer.w_bits, layer.w_qmax = FLOAT_BITS, None
+        return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_quant(x)
@@ -214,17 +233,19 @@ def fold_batchnorm(model: nn.Module) -> None:
     """Fold every QuantConvBNAct's BatchNorm into its conv (the conv gains a bias)."""
     for m in model.modules():
         if isinstance(m, QuantConvBNAct) and isinstance(m.bn, nn.BatchNorm2d):
-            bn, conv = m.bn, m.conv
-            std = torch.sqrt(bn.running_var + bn.eps)
-            factor = bn.weight / std
-            folded = nn.Conv2d(
-                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                groups=conv.groups, bias=True,
-            )
-            folded.weight.copy_(conv.weight * factor.reshape(-1, 1, 1, 1))
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            folded.bias.copy_((bias - bn.running_mean) * factor + bn.bias)
-            m.conv, m.bn = folded, nn.Identity()
+            m.conv, m.bn = folded_conv(m.conv, m.bn), nn.Identity()
+
+
+@torch.no_grad()
+def folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """``conv`` followed by ``bn`` (in eval mode) as one conv with a bias."""
+    factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                       groups=conv.groups, bias=True)
+    folded.weight.copy_(conv.weight * factor.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    folded.bias.copy_((bias - bn.running_mean) * factor + bn.bias)
+    return folded
 
 
 @torch.no_grad()
@@ -242,7 +263,7 @@ def kept_channels(channels: int, ratio: float) -> int:
 
 
 def prune_channels(model: nn.Module, ratios: Mapping[str, float], example_input: torch.Tensor) -> None:
-    """Remove the output channels of the named conv layers with the smallest group L1 norm.
+    """Remove the output channels of the named conv (or linear) layers with the smallest group L1 norm.
 
     torch-pruning's dependency graph carries each removal to everything coupled with it (the BN,
     the following depthwise conv and its BN, the next conv's input channels).
@@ -257,14 +278,18 @@ def prune_channels(model: nn.Module, ratios: Mapping[str, float], example_input:
     for name, ratio in ratios.items():
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"pruning ratio {ratio} for '{name}' not in [0, 1)")
-        conv = layers[name].conv
-        n_keep = kept_channels(conv.out_channels, ratio)
-        if n_keep == conv.out_channels:
+        layer = layers[name]
+        if isinstance(layer, QuantLinear):
+            module, prune_fn, width = layer.linear, tp.prune_linear_out_channels, layer.linear.out_features
+        else:
+            module, prune_fn, width = layer.conv, tp.prune_conv_out_channels, layer.conv.out_channels
+        n_keep = kept_channels(width, ratio)
+        if n_keep == width:
             continue
-        whole = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=list(range(conv.out_channels)))
+        whole = graph.get_pruning_group(module, prune_fn, idxs=list(range(width)))
         importance = tp.importance.GroupMagnitudeImportance(p=1)(whole)  # L1 over the group, BN scales included
-        drop = torch.argsort(importance)[: conv.out_channels - n_keep].tolist()
-        group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=drop)
+        drop = torch.argsort(importance)[: width - n_keep].tolist()
+        group = graph.get_pruning_group(module, prune_fn, idxs=drop)
         if not graph.check_pruning_group(group):
             raise ValueError(f"cannot prune {len(drop)} channels of '{name}'")
         group.prune()

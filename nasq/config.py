@@ -14,6 +14,7 @@ from typing import Any
 
 from nasq.accuracy import ZERO_COST_PROXIES
 from nasq.errors import NasqError
+from nasq.models.loading import LayerOverride
 
 SAMPLERS = ("tpe", "nsga2", "random", "evolution")
 SCHEDULES = ("none", "asha")
@@ -83,13 +84,43 @@ class AccuracyConfig:
     rungs: int = _opt(3, min=2, max=10, doc="asha: fidelities per candidate; rung k trains for "
                                             "reduction_factor**-(rungs-1-k) of the configured epochs")
     reduction_factor: float = _opt(3.0, min=1.5, max=100, doc="asha: one in reduction_factor goes on at each rung")
+    distill_temperature: float = _opt(4.0, min=0.1, max=100, doc="a trained model's candidates: the temperature "
+                                      "that softens the teacher's and the student's outputs for distillation")
+    distill_weight: float = _opt(0.9, min=0.0, max=1.0, doc="a trained model's candidates: weight of the "
+                                 "distillation term (T^2 x KL to the original's outputs); the rest is cross-entropy")
+
+
+DATASET_FORMATS = ("mnist-5k", "digits", "npz", "image-folder", "python")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = _opt("mnist-5k", choices=("mnist-5k",))
+    dataset: str = _opt("mnist-5k", choices=DATASET_FORMATS, doc="a shipped dataset (mnist-5k, digits) or a "
+                        "format: npz (path: arrays x, y), image-folder (path: root/train/<class>/*.png, optional "
+                        "val/ and test/), python (factory returning torch datasets)")
+    path: str = _opt("", doc="npz: the file; image-folder: the root folder")
+    factory: str = _opt("", doc="python: 'package.module:function' or 'file.py:function'")
+    normalize: str = _opt("train", choices=("train", "none", "given"), doc="per channel by the training split's "
+                          "mean and deviation, not at all, or by mean and std")
+    mean: tuple[float, ...] = _opt((), doc="normalize: given: per-channel means")
+    std: tuple[float, ...] = _opt((), doc="normalize: given: per-channel deviations")
+    image_size: int = _opt(0, min=0, max=4096, doc="image-folder: resize to this square size (0: keep)")
     val_fraction: float = _opt(0.15, min=0.05, max=0.4)
     test_fraction: float = _opt(0.15, min=0.05, max=0.4)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A trained model to compress (empty factory: search ``space`` from scratch instead)."""
+
+    factory: str = _opt("", doc="'package.module:function' or 'path/to/file.py:function' returning the torch model")
+    weights: str = _opt("", doc="its state_dict file (torch.save(model.state_dict(), path)), read with "
+                        "weights_only=True")
+    input_shape: tuple[int, ...] = _opt((), doc="one sample's shape, C x H x W")
+    prune_ratios: tuple[float, ...] = _opt((0.0, 0.25, 0.5, 0.75), doc="each channel group's pruning choices")
+    bits: tuple[int, ...] = _opt((2, 4, 6, 8, 32), doc="each layer's weight and activation bit-width choices "
+                                 "(32: float)")
+    layers: dict[str, LayerOverride] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -123,6 +154,7 @@ class ExperimentConfig:
     seed: int = _opt(0, min=0, max=2**31 - 1)
     output_dir: str = _opt("runs", doc="where run directories are created")
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     best: BestConfig = field(default_factory=BestConfig)
@@ -162,6 +194,13 @@ def _parse(cls: type, raw: Any, where: str, source: str) -> Any:
 def _check_value(key: str, value: Any, typ: Any, meta: Any, source: str) -> Any:
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if typing.get_origin(typ) is tuple and typing.get_args(typ)[0] in (int, float):
+        kind = typing.get_args(typ)[0]
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not ok or (kind is int and not all(isinstance(v, int) for v in value)):
+            raise NasqError(f"config {source}: {key} must be a list of {'integers' if kind is int else 'numbers'}, "
+                            f"got {value!r}")
+        return tuple(kind(v) for v in value)
     if typing.get_origin(typ) is tuple:
         if isinstance(value, str):
             value = [value]
@@ -170,6 +209,10 @@ def _check_value(key: str, value: Any, typ: Any, meta: Any, source: str) -> Any:
         if len(set(value)) != len(value):
             raise NasqError(f"config {source}: {key} lists a name twice: {value!r}")
         return tuple(value)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise NasqError(f"config {source}: {key} must be true or false, got {value!r}")
+        return value
     if not isinstance(value, typ) or isinstance(value, bool):
         raise NasqError(f"config {source}: {key} must be {typ.__name__}, got {value!r}")
     if meta.get("choices") and value not in meta["choices"]:
@@ -193,6 +236,18 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> ExperimentConfig:
         if not bounds.bounds():
             raise NasqError(f"config {source}: constraints.{target} sets no bound; allowed: latency_ms, size_bytes, "
                             "bitops (each above 0)")
+    if cfg.model.factory:
+        if "space" in raw and raw["space"] != "from-model":
+            raise NasqError(f"config {source}: a model block searches the model's own space; space = "
+                            f"{raw['space']!r} not allowed with it; allowed: from-model (or leave space out)")
+        if not cfg.model.input_shape:
+            raise NasqError(f"config {source}: model.input_shape is missing; give one sample's shape, e.g. [1, 28, 28]")
+        cfg = dataclasses.replace(cfg, space="from-model")
+    elif cfg.space == "from-model":
+        raise NasqError(f"config {source}: space 'from-model' needs a model block (model.factory, model.weights, "
+                        "model.input_shape)")
+    elif cfg.model != ModelConfig():
+        raise NasqError(f"config {source}: model.* is set but model.factory is empty; name the model's factory")
     if cfg.search.screen_proxy and cfg.search.sampler != "evolution":
         raise NasqError(f"config {source}: search.screen_proxy = {cfg.search.screen_proxy!r} needs search.sampler: "
                         f"evolution (got {cfg.search.sampler!r}); allowed with other samplers: '' (none)")

@@ -1,13 +1,15 @@
 """``nasq best``: choose a run's best candidate for a target, rebuild it from its key, fine-tune it,
 export it, and measure it beside two baselines of the same architecture and weights (float, and
-uniform int8).
+uniform int8); for a run on a trained model, also beside that model as the user gave it (float) and uniformly
+quantized to int8 after training, with speed-ups and accuracy drops against it.
 
-Writes ``OUT/model.onnx`` (plus ``model_float.onnx`` and ``model_int8.onnx``), ``OUT/report.json``
-and ``OUT/report.md``.
+Writes ``OUT/model.onnx`` (plus ``model_float.onnx``, ``model_int8.onnx``, and for a trained model
+``original.onnx`` and ``original_int8.onnx``), ``OUT/report.json`` and ``OUT/report.md``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import shutil
@@ -22,7 +24,12 @@ import numpy as np
 from nasq.errors import NasqError
 from nasq.fileio import check_writable_dir, write_json_atomic, write_text_atomic
 
-MODEL_FILES = {"candidate": "model.onnx", "float": "model_float.onnx", "int8": "model_int8.onnx"}
+MODEL_FILES = {"candidate": "model.onnx", "float": "model_float.onnx", "int8": "model_int8.onnx",
+               "original": "original.onnx", "original_int8": "original_int8.onnx"}
+#: what each model is, in the report
+MODEL_NAMES = {"candidate": "searched (mixed precision, pruned)", "float": "float baseline",
+               "int8": "uniform int8 baseline", "original": "original (float, as trained)",
+               "original_int8": "original, uniform int8 (post-training)"}
 
 
 def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray, *, batch_size: int = 250) -> float:
@@ -37,7 +44,6 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                   log=print) -> dict[str, Any]:
     import torch
 
-    from nasq.data import DATASETS
     from nasq.export import EXPORTERS
     from nasq.hardware_profiles import create_predictor
     from nasq.hardware_profiles.profile import Profile
@@ -46,7 +52,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     )
     from nasq.search.driver import load_run
     from nasq.search.results import ResultsTable, score_text, select_best
-    from nasq.spaces import create_space
+    from nasq.experiment import dataset_for, space_for
     from nasq.spaces.base import with_uniform_bits
     from nasq.train import TrainSchedule, accuracy, compress_and_train
 
@@ -60,20 +66,25 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     if (warning := profile.mismatch_warning(target)) is not None:
         print(f"{warning}; its models are not measured here", file=sys.stderr, flush=True)
     predictor = create_predictor(profile)
-    space = create_space(cfg.space)
+    space = space_for(cfg)
     candidate = space.validate(json.loads(row["key"]))
     log(f"best for {target}: {row['cid']} ({why}); search {score_text(row)}, "
         f"predicted {row['latency_ms'][target]:.4g} ms")
 
     torch.set_num_threads(1)
-    data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
+    data = dataset_for(cfg)
     a = cfg.accuracy
-    schedule = TrainSchedule(cfg.best.train_epochs, cfg.best.finetune_epochs, a.batch_size, a.lr, a.finetune_lr)
+    schedule = TrainSchedule(cfg.best.train_epochs, cfg.best.finetune_epochs, a.batch_size, a.lr, a.finetune_lr,
+                             a.distill_temperature, a.distill_weight)
     variants = {  # the same architecture and pruning, with the candidate's, all-float and all-8-bit widths
         "candidate": candidate,
         "float": with_uniform_bits(candidate, 32),
         "int8": with_uniform_bits(candidate, 8),
     }
+    pretrained = getattr(space, "pretrained", False)
+    if pretrained:  # the user's model as given, and uniformly int8 after training: no fine-tuning for either
+        unpruned = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else None, candidate)
+        variants.update(original=with_uniform_bits(unpruned, 32), original_int8=with_uniform_bits(unpruned, 8))
     def widths(variant: dict) -> list[tuple]:
         return [(l.name, l.w_bits, l.a_bits) for l in space.layers(variant)]
 
@@ -90,9 +101,17 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 results[plan] = {**results["candidate"], "file": MODEL_FILES[plan], "same_as": "candidate"}
                 log(f"{plan}: the searched model itself (all its layers are {'float' if plan == 'float' else '8-bit'})")
                 continue
-            log(f"{plan}: rebuilding from its key, training {schedule.train_epochs} + fine-tuning "
-                f"{schedule.finetune_epochs} epochs")
-            model, train_s = compress_and_train(space, variant, data, schedule, seed=cfg.seed, target=profile)
+            plan_schedule = schedule
+            if plan.startswith("original"):
+                plan_schedule = dataclasses.replace(schedule, finetune_epochs=0.0)
+                log(f"{plan}: the trained model{', quantized to int8 after training' if plan == 'original_int8' else ''}")
+            elif pretrained:
+                log(f"{plan}: rebuilding from its key and the trained weights, fine-tuning {schedule.finetune_epochs} "
+                    "epochs distilled from the original")
+            else:
+                log(f"{plan}: rebuilding from its key, training {schedule.train_epochs} + fine-tuning "
+                    f"{schedule.finetune_epochs} epochs")
+            model, train_s = compress_and_train(space, variant, data, plan_schedule, seed=cfg.seed, target=profile)
             layers = space.layers(variant)
             bits = {l.name: (l.w_bits, l.a_bits) for l in layers}
             paths[plan] = Path(tmp) / MODEL_FILES[plan]
@@ -118,7 +137,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             # machine runs now than when it was profiled (a shared machine's speed drifts)
             anchors, then = drift_anchors(space, profile)
             anchor_models, anchor_feeds = export_networks(space, anchors, profile, log=lambda m: None)
-            plans = [p for p in MODEL_FILES if p not in same]
+            plans = [p for p in variants if p not in same]
             backend = backend_for(profile)
             medians = backend.measure_models(
                 [paths[p].read_bytes() for p in plans] + anchor_models,
@@ -137,7 +156,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 measurement["drift"] = drift_summary(medians[len(plans):], then, backend)
         else:
             measurement["why_not"] = f"target '{target}' is {profile.machine_mismatch()}"
-        for plan in MODEL_FILES:
+        for plan in variants:
             paths[plan].replace(out_dir / MODEL_FILES[plan])
 
     cand = results["candidate"]
@@ -151,7 +170,8 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         "max_latency_ms": max_latency_ms,
         "search": {"estimate": row.get("estimate"), "score": row["score"], "accuracy": row.get("accuracy"),
                    "predicted_latency_ms": row["latency_ms"][target]},
-        "fine_tune": {"train_epochs": schedule.train_epochs, "finetune_epochs": schedule.finetune_epochs},
+        "fine_tune": {"train_epochs": 0.0 if pretrained else schedule.train_epochs,
+                      "finetune_epochs": schedule.finetune_epochs, "from_trained_weights": pretrained},
         "layers": [{**l.to_dict(), "exported_as": cand["layer_modes"][l.name]} for l in layers],
         "simulated_layers": [n for n, m in cand["layer_modes"].items() if m == "simulated"],
         "simulated_note": simulated_note(profile, cand["layer_modes"], {l.name: (l.w_bits, l.a_bits) for l in layers}),
@@ -177,6 +197,20 @@ def dominating_baselines(models: dict[str, dict[str, Any]]) -> list[str]:
     return [plan for plan, m in models.items() if plan != "candidate" and not m.get("same_as")
             and m["test_accuracy_onnxruntime"] >= cand["test_accuracy_onnxruntime"]
             and m.get(which) is not None and cand.get(which) is not None and m[which] < cand[which]]
+
+
+def against_original(models: dict[str, dict[str, Any]], which: str) -> str:
+    """Each model's speed-up and accuracy change against the original, on ``which`` latency (measured or predicted)."""
+    base = models["original"]
+    parts = []
+    for plan in ("candidate", "original_int8", "float", "int8"):
+        m = models.get(plan)
+        if m is None or m.get("same_as") or not m.get(f"{which}_latency_ms") or not base.get(f"{which}_latency_ms"):
+            continue
+        speedup = base[f"{which}_latency_ms"] / m[f"{which}_latency_ms"]
+        drop = 100 * (m["test_accuracy_onnxruntime"] - base["test_accuracy_onnxruntime"])
+        parts.append(f"{MODEL_NAMES[plan]} {speedup:.2f}x ({drop:+.1f} points)")
+    return f"Against the original ({which} latency, test accuracy): " + "; ".join(parts)
 
 
 def simulated_note(profile, modes: dict[str, str], bits: dict[str, tuple[int, int]]) -> str:
@@ -209,7 +243,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| model | test accuracy (ONNX Runtime) | predicted latency (ms) | measured latency (ms) |",
         "|---|---|---|---|",
     ]
-    names = {"candidate": "searched (mixed precision, pruned)", "float": "float baseline", "int8": "uniform int8 baseline"}
+    names = {p: MODEL_NAMES[p] for p in report["models"]}
     for plan, what in (("float", "all float"), ("int8", "all 8-bit")):
         if report["models"][plan].get("same_as") == "candidate":
             names["candidate"] = f"searched ({what}, pruned)"
@@ -242,6 +276,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     else:
         lines.append(f"Not measured: {meas['why_not']}.")
     which = "measured" if meas["measured"] else "predicted"
+    if "original" in report["models"]:
+        lines.append(against_original(report["models"], which) + ".")
     for plan in report.get("dominated_by", []):
         m, c = report["models"][plan], report["models"]["candidate"]
         lines.append(f"**The {names[plan]} beats the searched model**: {which} {ms(m[f'{which}_latency_ms'])} ms against "
@@ -256,7 +292,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     search = report["search"]
     scored = (f"Search-time validation accuracy {search['accuracy']:.3f}" if search.get("accuracy") is not None
               else f"Search-time score {search['score']:.4g} ({search.get('estimate')}; no accuracy measured in the search)")
-    lines.append(f"{scored}. Each model was rebuilt from "
-                 f"the key and trained {report['fine_tune']['train_epochs']} + {report['fine_tune']['finetune_epochs']} "
-                 "epochs (float, then pruned and quantization-aware); baselines share its architecture and pruning.")
+    if report["fine_tune"].get("from_trained_weights"):
+        lines.append(f"{scored}. The searched model and its float and int8 baselines (which share its pruning) were "
+                     f"rebuilt from the key and the trained weights and fine-tuned {report['fine_tune']['finetune_epochs']} "
+                     "epochs with distillation from the original (float with BatchNorms after pruning, then "
+                     "quantization-aware); the original and its int8 version were not fine-tuned.")
+    else:
+        lines.append(f"{scored}. Each model was rebuilt from "
+                     f"the key and trained {report['fine_tune']['train_epochs']} + {report['fine_tune']['finetune_epochs']} "
+                     "epochs (float, then pruned and quantization-aware); baselines share its architecture and pruning.")
     return "\n".join(lines) + "\n"

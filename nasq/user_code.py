@@ -20,7 +20,11 @@ def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
         if module_ref.endswith(".py"):
             path = Path(module_ref).expanduser().resolve()
             if not path.is_file():
+                path = _shipped_copy(path) or path
+            if not path.is_file():
                 raise NasqError(f"{what} {ref!r}: file {module_ref} does not exist")
+            if str(path.parent) not in sys.path:  # the file's own imports of its neighbours work as in a script
+                sys.path.append(str(path.parent))
             # one module per file, named after its path, so that two files called model.py do not collide
             mod_name = "nasq_user_" + "_".join(path.with_suffix("").parts[1:]).replace("-", "_").replace(".", "_")
             module = sys.modules.get(mod_name)
@@ -46,6 +50,20 @@ def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
     if not callable(fn):
         raise NasqError(f"{what} {ref!r}: {name!r} is a {type(fn).__name__}, not a function or class")
     return fn
+
+
+def _shipped_copy(path: Path) -> Path | None:
+    """On a Ray worker of another machine, the copy of ``path`` that the run's runtime environment shipped: its
+    folder is a package there (``py_modules``), named after the folder."""
+    try:
+        spec = importlib.util.find_spec(path.parent.name)
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / path.name
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def call_user(fn: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> Any:

@@ -42,12 +42,13 @@ def score_batch(space, predictors: dict[str, Any], encoder, candidates: Sequence
 class ScoringWorker:
     """What one Ray actor holds: the space, the targets' predictors and the feature encoder."""
 
-    def __init__(self, space_name: str, profiles: dict[str, dict], features: bool) -> None:
+    def __init__(self, space, profiles: dict[str, dict], features: bool) -> None:
+        """``space``: a space, or a registered space's name."""
         from nasq.accuracy_predictor import CandidateEncoder
         from nasq.hardware_profiles import predictors_for
         from nasq.spaces import create_space
 
-        self.space = create_space(space_name)
+        self.space = create_space(space) if isinstance(space, str) else space
         self.predictors = predictors_for(profiles)
         self.encoder = CandidateEncoder(self.space) if features else None
         self._proxy_batch: Optional[tuple] = None  # (spec, x, y): the real batch the proxy sees
@@ -56,16 +57,17 @@ class ScoringWorker:
         return score_batch(self.space, self.predictors, self.encoder, candidates)
 
     def proxies(self, candidates: list[dict], spec: dict) -> list[float]:
-        """Each candidate's zero-cost proxy (``spec``: the proxy's ``name``, and the ``dataset``, ``data_seed``,
-        ``val_fraction``, ``test_fraction``, ``batch_size`` and ``seed`` of the batch it sees); -inf for a network the
-        proxy cannot rank (a dead network)."""
+        """Each candidate's zero-cost proxy (``spec``: the proxy's ``name``, and the run's ``config``, whose data
+        it sees a ``batch_size`` batch of, drawn with ``seed``); -inf for a network the proxy cannot rank (a dead
+        network)."""
         from nasq.proxies import proxy_score
 
         if self._proxy_batch is None or self._proxy_batch[0] != spec:
             from nasq.accuracy import proxy_batch
-            from nasq.data import DATASETS
+            from nasq.config import config_from_dict
+            from nasq.experiment import dataset_for
 
-            data = DATASETS[spec["dataset"]](spec["data_seed"], spec["val_fraction"], spec["test_fraction"])
+            data = dataset_for(config_from_dict(spec["config"], "run config"))
             self._proxy_batch = (spec, *proxy_batch(data.train, spec["batch_size"], spec["seed"]))
         _, x, y = self._proxy_batch
         out = []
@@ -108,7 +110,7 @@ class BatchScorer:
 
     def _in_process(self) -> ScoringWorker:
         if self._local is None:
-            self._local = ScoringWorker(self.space.name, self.profiles, self.features)
+            self._local = ScoringWorker(self.space, self.profiles, self.features)
         return self._local
 
     def _start(self) -> list:
@@ -116,7 +118,7 @@ class BatchScorer:
             import ray
 
             actor = ray.remote(num_cpus=0)(ScoringWorker)
-            self._actors = [actor.remote(self.space.name, self.profiles, self.features) for _ in range(self.workers)]
+            self._actors = [actor.remote(self.space, self.profiles, self.features) for _ in range(self.workers)]
         return self._actors
 
     def score(self, candidates: Sequence[dict]) -> tuple[list[dict], np.ndarray]:

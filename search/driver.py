@@ -68,13 +68,13 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     from ray import tune
 
     from nasq.accuracy import ESTIMATES, at_fidelity, fidelities
-    from nasq.data import DATASETS
+    from nasq.experiment import dataset_for, space_for
     from nasq.hardware_profiles import predictors_for
-    from nasq.spaces import candidate_id, canonical_key, create_space
+    from nasq.spaces import candidate_id, canonical_key
 
     cfg = config_from_dict(settings["config"], "run config")
     torch.set_num_threads(max(1, int(cfg.search.cpus_per_candidate)))
-    space = create_space(cfg.space)
+    space = space_for(cfg, settings.get("weights"))
     candidate = space.validate(dict(config))
     key = canonical_key(candidate)
     import ray
@@ -92,7 +92,7 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     try:
         predictors = predictors_for(settings["profiles"])
         metrics.update(candidate_metrics(space, candidate, predictors))
-        data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
+        data = dataset_for(cfg)
         name, spent = cfg.accuracy.estimate, 0.0
         levels = fidelities(cfg.accuracy)
         for rung, fraction in enumerate(levels):  # one level without a schedule; ASHA may stop us after any
@@ -125,9 +125,8 @@ def proxy_spec(cfg: ExperimentConfig) -> Optional[dict]:
     """The evolution's zero-cost proxy and the batch of real training data it sees (None: no proxy)."""
     if not cfg.search.screen_proxy:
         return None
-    return {"name": cfg.search.screen_proxy, "dataset": cfg.data.dataset, "data_seed": cfg.seed,
-            "val_fraction": cfg.data.val_fraction, "test_fraction": cfg.data.test_fraction,
-            "batch_size": cfg.accuracy.proxy_batch_size, "seed": cfg.seed}
+    return {"name": cfg.search.screen_proxy, "config": cfg.to_dict(), "batch_size": cfg.accuracy.proxy_batch_size,
+            "seed": cfg.seed}
 
 
 def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
@@ -293,7 +292,9 @@ class _quiet_stderr:
 LOCAL_RAY_ATTEMPTS = 3
 
 
-def _init_ray(address: Optional[str]) -> None:
+def _init_ray(address: Optional[str], runtime_env: Optional[dict] = None) -> None:
+    """Connect to the cluster at ``address``, else start an embedded local Ray; ``runtime_env``: the job's (the
+    user's code folders, :func:`nasq.experiment.runtime_env`)."""
     import logging
 
     import ray
@@ -305,7 +306,7 @@ def _init_ray(address: Optional[str]) -> None:
     try:
         if address:
             with _quiet_stderr():  # Ray's core logs every failed attempt (a wrong token: 20 lines); we say it once
-                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, runtime_env=runtime_env)
         else:
             # embedded local Ray; Ray 2.60 turns token authentication on by default, and we keep it.
             # Its raylet starts workers at niceness 15, so that any other busy process on the machine
@@ -313,7 +314,8 @@ def _init_ray(address: Optional[str]) -> None:
             os.environ.setdefault("RAY_worker_niceness", "0")
             for attempt in range(1, LOCAL_RAY_ATTEMPTS + 1):
                 try:
-                    ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False)
+                    ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False,
+                             runtime_env=runtime_env)
                     break
                 except Exception as exc:  # Ray raises a bare Exception when its raylet misses the 30 s it is given
                     if "timed out during startup" not in str(exc) or attempt == LOCAL_RAY_ATTEMPTS:
@@ -349,20 +351,24 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
     from nasq.hardware_profiles import load_profile
     from nasq.hardware_profiles.local import LOCAL_ORT, find_local_profile
 
+    from nasq.experiment import runtime_env, with_absolute_paths
+
+    cfg = with_absolute_paths(cfg)
     check_references(cfg)
+    space = check_model_and_data(cfg)
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise NasqError(f"run directory '{run_dir}' already exists and is not empty; resume it with --resume")
     # local-ort, when this machine has no profile yet, is measured after a cluster is reached (an unreachable one is
     # said at once) and before a local Ray starts (its processes would disturb the timings)
-    unmeasured = [t for t in cfg.targets if t == LOCAL_ORT and find_local_profile(cfg.space) is None]
-    targets = {t: load_profile(t, cfg.space) for t in cfg.targets if t not in unmeasured}
+    unmeasured = [t for t in cfg.targets if t == LOCAL_ORT and find_local_profile(space) is None]
+    targets = {t: load_profile(t, space) for t in cfg.targets if t not in unmeasured}
     warn_about_other_machines(targets)
     if address:
-        _init_ray(address)  # before anything is written: an unreachable cluster leaves no run directory
-    targets = {t: targets[t] if t in targets else load_profile(t, cfg.space) for t in cfg.targets}
+        _init_ray(address, runtime_env(cfg))  # before anything is written: an unreachable cluster leaves no run dir
+    targets = {t: targets[t] if t in targets else load_profile(t, space) for t in cfg.targets}
     if not address:
-        _init_ray(address)
+        _init_ray(address, runtime_env(cfg))
     check_writable_dir(run_dir, "run directory")
     run_dir = run_dir.resolve()
     profiles = {t: prof.data for t, prof in targets.items()}
@@ -373,6 +379,31 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
             raise NasqError(f"run directory '{run_dir}' already holds a run; resume it with --resume")
         write_json_atomic(run_dir / RUN_MARKER, marker)
         return _run(run_dir, marker, address, restore=False)
+
+
+def check_model_and_data(cfg: ExperimentConfig):
+    """The config's space, built; for a trained model, also its data, checked against it (the model's input shape
+    and outputs against the data's samples and classes). Errors name the problem before anything is written."""
+    from nasq.experiment import dataset_for, space_for
+
+    space = space_for(cfg)
+    if cfg.space != "from-model" and cfg.data.dataset == "mnist-5k":
+        return space
+    data = dataset_for(cfg)
+    who = "the model" if cfg.space == "from-model" else f"space {cfg.space}"
+    if tuple(space.input_shape) != data.input_shape:
+        raise NasqError(f"the data's samples are {list(data.input_shape)}, but {who} takes input shape "
+                        f"{list(space.input_shape)}")
+    if space.num_classes != data.num_classes:
+        raise NasqError(f"{who} gives {space.num_classes} outputs, but data {cfg.data.dataset} has "
+                        f"{data.num_classes} classes")
+    if cfg.space == "from-model":
+        info = space.describe()
+        print(f"model {cfg.model.factory}: {len(info['layers'])} layers to quantize, {len(info['groups'])} channel "
+              f"groups to prune, {info['batchnorms_folded']} BatchNorms folded"
+              + (f"; left as they are: {', '.join(info['left_as_they_are'])}" if info["left_as_they_are"] else ""),
+              flush=True)
+    return space
 
 
 def warn_about_other_machines(profiles: dict) -> None:
@@ -413,11 +444,12 @@ def resume_search(run_dir: Path | str, *, address: Optional[str] = None) -> Path
 
 def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) -> Path:
     cfg = config_from_dict(marker["config"], "run config")
-    settings = {"config": marker["config"], "profiles": marker["profiles"], "run_dir": str(run_dir)}
-    from nasq.spaces import create_space
+    from nasq.experiment import runtime_env, space_for, weights_data
 
-    space = create_space(cfg.space)
-    _init_ray(address)
+    weights = weights_data(cfg)  # trials get the trained weights with their settings, wherever they run
+    settings = {"config": marker["config"], "profiles": marker["profiles"], "run_dir": str(run_dir), "weights": weights}
+    space = space_for(cfg, weights)
+    _init_ray(address, runtime_env(cfg))
     from ray import tune
 
     prepare_estimate(cfg, space, run_dir)
@@ -432,7 +464,7 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) 
         tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         print(f"run directory: {run_dir}", flush=True)
-        print(f"searching {cfg.search.num_candidates} candidates of '{cfg.space}' for targets "
+        print(f"searching {cfg.search.num_candidates} candidates of '{space.name}' for targets "
               f"{', '.join(cfg.targets)} with {cfg.search.sampler} ({cfg.search.max_concurrent} at a time)", flush=True)
         searcher = build_searcher(cfg, space, marker["profiles"])
         tuner = tune.Tuner(
@@ -469,12 +501,12 @@ def prepare_estimate(cfg: ExperimentConfig, space, run_dir: Path) -> None:
     """The accuracy estimate's one-off work (a supernet), done once in the driver before any trial and
     recorded in the run directory (a resumed run finds it there)."""
     from nasq.accuracy import ESTIMATES, AccuracyEstimate
-    from nasq.data import DATASETS
+    from nasq.experiment import dataset_for
 
     estimate = ESTIMATES.create(cfg.accuracy.estimate, config=cfg.accuracy, run_dir=run_dir)
     if type(estimate).prepare is AccuracyEstimate.prepare:  # nothing to do once
         return
-    data = DATASETS[cfg.data.dataset](cfg.seed, cfg.data.val_fraction, cfg.data.test_fraction)
+    data = dataset_for(cfg)
     record = estimate.prepare(space, data, run_dir=run_dir, seed=cfg.seed, log=lambda m: print(m, flush=True))
     write_json_atomic(run_dir / ESTIMATE_RECORD, {"estimate": cfg.accuracy.estimate, **record})
 

@@ -7,7 +7,7 @@ latency predictors; they never import the search driver.
 from nasq.registry import Registry
 from nasq.spaces.base import Candidate, LayerSpec, SearchSpace, candidate_id, canonical_key
 
-SPACES: Registry[type[SearchSpace]] = Registry("search space", builtin_modules=("nasq.spaces.mobilenet", "nasq.spaces.nasbench"))
+SPACES: Registry[type[SearchSpace]] = Registry("search space", builtin_modules=("nasq.spaces.mobilenet", "nasq.spaces.nasbench", "nasq.spaces.from_model"))
 
 
 def create_space(name: str) -> SearchSpace:

@@ -226,3 +226,20 @@ def test_a_local_ray_that_misses_its_startup_window_is_started_again_then_named(
     monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(Exception("something else")))
     with pytest.raises(Exception, match="something else"):
         driver._init_ray(None)
+
+
+def test_a_model_that_does_not_fit_its_data_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "nets.py").write_text(
+        "from torch import nn\n"
+        "def five_classes():\n"
+        "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))\n")
+    model = {"factory": f"{tmp_path / 'nets.py'}:five_classes", "input_shape": [1, 28, 28]}
+    for data, fragment in (({}, "the model gives 5 outputs, but data mnist-5k has 10 classes"),
+                           ({"dataset": "digits"}, "the data's samples are [1, 8, 8], but the model takes input shape "
+                                                   "[1, 28, 28]")):
+        out = run("search", write_config(tmp_path, targets=["bitserial-sim"], model=model, data=data), cwd=tmp_path)
+        assert_clean_error(out, fragment)
+        assert not (tmp_path / "runs").exists()
+    out = run("search", write_config(tmp_path, targets=["bitserial-sim"], model={**model, "weights": "none.pt"}),
+              cwd=tmp_path)
+    assert_clean_error(out, "none.pt: no such file")

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from nasq.config import check_references, config_from_dict, load_config
@@ -34,12 +36,36 @@ def test_bad_configs_name_key_value_and_allowed(raw, message):
 
 
 def test_unknown_space_target_and_estimate_are_refused():
-    with pytest.raises(NasqError, match="unknown space 'resnet'; available: fbnet, mobilenet-mnist, nas-bench-201"):
+    with pytest.raises(NasqError, match="unknown space 'resnet'; available: fbnet, from-model, mobilenet-mnist, nas-bench-201"):
         check_references(config_from_dict({"space": "resnet"}))
     with pytest.raises(NasqError, match="unknown target 'tpu'"):
         check_references(config_from_dict({"targets": ["tpu"]}))
     with pytest.raises(NasqError, match="unknown accuracy.estimate 'magic'"):
         check_references(config_from_dict({"accuracy": {"estimate": "magic"}}))
+
+
+def test_a_model_block_searches_the_models_own_space():
+    cfg = config_from_dict({"model": {"factory": "nets.py:resnet", "weights": "w.pt", "input_shape": [3, 32, 32],
+                                      "layers": {"fc": {"quantize": False}, "layer4.*": {"prune": False}}}})
+    assert cfg.space == "from-model" and cfg.model.input_shape == (3, 32, 32)
+    assert not cfg.model.layers["fc"].quantize and not cfg.model.layers["layer4.*"].prune
+    assert config_from_dict(cfg.to_dict()) == cfg  # as a run directory records it
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"space": "from-model"}, "space 'from-model' needs a model block"),
+    ({"model": {"weights": "w.pt"}}, "model.* is set but model.factory is empty"),
+    ({"model": {"factory": "n.py:f"}}, "model.input_shape is missing"),
+    ({"model": {"factory": "n.py:f", "input_shape": [1, "a"]}}, "model.input_shape must be a list of integers"),
+    ({"model": {"factory": "n.py:f", "input_shape": [1], "layers": {"x": {"prune": 3}}}},
+     "model.layers.x.prune must be true or false, got 3"),
+    ({"model": {"factory": "n.py:f", "input_shape": [1]}, "space": "mobilenet-mnist"},
+     "space = 'mobilenet-mnist' not allowed with it; allowed: from-model"),
+    ({"data": {"dataset": "cifar"}}, "data.dataset = 'cifar' not allowed; allowed: mnist-5k, digits, npz"),
+])
+def test_bad_model_and_data_blocks(raw, fragment):
+    with pytest.raises(NasqError, match=re.escape(fragment)):
+        config_from_dict(raw, "c.yaml")
 
 
 def test_unreadable_and_invalid_yaml(tmp_path):

@@ -392,3 +392,46 @@ def test_search_runs_across_a_real_multi_node_ray_cluster_with_authentication(tm
         assert len({r["node"] for r in rows}) == 2, [r["node"] for r in rows]  # both nodes evaluated candidates
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=cluster_env, timeout=120)
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_cnn"
+
+
+def test_a_trained_model_compressed_for_two_targets_against_the_original(tmp_path):
+    """The user's own trained ResNet (the shipped example, copied to a folder of the user's, named by relative paths)
+    in by config: candidates start from its trained weights, and `nasq best` exports and measures the found model
+    beside the original in float and in uniform int8."""
+    from conftest import write_profile
+
+    shutil.copytree(EXAMPLE, tmp_path / "my_model")
+    write_profile(tmp_path / "profiles" / "this-cpu-ort.json")  # a profile that says it is of this machine
+    env = {**os.environ, "NASQ_PROFILE_PATH": str(tmp_path / "profiles")}
+    cfg = write_yaml(tmp_path / "c.yaml", {
+        "name": "mine", "targets": ["this-cpu-ort", "bitserial-sim"], "output_dir": "runs",
+        "model": {"factory": "my_model/model.py:small_resnet", "weights": "my_model/small_resnet.pt",
+                  "input_shape": [1, 28, 28], "bits": [8, 32], "prune_ratios": [0.0, 0.25, 0.5]},
+        "search": {"sampler": "random", "num_candidates": 3, "max_concurrent": 2},
+        "accuracy": {"finetune_epochs": 0.3},
+        "best": {"finetune_epochs": 0.3, "measure_repetitions": 20},
+    })
+    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", "run"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "14 layers to quantize, 8 channel groups to prune, 13 BatchNorms folded" in out.stdout
+    rows = rows_of(tmp_path / "run")
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
+    # from the trained weights: a third of an epoch from scratch reaches nowhere near this
+    assert max(r["accuracy"] for r in rows) > 0.9
+    recorded = json.loads((tmp_path / "run" / "nasq_run.json").read_text())["config"]["model"]
+    assert recorded["factory"] == f"{tmp_path / 'my_model' / 'model.py'}:small_resnet"  # absolute in the run
+    best = subprocess.run([*NASQ, "best", "run", "--target", "this-cpu-ort", "--out", "best"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=600)
+    assert best.returncode == 0, best.stderr[-3000:]
+    report = json.loads((tmp_path / "best" / "report.json").read_text())
+    models = report["models"]
+    assert set(models) == {"candidate", "float", "int8", "original", "original_int8"}
+    assert models["original"]["test_accuracy_onnxruntime"] > 0.97  # the trained model, exported as it is
+    assert models["original_int8"]["executed_ops"].get("QLinearConv", 0) > 0
+    for m in models.values():
+        assert m["measured_latency_ms"] > 0 and m["predicted_latency_ms"] > 0
+    assert "Against the original (measured latency, test accuracy): searched" in (tmp_path / "best" / "report.md").read_text()

@@ -8,8 +8,8 @@ from nasq.errors import NasqError
 from nasq.spaces import SPACES, candidate_id, canonical_key, create_space
 
 
-@pytest.mark.parametrize("name", SPACES.names())
-def test_every_space_samples_deterministically_and_builds(name):
+@pytest.mark.parametrize("name", [n for n in SPACES.names() if n != "from-model"])  # (that one needs a model:
+def test_every_space_samples_deterministically_and_builds(name):  # test_model_space.py)
     space = create_space(name)
     assert space.sample(seed=3) == space.sample(seed=3)
     assert space.sample(seed=3) != space.sample(seed=4)

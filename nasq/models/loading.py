@@ -20,6 +20,17 @@ class ModelSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the factory
 
 
+@dataclass(frozen=True)
+class LayerOverride:
+    """What the search may do to the layers one qualified name or glob pattern matches (the config's
+    ``model.layers``)."""
+
+    prune: bool = True  # False: its output channels are kept
+    quantize: bool = True  # False: it stays float
+    w_bits: int = 0  # fixed weight bits (0: searched)
+    a_bits: int = 0
+
+
 @dataclass
 class LoadedModel:
     module: Any  # torch.nn.Module, in eval mode
@@ -27,8 +38,9 @@ class LoadedModel:
     num_outputs: int  # the logits' width: the classes the model tells apart
 
 
-def load_model(spec: ModelSpec) -> LoadedModel:
-    """The model ``spec`` names, with its weights, checked on one zero input of ``input_shape``."""
+def load_model(spec: ModelSpec, weights_data: bytes | None = None) -> LoadedModel:
+    """The model ``spec`` names, with its weights (``weights_data``: the weights file's bytes, as a Ray worker gets
+    them from the driver), checked on one zero input of ``input_shape``."""
     import torch
 
     from nasq.user_code import call_user, resolve_callable
@@ -42,7 +54,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if not isinstance(module, torch.nn.Module):
         raise NasqError(f"model.factory {spec.factory} must return a torch.nn.Module, got {type(module).__name__}")
     if spec.weights:
-        load_weights(module, spec.weights)
+        load_weights(module, spec.weights, weights_data)
     module.eval()
     try:
         with torch.no_grad():
@@ -57,17 +69,19 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     return LoadedModel(module, tuple(spec.input_shape), int(out.shape[1]))
 
 
-def load_weights(module, path: str) -> None:
-    """Load a state_dict file into ``module``; every missing, unexpected or misshapen tensor is named."""
+def load_weights(module, path: str, data: bytes | None = None) -> None:
+    """Load a state_dict file (or ``data``, its bytes) into ``module``; every missing, unexpected or misshapen tensor
+    is named."""
+    import io
     import pickle
 
     import torch
 
     file = Path(path).expanduser()
-    if not file.is_file():
+    if data is None and not file.is_file():
         raise NasqError(f"model.weights {path}: no such file")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = torch.load(file if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "global" not in str(exc):  # no class to refuse: not a pickle of objects at all
             raise NasqError(f"model.weights {path} is not a torch state_dict file (unreadable)") from None

@@ -1,0 +1,138 @@
+"""The search space derived from a user's trained model: groups, shapes, overrides, trained weights, distillation."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nasq.compress import quant_layers
+from nasq.errors import NasqError
+from nasq.models.loading import LayerOverride, ModelSpec
+from nasq.spaces.from_model import ModelSpace, ModelSpaceOptions
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_cnn"
+SPEC = ModelSpec(f"{EXAMPLE / 'model.py'}:small_resnet", str(EXAMPLE / "small_resnet.pt"), (1, 28, 28))
+
+
+@pytest.fixture(scope="module")
+def resnet_space():
+    return ModelSpace(SPEC)
+
+
+def test_groups_couple_the_residual_stream_and_shapes_follow_the_pruned_model(resnet_space):
+    space = resnet_space
+    groups = {g.name: g for g in space.trace.groups}
+    # the stem's channels are added to the first block's output: one group, pruned together
+    assert {"0", "3.conv2"} <= set(groups["0"].outputs) and "4.shortcut.0" in groups["0"].inputs
+    assert "10" not in {n for g in groups.values() for n in g.outputs}  # the classifier's outputs are the classes
+    assert space.num_classes == 10 and space.trace.unsupported == []
+    assert len(space.trace.batchnorm_after) == 13
+    # residual adds priced where they happen: identity shortcuts add the block's input, shortcut convs the main branch
+    assert space.trace.residuals == {"3.conv2": 2, "4.shortcut.0": 1, "5.conv2": 2, "6.shortcut.0": 1, "7.conv2": 2}
+    for seed in range(4):
+        cand = space.sample(seed)
+        model = space.build(cand)
+        space.compress(model, cand)
+        space.quantize(model, cand)
+        assert torch.isfinite(model(torch.randn(2, 1, 28, 28))).all()
+        layers = quant_layers(model)
+        specs = space.layers(cand)
+        assert [s.name for s in specs] == list(layers)
+        for spec in specs:
+            mod = layers[spec.name]
+            weight = mod.conv.weight if hasattr(mod, "conv") else mod.linear.weight
+            assert (weight.shape[0], weight.shape[1]) == (spec.cout, spec.cin), spec
+            assert (mod.w_bits, mod.input_quant.bits) == (spec.w_bits, spec.a_bits)
+
+
+def test_an_unpruned_float_candidate_computes_what_the_original_does(resnet_space):
+    space = resnet_space
+    cand = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else 32)
+    model = space.build(cand)
+    space.compress(model, cand)  # BatchNorms folded into the convs
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(8, 1, 28, 28)
+    assert torch.allclose(model.eval()(x), space.original(x), atol=1e-4)
+
+
+def test_pruning_keeps_trained_channels(resnet_space):
+    space = resnet_space
+    cand = space.derive(lambda name, choices: 0.5 if name == "3.conv1.prune" else 0.0 if name.endswith(".prune")
+                        else 32)
+    model = space.build(cand)
+    space.prune(model, cand)
+    kept = model.get_submodule("3.conv1").conv.weight
+    trained = space.original.get_submodule("3.conv1").weight
+    assert kept.shape[0] == trained.shape[0] // 2
+    for row in kept:  # every kept filter is one of the trained ones, unchanged
+        assert any(torch.equal(row, t) for t in trained)
+
+
+def test_overrides_by_name_and_pattern():
+    space = ModelSpace(SPEC, ModelSpaceOptions(bits=(4, 8, 32), layers={
+        "0": LayerOverride(prune=False), "6.*": LayerOverride(quantize=False), "10": LayerOverride(w_bits=8, a_bits=8)}))
+    choices = space.choices()
+    assert "0.prune" not in choices and "3.conv1.prune" in choices  # the stem's group (the residual stream) is kept
+    assert choices["6.conv1.w_bits"] == [32] and choices["6.shortcut.0.a_bits"] == [32]
+    assert choices["10.w_bits"] == [8] and choices["3.conv1.w_bits"] == [4, 8, 32]
+    with pytest.raises(NasqError, match="'nope.*' matches no module of the model"):
+        ModelSpace(SPEC, ModelSpaceOptions(layers={"nope.*": LayerOverride(prune=False)}))
+    with pytest.raises(NasqError, match="model.bits: 12 not supported"):
+        ModelSpace(SPEC, ModelSpaceOptions(bits=(12,)))
+
+
+def test_the_space_pickles_as_what_rebuilds_it(resnet_space, tmp_path):
+    """A Ray actor or a searcher checkpoint gets the space by pickle, where the model's file may not be importable."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(resnet_space))
+    assert copy.name == resnet_space.name and copy.choices() == resnet_space.choices()
+    assert len(pickle.dumps(resnet_space)) < 2 * (EXAMPLE / "small_resnet.pt").stat().st_size
+
+
+def test_a_factory_file_shipped_to_another_machine_is_found_in_its_package(tmp_path, monkeypatch):
+    """On a cluster node, Ray's runtime environment puts the factory's folder on the path as a package; the file's
+    own path does not exist there."""
+    from nasq.user_code import resolve_callable
+
+    shipped = tmp_path / "node" / "my_nets_dir"
+    shutil.copytree(EXAMPLE, shipped)
+    monkeypatch.syspath_prepend(str(tmp_path / "node"))
+    fn = resolve_callable("/nowhere/on/this/node/my_nets_dir/model.py:small_resnet", "model.factory")
+    assert isinstance(fn(), torch.nn.Module)
+
+
+def test_runtime_env_ships_the_folders_of_user_code():
+    from nasq.config import config_from_dict
+    from nasq.experiment import runtime_env
+
+    cfg = config_from_dict({"model": {"factory": f"{EXAMPLE / 'model.py'}:small_resnet", "input_shape": [1, 28, 28]},
+                            "data": {"dataset": "python", "factory": "nasq.data.formats:load_dataset"}})
+    assert runtime_env(cfg) == {"py_modules": [str(EXAMPLE)]}  # nasq itself is installed: not shipped
+    assert runtime_env(config_from_dict({})) is None
+
+
+def test_distillation_loss():
+    from nasq.train import distillation_loss
+
+    logits, labels = torch.randn(16, 10), torch.randint(0, 10, (16,))
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    assert torch.allclose(distillation_loss(logits, torch.randn(16, 10), labels, temperature=4.0, weight=0.0), ce)
+    assert distillation_loss(logits, logits, labels, temperature=4.0, weight=1.0).abs() < 1e-6
+    far = distillation_loss(logits, -logits, labels, temperature=2.0, weight=1.0)
+    assert far > 0.1
+
+
+def test_a_candidate_starts_from_the_trained_weights(resnet_space, mnist):
+    """Without pruning, a quarter epoch of distilled fine-tuning at 8 bits keeps the trained model's accuracy; from
+    scratch, nothing gets near it in that time."""
+    from nasq.train import TrainSchedule, accuracy, compress_and_train
+
+    torch.set_num_threads(1)
+    original = accuracy(resnet_space.original, mnist.test)
+    assert original > 0.97
+    cand = resnet_space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else 8)
+    model, _ = compress_and_train(resnet_space, cand, mnist, TrainSchedule(finetune_epochs=0.25), seed=0)
+    assert accuracy(model, mnist.test) > original - 0.02
