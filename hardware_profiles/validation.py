@@ -26,7 +26,7 @@ def sample_candidates(space, n: int, seed: int) -> list[dict]:
     out = []
     for i in range(n):
         cand = space.sample(seed=seed * 100_003 + i)
-        out.append(cand if i % 3 == 0 else with_uniform_bits(cand, 32 if i % 3 == 1 else 8))
+        out.append(cand if i % 3 == 0 else with_uniform_bits(cand, 32 if i % 3 == 1 else 8, space))
     return out
 
 

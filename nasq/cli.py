@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--target", required=True, help="a target of the run")
     p.add_argument("--max-latency-ms", type=_positive_float, help="latency bound (default: knee of the Pareto front)")
+    p.add_argument("--max-accuracy-drop", type=_positive_float, metavar="POINTS",
+                   help="a trained model's run: the fastest candidate whose search-time validation accuracy is at most "
+                        "this many points below the original's")
     p.add_argument("--out", required=True, metavar="DIR", help="where model.onnx and report.json/.md go")
 
     p = sub.add_parser("profile", help="measure a hardware profile for this machine, import one, or validate one",
@@ -143,7 +146,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     from nasq.retrieve import retrieve_best
 
-    retrieve_best(args.run_dir, target=args.target, max_latency_ms=args.max_latency_ms, out_dir=args.out)
+    retrieve_best(args.run_dir, target=args.target, max_latency_ms=args.max_latency_ms, out_dir=args.out,
+                  max_accuracy_drop=args.max_accuracy_drop)
     return 0
 
 

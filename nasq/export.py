@@ -105,6 +105,7 @@ class OnnxExporter(Exporter):
                                   opset_version=self.opset, input_names=["input"], output_names=["logits"],
                                   dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
             graph_model = onnx.load(str(fp32))
+            _drop_repeated_activations(graph_model)
             _name_nodes_by_layer(graph_model, set(layers))
             onnx.save(graph_model, str(fp32))
             int8_layers = [n for n, m in modes.items() if m == "int8"]
@@ -121,6 +122,25 @@ class OnnxExporter(Exporter):
                 final = fp32.read_bytes()
         write_bytes_atomic(path, final)
         return ExportInfo(Path(path), modes, dict(executed_ops(final)))
+
+
+def _drop_repeated_activations(model) -> None:
+    """A Relu (or a Clip to the same bounds) of a tensor that one already made is the identity: its readers read
+    that tensor (a trained model's layer applies the activation its model calls after it too)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    outputs = {o.name for o in model.graph.output}
+    rename: dict[str, str] = {}
+    keep = []
+    for node in model.graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        src = producer.get(node.input[0]) if node.input else None
+        if (node.op_type == "Relu" and src is not None and src.op_type == "Relu" and node.output[0] not in outputs):
+            rename[node.output[0]] = node.input[0]
+            continue
+        keep.append(node)
+    if len(keep) != len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
 
 
 def _name_nodes_by_layer(model, layer_names: set[str]) -> None:

@@ -41,7 +41,7 @@ def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray, *, batch_size: int =
 
 
 def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[float], out_dir: str | Path,
-                  log=print) -> dict[str, Any]:
+                  log=print, max_accuracy_drop: Optional[float] = None) -> dict[str, Any]:
     import torch
 
     from nasq.export import EXPORTERS
@@ -60,7 +60,17 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     if target not in cfg.targets:
         raise NasqError(f"'{target}' is not a target of this run; its targets: {', '.join(cfg.targets)}")
     rows = ResultsTable(run_dir, cfg.targets).rows()
-    row, why = select_best(rows, target, max_latency_ms)
+    if max_accuracy_drop is not None and max_latency_ms is not None:
+        raise NasqError("give --max-latency-ms or --max-accuracy-drop, not both")
+    if max_accuracy_drop is not None and cfg.space != "from-model":
+        raise NasqError("--max-accuracy-drop needs a run on a trained model (a config with a model block): it is "
+                        "measured against the original's accuracy")
+    floor = None
+    if max_accuracy_drop is not None:
+        original_val = accuracy(space_for(cfg).original, dataset_for(cfg).val)
+        floor = (original_val - max_accuracy_drop / 100, f"the original's {original_val:.4f} less "
+                                                         f"{max_accuracy_drop:g} points")
+    row, why = select_best(rows, target, max_latency_ms, floor)
     out_dir = check_writable_dir(out_dir, "output directory")
     profile = Profile.from_dict(marker["profiles"][target], f"{target} (as used by the run)")
     if (warning := profile.mismatch_warning(target)) is not None:
@@ -78,13 +88,15 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                              a.distill_temperature, a.distill_weight)
     variants = {  # the same architecture and pruning, with the candidate's, all-float and all-8-bit widths
         "candidate": candidate,
-        "float": with_uniform_bits(candidate, 32),
-        "int8": with_uniform_bits(candidate, 8),
+        "float": with_uniform_bits(candidate, 32, space),
+        "int8": with_uniform_bits(candidate, 8, space),
     }
     pretrained = getattr(space, "pretrained", False)
     if pretrained:  # the user's model as given, and uniformly int8 after training: no fine-tuning for either
-        unpruned = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else None, candidate)
-        variants.update(original=with_uniform_bits(unpruned, 32), original_int8=with_uniform_bits(unpruned, 8))
+        unpruned = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") and 0.0 in choices else None,
+                                candidate)
+        variants.update(original=with_uniform_bits(unpruned, 32, space),
+                        original_int8=with_uniform_bits(unpruned, 8, space))
     def widths(variant: dict) -> list[tuple]:
         return [(l.name, l.w_bits, l.a_bits) for l in space.layers(variant)]
 
@@ -199,7 +211,7 @@ def dominating_baselines(models: dict[str, dict[str, Any]]) -> list[str]:
             and m.get(which) is not None and cand.get(which) is not None and m[which] < cand[which]]
 
 
-def against_original(models: dict[str, dict[str, Any]], which: str) -> str:
+def against_original(models: dict[str, dict[str, Any]], which: str, names: dict[str, str] = MODEL_NAMES) -> str:
     """Each model's speed-up and accuracy change against the original, on ``which`` latency (measured or predicted)."""
     base = models["original"]
     parts = []
@@ -209,7 +221,7 @@ def against_original(models: dict[str, dict[str, Any]], which: str) -> str:
             continue
         speedup = base[f"{which}_latency_ms"] / m[f"{which}_latency_ms"]
         drop = 100 * (m["test_accuracy_onnxruntime"] - base["test_accuracy_onnxruntime"])
-        parts.append(f"{MODEL_NAMES[plan]} {speedup:.2f}x ({drop:+.1f} points)")
+        parts.append(f"{names[plan]} {speedup:.2f}x ({drop:+.1f} points)")
     return f"Against the original ({which} latency, test accuracy): " + "; ".join(parts)
 
 
@@ -277,7 +289,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"Not measured: {meas['why_not']}.")
     which = "measured" if meas["measured"] else "predicted"
     if "original" in report["models"]:
-        lines.append(against_original(report["models"], which) + ".")
+        lines.append(against_original(report["models"], which, names) + ".")
     for plan in report.get("dominated_by", []):
         m, c = report["models"][plan], report["models"]["candidate"]
         lines.append(f"**The {names[plan]} beats the searched model**: {which} {ms(m[f'{which}_latency_ms'])} ms against "

@@ -142,9 +142,13 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
     warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
     objectives = objective_names(list(cfg.targets))
     starts = []  # fixed-precision anchors first, as HAQ and APQ start from uniform 8-bit
+    if getattr(space, "pretrained", False):  # the trained model itself, unpruned, at uniform 8-bit and at float
+        unpruned = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") and 0.0 in choices else None,
+                                space.sample(cfg.seed))
+        starts += [with_uniform_bits(unpruned, 8, space), with_uniform_bits(unpruned, 32, space)]
     for i in range(cfg.search.uniform_starts):
         architecture = space.sample(seed=cfg.seed * 1000 + i)
-        starts += [with_uniform_bits(architecture, 8), with_uniform_bits(architecture, 32)]
+        starts += [with_uniform_bits(architecture, 8, space), with_uniform_bits(architecture, 32, space)]
     modes = objective_modes(list(cfg.targets))
     check = None
     if cfg.constraints:

@@ -117,13 +117,24 @@ def knee(front: list[dict], target: str) -> dict:
     return front[max(range(len(front)), key=lambda i: (above[i], front[i]["score"]))]
 
 
-def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] = None) -> tuple[dict, str]:
-    """The best-scored candidate within the bound, or the knee of the front; and why it was chosen."""
+def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] = None,
+                min_accuracy: Optional[tuple[float, str]] = None) -> tuple[dict, str]:
+    """The best-scored candidate within the latency bound, the fastest at or above ``min_accuracy`` (the bound, and
+    what it is), or the knee of the front; and why it was chosen."""
     candidates = ok_rows(rows, target)
     if not candidates:
         breaking = sum(r.get("status") == "ok" and target in r.get("infeasible", ()) for r in rows)
         why = f" ({breaking} broke its constraints)" if breaking else ""
         raise NasqError(f"no successful candidate with a latency for target '{target}' in this run{why}")
+    if min_accuracy is not None:
+        floor, what = min_accuracy
+        within = [r for r in candidates if r.get("accuracy") is not None and r["accuracy"] >= floor]
+        if not within:
+            top = max((r.get("accuracy") or 0.0) for r in candidates)
+            raise NasqError(f"no candidate reached validation accuracy {floor:.4f} ({what}); the most accurate has "
+                            f"{top:.4f}")
+        best = min(within, key=lambda r: (r["latency_ms"][target], -r["accuracy"]))
+        return best, f"fastest with validation accuracy at least {floor:.4f} ({what})"
     if max_latency_ms is not None:
         within = [r for r in candidates if r["latency_ms"][target] <= max_latency_ms]
         if not within:

@@ -140,7 +140,7 @@ class DedupSearcher(Searcher):
         candidate = json.loads(key)
         seen = {key, *self.finished, *self.running.values(), *(canonical_key(c) for c in self.queued)}
         # (the bounds check prices the version with the targets' predictors: only for front members)
-        variants = [v for v in (with_uniform_bits(candidate, 32), with_uniform_bits(candidate, 8))
+        variants = [v for v in (with_uniform_bits(candidate, 32, self.space), with_uniform_bits(candidate, 8, self.space))
                     if canonical_key(v) not in seen and self._in_space(v)
                     and (self.check is None or self._infeasible(v) is None)]
         if not variants:

@@ -26,9 +26,13 @@ def candidate_id(candidate: Candidate) -> str:
     return hashlib.sha1(canonical_key(candidate).encode()).hexdigest()[:12]
 
 
-def with_uniform_bits(candidate: Candidate, bits: int) -> Candidate:
-    """The same architecture and pruning with every weight and activation at ``bits``."""
-    return {k: (bits if k.endswith((".w_bits", ".a_bits")) else v) for k, v in candidate.items()}
+def with_uniform_bits(candidate: Candidate, bits: int, space: "SearchSpace | None" = None) -> Candidate:
+    """The same architecture and pruning with every weight and activation at ``bits``; with ``space``, only where the
+    space allows ``bits`` (a layer fixed by an override keeps its own)."""
+    if space is None:
+        return {k: (bits if k.endswith((".w_bits", ".a_bits")) else v) for k, v in candidate.items()}
+    return space.derive(lambda name, choices: bits if name.endswith((".w_bits", ".a_bits")) and bits in choices
+                        else None, candidate)
 
 
 @dataclass(frozen=True)

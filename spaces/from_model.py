@@ -82,6 +82,9 @@ class ModelSpace(SearchSpace):
         shapes = json.dumps([[l.op, l.cin, l.cout, l.kernel, l.stride, l.h_in] for l in self.trace.layers])
         factory = model.factory.rsplit(":", 1)[-1]
         self.name = f"from-model:{factory}:{hashlib.sha1(shapes.encode()).hexdigest()[:8]}"
+        from nasq.spaces import remember_space
+
+        remember_space(self)
 
     def __getstate__(self) -> dict:
         """Pickled as what rebuilds it (a Ray actor, a searcher's checkpoint): the model's code may not be
@@ -151,6 +154,11 @@ class ModelSpace(SearchSpace):
                 layer = model.get_submodule(conv_name)
                 layer.conv = folded_conv(layer.conv, bn)
                 model.set_submodule(bn_name, nn.Identity())
+        # the activation that alone reads a conv's output, applied in the layer too (the model's own call of it is
+        # then a no-op): an int8 conv's output is quantized after it, on the non-negative range ONNX Runtime
+        # quantizes (its quantizer drops the ReLU in front of a QuantizeLinear)
+        for conv_name, kind in self.trace.activation_after.items():
+            model.get_submodule(conv_name).act = nn.ReLU() if kind == "relu" else nn.ReLU6()
 
     def widths(self, candidate: Candidate) -> dict[str, tuple[int, int]]:
         """Each layer's (input, output) channels after the candidate's pruning."""

@@ -6,9 +6,11 @@ from nasq.config import check_references, config_from_dict, load_config
 from nasq.errors import NasqError
 
 
-def test_quickstart_config_parses_and_references_exist():
-    cfg = load_config("configs/quickstart.yaml")
-    assert cfg.space == "mobilenet-mnist" and cfg.targets == ("local-ort", "bitserial-sim")
+@pytest.mark.parametrize("path, space", [("configs/quickstart.yaml", "from-model"),
+                                         ("configs/nas-mnist.yaml", "mobilenet-mnist")])
+def test_shipped_configs_parse_and_references_exist(path, space):
+    cfg = load_config(path)
+    assert cfg.space == space and cfg.targets == ("local-ort", "bitserial-sim")
     check_references(cfg)
     assert config_from_dict(cfg.to_dict()) == cfg  # round trip through the run marker
 

@@ -136,3 +136,28 @@ def test_a_candidate_starts_from_the_trained_weights(resnet_space, mnist):
     cand = resnet_space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else 8)
     model, _ = compress_and_train(resnet_space, cand, mnist, TrainSchedule(finetune_epochs=0.25), seed=0)
     assert accuracy(model, mnist.test) > original - 0.02
+
+
+def test_exported_candidates_predict_what_torch_does(resnet_space, mnist, tmp_path):
+    """Mixed precision on a trained model's layers (int8 convs read by float and by simulated 4-bit ones, the
+    ReLU after an int8 conv that ONNX Runtime's quantizer folds into its output grid): torch and ONNX Runtime agree."""
+    from conftest import profile_data
+
+    from nasq.export import EXPORTERS
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.ort import session
+    from nasq.train import TrainSchedule, compress_and_train, predict_logits
+
+    torch.set_num_threads(1)
+    target = Profile.from_dict(profile_data("here"), "here")
+    bits = {"0": (8, 4), "3.conv1": (8, 8), "3.conv2": (8, 32), "4.conv1": (8, 8), "4.conv2": (32, 4),
+            "5.conv1": (4, 4), "6.conv1": (8, 8), "7.conv1": (8, 8), "7.conv2": (8, 8)}
+    cand = resnet_space.derive(lambda name, choices: 0.25 if name.endswith(".prune") else
+                               bits.get(name.rsplit(".", 1)[0], (32, 32))[name.endswith(".a_bits")])
+    model, _ = compress_and_train(resnet_space, cand, mnist, TrainSchedule(finetune_epochs=0.2), seed=0, target=target)
+    layer_bits = {l.name: (l.w_bits, l.a_bits) for l in resnet_space.layers(cand)}
+    info = EXPORTERS.create("onnx").export(model, layer_bits, target, mnist.train.x, tmp_path / "m.onnx")
+    assert info.layer_modes["3.conv1"] == "int8" and info.layer_modes["5.conv1"] == "simulated"
+    x = mnist.test.x[:500]
+    onnx_pred = session(tmp_path / "m.onnx").run(None, {"input": x})[0].argmax(1)
+    assert (onnx_pred == predict_logits(model, x).argmax(1)).mean() >= 0.99

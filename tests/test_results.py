@@ -35,6 +35,11 @@ def test_knee_and_bounded_selection():
         select_best(ROWS, "t", max_latency_ms=0.1)
     with pytest.raises(NasqError, match="no successful"):
         select_best([row("x", 0.5, 1.0, status="failed")], "t")
+    # within an accuracy bound (the original's less a drop): the fastest that reaches it, failed rows aside
+    best, why = select_best(ROWS, "t", min_accuracy=(0.85, "the original's 0.86 less 1 point"))
+    assert best["cid"] == "g" and "at least 0.8500 (the original's 0.86 less 1 point)" in why
+    with pytest.raises(NasqError, match=r"no candidate reached validation accuracy 0.9500 \(x\); the most accurate has 0.9100"):
+        select_best(ROWS, "t", min_accuracy=(0.95, "x"))
 
 
 def test_results_table_survives_a_torn_line_and_writes_csv(tmp_path):

@@ -48,6 +48,9 @@ class ModelTrace:
     unsupported: list[str]  # modules with weights that nasq neither prunes nor quantizes: "name (Type)"
     #: layer -> where its residual add's other operand enters, as :class:`nasq.spaces.base.LayerSpec`'s ``residual``
     residuals: dict[str, int] = field(default_factory=dict)
+    #: conv -> the activation ("relu", "relu6") that alone reads its output (after its folded BatchNorm): an int8
+    #: conv's output is quantized after it, as ONNX Runtime quantizes it
+    activation_after: dict[str, str] = field(default_factory=dict)
 
 
 SUPPORTED_WITH_WEIGHTS = ("Conv2d", "Linear", "BatchNorm2d", "BatchNorm1d")
@@ -72,7 +75,37 @@ def trace_model(module, input_shape: tuple[int, ...], *, frozen: set[str] = froz
         elif isinstance(m, torch.nn.Conv2d) and name not in supported:
             unsupported.append(f"{name} (Conv2d: {_why_not(m)})")
     graph = _fx_graph(module)
-    return ModelTrace(layers, groups, _conv_batchnorms(module, graph), unsupported, _residuals(module, graph, layers))
+    batchnorms = _conv_batchnorms(module, graph)
+    return ModelTrace(layers, groups, batchnorms, unsupported, _residuals(module, graph, layers),
+                      _activations(module, graph, batchnorms))
+
+
+def _activations(module, graph, batchnorms: dict[str, str]) -> dict[str, str]:
+    """conv -> the ReLU or ReLU6 that is the only reader of its output, or of its folded BatchNorm's."""
+    import torch
+
+    if graph is None:
+        return {}
+    mods = dict(module.named_modules())
+    folded = set(batchnorms.values())
+    out = {}
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(mods.get(node.target), torch.nn.Conv2d):
+            continue
+        nxt = node
+        if len(nxt.users) == 1 and next(iter(nxt.users)).op == "call_module" and next(iter(nxt.users)).target in folded:
+            nxt = next(iter(nxt.users))
+        if len(nxt.users) != 1:
+            continue
+        user = next(iter(nxt.users))
+        kind = None
+        if user.op == "call_module":
+            kind = {torch.nn.ReLU: "relu", torch.nn.ReLU6: "relu6"}.get(type(mods.get(user.target)))
+        elif user.op in ("call_function", "call_method"):
+            kind = {"relu": "relu", "relu_": "relu", "relu6": "relu6"}.get(getattr(user.target, "__name__", user.target))
+        if kind:
+            out[node.target] = kind
+    return out
 
 
 def _fx_graph(module):
