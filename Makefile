@@ -29,7 +29,7 @@ quickstart: setup
 	@run=runs/quickstart-$$(date +%Y%m%d-%H%M%S); \
 	$(BIN)/nasq search configs/quickstart.yaml --run-dir $$run && \
 	for target in $(TARGETS); do \
-	  $(BIN)/nasq best $$run --target $$target --out $$run/best-$$target || exit $$?; \
+	  $(BIN)/nasq best $$run --target $$target --max-accuracy-drop 1 --out $$run/best-$$target || exit $$?; \
 	done; \
 	echo "run directory: $$run"
 
