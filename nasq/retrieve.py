@@ -130,6 +130,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             info = exporter.export(model, bits, profile, data.train.x, paths[plan])
             results[plan] = {
                 "file": MODEL_FILES[plan],
+                "size_bytes": paths[plan].stat().st_size,  # the exported file: int8 weights take a byte each
                 "val_accuracy_torch": accuracy(model, data.val),
                 "test_accuracy_onnxruntime": onnx_accuracy(paths[plan], data.test.x, data.test.y),
                 "predicted_latency_ms": predictor.predict_candidate(space, variant).total_ms,
@@ -252,8 +253,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Candidate `{report['cid']}`, chosen as the {report['chosen_because']}.",
         "",
-        "| model | test accuracy (ONNX Runtime) | predicted latency (ms) | measured latency (ms) |",
-        "|---|---|---|---|",
+        "| model | test accuracy (ONNX Runtime) | size (bytes) | predicted latency (ms) | measured latency (ms) |",
+        "|---|---|---|---|---|",
     ]
     names = {p: MODEL_NAMES[p] for p in report["models"]}
     for plan, what in (("float", "all float"), ("int8", "all 8-bit")):
@@ -263,7 +264,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         m = report["models"][plan]
         if m.get("same_as"):
             name += " (the searched model itself)"
-        lines.append(f"| {name} | {m['test_accuracy_onnxruntime']:.3f} | {ms(m['predicted_latency_ms'])} | "
+        size = f"{m['size_bytes']:,}" if m.get("size_bytes") is not None else "n/a"
+        lines.append(f"| {name} | {m['test_accuracy_onnxruntime']:.3f} | {size} | {ms(m['predicted_latency_ms'])} | "
                      f"{ms(m['measured_latency_ms'])} |")
     meas = report["measurement"]
     lines.append("")

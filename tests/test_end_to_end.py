@@ -434,4 +434,6 @@ def test_a_trained_model_compressed_for_two_targets_against_the_original(tmp_pat
     assert models["original_int8"]["executed_ops"].get("QLinearConv", 0) > 0
     for m in models.values():
         assert m["measured_latency_ms"] > 0 and m["predicted_latency_ms"] > 0
+    # int8 weights take a byte each, float ones four: the original in int8 is much smaller than in float
+    assert models["original_int8"]["size_bytes"] < 0.5 * models["original"]["size_bytes"]
     assert "Against the original (measured latency, test accuracy): searched" in (tmp_path / "best" / "report.md").read_text()
