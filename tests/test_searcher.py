@@ -99,6 +99,9 @@ def test_front_versions_the_space_does_not_allow_are_not_queued(space):
                 raise NasqError("32 bits not allowed")
             return space.validate(candidate)
 
+        def derive(self, pick, base=None):  # the uniform versions are derived through the space's choices
+            return space.derive(pick, base)
+
     a = with_uniform_bits(space.sample(0), 4)
     s = DedupSearcher(Scripted([a]), NoFloat(), objectives=["score", "latency_ms.t"], front_variants=2)
     assert s.suggest("1") == a
