@@ -69,7 +69,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     if max_accuracy_drop is not None:
         original_val = accuracy(space_for(cfg).original, dataset_for(cfg).val)
         floor = (original_val - max_accuracy_drop / 100, f"the original's {original_val:.4f} less "
-                                                         f"{max_accuracy_drop:g} points")
+                                                         f"{max_accuracy_drop:g} point{'' if max_accuracy_drop == 1 else 's'}")
     row, why = select_best(rows, target, max_latency_ms, floor)
     out_dir = check_writable_dir(out_dir, "output directory")
     profile = Profile.from_dict(marker["profiles"][target], f"{target} (as used by the run)")
@@ -257,9 +257,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     names = {p: MODEL_NAMES[p] for p in report["models"]}
+    pruned = any(v > 0 for k, v in json.loads(report["key"]).items() if k.endswith(".prune"))
     for plan, what in (("float", "all float"), ("int8", "all 8-bit")):
         if report["models"][plan].get("same_as") == "candidate":
             names["candidate"] = f"searched ({what}, pruned)"
+    if not pruned:
+        names["candidate"] = names["candidate"].replace(", pruned)", ", unpruned)")
     for plan, name in names.items():
         m = report["models"][plan]
         if m.get("same_as"):
