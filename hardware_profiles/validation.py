@@ -35,33 +35,17 @@ def build_untrained(space, candidate: dict, seed: int):
     import torch
 
     from nasq.data import Split
-    from nasq.train import compress
+    from nasq.train import compress, recalibrate_batchnorm
 
     torch.manual_seed(seed)
     model = space.build(candidate)
     x = np.random.default_rng(seed).standard_normal((256, *space.input_shape)).astype(np.float32)
-    _recalibrate_batchnorm(model, torch.from_numpy(x))
-    compress(space, model, candidate, Split(x, np.zeros(len(x), np.int64)))
+    # statistics from the data, as training would set them: an untrained network's activations otherwise shrink
+    # layer after layer into denormal floats, which x86 computes slowly
+    data = Split(x, np.zeros(len(x), np.int64))
+    recalibrate_batchnorm(model, data, samples=len(x), batch_size=64)
+    compress(space, model.eval(), candidate, data)  # (pruning traces the model: in eval mode, the statistics stay)
     return model.eval(), x
-
-
-def _recalibrate_batchnorm(model, x) -> None:
-    """Set every BatchNorm's statistics from the data, as training would: an untrained network's
-    activations otherwise shrink layer after layer into denormal floats, which x86 computes slowly
-    (an untrained sub-8-bit network measured 0.145 ms where the same network trained ran 0.090 ms)."""
-    import torch
-
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the passes
-    model.train()
-    with torch.no_grad():
-        for chunk in x.split(64):
-            model(chunk)
-    for bn in bns:
-        bn.momentum = 0.1
-    model.eval()
 
 
 def backend_for(profile):
