@@ -352,10 +352,9 @@ def new_run_dir(cfg: ExperimentConfig) -> Path:
 def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address: Optional[str] = None) -> Path:
     """Start a new search; returns its run directory."""
     from nasq.config import check_references
+    from nasq.experiment import runtime_env, with_absolute_paths
     from nasq.hardware_profiles import load_profile
     from nasq.hardware_profiles.local import LOCAL_ORT, find_local_profile
-
-    from nasq.experiment import runtime_env, with_absolute_paths
 
     cfg = with_absolute_paths(cfg)
     check_references(cfg)

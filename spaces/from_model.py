@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from nasq.compress import BIT_CHOICES, FLOAT_BITS, kept_channels
@@ -51,8 +54,6 @@ class ModelSpace(SearchSpace):
             raise NasqError("space 'from-model' needs a model: give the config a model block (factory, weights, "
                             "input_shape)")
         if weights_data is None and model.weights:
-            from pathlib import Path
-
             file = Path(model.weights).expanduser()
             weights_data = file.read_bytes() if file.is_file() else None  # (load_model names a missing file)
         self.spec, self.options, self._weights_data = model, options, weights_data
@@ -75,15 +76,14 @@ class ModelSpace(SearchSpace):
         self.trace = trace_model(self.original, self.input_shape, frozen=frozen)
         order = {l.name: i for i, l in enumerate(self.trace.layers)}
         self.trace.groups.sort(key=lambda g: order[g.name])  # parameters in execution order
-        # named after the model and its layers, so that a local profile measured for it is found again for it only
-        import hashlib
-        import json
-
-        shapes = json.dumps([[l.op, l.cin, l.cout, l.kernel, l.stride, l.h_in] for l in self.trace.layers])
-        factory = model.factory.rsplit(":", 1)[-1]
-        self.name = f"from-model:{factory}:{hashlib.sha1(shapes.encode()).hexdigest()[:8]}"
+        # named after the model, its layers and what pruning makes of them (the layer shapes a profile covers), so
+        # that a local profile measured for it is found again for it only
         from nasq.spaces import remember_space
 
+        shapes = json.dumps([[[l.op, l.cin, l.cout, l.kernel, l.stride, l.h_in] for l in self.trace.layers],
+                             sorted(options.prune_ratios), sorted(frozen)])
+        factory = model.factory.rsplit(":", 1)[-1]
+        self.name = f"from-model:{factory}:{hashlib.sha1(shapes.encode()).hexdigest()[:8]}"
         remember_space(self)
 
     def __getstate__(self) -> dict:
