@@ -257,7 +257,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     names = {p: MODEL_NAMES[p] for p in report["models"]}
-    pruned = any(v > 0 for k, v in json.loads(report["key"]).items() if k.endswith(".prune"))
+    key = report.get("key")  # (the candidate; a report without one is taken as pruned)
+    pruned = key is None or any(v > 0 for k, v in json.loads(key).items() if k.endswith(".prune"))
     for plan, what in (("float", "all float"), ("int8", "all 8-bit")):
         if report["models"][plan].get("same_as") == "candidate":
             names["candidate"] = f"searched ({what}, pruned)"
