@@ -65,9 +65,10 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     if max_accuracy_drop is not None and cfg.space != "from-model":
         raise NasqError("--max-accuracy-drop needs a run on a trained model (a config with a model block): it is "
                         "measured against the original's accuracy")
+    space, data = space_for(cfg), dataset_for(cfg)
     floor = None
     if max_accuracy_drop is not None:
-        original_val = accuracy(space_for(cfg).original, dataset_for(cfg).val)
+        original_val = accuracy(space.original, data.val)
         floor = (original_val - max_accuracy_drop / 100, f"the original's {original_val:.4f} less "
                                                          f"{max_accuracy_drop:g} point{'' if max_accuracy_drop == 1 else 's'}")
     row, why = select_best(rows, target, max_latency_ms, floor)
@@ -76,13 +77,11 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     if (warning := profile.mismatch_warning(target)) is not None:
         print(f"{warning}; its models are not measured here", file=sys.stderr, flush=True)
     predictor = create_predictor(profile)
-    space = space_for(cfg)
     candidate = space.validate(json.loads(row["key"]))
     log(f"best for {target}: {row['cid']} ({why}); search {score_text(row)}, "
         f"predicted {row['latency_ms'][target]:.4g} ms")
 
     torch.set_num_threads(1)
-    data = dataset_for(cfg)
     a = cfg.accuracy
     schedule = TrainSchedule(cfg.best.train_epochs, cfg.best.finetune_epochs, a.batch_size, a.lr, a.finetune_lr,
                              a.distill_temperature, a.distill_weight)
@@ -93,8 +92,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     }
     pretrained = getattr(space, "pretrained", False)
     if pretrained:  # the user's model as given, and uniformly int8 after training: no fine-tuning for either
-        unpruned = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") and 0.0 in choices else None,
-                                candidate)
+        unpruned = space.unpruned(candidate)
         variants.update(original=with_uniform_bits(unpruned, 32, space),
                         original_int8=with_uniform_bits(unpruned, 8, space))
     def widths(variant: dict) -> list[tuple]:

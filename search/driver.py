@@ -143,8 +143,7 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
     objectives = objective_names(list(cfg.targets))
     starts = []  # fixed-precision anchors first, as HAQ and APQ start from uniform 8-bit
     if getattr(space, "pretrained", False):  # the trained model itself, unpruned, at uniform 8-bit and at float
-        unpruned = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") and 0.0 in choices else None,
-                                space.sample(cfg.seed))
+        unpruned = space.unpruned(space.sample(cfg.seed))
         starts += [with_uniform_bits(unpruned, 8, space), with_uniform_bits(unpruned, 32, space)]
     for i in range(cfg.search.uniform_starts):
         architecture = space.sample(seed=cfg.seed * 1000 + i)

@@ -240,6 +240,11 @@ class SearchSpace(ABC):
         self.define(suggester)
         return suggester.params
 
+    def unpruned(self, candidate: Candidate) -> Candidate:
+        """The same candidate with every pruning ratio at 0 where the space offers 0."""
+        return self.derive(lambda name, choices: 0.0 if name.endswith(".prune") and 0.0 in choices else None,
+                           candidate)
+
     def build_pruned(self, candidate: Candidate):
         """The candidate's float model with every pruned layer narrowed to its leading channels, so that
         its parameters are leading slices (and centred kernel crops) of the supernet's, by name. Spaces
