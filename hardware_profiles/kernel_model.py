@@ -73,21 +73,49 @@ def validate_kernel_model(model: object, source: str) -> None:
             raise NasqError(f"profile {source}: kernel_model.trees[{i}] has arrays of different or zero length")
 
 
+def _depth(left: np.ndarray, right: np.ndarray) -> int:
+    """The number of splits on a tree's longest path."""
+    depth, level = 0, [0]
+    while True:
+        level = [c for n in level if left[n] != -1 for c in (left[n], right[n])]
+        if not level:
+            return depth
+        depth += 1
+
+
 class KernelModel:
     """Evaluates a stored regressor."""
 
     def __init__(self, model: dict) -> None:
         self.init, self.lr = float(model["init"]), float(model["learning_rate"])
-        self.trees = [{k: np.asarray(v) for k, v in t.items()} for t in model["trees"]]
+        trees = model["trees"]
+        # all trees walked at once, one level per step (a screen prices thousands of layers a second): arrays of
+        # trees x nodes, a leaf's children pointing to itself
+        width = max(len(t["left"]) for t in trees)
+        self.left = np.zeros((len(trees), width), np.int64)
+        self.right = np.zeros((len(trees), width), np.int64)
+        self.feature = np.zeros((len(trees), width), np.int64)
+        self.threshold = np.zeros((len(trees), width))
+        self.value = np.zeros((len(trees), width))
+        self.depth = 0
+        for i, t in enumerate(trees):
+            n = len(t["left"])
+            left, right = np.asarray(t["left"]), np.asarray(t["right"])
+            leaf = left == -1
+            self.left[i, :n] = np.where(leaf, np.arange(n), left)
+            self.right[i, :n] = np.where(leaf, np.arange(n), right)
+            self.feature[i, :n] = np.where(leaf, 0, t["feature"])
+            self.threshold[i, :n] = t["threshold"]
+            self.value[i, :n] = t["value"]
+            self.depth = max(self.depth, _depth(left, right))
+        self.rows = np.arange(len(trees))
 
     def _raw(self, x: np.ndarray) -> float:
-        total = self.init
-        for t in self.trees:
-            node = 0
-            while t["left"][node] != -1:
-                node = t["left"][node] if x[t["feature"][node]] <= t["threshold"][node] else t["right"][node]
-            total += self.lr * t["value"][node]
-        return total
+        node = np.zeros(len(self.rows), np.int64)
+        for _ in range(self.depth):
+            go_left = x[self.feature[self.rows, node]] <= self.threshold[self.rows, node]
+            node = np.where(go_left, self.left[self.rows, node], self.right[self.rows, node])
+        return float(self.init + self.lr * self.value[self.rows, node].sum())
 
     def predict_ms(self, layer: LayerSpec, precision: str, chained: bool = False) -> float:
         return float(math.exp(self._raw(np.array(features(layer, precision, chained)))) * max(layer.macs, 1))

@@ -168,7 +168,7 @@ class TablePredictor(LatencyPredictor):
 
             self.kernel_model = KernelModel(profile.data["kernel_model"])
         self._groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
-        self._memo: dict[tuple, float] = {}
+        self._memo: dict[tuple, tuple[float, tuple[str, ...]]] = {}
         for e in profile.data["layers"]:
             key = (e["op"], e["kernel"], e["stride"], e["h_in"], e["precision"], _alignment(e["op"], e["precision"], e["cin"]))
             self._groups[key][(e["cin"], e["cout"])] = float(e["latency_ms"])
@@ -220,21 +220,21 @@ class TablePredictor(LatencyPredictor):
 
     def _layer_ms_cached(self, layer: LayerSpec, precision: str, notes: list[str], chained: bool) -> float:
         """:meth:`layer_ms`, remembered per layer geometry: a search prices the same layers over and over
-        (screening thousands of candidates a second needs it). Costs that came with notes (fallbacks)
-        are recomputed, so each layer still names its own fallback."""
+        (screening thousands of candidates a second needs it), with the notes of its fallbacks, which name
+        each layer that reuses them."""
         key = (layer.op, layer.cin, layer.cout, layer.kernel, layer.stride, layer.h_in, layer.w_bits, layer.a_bits,
                precision, chained)
-        cost = self._memo.get(key)
-        if cost is None:
+        memo = self._memo.get(key)
+        if memo is None:
             fresh: list[str] = []
             cost = self.layer_ms(layer, precision, fresh, chained)
-            if fresh:
-                notes.extend(fresh)
-            else:
-                if len(self._memo) > 200_000:
-                    self._memo.clear()
-                self._memo[key] = cost
-        return cost
+            prefix = f"{layer.name}:"
+            memo = (cost, tuple(n[len(prefix):] if n.startswith(prefix) else " " + n for n in fresh))
+            if len(self._memo) > 200_000:
+                self._memo.clear()
+            self._memo[key] = memo
+        notes.extend(f"{layer.name}:{n}" for n in memo[1])
+        return memo[0]
 
     def op_ms(self, op: str, work: int) -> float:
         """A measured op outside the layer table (``op_costs``), else memory traffic at the elementwise

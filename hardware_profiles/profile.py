@@ -91,6 +91,12 @@ class Profile:
         native = self.data.get("native_bits", [8] if self.int8 else [])
         return w_bits in native and a_bits in native
 
+    def runs_either_natively(self, w_bits: int, a_bits: int) -> bool:
+        """Whether the target runs the weights or the activations at these bit-widths natively (a bit-flexible
+        accelerator runs 4-bit activations on float weights too): their bits, not float, set its latency."""
+        native = self.data.get("native_bits", [8] if self.int8 else [])
+        return w_bits in native or a_bits in native
+
     @property
     def on_a_cpu(self) -> bool:
         """Measured with ONNX Runtime or TVM on the machine that ran the profiler (not through RPC): it records

@@ -30,8 +30,8 @@ def sample_candidates(space, n: int, seed: int) -> list[dict]:
     return out
 
 
-def build_untrained(space, candidate: dict, seed: int):
-    """The candidate's network, pruned and quantized, with observers set on random input."""
+def build_untrained(space, candidate: dict, seed: int, samples: int = 256):
+    """The candidate's network, pruned and quantized, with observers set on ``samples`` random inputs."""
     import torch
 
     from nasq.data import Split
@@ -39,7 +39,7 @@ def build_untrained(space, candidate: dict, seed: int):
 
     torch.manual_seed(seed)
     model = space.build(candidate)
-    x = np.random.default_rng(seed).standard_normal((256, *space.input_shape)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal((samples, *space.input_shape)).astype(np.float32)
     # statistics from the data, as training would set them: an untrained network's activations otherwise shrink
     # layer after layer into denormal floats, which x86 computes slowly
     data = Split(x, np.zeros(len(x), np.int64))

@@ -10,3 +10,12 @@ Nothing heavy (torch, ray, onnxruntime) is imported here, so ``nasq --help`` sta
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``nasq.compress_model``, ``nasq.resume`` and ``nasq.result`` (:mod:`nasq.api`), imported when first used."""
+    if name in ("compress_model", "resume", "result"):
+        from nasq import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'nasq' has no attribute {name!r}")

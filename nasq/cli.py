@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=1, help="intra-op threads (onnxruntime)")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="batch size (onnxruntime)")
     p.add_argument("--repetitions", type=_positive_int, help="timed runs per layer (onnxruntime)")
+    p.add_argument("--sweep-seconds", type=_positive_int,
+                   help="time budget of the adaptive sweep of random layers the per-kernel regressor is fitted on "
+                        "(onnxruntime; default 120, 60 with --quick)")
     p.add_argument("--tvm-target", help='TVM target as a JSON dict (tvm backend; default {"kind": "llvm"})')
     p.add_argument("--rpc", metavar="HOST:PORT", help="tvm backend: measure on the tvm.rpc server there")
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="tvm backend: request a device from this tvm.rpc tracker")
@@ -193,7 +196,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     options = {}
     if args.backend == "onnxruntime":
         options = {"threads": args.threads, "batch_size": args.batch_size, "repetitions": args.repetitions,
-                   "networks": args.networks, "seed": args.seed, "network_seconds": args.measure_seconds}
+                   "networks": args.networks, "seed": args.seed, "network_seconds": args.measure_seconds,
+                   "sweep_seconds": args.sweep_seconds}
     elif args.backend == "tvm":
         options = {"target": args.tvm_target, "rpc": args.rpc, "tracker": args.rpc_tracker, "key": args.rpc_key,
                    "repetitions": args.repetitions, "seed": args.seed, "networks": args.networks,
@@ -223,7 +227,7 @@ def cmd_profile_local(args: argparse.Namespace) -> int:
     if args.threads != 1 or args.batch_size != 1:
         raise NasqError(f"{LOCAL_ORT} is measured with 1 thread at batch 1; for other settings use --name and --out")
     options = {"repetitions": args.repetitions, "networks": args.networks, "seed": args.seed,
-               "network_seconds": args.measure_seconds}
+               "network_seconds": args.measure_seconds, "sweep_seconds": args.sweep_seconds}
     measure_local_profile(args.space, quick=args.quick, options=options, log=lambda msg: print(msg, flush=True))
     return 0
 

@@ -34,6 +34,12 @@ class SearchConfig:
     cpus_per_candidate: float = _opt(1.0, min=0.1, max=1024, doc="CPUs Ray reserves per trial (torch threads)")
     gpus_per_candidate: float = _opt(0.0, min=0.0, max=64, doc="GPUs Ray reserves per trial (a fraction shares "
                                                                "one); training runs on it")
+    latency_pricing: str = _opt("graph", choices=("graph", "layers"),
+                                doc="how each evaluated candidate's latency is priced: `graph`, its network exported "
+                                    "for each target and priced from that graph as `nasq predict` prices the file "
+                                    "(what `nasq best` reports too); `layers`, from its list of layers alone (the "
+                                    "fast price that the evolution's screen and the constraints use, blind to a "
+                                    "graph's layout reorders, residual adds and precision boundaries)")
     uniform_starts: int = _opt(0, min=0, max=1000, doc="sampled architectures evaluated first at uniform 8-bit "
                                                        "and at float, as anchors for the sampler")
     front_variants: float = _opt(0.15, min=0.0, max=1.0, doc="share of num_candidates spent on the all-float and "
@@ -119,8 +125,10 @@ class ModelConfig:
     input_shape: tuple[int, ...] = _opt((), doc="one sample's shape, C x H x W")
     prune_ratios: tuple[float, ...] = _opt((0.0, 0.25, 0.5, 0.75), doc="each channel group's pruning choices")
     bits: tuple[int, ...] = _opt((2, 4, 6, 8, 32), doc="each layer's weight and activation bit-width choices "
-                                 "(32: float)")
+                                 "(32: float); a width that no target runs natively is left out")
     layers: dict[str, LayerOverride] = field(default_factory=dict)
+    remove_blocks: bool = _opt(True, doc="also search the removal of each residual block whose output has its "
+                                         "input's shape (the block becomes its shortcut)")
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,9 @@ class BestConfig:
     train_epochs: float = _opt(2.0, min=0.0, max=100, doc="float epochs when `nasq best` rebuilds the model")
     finetune_epochs: float = _opt(1.0, min=0.0, max=100)
     measure_repetitions: int = _opt(300, min=5, max=100_000, doc="interleaved runs per model when measuring")
+    original_qat: bool = _opt(False, doc="trained model: also report the original quantized to int8 with "
+                                         "quantization-aware fine-tuning (finetune_epochs, distilled), beside the "
+                                         "post-training int8 one")
 
 
 @dataclass(frozen=True)

@@ -29,18 +29,19 @@ def space_options(cfg: ExperimentConfig):
     from nasq.spaces.from_model import ModelSpaceOptions
 
     m = cfg.model
-    return ModelSpaceOptions(tuple(m.prune_ratios), tuple(m.bits), dict(m.layers))
+    return ModelSpaceOptions(tuple(m.prune_ratios), tuple(m.bits), dict(m.layers), m.remove_blocks)
 
 
-def space_for(cfg: ExperimentConfig, weights_data: Optional[bytes] = None):
-    """The config's search space: the trained model's own (``model.factory`` set), else the registered ``space``."""
+def space_for(cfg: ExperimentConfig, weights_data: Optional[bytes] = None, module=None):
+    """The config's search space: the trained model's own (``model.factory`` set; ``module``: the model itself, when
+    it was handed over in Python), else the registered ``space``."""
     from nasq.spaces import create_space
 
     if cfg.space != "from-model":
         return create_space(cfg.space)
     from nasq.spaces.from_model import ModelSpace
 
-    return ModelSpace(model_spec(cfg), space_options(cfg), weights_data=weights_data)
+    return ModelSpace(model_spec(cfg), space_options(cfg), weights_data=weights_data, module=module)
 
 
 def data_spec(cfg: ExperimentConfig):
@@ -55,20 +56,6 @@ def dataset_for(cfg: ExperimentConfig):
     from nasq.data import load_dataset
 
     return load_dataset(data_spec(cfg))
-
-
-def space_source(cfg: ExperimentConfig, weights_data: Optional[bytes] = None) -> dict[str, Any]:
-    """What another process needs to build the same space (:func:`space_from_source`)."""
-    return {"config": cfg.to_dict(), "weights": weights_data}
-
-
-def space_from_source(source: dict[str, Any] | str):
-    from nasq.config import config_from_dict
-    from nasq.spaces import create_space
-
-    if isinstance(source, str):
-        return create_space(source)
-    return space_for(config_from_dict(source["config"], "run config"), source.get("weights"))
 
 
 def weights_data(cfg: ExperimentConfig) -> Optional[bytes]:

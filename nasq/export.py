@@ -120,8 +120,27 @@ class OnnxExporter(Exporter):
                 final = out.read_bytes()
             else:
                 final = fp32.read_bytes()
+        final = _with_simulated_bits(final, {n: layer_bits[n] for n, m in modes.items() if m == "simulated"})
         write_bytes_atomic(path, final)
         return ExportInfo(Path(path), modes, dict(executed_ops(final)))
+
+
+#: the model property that records the bit-widths of simulated layers (by node name): the graph cannot show them (a
+#: DequantizeLinear's type shows an int8 layer's), and a bit-flexible target prices them (nasq.onnx_graph)
+SIMULATED_BITS = "nasq.simulated_bits"
+
+
+def _with_simulated_bits(model: bytes, bits: Mapping[str, tuple[int, int]]) -> bytes:
+    import json
+
+    import onnx
+
+    if not bits:
+        return model
+    proto = onnx.load_from_string(model)
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                        SIMULATED_BITS: json.dumps({n: list(b) for n, b in sorted(bits.items())})})
+    return proto.SerializeToString()
 
 
 def _drop_repeated_activations(model) -> None:

@@ -22,6 +22,7 @@ one of three classes, and reported with how it was priced (never a silent zero):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,10 +153,16 @@ def _dq_bits(producer, inits) -> int | None:
     return 8
 
 
-def graph_layers(model, batch: int = 1) -> GraphLayers:
-    """The model's compute layers (in graph order) and its other ops, classified."""
+def graph_layers(model, batch: int = 1, runs_natively=None) -> GraphLayers:
+    """The model's compute layers (in graph order) and its other ops, classified. A layer nasq exported as
+    simulated (float arithmetic on a sub-8-bit grid, its bits in the model's ``nasq.simulated_bits`` property)
+    takes those bits where ``runs_natively(w_bits, a_bits)`` (a bit-flexible target runs either); elsewhere it is the float
+    layer it is in the file, its fake-quantization ops priced as the memory ops they are."""
+    import json
+
     shapes = _shapes(model, batch)
     inits = {t.name: t for t in model.graph.initializer}
+    simulated = json.loads({p.key: p.value for p in model.metadata_props}.get("nasq.simulated_bits", "{}"))
     producer = {o: n for n in model.graph.node for o in n.output}
     out = GraphLayers()
     layer_outputs: set[str] = set()
@@ -170,11 +177,15 @@ def graph_layers(model, batch: int = 1) -> GraphLayers:
         if node.op_type in LAYER_OPS:
             spec = _layer(node, name, attrs, shapes, producer, inits, batch, out.notes)
             if spec is not None:
-                out.layers.append(spec)
-                layer_outputs.update(node.output)
                 grouped = spec.op == "conv" and "group" in attrs and attrs["group"].i != 1
                 if node.op_type == "Conv" and spec.w_bits >= 32 and spec.a_bits >= 32 and not grouped:
                     float_conv_outputs.update(node.output)
+                bits = simulated.get(name)
+                if bits and runs_natively is not None and runs_natively(*bits):
+                    # float arithmetic in the file, on bit-widths that nasq's exporter recorded and the target runs
+                    spec = dataclasses.replace(spec, w_bits=int(bits[0]), a_bits=int(bits[1]))
+                out.layers.append(spec)
+                layer_outputs.update(node.output)
                 continue
         if node.op_type in FUSED and node.input and node.input[0] in layer_outputs:
             out.others.append(OtherOp(name, node.op_type, "fused"))

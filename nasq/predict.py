@@ -68,7 +68,7 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
         if base is not None:
             calibrate_kernel_prices(priced, profile, base, predictor.overhead_ms, notes)
         return {"target": profile.name, "predictor": name, "batch_size": batch, **priced, "notes": notes}
-    graph = graph_layers(model, batch=batch)
+    graph = graph_layers(model, batch=batch, runs_natively=profile.runs_either_natively)
     pred = predictor.predict(graph.layers)
     rate = profile.data.get("elementwise")
     how = "memory traffic at the profile's measured elementwise rate"
@@ -166,3 +166,46 @@ def format_prediction(result: dict[str, Any], max_notes: int = 8) -> str:
         if len(notes) > max_notes:
             lines.append(f"    ... and {len(notes) - max_notes} more (--json lists all)")
     return "\n".join(lines)
+
+
+def prices_onnx(profile) -> bool:
+    """Whether ``nasq predict`` prices ONNX models for this target (a table fitted on one space's whole
+    architectures prices that space's candidates only)."""
+    return "space" not in profile.data
+
+
+def latency_of_file(model: bytes, profile) -> float:
+    """An exported model's latency on ``profile``'s target, as ``nasq predict`` prices it."""
+    import onnx
+
+    return float(predict_model(onnx.load_from_string(model), profile)["latency_ms"])
+
+
+#: random inputs a network is built and exported on for pricing: its graph, not its weights, decides the price
+PRICING_SAMPLES = 32
+
+
+def exported_latencies(space, candidate: dict, profiles: dict[str, Any], *, seed: int = 0) -> dict[str, float]:
+    """Each target's latency of a candidate, priced from its real graph: the network built (untrained) and exported
+    for that target as ``nasq best`` exports it, priced like ``nasq predict`` prices that file. Targets that share
+    an export (the same layers run int8, the same int8 recipe) share one. ``profiles``: target -> Profile, each
+    one that :func:`prices_onnx`."""
+    import tempfile
+
+    from nasq.export import EXPORTERS, layer_modes
+    from nasq.hardware_profiles.validation import build_untrained
+
+    model, x = build_untrained(space, candidate, seed, samples=PRICING_SAMPLES)
+    bits = {l.name: (l.w_bits, l.a_bits) for l in space.layers(candidate)}
+    exporter, files, out = EXPORTERS.create("onnx"), {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for target, profile in profiles.items():
+            modes = layer_modes(bits, profile)
+            key = (tuple(sorted(modes.items())),
+                   profile.int8_recipe["reduce_range"] if "int8" in modes.values() else None)
+            if key not in files:
+                path = Path(tmp) / f"{len(files)}.onnx"
+                exporter.export(model, bits, profile, x, path)
+                files[key] = path.read_bytes()
+            out[target] = latency_of_file(files[key], profile)
+    return out

@@ -4,7 +4,8 @@ uniform int8); for a run on a trained model, also beside that model as the user 
 quantized to int8 after training, with speed-ups and accuracy drops against it.
 
 Writes ``OUT/model.onnx`` (plus ``model_float.onnx``, ``model_int8.onnx``, and for a trained model
-``original.onnx`` and ``original_int8.onnx``), ``OUT/report.json`` and ``OUT/report.md``.
+``original.onnx`` and ``original_int8.onnx``, and ``original_int8_qat.onnx`` with ``best.original_qat``),
+``OUT/report.json`` and ``OUT/report.md``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from nasq.errors import NasqError
 from nasq.fileio import check_writable_dir, write_json_atomic, write_text_atomic
 
 MODEL_FILES = {"candidate": "model.onnx", "float": "model_float.onnx", "int8": "model_int8.onnx",
-               "original": "original.onnx", "original_int8": "original_int8.onnx"}
+               "original": "original.onnx", "original_int8": "original_int8.onnx",
+               "original_int8_qat": "original_int8_qat.onnx"}
 #: what each model is, in the report
 MODEL_NAMES = {"candidate": "searched (mixed precision, pruned)", "float": "float baseline",
                "int8": "uniform int8 baseline", "original": "original (float, as trained)",
-               "original_int8": "original, uniform int8 (post-training)"}
+               "original_int8": "original, uniform int8 (post-training)",
+               "original_int8_qat": "original, uniform int8 (quantization-aware)"}
 
 
 def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray, *, batch_size: int = 250) -> float:
@@ -41,7 +44,9 @@ def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray, *, batch_size: int =
 
 
 def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[float], out_dir: str | Path,
-                  log=print, max_accuracy_drop: Optional[float] = None) -> dict[str, Any]:
+                  log=print, max_accuracy_drop: Optional[float] = None, module=None) -> dict[str, Any]:
+    """Rebuild, fine-tune, export and measure the run's best candidate for ``target`` beside its baselines (see the
+    module docstring); ``module``: the model, for a run whose model was handed over in Python."""
     import torch
 
     from nasq.export import EXPORTERS
@@ -50,6 +55,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     from nasq.hardware_profiles.validation import (
         at_profile_speed, backend_for, drift_anchors, drift_summary, export_networks,
     )
+    from nasq.predict import latency_of_file, prices_onnx
     from nasq.search.driver import load_run
     from nasq.search.results import ResultsTable, score_text, select_best
     from nasq.experiment import dataset_for, space_for
@@ -65,7 +71,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     if max_accuracy_drop is not None and cfg.space != "from-model":
         raise NasqError("--max-accuracy-drop needs a run on a trained model (a config with a model block): it is "
                         "measured against the original's accuracy")
-    space, data = space_for(cfg), dataset_for(cfg)
+    space, data = space_for(cfg, module=module), dataset_for(cfg)
     floor = None
     if max_accuracy_drop is not None:
         original_val = accuracy(space.original, data.val)
@@ -95,6 +101,8 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         unpruned = space.unpruned(candidate)
         variants.update(original=with_uniform_bits(unpruned, 32, space),
                         original_int8=with_uniform_bits(unpruned, 8, space))
+        if cfg.best.original_qat:  # and int8 fine-tuned quantization-aware, distilled, as candidates are
+            variants["original_int8_qat"] = variants["original_int8"]
     def widths(variant: dict) -> list[tuple]:
         return [(l.name, l.w_bits, l.a_bits) for l in space.layers(variant)]
 
@@ -112,7 +120,10 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 log(f"{plan}: the searched model itself (all its layers are {'float' if plan == 'float' else '8-bit'})")
                 continue
             plan_schedule = schedule
-            if plan.startswith("original"):
+            if plan == "original_int8_qat":
+                log(f"{plan}: the trained model in int8, fine-tuned {schedule.finetune_epochs} epochs quantization-aware "
+                    "and distilled from the original")
+            elif plan.startswith("original"):
                 plan_schedule = dataclasses.replace(schedule, finetune_epochs=0.0)
                 log(f"{plan}: the trained model{', quantized to int8 after training' if plan == 'original_int8' else ''}")
             elif pretrained:
@@ -131,7 +142,8 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 "size_bytes": paths[plan].stat().st_size,  # the exported file: int8 weights take a byte each
                 "val_accuracy_torch": accuracy(model, data.val),
                 "test_accuracy_onnxruntime": onnx_accuracy(paths[plan], data.test.x, data.test.y),
-                "predicted_latency_ms": predictor.predict_candidate(space, variant).total_ms,
+                "predicted_latency_ms": (latency_of_file(paths[plan].read_bytes(), profile) if prices_onnx(profile)
+                                         else predictor.predict_candidate(space, variant).total_ms),
                 "measured_latency_ms": None,
                 "train_seconds": round(train_s, 1),
                 "layer_modes": info.layer_modes,
@@ -214,7 +226,7 @@ def against_original(models: dict[str, dict[str, Any]], which: str, names: dict[
     """Each model's speed-up and accuracy change against the original, on ``which`` latency (measured or predicted)."""
     base = models["original"]
     parts = []
-    for plan in ("candidate", "original_int8", "float", "int8"):
+    for plan in ("candidate", "original_int8", "original_int8_qat", "float", "int8"):
         m = models.get(plan)
         if m is None or m.get("same_as") or not m.get(f"{which}_latency_ms") or not base.get(f"{which}_latency_ms"):
             continue
@@ -256,7 +268,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     names = {p: MODEL_NAMES[p] for p in report["models"]}
     key = report.get("key")  # (the candidate; a report without one is taken as pruned)
-    pruned = key is None or any(v > 0 for k, v in json.loads(key).items() if k.endswith(".prune"))
+    pruned = key is None or any((k.endswith(".prune") and v > 0) or (k.endswith(".remove") and v)
+                                for k, v in json.loads(key).items())
     for plan, what in (("float", "all float"), ("int8", "all 8-bit")):
         if report["models"][plan].get("same_as") == "candidate":
             names["candidate"] = f"searched ({what}, pruned)"
@@ -269,6 +282,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         size = f"{m['size_bytes']:,}" if m.get("size_bytes") is not None else "n/a"
         lines.append(f"| {name} | {m['test_accuracy_onnxruntime']:.3f} | {size} | {ms(m['predicted_latency_ms'])} | "
                      f"{ms(m['measured_latency_ms'])} |")
+    searched = report.get("search", {}).get("predicted_latency_ms")
+    if searched is not None:
+        found = report["models"]["candidate"]["predicted_latency_ms"]
+        lines += ["", f"The search priced the searched model at {ms(searched)} ms; its export here prices at "
+                      f"{ms(found)} ms ({(found / searched - 1) * 100:+.1f}%)."]
     meas = report["measurement"]
     lines.append("")
     if meas["measured"]:
@@ -312,7 +330,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"{scored}. The searched model and its float and int8 baselines (which share its pruning) were "
                      f"rebuilt from the key and the trained weights and fine-tuned {report['fine_tune']['finetune_epochs']} "
                      "epochs with distillation from the original (float with BatchNorms after pruning, then "
-                     "quantization-aware); the original and its int8 version were not fine-tuned.")
+                     "quantization-aware); the original and its post-training int8 version were not fine-tuned"
+                     + ("" if "original_int8_qat" not in report["models"] else
+                        ", its quantization-aware int8 version was, as long, distilled") + ".")
     else:
         lines.append(f"{scored}. Each model was rebuilt from "
                      f"the key and trained {report['fine_tune']['train_epochs']} + {report['fine_tune']['finetune_epochs']} "

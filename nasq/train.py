@@ -152,8 +152,8 @@ def _compress_trained(space, model: nn.Module, candidate: dict, data: Dataset, s
     teacher = predict_logits(space.teacher(), data.train.x)
     distill = dict(teacher_logits=teacher, temperature=schedule.distill_temperature,
                    distill_weight=schedule.distill_weight, batch_size=schedule.batch_size)
-    pruned = any(v > 0 for k, v in candidate.items() if k.endswith(".prune"))
-    recovery = RECOVERY_SHARE if pruned else 0.0  # unpruned, the trained model has nothing to recover from
+    pruned = any((k.endswith(".prune") and v > 0) or (k.endswith(".remove") and v) for k, v in candidate.items())
+    recovery = RECOVERY_SHARE if pruned else 0.0  # unpruned and whole, the trained model has nothing to recover from
     if pruned:
         space.prune(model, candidate)
         recalibrate_batchnorm(model, data.train)

@@ -15,6 +15,7 @@ A run directory holds::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -74,7 +75,7 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
 
     cfg = config_from_dict(settings["config"], "run config")
     torch.set_num_threads(max(1, int(cfg.search.cpus_per_candidate)))
-    space = space_for(cfg, settings.get("weights"))
+    space = space_for(cfg, settings.get("weights"), settings.get("module"))
     candidate = space.validate(dict(config))
     key = canonical_key(candidate)
     import ray
@@ -92,6 +93,14 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     try:
         predictors = predictors_for(settings["profiles"])
         metrics.update(candidate_metrics(space, candidate, predictors))
+        if cfg.search.latency_pricing == "graph":  # priced from the exported graph, as nasq predict and best price it
+            from nasq.predict import exported_latencies, prices_onnx
+
+            metrics.update({f"layers_latency_ms.{t}": metrics[f"latency_ms.{t}"] for t in predictors})
+            graphs = {t: p.profile for t, p in predictors.items() if prices_onnx(p.profile)}
+            if graphs:
+                priced = exported_latencies(space, candidate, graphs, seed=cfg.seed)
+                metrics.update({f"latency_ms.{t}": ms for t, ms in priced.items()})
         data = dataset_for(cfg)
         name, spent = cfg.accuracy.estimate, 0.0
         levels = fidelities(cfg.accuracy)
@@ -213,6 +222,9 @@ class ResultsCallback(Callback):
             "score": _clean(result.get("score")),
             "accuracy": _clean(result.get("accuracy")),
             "latency_ms": {t: _clean(result.get(f"latency_ms.{t}")) for t in self.targets},
+            # the price of the candidate's layer list alone, where latency_ms is its exported graph's
+            "layers_latency_ms": {t: _clean(result[f"layers_latency_ms.{t}"]) for t in self.targets
+                                  if f"layers_latency_ms.{t}" in result},
             "estimate": result.get("estimate"),
             "reused": bool(result.get("reused", False)),
             "node": result.get("node"),
@@ -348,8 +360,10 @@ def new_run_dir(cfg: ExperimentConfig) -> Path:
     return Path(cfg.output_dir) / f"{cfg.name}-{stamp}"
 
 
-def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address: Optional[str] = None) -> Path:
-    """Start a new search; returns its run directory."""
+def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address: Optional[str] = None,
+               module=None) -> Path:
+    """Start a new search; returns its run directory. ``module``: the trained model itself, handed over in Python
+    (:func:`nasq.api.compress_model`); it travels to the trials with their settings."""
     from nasq.config import check_references
     from nasq.experiment import runtime_env, with_absolute_paths
     from nasq.hardware_profiles import load_profile
@@ -357,7 +371,7 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
 
     cfg = with_absolute_paths(cfg)
     check_references(cfg)
-    space = check_model_and_data(cfg)
+    space = check_model_and_data(cfg, module)
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise NasqError(f"run directory '{run_dir}' already exists and is not empty; resume it with --resume")
@@ -369,6 +383,7 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
     if address:
         _init_ray(address, runtime_env(cfg))  # before anything is written: an unreachable cluster leaves no run dir
     targets = {t: targets[t] if t in targets else load_profile(t, space) for t in cfg.targets}
+    cfg = with_native_bits(cfg, targets)
     if not address:
         _init_ray(address, runtime_env(cfg))
     check_writable_dir(run_dir, "run directory")
@@ -380,15 +395,41 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
         if (run_dir / RUN_MARKER).exists():  # another driver got here between our check and our lock
             raise NasqError(f"run directory '{run_dir}' already holds a run; resume it with --resume")
         write_json_atomic(run_dir / RUN_MARKER, marker)
-        return _run(run_dir, marker, address, restore=False)
+        return _run(run_dir, marker, address, restore=False, module=module)
 
 
-def check_model_and_data(cfg: ExperimentConfig):
+def native_bits(bits, profiles) -> tuple[int, ...]:
+    """The bit-widths some target runs natively (an int8 runtime 8, a bit-flexible accelerator 2-8), and float."""
+    return tuple(b for b in bits if b >= 32 or any(p.runs_either_natively(b, b) for p in profiles))
+
+
+def with_native_bits(cfg: ExperimentConfig, profiles: dict) -> ExperimentConfig:
+    """A trained model's config with the bit-widths no target runs natively left out (said in one line): on those,
+    a layer runs as float with the arithmetic of simulated quantization, slower than float."""
+    if cfg.space != "from-model":
+        return cfg
+    kept = native_bits(cfg.model.bits, profiles.values())
+    dropped = [b for b in cfg.model.bits if b not in kept]
+    if dropped:
+        print(f"model.bits: {', '.join(map(str, dropped))} left out: no target runs them natively "
+              f"({', '.join(f'{t}: {describe_native(p)}' for t, p in profiles.items())}); searching "
+              f"{', '.join(map(str, kept))}", flush=True)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, bits=kept))
+
+
+def describe_native(profile) -> str:
+    native = [b for b in range(1, 9) if profile.runs_either_natively(b, b)]
+    if not native:
+        return "float only"
+    return f"{native[0]}-{native[-1]} bits" if len(native) > 1 else f"{native[0]} bits"
+
+
+def check_model_and_data(cfg: ExperimentConfig, module=None):
     """The config's space, built; for a trained model, also its data, checked against it (the model's input shape
     and outputs against the data's samples and classes). Errors name the problem before anything is written."""
     from nasq.experiment import dataset_for, space_for
 
-    space = space_for(cfg)
+    space = space_for(cfg, module=module)
     if cfg.space != "from-model" and cfg.data.dataset == "mnist-5k":
         return space
     data = dataset_for(cfg)
@@ -402,7 +443,8 @@ def check_model_and_data(cfg: ExperimentConfig):
     if cfg.space == "from-model":
         info = space.describe()
         print(f"model {cfg.model.factory}: {len(info['layers'])} layers to quantize, {len(info['groups'])} channel "
-              f"groups to prune, {info['batchnorms_folded']} BatchNorms folded"
+              f"groups to prune, {info['batchnorms_folded']} BatchNorms folded, {len(info['removable_blocks'])} "
+              "residual blocks that may be removed"
               + (f"; left as they are: {', '.join(info['left_as_they_are'])}" if info["left_as_they_are"] else ""),
               flush=True)
     return space
@@ -433,7 +475,8 @@ def load_run(run_dir: Path | str) -> tuple[Path, dict, ExperimentConfig]:
     return run_dir.resolve(), marker, cfg
 
 
-def resume_search(run_dir: Path | str, *, address: Optional[str] = None) -> Path:
+def resume_search(run_dir: Path | str, *, address: Optional[str] = None, module=None) -> Path:
+    """Go on with a search; ``module``: the model, for a run whose model was handed over in Python."""
     run_dir, marker, _ = load_run(run_dir)
     if marker["nasq_version"] != __version__:
         raise NasqError(f"run '{run_dir}' was made by nasq {marker['nasq_version']}; this is {__version__}")
@@ -441,16 +484,17 @@ def resume_search(run_dir: Path | str, *, address: Optional[str] = None) -> Path
 
     with RunLock(run_dir):
         warn_about_other_machines({t: Profile.from_dict(d, t) for t, d in marker["profiles"].items()})
-        return _run(run_dir, marker, address, restore=True)
+        return _run(run_dir, marker, address, restore=True, module=module)
 
 
-def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool) -> Path:
+def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool, module=None) -> Path:
     cfg = config_from_dict(marker["config"], "run config")
     from nasq.experiment import runtime_env, space_for, weights_data
 
     weights = weights_data(cfg)  # trials get the trained weights with their settings, wherever they run
-    settings = {"config": marker["config"], "profiles": marker["profiles"], "run_dir": str(run_dir), "weights": weights}
-    space = space_for(cfg, weights)
+    space = space_for(cfg, weights, module)  # (a model handed over in Python, missing: said here, in one line)
+    settings = {"config": marker["config"], "profiles": marker["profiles"], "run_dir": str(run_dir), "weights": weights,
+                "module": module}
     _init_ray(address, runtime_env(cfg))
     from ray import tune
 

@@ -231,7 +231,7 @@ class SearchSpace(ABC):
     def supernet_candidate(self) -> Candidate:
         """The largest candidate (every choice at its maximum, no pruning, float): a supernet is its
         network, and every candidate's weights are slices of the supernet's."""
-        return self.derive(lambda name, choices: min(choices) if name.endswith(".prune") else max(choices))
+        return self.derive(lambda name, choices: min(choices) if name.endswith((".prune", ".remove")) else max(choices))
 
     def derive(self, pick, base: Candidate | None = None) -> Candidate:
         """The candidate whose every parameter is ``pick(name, choices)``, or ``base``'s value where
@@ -241,9 +241,13 @@ class SearchSpace(ABC):
         return suggester.params
 
     def unpruned(self, candidate: Candidate) -> Candidate:
-        """The same candidate with every pruning ratio at 0 where the space offers 0."""
-        return self.derive(lambda name, choices: 0.0 if name.endswith(".prune") and 0.0 in choices else None,
-                           candidate)
+        """The same candidate with every pruning ratio at 0 where the space offers 0, and no block removed."""
+        def pick(name: str, choices: list) -> Any:
+            if name.endswith(".prune") and 0.0 in choices:
+                return 0.0
+            return False if name.endswith(".remove") and False in choices else None
+
+        return self.derive(pick, candidate)
 
     def build_pruned(self, candidate: Candidate):
         """The candidate's float model with every pruned layer narrowed to its leading channels, so that

@@ -35,6 +35,7 @@ class ModelSpaceOptions:
     prune_ratios: tuple[float, ...] = PRUNE_RATIOS
     bits: tuple[int, ...] = BIT_CHOICES
     layers: Mapping[str, LayerOverride] = field(default_factory=dict)
+    remove_blocks: bool = True  # search the removal of residual blocks (trace.blocks)
 
 
 @SPACES.register("from-model")
@@ -46,7 +47,7 @@ class ModelSpace(SearchSpace):
     pretrained = True
 
     def __init__(self, model: ModelSpec | None = None, options: ModelSpaceOptions = ModelSpaceOptions(),
-                 weights_data: Optional[bytes] = None) -> None:
+                 weights_data: Optional[bytes] = None, module=None) -> None:
         from nasq.models.loading import load_model
         from nasq.models.tracing import trace_model
 
@@ -56,8 +57,8 @@ class ModelSpace(SearchSpace):
         if weights_data is None and model.weights:
             file = Path(model.weights).expanduser()
             weights_data = file.read_bytes() if file.is_file() else None  # (load_model names a missing file)
-        self.spec, self.options, self._weights_data = model, options, weights_data
-        loaded = load_model(model, weights_data=weights_data)
+        self.spec, self.options, self._weights_data, self._module = model, options, weights_data, module
+        loaded = load_model(model, weights_data=weights_data, module=module)
         self.original = loaded.module
         self.input_shape = tuple(loaded.input_shape)
         self.num_classes = loaded.num_outputs
@@ -88,11 +89,11 @@ class ModelSpace(SearchSpace):
 
     def __getstate__(self) -> dict:
         """Pickled as what rebuilds it (a Ray actor, a searcher's checkpoint): the model's code may not be
-        importable by name where it is unpickled."""
-        return {"spec": self.spec, "options": self.options, "weights": self._weights_data}
+        importable by name where it is unpickled (a model handed over in Python travels itself)."""
+        return {"spec": self.spec, "options": self.options, "weights": self._weights_data, "module": self._module}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["spec"], state["options"], weights_data=state["weights"])
+        self.__init__(state["spec"], state["options"], weights_data=state["weights"], module=state.get("module"))
 
     def _override(self, layer: str) -> LayerOverride:
         """The last override whose name or pattern matches ``layer`` (exact names win over patterns)."""
@@ -104,9 +105,30 @@ class ModelSpace(SearchSpace):
 
     # -- the space --------------------------------------------------------------------------------
 
+    @property
+    def blocks(self) -> dict[str, str]:
+        """The residual blocks a candidate may remove (``<block>.remove``): none holds a layer an override keeps."""
+        if not self.options.remove_blocks:
+            return {}
+        kept = [l.name for l in self.trace.layers
+                if not self._override(l.name).prune or not self._override(l.name).quantize
+                or self._override(l.name).w_bits or self._override(l.name).a_bits]
+        return {b: left for b, left in self.trace.blocks.items() if not any(n.startswith(b + ".") for n in kept)}
+
+    @staticmethod
+    def removed(candidate: Candidate) -> list[str]:
+        return [k[: -len(".remove")] for k, v in candidate.items() if k.endswith(".remove") and v]
+
+    def _present(self, candidate: Candidate) -> list:
+        """The traced layers the candidate keeps (those of removed blocks go)."""
+        gone = tuple(b + "." for b in self.removed(candidate))
+        return [l for l in self.trace.layers if not (gone and l.name.startswith(gone))]
+
     def define(self, trial: Suggester) -> None:
         for group in self.trace.groups:
             trial.suggest_categorical(f"{group.name}.prune", self.options.prune_ratios)
+        for block in self.blocks:
+            trial.suggest_categorical(f"{block}.remove", [False, True])
         for layer in self.trace.layers:
             o = self._override(layer.name)
             for kind, fixed in (("w_bits", o.w_bits), ("a_bits", o.a_bits)):
@@ -117,11 +139,22 @@ class ModelSpace(SearchSpace):
         """The trained model (a copy), its conv and linear layers made quantizable, still at float and unpruned."""
         from nasq.compress import QuantConvBNAct, QuantLinear
 
+        from torch import nn
+
         model = copy.deepcopy(self.original)
-        for layer in self.trace.layers:
+        for block in self.removed(candidate):  # what is left of a residual block without its branch
+            model.set_submodule(block, nn.ReLU() if self.trace.blocks[block] == "relu" else nn.Identity())
+        for layer in self._present(candidate):
             m = model.get_submodule(layer.name)
             model.set_submodule(layer.name, QuantLinear.wrap(m) if layer.op == "linear" else QuantConvBNAct.wrap(m))
         return model
+
+    def quantize(self, model, candidate: Candidate) -> None:
+        from nasq.compress import apply_bits
+
+        present = {l.name for l in self._present(candidate)}
+        apply_bits(model, {n: b for n, b in self.per_layer(candidate, "w_bits").items() if n in present},
+                   {n: b for n, b in self.per_layer(candidate, "a_bits").items() if n in present})
 
     def teacher(self):
         """The original model, for distillation."""
@@ -138,7 +171,9 @@ class ModelSpace(SearchSpace):
 
         from nasq.compress import prune_channels
 
-        ratios = {g.name: candidate[f"{g.name}.prune"] for g in self.trace.groups if candidate[f"{g.name}.prune"] > 0}
+        present = {l.name for l in self._present(candidate)}
+        ratios = {g.name: candidate[f"{g.name}.prune"] for g in self.trace.groups
+                  if candidate[f"{g.name}.prune"] > 0 and g.name in present}
         prune_channels(model, ratios, torch.zeros(1, *self.input_shape))
 
     def fold_batchnorms(self, model) -> None:
@@ -148,7 +183,10 @@ class ModelSpace(SearchSpace):
 
         from nasq.compress import folded_conv
 
+        names = {n for n, _ in model.named_modules()}
         for conv_name, bn_name in self.trace.batchnorm_after.items():
+            if conv_name not in names:  # (in a removed block)
+                continue
             bn = model.get_submodule(bn_name)
             if isinstance(bn, nn.BatchNorm2d):  # (not folded already)
                 layer = model.get_submodule(conv_name)
@@ -158,7 +196,8 @@ class ModelSpace(SearchSpace):
         # then a no-op): an int8 conv's output is quantized after it, on the non-negative range ONNX Runtime
         # quantizes (its quantizer drops the ReLU in front of a QuantizeLinear)
         for conv_name, kind in self.trace.activation_after.items():
-            model.get_submodule(conv_name).act = nn.ReLU() if kind == "relu" else nn.ReLU6()
+            if conv_name in names:
+                model.get_submodule(conv_name).act = nn.ReLU() if kind == "relu" else nn.ReLU6()
 
     def widths(self, candidate: Candidate) -> dict[str, tuple[int, int]]:
         """Each layer's (input, output) channels after the candidate's pruning."""
@@ -175,7 +214,7 @@ class ModelSpace(SearchSpace):
     def layers(self, candidate: Candidate) -> list[LayerSpec]:
         widths = self.widths(candidate)
         specs = []
-        for l in self.trace.layers:
+        for l in self._present(candidate):
             cin, cout = widths[l.name]
             if l.op == "dwconv":
                 cin = cout
@@ -210,4 +249,5 @@ class ModelSpace(SearchSpace):
         return {"groups": {g.name: g.channels for g in self.trace.groups},
                 "layers": [l.name for l in self.trace.layers],
                 "batchnorms_folded": len(self.trace.batchnorm_after),
+                "removable_blocks": list(self.blocks),
                 "left_as_they_are": self.trace.unsupported}

@@ -17,6 +17,9 @@ import pytest
 from nasq.ort import session
 
 pytestmark = pytest.mark.slow
+# searches that test something else than pricing price candidates by their layer lists (`latency_pricing: layers`):
+# an export per trial costs a fresh worker seconds of imports; the search_run, the trained model's and the Python
+# API's tests price from the exported graph, the default
 NASQ = [sys.executable, "-m", "nasq.cli"]
 
 
@@ -32,7 +35,8 @@ def env(tmp_path_factory):
     machine the target describes; plus a copy that cannot price int8 convs: candidates using one fail."""
     folder, store = tmp_path_factory.mktemp("profiles"), tmp_path_factory.mktemp("store")
     env = {**os.environ, "NASQ_PROFILE_STORE": str(store)}
-    out = subprocess.run([*NASQ, "profile", "--local", "--quick", "--repetitions", "15", "--networks", "12"],
+    out = subprocess.run([*NASQ, "profile", "--local", "--quick", "--repetitions", "15", "--networks", "12",
+                          "--sweep-seconds", "15"],
                          capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     stored = list(store.glob("local-ort-*-quick.json"))
@@ -117,6 +121,10 @@ def test_best_exports_measures_and_reports(search_run, env, tmp_path):
         assert m["measured_latency_ms"] > 0 and m["predicted_latency_ms"] > 0
         assert m["measured_at_profile_speed_ms"] > 0  # gauged round by round by the profile's reference layer
         assert 0 <= m["test_accuracy_onnxruntime"] <= 1
+    # the search priced the candidate from its exported graph, as nasq predict prices the file exported here
+    assert report["search"]["predicted_latency_ms"] == pytest.approx(report["models"]["candidate"]["predicted_latency_ms"],
+                                                                       rel=0.05)
+    assert set(ok[report["cid"]]["layers_latency_ms"]) == {"local-ort", "bitserial-sim", "no-int8-conv"}
     int8_ops = report["models"]["int8"]["executed_ops"]
     assert int8_ops.get("QLinearConv", 0) > 0  # the uniform int8 baseline really runs int8 kernels
     assert report["models"]["float"]["executed_ops"].get("QLinearConv", 0) == 0
@@ -156,7 +164,7 @@ def test_best_of_an_all_float_candidate_is_its_own_float_baseline(search_run, en
 def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
     cfg = write_yaml(tmp_path / "r.yaml", {
         "name": "resume", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
-        "search": {"sampler": "random", "num_candidates": 6, "max_concurrent": 1},
+        "search": {"latency_pricing": "layers", "sampler": "random", "num_candidates": 6, "max_concurrent": 1},
         "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
     })
     run_dir = tmp_path / "run"
@@ -263,7 +271,8 @@ def searched(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:
 def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(tmp_path):
     cfg = write_yaml(tmp_path / "proxy.yaml", {
         "name": "proxy", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
-        "search": {"sampler": "evolution", "num_candidates": 12, "max_concurrent": 2, "screen_pool": 200},
+        "search": {"latency_pricing": "layers", "sampler": "evolution", "num_candidates": 12, "max_concurrent": 2,
+                   "screen_pool": 200},
         "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
         "constraints": {"bitserial-sim": {"latency_ms": 0.014}},  # about 3 in 4 random candidates break it
     })
@@ -286,7 +295,8 @@ def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(
 def test_evolution_with_a_zero_cost_proxy_computed_at_level_one(tmp_path):
     cfg = write_yaml(tmp_path / "warm.yaml", {
         "name": "warm", "targets": ["xeon-avx512-ort", "bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
-        "search": {"sampler": "evolution", "num_candidates": 12, "max_concurrent": 2, "screen_pool": 200,
+        "search": {"latency_pricing": "layers", "sampler": "evolution", "num_candidates": 12, "max_concurrent": 2,
+                   "screen_pool": 200,
                    "screen_proxy": "naswot", "screen_proxy_pool": 12, "screen_shortlist": 6, "screen_every": 2},
         "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
     })
@@ -304,7 +314,7 @@ def test_evolution_with_a_zero_cost_proxy_computed_at_level_one(tmp_path):
 def test_search_scored_by_a_supernet_trains_it_once(tmp_path):
     cfg = write_yaml(tmp_path / "sn.yaml", {
         "name": "sn", "targets": ["bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
-        "search": {"sampler": "nsga2", "num_candidates": 4, "max_concurrent": 2},
+        "search": {"latency_pricing": "layers", "sampler": "nsga2", "num_candidates": 4, "max_concurrent": 2},
         "accuracy": {"estimate": "supernet", "supernet_epochs": 0.2, "supernet_qat_epochs": 0.05, "bn_samples": 128},
         "constraints": {"bitserial-sim": {"size_bytes": 30000}},  # NSGA-II learns it through constraints_func
     })
@@ -328,7 +338,7 @@ def test_search_with_a_fidelity_schedule_stops_candidates_early(tmp_path):
     that rank in the lower two thirds at the first rung (one trial at a time, so the order is fixed)."""
     cfg = write_yaml(tmp_path / "asha.yaml", {
         "name": "asha", "targets": ["bitserial-sim"], "seed": 3, "output_dir": str(tmp_path / "runs"),
-        "search": {"sampler": "random", "num_candidates": 6, "max_concurrent": 1},
+        "search": {"latency_pricing": "layers", "sampler": "random", "num_candidates": 6, "max_concurrent": 1},
         "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.15, "schedule": "asha", "rungs": 2,
                      "reduction_factor": 3},
     })
@@ -374,7 +384,7 @@ def test_search_runs_across_a_real_multi_node_ray_cluster_with_authentication(tm
             assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         cfg = write_yaml(tmp_path / "c.yaml", {
             "name": "cluster", "targets": ["bitserial-sim"], "seed": 3, "output_dir": str(tmp_path / "runs"),
-            "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
+            "search": {"latency_pricing": "layers", "sampler": "random", "num_candidates": 4, "max_concurrent": 2},
             "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
         })
         run_dir = tmp_path / "run"  # on storage every node sees (one machine here)
@@ -412,7 +422,7 @@ def test_a_trained_model_compressed_for_two_targets_against_the_original(tmp_pat
                   "input_shape": [1, 28, 28], "bits": [8, 32], "prune_ratios": [0.0, 0.25, 0.5]},
         "search": {"sampler": "random", "num_candidates": 3, "max_concurrent": 2},
         "accuracy": {"finetune_epochs": 0.3},
-        "best": {"finetune_epochs": 0.2, "measure_repetitions": 20},
+        "best": {"finetune_epochs": 0.2, "measure_repetitions": 20, "original_qat": True},
     })
     out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", "run"], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=600)
@@ -432,11 +442,16 @@ def test_a_trained_model_compressed_for_two_targets_against_the_original(tmp_pat
     assert best.returncode == 0, best.stderr[-3000:]
     report = json.loads((tmp_path / "best" / "report.json").read_text())
     models = report["models"]
-    assert set(models) == {"candidate", "float", "int8", "original", "original_int8"}
+    assert set(models) == {"candidate", "float", "int8", "original", "original_int8", "original_int8_qat"}
+    assert models["original_int8_qat"]["executed_ops"].get("QLinearConv", 0) > 0
+    assert models["original_int8_qat"]["train_seconds"] > models["original_int8"]["train_seconds"]  # fine-tuned
     assert models["original"]["test_accuracy_onnxruntime"] > 0.97  # the trained model, exported as it is
     assert models["original_int8"]["executed_ops"].get("QLinearConv", 0) > 0
     for m in models.values():
         assert m["measured_latency_ms"] > 0 and m["predicted_latency_ms"] > 0
+    # the latency the search used is the exported graph's, as nasq predict prices the file best wrote
+    assert report["search"]["predicted_latency_ms"] == pytest.approx(models["candidate"]["predicted_latency_ms"],
+                                                                       rel=0.05)
     # int8 weights take a byte each, float ones four: the original in int8 is much smaller than in float
     assert models["original_int8"]["size_bytes"] < 0.5 * models["original"]["size_bytes"]
     assert "Against the original (measured latency, test accuracy): searched" in (tmp_path / "best" / "report.md").read_text()

@@ -49,7 +49,8 @@ def test_groups_couple_the_residual_stream_and_shapes_follow_the_pruned_model(re
 
 def test_an_unpruned_float_candidate_computes_what_the_original_does(resnet_space):
     space = resnet_space
-    cand = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else 32)
+    cand = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else False if name.endswith(".remove")
+                        else 32)
     model = space.build(cand)
     space.compress(model, cand)  # BatchNorms folded into the convs
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
@@ -60,7 +61,7 @@ def test_an_unpruned_float_candidate_computes_what_the_original_does(resnet_spac
 def test_pruning_keeps_trained_channels(resnet_space):
     space = resnet_space
     cand = space.derive(lambda name, choices: 0.5 if name == "3.conv1.prune" else 0.0 if name.endswith(".prune")
-                        else 32)
+                        else False if name.endswith(".remove") else 32)
     model = space.build(cand)
     space.prune(model, cand)
     kept = model.get_submodule("3.conv1").conv.weight
@@ -133,7 +134,8 @@ def test_a_candidate_starts_from_the_trained_weights(resnet_space, mnist):
     torch.set_num_threads(1)
     original = accuracy(resnet_space.original, mnist.test)
     assert original > 0.97
-    cand = resnet_space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else 8)
+    cand = resnet_space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else False if
+                               name.endswith(".remove") else 8)
     model, _ = compress_and_train(resnet_space, cand, mnist, TrainSchedule(finetune_epochs=0.25), seed=0)
     assert accuracy(model, mnist.test) > original - 0.02
 
@@ -152,8 +154,8 @@ def test_exported_candidates_predict_what_torch_does(resnet_space, mnist, tmp_pa
     target = Profile.from_dict(profile_data("here"), "here")
     bits = {"0": (8, 4), "3.conv1": (8, 8), "3.conv2": (8, 32), "4.conv1": (8, 8), "4.conv2": (32, 4),
             "5.conv1": (4, 4), "6.conv1": (8, 8), "7.conv1": (8, 8), "7.conv2": (8, 8)}
-    cand = resnet_space.derive(lambda name, choices: 0.25 if name.endswith(".prune") else
-                               bits.get(name.rsplit(".", 1)[0], (32, 32))[name.endswith(".a_bits")])
+    cand = resnet_space.derive(lambda name, choices: 0.25 if name.endswith(".prune") else False if
+                               name.endswith(".remove") else bits.get(name.rsplit(".", 1)[0], (32, 32))[name.endswith(".a_bits")])
     model, _ = compress_and_train(resnet_space, cand, mnist, TrainSchedule(finetune_epochs=0.2), seed=0, target=target)
     layer_bits = {l.name: (l.w_bits, l.a_bits) for l in resnet_space.layers(cand)}
     info = EXPORTERS.create("onnx").export(model, layer_bits, target, mnist.train.x, tmp_path / "m.onnx")
@@ -161,3 +163,74 @@ def test_exported_candidates_predict_what_torch_does(resnet_space, mnist, tmp_pa
     x = mnist.test.x[:500]
     onnx_pred = session(tmp_path / "m.onnx").run(None, {"input": x})[0].argmax(1)
     assert (onnx_pred == predict_logits(model, x).argmax(1)).mean() >= 0.99
+
+
+def test_the_search_prices_a_candidate_from_the_graph_nasq_best_exports(resnet_space, tmp_path):
+    """A ResNet candidate with mixed precision, priced as the search records it (exported untrained for each target)
+    and as nasq predict prices the file the exporter writes after compression on real calibration data: the same
+    kernels, the same price. On the bit-flexible simulator, the sub-8-bit layers are priced at their bits."""
+    import onnx
+
+    from nasq.export import EXPORTERS
+    from nasq.hardware_profiles import create_predictor, load_profile
+    from nasq.hardware_profiles.validation import build_untrained
+    from nasq.predict import exported_latencies, predict_model
+
+    space = resnet_space
+    cand = dict(space.sample(3))
+    profiles = {name: load_profile(name) for name in ("epyc-zen5-avx512-ort", "bitserial-sim")}
+    searched = exported_latencies(space, cand, profiles)
+    bits = {l.name: (l.w_bits, l.a_bits) for l in space.layers(cand)}
+    assert {b for pair in bits.values() for b in pair} >= {4, 8, 32}
+    model, x = build_untrained(space, cand, seed=5)  # other weights and calibration than the search's
+    for name, profile in profiles.items():
+        path = tmp_path / f"{name}.onnx"
+        EXPORTERS.create("onnx").export(model, bits, profile, x, path)
+        assert searched[name] == pytest.approx(predict_model(onnx.load(str(path)), profile)["latency_ms"], rel=1e-3)
+    # the simulator prices the graph's layers at their bits: as its own layer list does, up to the layers' order
+    layers_ms = create_predictor(profiles["bitserial-sim"]).predict(space.layers(cand)).total_ms
+    assert searched["bitserial-sim"] == pytest.approx(layers_ms, rel=0.05)
+
+
+def test_bit_widths_no_target_runs_natively_are_left_out(capsys):
+    """An int8 CPU runtime runs 8 bits (other widths would run as float plus simulated-quantization arithmetic); a
+    bit-flexible accelerator 2 to 8: a trained model's bits are what one of its targets runs, and float."""
+    from nasq.config import config_from_dict
+    from nasq.hardware_profiles import load_profile
+    from nasq.search.driver import with_native_bits
+
+    cfg = config_from_dict({"name": "b", "targets": ["epyc-zen5-avx512-ort"], "model": {
+        "factory": SPEC.factory, "weights": SPEC.weights, "input_shape": [1, 28, 28], "bits": [2, 4, 8, 32]}}, "t")
+    cpu = {"epyc-zen5-avx512-ort": load_profile("epyc-zen5-avx512-ort")}
+    assert with_native_bits(cfg, cpu).model.bits == (8, 32)
+    assert "model.bits: 2, 4 left out: no target runs them natively (epyc-zen5-avx512-ort: 8 bits)" in \
+        capsys.readouterr().out
+    both = {**cpu, "bitserial-sim": load_profile("bitserial-sim")}
+    assert with_native_bits(cfg, both).model.bits == (2, 4, 8, 32) and capsys.readouterr().out == ""
+
+
+def test_residual_blocks_whose_shape_they_keep_may_be_removed(resnet_space):
+    """A block that adds its input to its branch (identity shortcut) and keeps its shape may go: it becomes its
+    shortcut (here ``relu(x)``); a block with a shortcut conv may not. A candidate without it has its layers less,
+    and the model built for it has exactly those layers, in the candidate's shapes."""
+    from nasq.compress import quant_layers
+
+    space = resnet_space
+    assert space.trace.blocks == {"3": "relu", "5": "relu", "7": "relu"}  # 4 and 6 change shape (stride 2)
+    cand = dict(space.sample(0))
+    cand.update({"3.remove": True, "7.remove": True, "5.remove": False, "5.conv1.prune": 0.5})
+    layers = {l.name: l for l in space.layers(cand)}
+    assert not any(n.startswith(("3.", "7.")) for n in layers) and "5.conv1" in layers
+    model = space.build(cand)
+    space.compress(model, cand)
+    space.quantize(model, cand)
+    built = quant_layers(model)
+    assert sorted(built) == sorted(layers)
+    for name, layer in built.items():
+        weight = (layer.linear if hasattr(layer, "linear") else layer.conv).weight
+        assert tuple(weight.shape[:2]) == (layers[name].cout, layers[name].cin)
+    assert torch.isfinite(model(torch.randn(2, 1, 28, 28))).all()
+    assert space.unpruned(cand)["3.remove"] is False
+    # a block holding a layer an override keeps is not offered
+    kept = ModelSpace(SPEC, ModelSpaceOptions(layers={"5.conv1": LayerOverride(quantize=False)}))
+    assert set(kept.blocks) == {"3", "7"} and "5.remove" not in kept.sample(0)

@@ -164,7 +164,8 @@ def check_measured_ort_profile(data: dict, shapes) -> None:
     assert pred.predict([LayerSpec("x", "conv", 48, 48, 1, 1, 14)]).total_ms > 0
     # every measurement was timed beside the reference layer: how fast the machine ran is on record
     reference = prof.metadata["reference"]
-    assert reference["latency_ms"] > 0 and reference["speed"]["measurements"] >= 2 * len(shapes)
+    # (a layer slower than HEAVY_MS takes the speed of the light ones before it: on a loaded machine, some do)
+    assert reference["latency_ms"] > 0 and reference["speed"]["measurements"] >= len(shapes)
     assert reference["speed"]["p10"] <= reference["speed"]["median"] <= reference["speed"]["p90"]
     for cost in data["op_costs"].values():  # an op cost measured under the 0.1 us floor is priced at the floor,
         for point in [*cost.get("measured", []), *cost.get("in_context", []), *cost.get("in_int8_context", [])]:
@@ -487,7 +488,8 @@ def test_local_ort_is_found_or_measured_once_stored_and_preferred_by_folder(tmp_
     monkeypatch.setattr("nasq.hardware_profiles.PROFILE_DIR", tmp_path / "no-shipped")  # whatever CPU runs this
     assert local.find_local_profile("mobilenet-mnist") is None  # another CPU; this one at 2 threads
     logged = []
-    path = local.local_profile_path("mobilenet-mnist", log=logged.append, options={"repetitions": 5, "networks": 0})
+    path = local.local_profile_path("mobilenet-mnist", log=logged.append, options={"repetitions": 5, "networks": 0,
+                                                                                    "sweep_seconds": 10})
     assert path.parent == store and path.name.startswith("local-ort-") and path.name.endswith("-quick.json")
     assert "measuring an ONNX Runtime" in logged[0] and "profile of this machine" in logged[0]
     assert any(line.startswith("  measured ") and "layer shapes" in line for line in logged)  # progress
@@ -519,3 +521,28 @@ def test_local_ort_that_cannot_be_measured_is_a_one_line_error_and_writes_nothin
     with pytest.raises(NasqError, match="ONNX Runtime is not installed"):
         local.check_local_target("mobilenet-mnist")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_the_stored_kernel_regressor_predicts_what_scikit_learn_fitted():
+    """The profile stores the boosted trees; nasq walks them all at once: the same prediction as scikit-learn's."""
+    import math
+
+    import numpy as np
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from nasq.hardware_profiles.kernel_model import FEATURES, KernelModel, features, fit_kernel_model
+
+    rng = np.random.default_rng(0)
+    layers = [LayerSpec(f"l{i}", "conv", int(rng.integers(3, 200)), int(rng.integers(3, 200)), 3, 1,
+                        int(rng.integers(4, 56))) for i in range(60)]
+    precisions = ["fp32", "int8"] * 30
+    latency = [1e-6 * l.macs * (0.5 if p == "int8" else 1.0) * rng.uniform(0.8, 1.2) for l, p in zip(layers, precisions)]
+    stored = KernelModel(fit_kernel_model(layers, precisions, latency, n_estimators=40, max_depth=4))
+    x = np.array([features(l, p) for l, p in zip(layers, precisions)])
+    y = np.log(np.asarray(latency) / np.array([l.macs for l in layers]))
+    gbr = GradientBoostingRegressor(n_estimators=40, max_depth=4, learning_rate=0.08, subsample=0.8,
+                                    random_state=0).fit(x, y)
+    assert len(FEATURES) == x.shape[1]
+    for layer, precision, expected in zip(layers, precisions, gbr.predict(x)):
+        # (the stored thresholds are rounded to 6 decimals: a feature that close to one may take the other branch)
+        assert stored.predict_ms(layer, precision) == pytest.approx(math.exp(expected) * layer.macs, rel=1e-3)

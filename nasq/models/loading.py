@@ -38,9 +38,17 @@ class LoadedModel:
     num_outputs: int  # the logits' width: the classes the model tells apart
 
 
-def load_model(spec: ModelSpec, weights_data: bytes | None = None) -> LoadedModel:
+#: the factory a run records for a model handed to nasq in Python (:func:`nasq.api.compress_model`): the module itself
+#: travels with the run's settings, through Ray's object store
+IN_MEMORY = "python-object"
+
+
+def load_model(spec: ModelSpec, weights_data: bytes | None = None, module=None) -> LoadedModel:
     """The model ``spec`` names, with its weights (``weights_data``: the weights file's bytes, as a Ray worker gets
-    them from the driver), checked on one zero input of ``input_shape``."""
+    them from the driver), checked on one zero input of ``input_shape``. ``module``: the model itself, handed over in
+    Python (a copy is taken; ``spec.factory`` then only names it)."""
+    import copy
+
     import torch
 
     from nasq.user_code import call_user, resolve_callable
@@ -49,8 +57,14 @@ def load_model(spec: ModelSpec, weights_data: bytes | None = None) -> LoadedMode
                                        for d in spec.input_shape):
         raise NasqError(f"model.input_shape must be one sample's positive dimensions (C, H, W), got "
                         f"{list(spec.input_shape)}")
-    fn = resolve_callable(spec.factory, "model.factory")
-    module = call_user(fn, f"model.factory {spec.factory}", **spec.kwargs)
+    if module is not None:
+        module = copy.deepcopy(module)
+    elif spec.factory.startswith(IN_MEMORY + ":"):
+        raise NasqError(f"model {spec.factory.split(':', 1)[1]} was handed to nasq in Python: give it again "
+                        "(nasq.compress_model(model, ...), or a config whose model.factory can build it)")
+    else:
+        fn = resolve_callable(spec.factory, "model.factory")
+        module = call_user(fn, f"model.factory {spec.factory}", **spec.kwargs)
     if not isinstance(module, torch.nn.Module):
         raise NasqError(f"model.factory {spec.factory} must return a torch.nn.Module, got {type(module).__name__}")
     if spec.weights:

@@ -51,6 +51,9 @@ class ModelTrace:
     #: conv -> the activation ("relu", "relu6") that alone reads its output (after its folded BatchNorm): an int8
     #: conv's output is quantized after it, as ONNX Runtime quantizes it
     activation_after: dict[str, str] = field(default_factory=dict)
+    #: residual block -> what is left of it when its branch is removed: "relu" (``relu(x + f(x))``) or "identity"
+    #: (``x + f(x)``). A block is a submodule called once, whose output has its input's shape and adds its input
+    blocks: dict[str, str] = field(default_factory=dict)
 
 
 SUPPORTED_WITH_WEIGHTS = ("Conv2d", "Linear", "BatchNorm2d", "BatchNorm1d")
@@ -77,7 +80,69 @@ def trace_model(module, input_shape: tuple[int, ...], *, frozen: set[str] = froz
     graph = _fx_graph(module)
     batchnorms = _conv_batchnorms(module, graph)
     return ModelTrace(layers, groups, batchnorms, unsupported, _residuals(module, graph, layers),
-                      _activations(module, graph, batchnorms))
+                      _activations(module, graph, batchnorms), _residual_blocks(module, input_shape, layers))
+
+
+def _residual_blocks(module, input_shape, layers: list[TracedLayer]) -> dict[str, str]:
+    """The submodules whose removal leaves the model well-formed (see :attr:`ModelTrace.blocks`), outermost first."""
+    import operator
+
+    import torch
+    import torch.fx
+
+    calls: dict[str, list] = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=name: calls.setdefault(n, []).append(
+        (tuple(i[0].shape) if i and isinstance(i[0], torch.Tensor) else None,
+         tuple(o.shape) if isinstance(o, torch.Tensor) else None)))
+        for name, m in module.named_modules() if name and any(True for _ in m.children())]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    blocks: dict[str, str] = {}
+    for name, seen in calls.items():
+        if len(seen) != 1 or seen[0][0] is None or seen[0][0] != seen[0][1]:
+            continue
+        if not any(l.name.startswith(name + ".") for l in layers) or any(name.startswith(b + ".") for b in blocks):
+            continue
+        sub = module.get_submodule(name)
+        try:
+            graph = torch.fx.symbolic_trace(sub).graph
+        except Exception:  # noqa: BLE001 - a block fx cannot trace is not offered for removal
+            continue
+        inputs = [n for n in graph.nodes if n.op == "placeholder"]
+        out = next(n for n in graph.nodes if n.op == "output").args[0]
+        if len(inputs) != 1 or not isinstance(out, torch.fx.Node):
+            continue
+        left = "identity"
+        if _is_relu(out, sub):
+            left, out = "relu", out.args[0]
+        is_add = (out.op == "call_function" and out.target in (operator.add, operator.iadd, torch.add)) or (
+            out.op == "call_method" and out.target in ("add", "add_"))
+        if is_add and any(_through_identity(a, sub) is inputs[0] for a in out.args[:2]):
+            blocks[name] = left
+    return blocks
+
+
+def _is_relu(node, module) -> bool:
+    import torch
+
+    if node.op == "call_module":
+        return isinstance(module.get_submodule(node.target), torch.nn.ReLU)
+    return node.op in ("call_function", "call_method") and getattr(node.target, "__name__", node.target) in (
+        "relu", "relu_")
+
+
+def _through_identity(node, module):
+    """The node an argument comes from, past identity modules (an ``nn.Identity`` shortcut)."""
+    import torch
+
+    while isinstance(node, torch.fx.Node) and node.op == "call_module" and \
+            isinstance(module.get_submodule(node.target), torch.nn.Identity):
+        node = node.args[0]
+    return node
 
 
 def _activations(module, graph, batchnorms: dict[str, str]) -> dict[str, str]:
