@@ -14,6 +14,7 @@ and retrieved from Python (:func:`resume`, :meth:`CompressionResult.best`), not 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,12 +169,27 @@ def compress_model(model, example_input, *, train, val, targets: Sequence[str], 
     np.savez(tmp, **arrays)
     tmp.replace(data_file)
     try:
-        run_dir = run_search(cfg, run_dir=run_dir, address=address, module=module)
+        with _own_ray():
+            run_dir = run_search(cfg, run_dir=run_dir, address=address, module=module)
     except BaseException:
         if not run_dir.exists():  # refused before anything was written: leave nothing behind
             data_file.unlink(missing_ok=True)
         raise
     return CompressionResult(run_dir, list(cfg.targets), module)
+
+
+@contextlib.contextmanager
+def _own_ray():
+    """Shut down the Ray the search started in this process, once it is over (a Ray the caller had started stays):
+    the caller's process is not left holding a local Ray's workers."""
+    import ray
+
+    started = not ray.is_initialized()
+    try:
+        yield
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
 
 
 def resume(run_dir: str | Path, model=None, *, address: Optional[str] = None) -> CompressionResult:
@@ -183,7 +199,8 @@ def resume(run_dir: str | Path, model=None, *, address: Optional[str] = None) ->
     from nasq.search.driver import load_run, resume_search
 
     module = model if isinstance(model, torch.nn.Module) else None
-    run_dir = resume_search(run_dir, address=address, module=module)
+    with _own_ray():
+        run_dir = resume_search(run_dir, address=address, module=module)
     _, _, cfg = load_run(run_dir)
     return CompressionResult(Path(run_dir), list(cfg.targets), module)
 

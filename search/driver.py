@@ -329,8 +329,10 @@ def _init_ray(address: Optional[str], runtime_env: Optional[dict] = None) -> Non
             os.environ.setdefault("RAY_worker_niceness", "0")
             for attempt in range(1, LOCAL_RAY_ATTEMPTS + 1):
                 try:
-                    ray.init(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False,
-                             runtime_env=runtime_env)
+                    # address "local": a new instance, never a cluster `ray start` left on this machine (a stale
+                    # /tmp/ray/ray_current_cluster made ray.init() wait on a dead one)
+                    ray.init(address="local", logging_level=logging.WARNING, include_dashboard=False,
+                             log_to_driver=False, runtime_env=runtime_env)
                     break
                 except Exception as exc:  # Ray raises a bare Exception when its raylet misses the 30 s it is given
                     if "timed out during startup" not in str(exc) or attempt == LOCAL_RAY_ATTEMPTS:

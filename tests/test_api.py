@@ -62,6 +62,9 @@ def test_a_module_and_arrays_compressed_in_python_and_the_best_model_exported(tm
                            config={"search": {"sampler": "random", "num_candidates": 2, "max_concurrent": 2},
                                    "accuracy": {"finetune_epochs": 0.3}, "best": {"finetune_epochs": 0.3}},
                            run_dir=tmp_path / "run")
+    import ray
+
+    assert not ray.is_initialized()  # the local Ray the search started in this process is shut down
     rows = result.rows()
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
     assert min(r["accuracy"] for r in rows) > 0.8  # from the trained weights, not from scratch
