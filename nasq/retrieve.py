@@ -254,6 +254,7 @@ def simulated_note(profile, modes: dict[str, str], bits: dict[str, tuple[int, in
 
 def render_markdown(report: dict[str, Any]) -> str:
     from nasq.hardware_profiles.validation import format_spread
+    from nasq.spaces.base import restructured
 
     def ms(v: Optional[float]) -> str:
         return "n/a" if v is None else f"{v:.4f}"
@@ -268,8 +269,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     names = {p: MODEL_NAMES[p] for p in report["models"]}
     key = report.get("key")  # (the candidate; a report without one is taken as pruned)
-    pruned = key is None or any((k.endswith(".prune") and v > 0) or (k.endswith(".remove") and v)
-                                for k, v in json.loads(key).items())
+    pruned = key is None or restructured(json.loads(key))
     for plan, what in (("float", "all float"), ("int8", "all 8-bit")):
         if report["models"][plan].get("same_as") == "candidate":
             names["candidate"] = f"searched ({what}, pruned)"

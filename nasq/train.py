@@ -152,7 +152,9 @@ def _compress_trained(space, model: nn.Module, candidate: dict, data: Dataset, s
     teacher = predict_logits(space.teacher(), data.train.x)
     distill = dict(teacher_logits=teacher, temperature=schedule.distill_temperature,
                    distill_weight=schedule.distill_weight, batch_size=schedule.batch_size)
-    pruned = any((k.endswith(".prune") and v > 0) or (k.endswith(".remove") and v) for k, v in candidate.items())
+    from nasq.spaces.base import restructured
+
+    pruned = restructured(candidate)
     recovery = RECOVERY_SHARE if pruned else 0.0  # unpruned and whole, the trained model has nothing to recover from
     if pruned:
         space.prune(model, candidate)

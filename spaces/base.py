@@ -16,6 +16,11 @@ from nasq.errors import NasqError
 Candidate = dict[str, Any]
 
 
+def restructured(candidate: Candidate) -> bool:
+    """Whether a candidate of a trained model changes its structure: a channel group pruned, a block removed."""
+    return any((k.endswith(".prune") and v > 0) or (k.endswith(".remove") and v) for k, v in candidate.items())
+
+
 def canonical_key(candidate: Candidate) -> str:
     """The candidate's canonical, hashable key: sorted compact JSON, which round-trips."""
     return json.dumps(candidate, sort_keys=True, separators=(",", ":"))

@@ -77,6 +77,7 @@ class ModelSpace(SearchSpace):
         self.trace = trace_model(self.original, self.input_shape, frozen=frozen)
         order = {l.name: i for i, l in enumerate(self.trace.layers)}
         self.trace.groups.sort(key=lambda g: order[g.name])  # parameters in execution order
+        self.blocks = self._removable_blocks()  # (once: every sample of the space reads it)
         # named after the model, its layers and what pruning makes of them (the layer shapes a profile covers), so
         # that a local profile measured for it is found again for it only
         from nasq.spaces import remember_space
@@ -105,14 +106,11 @@ class ModelSpace(SearchSpace):
 
     # -- the space --------------------------------------------------------------------------------
 
-    @property
-    def blocks(self) -> dict[str, str]:
+    def _removable_blocks(self) -> dict[str, str]:
         """The residual blocks a candidate may remove (``<block>.remove``): none holds a layer an override keeps."""
         if not self.options.remove_blocks:
             return {}
-        kept = [l.name for l in self.trace.layers
-                if not self._override(l.name).prune or not self._override(l.name).quantize
-                or self._override(l.name).w_bits or self._override(l.name).a_bits]
+        kept = [l.name for l in self.trace.layers if self._override(l.name) != LayerOverride()]
         return {b: left for b, left in self.trace.blocks.items() if not any(n.startswith(b + ".") for n in kept)}
 
     @staticmethod
