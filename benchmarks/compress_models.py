@@ -206,13 +206,16 @@ def _section(name, space, models, reports, search_s, best_s, hand_s, targets) ->
     ]
     removed = [k[: -len(".remove")] for k, v in json.loads(reports["local-ort"]["key"]).items()
                if k.endswith(".remove") and v]
+    tried = reports["local-ort"].get("confirmed", [])
+    confirmed = (f" ({len(tried)} faster candidate{'s' if len(tried) != 1 else ''} fine-tuned in full to check the "
+                 f"bound, {sum(c['met'] for c in tried)} met it)") if tried else ""
     return "\n".join([
         f"### {name}",
         "",
         f"{len(space.trace.layers)} layers, {len(space.trace.groups)} channel groups, {len(space.blocks)} removable "
         f"blocks. Search {search_s:.0f} s; `nasq best` {', '.join(f'{t} {s:.0f} s' for t, s in best_s.items())}; "
         f"hand route {hand_s:.0f} s. nasq's model for local-ort: {reports['local-ort']['chosen_because']}"
-        f"{'; removed ' + ', '.join(removed) if removed else ''}.",
+        f"{confirmed}{'; removed ' + ', '.join(removed) if removed else ''}.",
         "",
         "| model | test accuracy | size (bytes) | measured latency (ms) | speed-up vs original |",
         "|---|---|---|---|---|",

@@ -37,6 +37,16 @@ DEFAULT_ACCELERATOR = {
     "float_bits": 16,
 }
 
+# what bit-serial hardware has been built with (BitFusion: 2-bit bricks at 500 MHz), with room either side
+ACCELERATOR_BOUNDS = {
+    "bitbricks": (1, 1e7),
+    "brick_bits": (1, 8),
+    "clock_mhz": (1, 1e4),
+    "bandwidth_gb_s": (1e-3, 1e5),
+    "layer_overhead_us": (0, 3.6e9),
+    "float_bits": (8, 64),
+}
+
 
 @PREDICTORS.register("bitserial")
 class BitserialPredictor(LatencyPredictor):
@@ -50,8 +60,10 @@ class BitserialPredictor(LatencyPredictor):
         for key in DEFAULT_ACCELERATOR:
             if key not in acc:
                 raise NasqError(f"profile {profile.source}: accelerator lacks '{key}'")
-            if _positive(profile, f"accelerator.{key}", acc[key]) == 0:
-                raise NasqError(f"profile {profile.source}: accelerator.{key} must be positive")
+            low, high = ACCELERATOR_BOUNDS[key]
+            if not low <= _positive(profile, f"accelerator.{key}", acc[key]) <= high:
+                raise NasqError(f"profile {profile.source}: accelerator.{key} = {acc[key]!r} is out of range; "
+                                f"allowed: {low:g} to {high:g}")
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)

@@ -87,9 +87,15 @@ def _require(profile: Profile, key: str, typ: type) -> object:
     return value
 
 
-def _positive(profile: Profile, where: str, value: object) -> float:
+HOUR_MS = 3_600_000.0  # no layer, overhead or boundary a profile describes takes an hour
+
+
+def _positive(profile: Profile, where: str, value: object, high: float | None = None) -> float:
+    """A non-negative finite number, at most ``high`` where given (a physical bound); NasqError naming both."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise NasqError(f"profile {profile.source}: {where} must be a non-negative number, got {value!r}")
+    if high is not None and value > high:
+        raise NasqError(f"profile {profile.source}: {where} = {value!r} is out of range; allowed: 0 to {high:g}")
     return float(value)
 
 
@@ -121,7 +127,7 @@ class TablePredictor(LatencyPredictor):
 
     @classmethod
     def validate_profile(cls, profile: Profile) -> None:
-        _positive(profile, "overhead_ms", profile.data.get("overhead_ms"))
+        _positive(profile, "overhead_ms", profile.data.get("overhead_ms"), HOUR_MS)
         layers = _require(profile, "layers", list)
         if not layers:
             raise NasqError(f"profile {profile.source}: 'layers' is empty")
@@ -135,14 +141,14 @@ class TablePredictor(LatencyPredictor):
                 if not isinstance(entry[key], int) or isinstance(entry[key], bool) or entry[key] < 1:
                     raise NasqError(f"profile {profile.source}: layers[{i}].{key} must be a positive integer, "
                                     f"got {entry[key]!r}")
-            _positive(profile, f"layers[{i}].latency_ms", entry["latency_ms"])
+            _positive(profile, f"layers[{i}].latency_ms", entry["latency_ms"], HOUR_MS)
         if profile.int8:
             boundary = _require(profile, "boundary", dict)
             for kind in ("quantize", "dequantize"):
                 if not isinstance(boundary.get(kind), dict):
                     raise NasqError(f"profile {profile.source}: boundary lacks '{kind}'")
                 for key in ("intercept_ms", "per_melement_ms"):
-                    _positive(profile, f"boundary.{kind}.{key}", boundary[kind].get(key))
+                    _positive(profile, f"boundary.{kind}.{key}", boundary[kind].get(key), HOUR_MS)
         block = profile.data.get("nchwc_block_size", 0)
         if not isinstance(block, int) or isinstance(block, bool) or block < 0:
             raise NasqError(f"profile {profile.source}: nchwc_block_size must be a non-negative integer, got {block!r}")
@@ -150,7 +156,7 @@ class TablePredictor(LatencyPredictor):
             if optional in profile.data:
                 sim = _require(profile, optional, dict)
                 for key in ("intercept_ms", "per_melement_ms"):
-                    _positive(profile, f"{optional}.{key}", sim.get(key))
+                    _positive(profile, f"{optional}.{key}", sim.get(key), HOUR_MS)
         if "kernel_model" in profile.data:
             from nasq.hardware_profiles.kernel_model import validate_kernel_model
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles import PREDICTORS, PROFILERS
-from nasq.hardware_profiles.predictors import LatencyPredictor, Prediction, _positive, _require
+from nasq.hardware_profiles.predictors import HOUR_MS, LatencyPredictor, Prediction, _positive, _require
 from nasq.hardware_profiles.profile import Profile
 from nasq.hardware_profiles.profiler import ProfilerBackend
 from nasq.spaces.base import LayerSpec
@@ -63,13 +63,13 @@ class ArchitectureTablePredictor(LatencyPredictor):
         intercept = profile.data.get("intercept_ms")
         if not isinstance(intercept, (int, float)) or isinstance(intercept, bool) or not math.isfinite(intercept):
             raise NasqError(f"profile {profile.source}: field 'intercept_ms' must be a number, got {intercept!r}")
-        if _positive(profile, "min_ms", profile.data.get("min_ms")) <= 0:
+        if _positive(profile, "min_ms", profile.data.get("min_ms"), HOUR_MS) <= 0:
             raise NasqError(f"profile {profile.source}: min_ms must be positive")
         measured = profile.data.get("measured", {})
         if not isinstance(measured, dict):
             raise NasqError(f"profile {profile.source}: 'measured' must map architecture strings to ms")
         for arch, ms in measured.items():
-            if _positive(profile, f"measured['{arch}']", ms) <= 0:
+            if _positive(profile, f"measured['{arch}']", ms, HOUR_MS) <= 0:
                 raise NasqError(f"profile {profile.source}: measured['{arch}'] must be positive, got {ms!r}")
 
     def predict(self, layers: Sequence[LayerSpec]) -> Prediction:
@@ -183,6 +183,10 @@ def fit_method(method: str, candidates: Sequence[dict], y: np.ndarray, reference
     return table, {"reference_weights": weights}
 
 
+#: below this many fitted rows, a k-fold figure rests on a handful of networks per fold and is said to be rough
+FEW_ROWS = 30
+
+
 def select_and_fit(candidates: Sequence[dict], y: np.ndarray, references: dict[str, dict], *, folds: int = 5,
                    seed: int = 0) -> tuple[dict, dict]:
     """Score every applicable fit by k-fold cross-validation, keep the one with the lowest median error
@@ -191,6 +195,12 @@ def select_and_fit(candidates: Sequence[dict], y: np.ndarray, references: dict[s
 
     methods = [m for m in FIT_METHODS if references or m == "additive"]
     folds = max(2, min(folds, len(y)))
+    rows = len(y) - math.ceil(len(y) / folds)  # what each fold fits on
+    parameters = len(_columns(candidates)) + 1
+    excluded = {}
+    if parameters > rows and len(methods) > 1:  # a plain ridge with more unknowns than rows fits noise
+        methods.remove("additive")
+        excluded["additive"] = f"{parameters} parameters for {rows} rows a fold"
     order = np.random.default_rng(seed).permutation(len(y))
     scores = {}
     for method in methods:
@@ -204,7 +214,7 @@ def select_and_fit(candidates: Sequence[dict], y: np.ndarray, references: dict[s
     chosen = min(scores, key=lambda m: (scores[m]["median_error"], -scores[m]["spearman"]))
     table, info = fit_method(chosen, candidates, y, references)
     selection = {"chosen": chosen, "method": f"{folds}-fold cross-validation on {len(y)} measured networks",
-                 "scores": scores, **info}
+                 "scores": scores, "excluded": excluded, **info}
     return table, selection
 
 
@@ -307,8 +317,11 @@ class PublishedCsvProfiler(ProfilerBackend):
             refs = {k: refs[k] for k in self.references}
         log(f"fitting on {n} of {len(y)} measured '{space}' networks ({self.column}), {len(refs)} reference devices")
         table, selection = select_and_fit([candidates[i] for i in fit_idx], y[fit_idx], refs, seed=self.seed)
+        for method, why in selection["excluded"].items():
+            log(f"{method}: not tried ({why})")
+        few = f" on {n} rows only: a rough figure" if n < FEW_ROWS else ""
         for method, summary in selection["scores"].items():
-            log(f"{method}: {format_summary(summary)} (cross-validated)")
+            log(f"{method}: {format_summary(summary)} (cross-validated{few})")
         log(f"chose '{selection['chosen']}'")
         date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         data = {

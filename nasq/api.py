@@ -97,8 +97,9 @@ class CompressionResult:
         fastest within ``max_accuracy_drop`` points of the original's validation accuracy, or the most accurate
         within ``max_latency_ms`` (then give ``max_accuracy_drop=None``)."""
         from nasq.retrieve import retrieve_best
+        from nasq.search.results import target_file_stem
 
-        out = Path(out_dir) if out_dir else self.run_dir / f"best-{target}"
+        out = Path(out_dir) if out_dir else self.run_dir / f"best-{target_file_stem(target)}"
         report = retrieve_best(self.run_dir, target=target, max_latency_ms=max_latency_ms, out_dir=out, log=log,
                                max_accuracy_drop=max_accuracy_drop, module=self.module)
         return BestModel(target, out, report)

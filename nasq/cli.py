@@ -21,6 +21,8 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} must be positive")
+    if value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be finite")
     return value
 
 
@@ -37,12 +39,29 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers, e.g. 3,224,224") from None
+    if not all(0 < d <= 1 << 20 for d in dims):
+        raise argparse.ArgumentTypeError(f"'{text}': dimensions must be between 1 and {1 << 20}")
+    return dims
+
+
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line, like every other nasq error (argparse prints a usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"nasq: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nasq",
         description="Find, per hardware target, the best compressed network: architecture, per-layer pruning "
                     "and per-layer bit-widths searched jointly, scored by measured latency profiles.",
@@ -122,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict the latency of any ONNX model (float or int8 QDQ) on a target")
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("--target", required=True, help="a hardware profile (name or path)")
+    p.add_argument("--input-shape", type=_shape, metavar="C,H,W",
+                   help="the input's dimensions after the batch, for a model whose input shape is symbolic")
     p.add_argument("--json", action="store_true", help="print the full breakdown as JSON")
 
     p = sub.add_parser("targets", help="list the available hardware profiles with their metadata")
@@ -155,7 +176,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from nasq.fileio import check_writable_dir, write_json_atomic
+    from nasq.fileio import check_creatable_dir, check_writable_dir, write_json_atomic
     from nasq.hardware_profiles import PROFILE_DIR, PROFILERS
     from nasq.hardware_profiles.profile import Profile
     from nasq.spaces import create_space
@@ -192,7 +213,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else PROFILE_DIR / f"{args.name}.json"
     if out.suffix != ".json":
         raise NasqError(f"--out '{out}' must end in .json")
-    check_writable_dir(out.parent, "output directory")
+    check_creatable_dir(out.parent, "output directory")  # made only once there is a profile to write
     options = {}
     if args.backend == "onnxruntime":
         options = {"threads": args.threads, "batch_size": args.batch_size, "repetitions": args.repetitions,
@@ -213,6 +234,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     data = backend.profile(shapes, name=args.name, space=space.name, quick=args.quick,
                            log=lambda msg: print(msg, flush=True))
     Profile.from_dict(data, str(out))  # never write a profile that would not load
+    check_writable_dir(out.parent, "output directory")
     write_json_atomic(out, data)
     print(f"wrote {out}")
     return 0
@@ -347,7 +369,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from nasq.predict import format_prediction, predict_model, prepared_model
 
     profile = load_profile(args.target)
-    model, notes = prepared_model(args.model)
+    model, notes = prepared_model(args.model, args.input_shape)
     if (warning := profile.mismatch_warning(args.target)) is not None:
         print(warning, file=sys.stderr, flush=True)
     result = predict_model(model, profile, notes)

@@ -7,6 +7,7 @@ Errors name the key, the bad value and what is allowed, e.g.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,10 @@ class BestConfig:
     original_qat: bool = _opt(False, doc="trained model: also report the original quantized to int8 with "
                                          "quantization-aware fine-tuning (finetune_epochs, distilled), beside the "
                                          "post-training int8 one")
+    confirm: int = _opt(3, min=0, max=50, doc="--max-accuracy-drop: candidates faster than the one the search's "
+                                              "accuracies pick, fine-tuned in full to check the bound (fastest first)")
+    confirm_margin: float = _opt(2.0, min=0.0, max=100.0, doc="points below the bound a candidate's search-time "
+                                                             "accuracy may be and still be confirmed")
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,8 @@ def _check_value(key: str, value: Any, typ: Any, meta: Any, source: str) -> Any:
         if not ok or (kind is int and not all(isinstance(v, int) for v in value)):
             raise NasqError(f"config {source}: {key} must be a list of {'integers' if kind is int else 'numbers'}, "
                             f"got {value!r}")
+        if not all(math.isfinite(v) for v in value):
+            raise NasqError(f"config {source}: {key} must hold finite numbers, got {value!r}")
         return tuple(kind(v) for v in value)
     if typing.get_origin(typ) is tuple:
         if isinstance(value, str):
@@ -226,6 +233,8 @@ def _check_value(key: str, value: Any, typ: Any, meta: Any, source: str) -> Any:
         return value
     if not isinstance(value, typ) or isinstance(value, bool):
         raise NasqError(f"config {source}: {key} must be {typ.__name__}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range check
+        raise NasqError(f"config {source}: {key} must be a finite number, got {value!r}")
     if meta.get("choices") and value not in meta["choices"]:
         allowed = ", ".join(str(c) or "'' (none)" for c in meta["choices"])
         raise NasqError(f"config {source}: {key} = {value!r} not allowed; allowed: {allowed}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,12 @@ def read_text(path: Path | str, what: str) -> str:
     from nasq.errors import NasqError
 
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise NasqError(f"cannot read {what} '{path}': {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise NasqError(f"{what} '{path}' is not a text file (byte {exc.start} is not UTF-8); "
+                        "allowed: UTF-8 JSON or YAML") from None
 
 
 def check_writable_dir(path: Path | str, what: str) -> Path:
@@ -51,6 +55,83 @@ def check_writable_dir(path: Path | str, what: str) -> Path:
     if not path.is_dir() or not os.access(path, os.W_OK):
         raise NasqError(f"{what} '{path}' is not a writable directory")
     return path
+
+
+def check_creatable_dir(path: Path | str, what: str) -> Path:
+    """Check that ``path`` is, or could be created as, a writable folder, creating nothing (an error later must
+    not leave an empty folder behind); NasqError otherwise."""
+    from nasq.errors import NasqError
+
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NasqError(f"{what} '{path}' cannot be created: '{existing}' is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NasqError(f"{what} '{path}' cannot be created: '{existing}' is not writable")
+    return path
+
+
+class StagedDir:
+    """A folder of results filled in private and put in place whole, so that a kill at any moment leaves the
+    complete set of files or none of them.
+
+    Files are written under :attr:`path`, a hidden sibling of ``final``; :meth:`commit` renames it to ``final``
+    (an empty or missing ``final``: one atomic rename). Into a folder that already holds other files, which are
+    never deleted, the files move one at a time with ``last`` moved last, after the old ``last`` is removed: its
+    presence marks a complete set. Staging folders left by killed processes are removed on the next start."""
+
+    def __init__(self, final: Path | str, last: str) -> None:
+        self.final, self.last = Path(final), last
+        parent = self.final.parent
+        self._made = []  # folders created for staging, removed again if nothing is committed
+        p = parent
+        while not p.exists():
+            self._made.append(p)
+            p = p.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        for stale in parent.glob(f".{self.final.name}.partial-*"):
+            pid = stale.name.split("-")[-2] if stale.name.count("-") >= 2 else ""
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.path = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.final.name}.partial-{os.getpid()}-"))
+
+    def commit(self) -> Path:
+        final = self.final
+        if final.is_dir() and not any(final.iterdir()):
+            final.rmdir()
+        if not final.exists():
+            os.rename(self.path, final)
+        else:
+            (final / self.last).unlink(missing_ok=True)
+            for f in sorted(self.path.iterdir(), key=lambda f: f.name == self.last):
+                os.replace(f, final / f.name)
+            self.path.rmdir()
+        self._made = []
+        return final
+
+    def __enter__(self) -> "StagedDir":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+        for folder in self._made:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 LOCK_FILE = ".nasq.lock"

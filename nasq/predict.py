@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from nasq.errors import NasqError
 
@@ -21,17 +21,46 @@ def real_topology(name: str) -> Path:
     return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
 
 
-def prepared_model(path: str | Path):
-    """The model as nasq prices and measures it: weights made by ConstantOfShape become initializers."""
+def prepared_model(path: str | Path, input_shape: Sequence[int] | None = None):
+    """The model as nasq prices and measures it: weights made by ConstantOfShape become initializers, and a
+    symbolic input shape fixed to ``input_shape`` (the dimensions after the batch, which stays the profile's)."""
     from nasq.onnx_graph import load_onnx, materialize
 
     model = load_onnx(path)
+    fix_input_shape(model, input_shape)
     notes = []
     if any(n.op_type == "ConstantOfShape" for n in model.graph.node):
         model = materialize(model)
         notes.append("weights computed by ConstantOfShape were taken as constant initializers "
                      "(ONNX Runtime folds them at load time)")
     return model, notes
+
+
+def fix_input_shape(model, input_shape: Sequence[int] | None) -> None:
+    """Give the model's input the dimensions ``input_shape`` (after the batch); NasqError where a dimension is
+    symbolic and none is given, or where the given shape contradicts a fixed one."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    for inp in inputs:
+        dims = inp.type.tensor_type.shape.dim
+        symbolic = [i for i, d in enumerate(dims) if i > 0 and not d.HasField("dim_value")]
+        if input_shape is None:
+            if symbolic:
+                names = ", ".join(f"{i} ('{dims[i].dim_param or '?'}')" for i in symbolic)
+                raise NasqError(f"input '{inp.name}' has symbolic dimensions {names}; give the shape after the batch "
+                                f"with --input-shape, e.g. --input-shape "
+                                f"{','.join(str(d.dim_value) if d.HasField('dim_value') else 'N' for d in dims[1:])}")
+            continue
+        if len(inputs) > 1:
+            raise NasqError(f"the model has {len(inputs)} inputs; --input-shape fixes a model with one")
+        if len(input_shape) != len(dims) - 1:
+            raise NasqError(f"--input-shape {','.join(map(str, input_shape))} has {len(input_shape)} dimensions; "
+                            f"input '{inp.name}' has {len(dims) - 1} after the batch")
+        for d, want in zip(dims[1:], input_shape):
+            if d.HasField("dim_value") and d.dim_value != want:
+                raise NasqError(f"--input-shape {','.join(map(str, input_shape))} contradicts input '{inp.name}''s "
+                                f"fixed shape {[x.dim_value or x.dim_param for x in dims]}")
+            d.dim_value = int(want)
 
 
 def predict_model(model, profile, notes: list[str] | None = None, predictor: str | None = None,
@@ -67,7 +96,7 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
         base = getattr(predictor, "onnx_base", None)  # a calibrated predictor: its base's prices, re-weighted
         if base is not None:
             calibrate_kernel_prices(priced, profile, base, predictor.overhead_ms, notes)
-        return {"target": profile.name, "predictor": name, "batch_size": batch, **priced, "notes": notes}
+        return _with_trust({"target": profile.name, "predictor": name, "batch_size": batch, **priced, "notes": notes})
     graph = graph_layers(model, batch=batch, runs_natively=profile.runs_either_natively)
     pred = predictor.predict(graph.layers)
     rate = profile.data.get("elementwise")
@@ -119,14 +148,32 @@ def predict_model(model, profile, notes: list[str] | None = None, predictor: str
     for layer in graph.layers:
         key = "int8" if profile.runs_int8(layer.w_bits, layer.a_bits) else "fp32"
         precisions[f"{key} {layer.op}"] += 1
-    return {
+    return _with_trust({
         "target": profile.name, "predictor": name, "batch_size": batch,
         "latency_ms": pred.total_ms + memory_ms,
         "layers_ms": pred.total_ms, "memory_ops_ms": memory_ms,
         "layers": dict(sorted(precisions.items())), "macs": int(sum(l.macs for l in graph.layers)),
         "uncovered_ops": {k: {**v, "ms": round(v["ms"], 6)} for k, v in sorted(uncovered.items())},
         "notes": (notes or []) + graph.notes + pred.notes,
-    }
+    })
+
+
+#: ops that do real arithmetic (recurrences, matrix products of two activations, transposed convs): priced unmeasured
+#: as memory traffic, they can be priced 10-100x under what they take
+COMPUTE_OPS = frozenset({"LSTM", "GRU", "RNN", "DynamicQuantizeLSTM", "Einsum", "MatMul", "FusedMatMul",
+                         "MatMulInteger", "QLinearMatMul", "MatMulIntegerToFloat", "Gemm", "FusedGemm",
+                         "ConvTranspose", "ConvInteger", "Conv", "QLinearConv", "NhwcConv", "Attention",
+                         "MultiHeadAttention", "QAttention", "QLinearConvTranspose"})
+
+
+def _with_trust(result: dict[str, Any]) -> dict[str, Any]:
+    """``untrusted``: the compute ops the price treats as memory traffic or leaves out, by count; said first."""
+    untrusted = {op: v["count"] for op, v in result["uncovered_ops"].items()
+                 if op.split(".")[-1] in COMPUTE_OPS
+                 and ("not measured" in v["priced_as"] or "memory traffic" in v["priced_as"]
+                      or "not modeled" in v["priced_as"])}
+    result["untrusted"] = untrusted
+    return result
 
 
 def calibrate_kernel_prices(priced: dict[str, Any], profile, base: str, overhead_ms: float, notes: list[str]) -> None:
@@ -147,8 +194,11 @@ def calibrate_kernel_prices(priced: dict[str, Any], profile, base: str, overhead
 
 
 def format_prediction(result: dict[str, Any], max_notes: int = 8) -> str:
+    untrusted = result.get("untrusted")
+    warning = ("; NOT TO BE TRUSTED: " + ", ".join(f"{op} x{n}" for op, n in untrusted.items())
+               + " do real compute that this target prices as memory traffic, unmeasured") if untrusted else ""
     lines = [f"{result['target']} ({result['predictor']} predictor, batch {result['batch_size']}): "
-             f"{result['latency_ms']:.4g} ms predicted",
+             f"{result['latency_ms']:.4g} ms predicted{warning}",
              f"  layers: {result['layers_ms']:.4g} ms for " + ", ".join(f"{n} {k}" for k, n in result["layers"].items())
              + f" ({result['macs'] / 1e6:.1f} M MACs)",
              f"  other ops: {result['memory_ops_ms']:.4g} ms"]

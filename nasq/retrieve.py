@@ -15,7 +15,6 @@ import datetime as _dt
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -23,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 
 from nasq.errors import NasqError
-from nasq.fileio import check_writable_dir, write_json_atomic, write_text_atomic
+from nasq.fileio import StagedDir, check_creatable_dir, write_json_atomic, write_text_atomic
 
 MODEL_FILES = {"candidate": "model.onnx", "float": "model_float.onnx", "int8": "model_int8.onnx",
                "original": "original.onnx", "original_int8": "original_int8.onnx",
@@ -57,7 +56,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     )
     from nasq.predict import latency_of_file, prices_onnx
     from nasq.search.driver import load_run
-    from nasq.search.results import ResultsTable, score_text, select_best
+    from nasq.search.results import ResultsTable, confirmation_shortlist, score_text, select_best
     from nasq.experiment import dataset_for, space_for
     from nasq.spaces.base import with_uniform_bits
     from nasq.train import TrainSchedule, accuracy, compress_and_train
@@ -77,20 +76,51 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         original_val = accuracy(space.original, data.val)
         floor = (original_val - max_accuracy_drop / 100, f"the original's {original_val:.4f} less "
                                                          f"{max_accuracy_drop:g} point{'' if max_accuracy_drop == 1 else 's'}")
-    row, why = select_best(rows, target, max_latency_ms, floor)
-    out_dir = check_writable_dir(out_dir, "output directory")
+    confirming = floor is not None and cfg.best.confirm > 0
+    try:
+        row, why = select_best(rows, target, max_latency_ms, floor)
+    except NasqError:
+        if not confirming:
+            raise
+        row, why = None, ""  # none reached it in the search; one fine-tuned longer still may
+    out_dir = check_creatable_dir(out_dir, "output directory")  # made whole at the end
     profile = Profile.from_dict(marker["profiles"][target], f"{target} (as used by the run)")
     if (warning := profile.mismatch_warning(target)) is not None:
         print(f"{warning}; its models are not measured here", file=sys.stderr, flush=True)
     predictor = create_predictor(profile)
-    candidate = space.validate(json.loads(row["key"]))
-    log(f"best for {target}: {row['cid']} ({why}); search {score_text(row)}, "
-        f"predicted {row['latency_ms'][target]:.4g} ms")
 
     torch.set_num_threads(1)
     a = cfg.accuracy
     schedule = TrainSchedule(cfg.best.train_epochs, cfg.best.finetune_epochs, a.batch_size, a.lr, a.finetune_lr,
                              a.distill_temperature, a.distill_weight)
+    confirmed: list[dict[str, Any]] = []
+    trained = None
+    if confirming:  # the search fine-tuned each candidate briefly: faster ones may meet the bound after the full one
+        shortlist = confirmation_shortlist(rows, target, floor[0], cfg.best.confirm_margin / 100, cfg.best.confirm,
+                                           than=row)
+        if shortlist:
+            log(f"confirming {len(shortlist)} faster candidate(s) whose search accuracy is within "
+                f"{cfg.best.confirm_margin:g} points of the bound, fastest first, each fine-tuned as the final model")
+        for r in shortlist:
+            model, train_s = compress_and_train(space, space.validate(json.loads(r["key"])), data, schedule,
+                                                seed=cfg.seed, target=profile)
+            val = accuracy(model, data.val)
+            confirmed.append({"cid": r["cid"], "search_accuracy": r["accuracy"], "val_accuracy": val,
+                              "predicted_latency_ms": r["latency_ms"][target], "met": val >= floor[0]})
+            log(f"  {r['cid']}: predicted {r['latency_ms'][target]:.4g} ms, search acc={r['accuracy']:.3f}, after the "
+                f"fine-tune {val:.4f}: {'meets' if val >= floor[0] else 'misses'} {floor[0]:.4f}")
+            if val >= floor[0]:
+                row, trained = r, (model, train_s)
+                why = (f"fastest of {len(confirmed)} confirmed with validation accuracy at least {floor[0]:.4f} "
+                       f"({floor[1]}) after the final fine-tune")
+                break
+        if row is None:
+            top = max((r.get("accuracy") or 0.0) for r in rows if r.get("status") == "ok") if rows else 0.0
+            raise NasqError(f"no candidate reached validation accuracy {floor[0]:.4f} ({floor[1]}), in the search "
+                            f"(the most accurate has {top:.4f}) or after the final fine-tune of {len(confirmed)}")
+    candidate = space.validate(json.loads(row["key"]))
+    log(f"best for {target}: {row['cid']} ({why}); search {score_text(row)}, "
+        f"predicted {row['latency_ms'][target]:.4g} ms")
     variants = {  # the same architecture and pruning, with the candidate's, all-float and all-8-bit widths
         "candidate": candidate,
         "float": with_uniform_bits(candidate, 32, space),
@@ -110,7 +140,8 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     same = {plan for plan in ("float", "int8") if widths(variants[plan]) == widths(candidate)}
     exporter = EXPORTERS.create("onnx")
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+    with StagedDir(out_dir, "report.json") as stage:  # a kill leaves all of the files or none
+        tmp = stage.path
         paths = {}
         for plan, variant in variants.items():
             if plan in same:
@@ -126,13 +157,19 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
             elif plan.startswith("original"):
                 plan_schedule = dataclasses.replace(schedule, finetune_epochs=0.0)
                 log(f"{plan}: the trained model{', quantized to int8 after training' if plan == 'original_int8' else ''}")
+            elif plan == "candidate" and trained is not None:
+                log(f"{plan}: the model fine-tuned to confirm it")
             elif pretrained:
                 log(f"{plan}: rebuilding from its key and the trained weights, fine-tuning {schedule.finetune_epochs} "
                     "epochs distilled from the original")
             else:
                 log(f"{plan}: rebuilding from its key, training {schedule.train_epochs} + fine-tuning "
                     f"{schedule.finetune_epochs} epochs")
-            model, train_s = compress_and_train(space, variant, data, plan_schedule, seed=cfg.seed, target=profile)
+            if plan == "candidate" and trained is not None:  # fine-tuned already, to confirm it
+                model, train_s = trained
+            else:
+                model, train_s = compress_and_train(space, variant, data, plan_schedule, seed=cfg.seed,
+                                                    target=profile)
             layers = space.layers(variant)
             bits = {l.name: (l.w_bits, l.a_bits) for l in layers}
             paths[plan] = Path(tmp) / MODEL_FILES[plan]
@@ -179,32 +216,32 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                 measurement["drift"] = drift_summary(medians[len(plans):], then, backend)
         else:
             measurement["why_not"] = f"target '{target}' is {profile.machine_mismatch()}"
-        for plan in variants:
-            paths[plan].replace(out_dir / MODEL_FILES[plan])
 
-    cand = results["candidate"]
-    layers = space.layers(candidate)
-    report = {
-        "target": target,
-        "run_dir": str(run_dir),
-        "cid": row["cid"],
-        "key": row["key"],
-        "chosen_because": why,
-        "max_latency_ms": max_latency_ms,
-        "search": {"estimate": row.get("estimate"), "score": row["score"], "accuracy": row.get("accuracy"),
-                   "predicted_latency_ms": row["latency_ms"][target]},
-        "fine_tune": {"train_epochs": 0.0 if pretrained else schedule.train_epochs,
-                      "finetune_epochs": schedule.finetune_epochs, "from_trained_weights": pretrained},
-        "layers": [{**l.to_dict(), "exported_as": cand["layer_modes"][l.name]} for l in layers],
-        "simulated_layers": [n for n, m in cand["layer_modes"].items() if m == "simulated"],
-        "simulated_note": simulated_note(profile, cand["layer_modes"], {l.name: (l.w_bits, l.a_bits) for l in layers}),
-        "models": results,
-        "dominated_by": dominating_baselines(results),
-        "measurement": {**measurement, "device": profile.metadata.get("device")},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_json_atomic(out_dir / "report.json", report)
-    write_text_atomic(out_dir / "report.md", render_markdown(report))
+        cand = results["candidate"]
+        layers = space.layers(candidate)
+        report = {
+            "target": target,
+            "run_dir": str(run_dir),
+            "cid": row["cid"],
+            "key": row["key"],
+            "chosen_because": why,
+            "confirmed": confirmed,
+            "max_latency_ms": max_latency_ms,
+            "search": {"estimate": row.get("estimate"), "score": row["score"], "accuracy": row.get("accuracy"),
+                       "predicted_latency_ms": row["latency_ms"][target]},
+            "fine_tune": {"train_epochs": 0.0 if pretrained else schedule.train_epochs,
+                          "finetune_epochs": schedule.finetune_epochs, "from_trained_weights": pretrained},
+            "layers": [{**l.to_dict(), "exported_as": cand["layer_modes"][l.name]} for l in layers],
+            "simulated_layers": [n for n, m in cand["layer_modes"].items() if m == "simulated"],
+            "simulated_note": simulated_note(profile, cand["layer_modes"], {l.name: (l.w_bits, l.a_bits) for l in layers}),
+            "models": results,
+            "dominated_by": dominating_baselines(results),
+            "measurement": {**measurement, "device": profile.metadata.get("device")},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json_atomic(tmp / "report.json", report)
+        write_text_atomic(tmp / "report.md", render_markdown(report))
+        stage.commit()
     log((out_dir / "report.md").read_text())
     return report
 
@@ -264,6 +301,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Candidate `{report['cid']}`, chosen as the {report['chosen_because']}.",
         "",
+    ]
+    missed = [c for c in report.get("confirmed", []) if not c["met"]]
+    if missed:
+        lines += ["Faster candidates fine-tuned in full first, below the bound: " + ", ".join(
+            f"`{c['cid']}` ({c['predicted_latency_ms']:.4g} ms, validation {c['val_accuracy']:.4f})" for c in missed)
+            + ".", ""]
+    lines += [
         "| model | test accuracy (ONNX Runtime) | size (bytes) | predicted latency (ms) | measured latency (ms) |",
         "|---|---|---|---|---|",
     ]

@@ -9,7 +9,7 @@ A run directory holds::
 
     nasq_run.json      marker: nasq version, the validated config, targets' profile data
     results.jsonl/.csv one row per candidate (see nasq.search.results)
-    pareto_<target>.png, pareto.json
+    pareto_<target>.png, pareto.json   (a target given as a profile path: its file's stem)
     tune/              Ray Tune's experiment state (what `--resume` restores)
 """
 
@@ -31,9 +31,9 @@ from ray.tune import Callback
 from nasq import __version__
 from nasq.config import ExperimentConfig, config_from_dict
 from nasq.errors import NasqError
-from nasq.fileio import RunLock, check_writable_dir, write_json_atomic
+from nasq.fileio import LOCK_FILE, RunLock, check_writable_dir, read_text, write_json_atomic
 from nasq.search.constraints import infeasible_targets
-from nasq.search.results import ResultsTable, pareto_front, plot_pareto, score_text
+from nasq.search.results import ResultsTable, pareto_front, pareto_plot_path, plot_pareto, score_text
 
 RUN_MARKER = "nasq_run.json"
 TUNE_DIR = "tune"
@@ -233,6 +233,9 @@ class ResultsCallback(Callback):
             "trial_id": trial.trial_id,
             "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        if any(r["cid"] == row["cid"] for r in table.rows()):  # finished before a restart: recorded once
+            print(f"{row['cid']} was finished before the restart; its row stands", flush=True)
+            return
         table.append(row)
         rows = table.rows()
         done = sum(r["status"] == "ok" for r in rows)
@@ -255,7 +258,7 @@ class ResultsCallback(Callback):
         print(f"{line} | {counts} | " + "; ".join(best), flush=True)
         for t in self.targets:
             if pareto_front(rows, t):
-                plot_pareto(rows, t, Path(self.run_dir) / f"pareto_{t}.png")
+                plot_pareto(rows, t, pareto_plot_path(self.run_dir, t))
 
     @staticmethod
     def _running(trials, this) -> int:
@@ -468,11 +471,11 @@ def load_run(run_dir: Path | str) -> tuple[Path, dict, ExperimentConfig]:
     if not marker_path.is_file():
         raise NasqError(f"'{run_dir}' is not a nasq run directory (no {RUN_MARKER})")
     try:
-        marker = json.loads(marker_path.read_text())
+        marker = json.loads(read_text(marker_path, "run marker"))
         cfg = config_from_dict(marker["config"], str(marker_path))
         if not isinstance(marker.get("profiles"), dict):
             raise KeyError("profiles")
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise NasqError(f"'{marker_path}' is corrupt ({type(exc).__name__}: {exc})") from None
     return run_dir.resolve(), marker, cfg
 
@@ -480,11 +483,22 @@ def load_run(run_dir: Path | str) -> tuple[Path, dict, ExperimentConfig]:
 def resume_search(run_dir: Path | str, *, address: Optional[str] = None, module=None) -> Path:
     """Go on with a search; ``module``: the model, for a run whose model was handed over in Python."""
     run_dir, marker, _ = load_run(run_dir)
-    if marker["nasq_version"] != __version__:
-        raise NasqError(f"run '{run_dir}' was made by nasq {marker['nasq_version']}; this is {__version__}")
+    made_by = marker.get("nasq_version")
+    if made_by is None:
+        raise NasqError(f"'{run_dir / RUN_MARKER}' is corrupt (it names no nasq_version)")
+    if made_by != __version__:
+        raise NasqError(f"run '{run_dir}' was made by nasq {made_by}; this is {__version__}")
+    from ray import tune
+
     from nasq.hardware_profiles.profile import Profile
 
-    with RunLock(run_dir):
+    lock_file = run_dir / LOCK_FILE
+    made_lock = not lock_file.exists()
+    with RunLock(run_dir):  # a second driver is refused first, whatever the state
+        if not tune.Tuner.can_restore(str(run_dir / TUNE_DIR)):  # said before Ray starts, leaving nothing behind
+            if made_lock:
+                lock_file.unlink(missing_ok=True)
+            raise NasqError(f"run '{run_dir}' has no Ray Tune state to resume (was it ever started?)")
         warn_about_other_machines({t: Profile.from_dict(d, t) for t, d in marker["profiles"].items()})
         return _run(run_dir, marker, address, restore=True, module=module)
 
@@ -506,8 +520,6 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool, 
     t0 = time.time()
     searcher = None
     if restore:
-        if not tune.Tuner.can_restore(str(tune_path)):
-            raise NasqError(f"run '{run_dir}' has no Ray Tune state to resume (was it ever started?)")
         print(f"resuming {run_dir}", flush=True)
         tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
@@ -576,6 +588,6 @@ def summarize(run_dir: Path, cfg: ExperimentConfig, elapsed_s: float) -> None:
         for r in front:
             print(f"  {r['cid']:<14}{r['score']:>10.4g}{r['latency_ms'][t]:>12.4f}")
         if front:
-            plot_pareto(rows, t, run_dir / f"pareto_{t}.png")
-            print(f"  plot: {run_dir / f'pareto_{t}.png'}")
+            plot_pareto(rows, t, pareto_plot_path(run_dir, t))
+            print(f"  plot: {pareto_plot_path(run_dir, t)}")
     write_json_atomic(run_dir / "pareto.json", fronts)

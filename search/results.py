@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -145,6 +146,23 @@ def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] =
     return knee(pareto_front(rows, target), target), f"knee of the {estimate_label(rows)}/latency Pareto front"
 
 
+def confirmation_shortlist(rows: list[dict], target: str, floor: float, margin: float, limit: int,
+                           than: Optional[dict] = None) -> list[dict]:
+    """Candidates that may meet an accuracy ``floor`` once fine-tuned longer than the search fine-tuned them: a
+    search-time accuracy at least ``floor - margin``, faster than ``than`` (the one the search's accuracies pick),
+    fastest first; at most ``limit``, spread over that range of latencies (the fastest and then every k-th)."""
+    if limit <= 0:
+        return []
+    bound = than["latency_ms"][target] if than is not None else float("inf")
+    near = sorted((r for r in ok_rows(rows, target) if r.get("accuracy") is not None
+                   and r["accuracy"] >= floor - margin and r["latency_ms"][target] < bound),
+                  key=lambda r: (r["latency_ms"][target], -r["accuracy"]))
+    if len(near) <= limit:
+        return near
+    step = len(near) / limit
+    return [near[int(i * step)] for i in range(limit)]
+
+
 def estimate_label(rows: Iterable[dict]) -> str:
     """What the rows' scores are: "accuracy" when every scored row measured it, else the estimates' names."""
     scored = [r for r in rows if r.get("score") is not None]
@@ -158,6 +176,18 @@ def score_text(row: dict) -> str:
     if row.get("accuracy") is not None:
         return f"acc={row['accuracy']:.3f}"
     return f"{row.get('estimate')}={row['score']:.4g}"
+
+
+def target_file_stem(target: str) -> str:
+    """A target as a file-name part: a profile path by its file's stem (``pareto_<stem>.png``), any character a
+    file system could refuse replaced by ``_``."""
+    if target.endswith(".json") or os.sep in target or (os.altsep and os.altsep in target):
+        target = Path(target).stem
+    return re.sub(r"[^A-Za-z0-9._-]", "_", target) or "target"
+
+
+def pareto_plot_path(run_dir: Path, target: str) -> Path:
+    return Path(run_dir) / f"pareto_{target_file_stem(target)}.png"
 
 
 def plot_pareto(rows: list[dict], target: str, path: Path) -> None:

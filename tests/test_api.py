@@ -69,6 +69,9 @@ def test_a_module_and_arrays_compressed_in_python_and_the_best_model_exported(tm
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
     assert min(r["accuracy"] for r in rows) > 0.8  # from the trained weights, not from scratch
     best = result.best("bitserial-sim", max_accuracy_drop=5.0, log=lambda m: None)
+    # faster candidates fine-tuned in full to check the bound first: the first one that meets it is the one chosen
+    met = [c["cid"] for c in best.report["confirmed"] if c["met"]]
+    assert met == [] or (met == [best.report["confirmed"][-1]["cid"]] and best.report["cid"] == met[0])
     exported = best.export(tmp_path / "mine.onnx")
     from nasq.ort import session
 

@@ -83,11 +83,48 @@ def test_bad_search_configs(tmp_path, overrides, fragment):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("text, fragment", [
+    ("accuracy:\n  lr: .nan\n", "accuracy.lr must be a finite number, got nan"),
+    ("data:\n  val_fraction: .nan\n", "data.val_fraction must be a finite number, got nan"),
+    ("accuracy:\n  finetune_lr: -.inf\n", "accuracy.finetune_lr must be a finite number, got -inf"),
+])
+def test_non_finite_numbers_in_a_config_are_refused(tmp_path, text, fragment):
+    (tmp_path / "c.yaml").write_text(f"output_dir: {tmp_path / 'runs'}\n" + text)
+    assert_clean_error(run("search", tmp_path / "c.yaml"), fragment)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_corrupt_profile_as_target(tmp_path):
     (tmp_path / "broken.json").write_text('{"schema_version": 1, "name": ')
     out = run("search", write_config(tmp_path, targets=[str(tmp_path / "broken.json")]))
     assert_clean_error(out, "not valid JSON")
     assert not (tmp_path / "runs").exists()
+
+
+def test_binary_files_as_config_profile_or_stray_profile_are_refused_in_one_line(tmp_path):
+    junk = bytes(range(256)) * 4
+    (tmp_path / "c.yaml").write_bytes(junk)
+    assert_clean_error(run("search", tmp_path / "c.yaml"), "config '")
+    (tmp_path / "junk.json").write_bytes(junk)
+    out = run("search", write_config(tmp_path, targets=[str(tmp_path / "junk.json")]))
+    assert_clean_error(out, "is not a text file")
+    assert not (tmp_path / "runs").exists()
+    listing = subprocess.run([*NASQ, "targets"], capture_output=True, text=True, timeout=300,
+                             env={**__import__("os").environ, "NASQ_PROFILE_PATH": str(tmp_path)})
+    assert listing.returncode == 0 and "bitserial-sim" in listing.stdout, listing.stderr  # the rest still listed
+    assert "junk: unusable (profile '" in listing.stdout and "Traceback" not in listing.stderr
+
+
+def test_resume_of_a_run_it_cannot_resume_says_why_and_leaves_it_as_it_was(fake_run):
+    before = sorted(p.name for p in fake_run.iterdir())
+    assert_clean_error(run("search", "--resume", fake_run), "has no Ray Tune state to resume")
+    assert sorted(p.name for p in fake_run.iterdir()) == before  # no lock file left behind
+    marker = json.loads((fake_run / RUN_MARKER).read_text())
+    del marker["nasq_version"]
+    (fake_run / RUN_MARKER).write_text(json.dumps(marker))
+    assert_clean_error(run("search", "--resume", fake_run), "names no nasq_version")
+    (fake_run / RUN_MARKER).write_bytes(b"\xff\xfe\x00")
+    assert_clean_error(run("search", "--resume", fake_run), "is not a text file")
 
 
 def test_unreachable_cluster_fails_fast_and_writes_nothing(tmp_path):
@@ -102,6 +139,16 @@ def test_unreachable_cluster_fails_fast_and_writes_nothing(tmp_path):
     assert time.perf_counter() - start < 30
     assert not (tmp_path / "runs").exists()
     assert_clean_error(run("search", write_config(tmp_path), "--address", "nowhere"), "must be HOST:PORT")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["best", "x", "--max-latency-ms", "-1"], "argument --max-latency-ms: -1 must be positive"),
+    (["best", "x", "--max-latency-ms", "nan"], "argument --max-latency-ms: nan must be positive"),
+    (["profile", "import", "--samples", "1"], "argument --samples: 1 must be at least 2"),
+    (["nope"], "invalid choice: 'nope'"),
+])
+def test_usage_mistakes_are_one_line_without_a_usage_block(args, fragment):
+    assert_clean_error(run(*args), fragment)
 
 
 def test_search_argument_errors(tmp_path):

@@ -47,16 +47,19 @@ def env(tmp_path_factory):
     data["metadata"]["threads"] = 2  # so that local-ort, looked for in NASQ_PROFILE_PATH first, does not take it
     data["layers"] = [l for l in data["layers"] if not (l["op"] == "conv" and l["precision"] == "int8")]
     del data["kernel_model"]  # else the per-kernel regressor prices the missing entries
-    data["predictor"] = "table"  # the quick profile may have chosen the regressor it no longer has
+    data["predictor"] = "table"  # the quick profile may have chosen the regressor it no longer has,
+    data["onnx_predictor"] = "table"  # for its layer lists and for exported models alike
     (folder / "no-int8-conv.json").write_text(json.dumps(data))
-    return {**env, "NASQ_PROFILE_PATH": str(folder), "NASQ_LOCAL": str(stored[0])}
+    return {**env, "NASQ_PROFILE_PATH": str(folder), "NASQ_LOCAL": str(stored[0]),
+            "NO_INT8_CONV": str(folder / "no-int8-conv.json")}
 
 
 @pytest.fixture(scope="module")
 def search_run(tmp_path_factory, env):
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = write_yaml(tmp / "e2e.yaml", {
-        "name": "e2e", "targets": ["local-ort", "bitserial-sim", "no-int8-conv"], "seed": 0,
+        # a target named by its file's path (slashes and all) as well as by names
+        "name": "e2e", "targets": ["local-ort", "bitserial-sim", env["NO_INT8_CONV"]], "seed": 0,
         "output_dir": str(tmp / "runs"),
         "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
         "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
@@ -73,24 +76,26 @@ def rows_of(run_dir):
     return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
 
 
-def test_search_records_every_candidate_and_goes_on_after_failures(search_run):
+def test_search_records_every_candidate_and_goes_on_after_failures(search_run, env):
     run_dir, stdout = search_run
     rows = rows_of(run_dir)
     assert len(rows) == 4 and len({r["cid"] for r in rows}) == 4
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] == "failed"]
-    assert ok and failed, "seeded random sampling should give both (see the profile fixture)"
+    assert ok and failed, ("seeded random sampling should give both (see the profile fixture)",
+                           [r["reason"] for r in rows])
     for r in failed:
         assert "cannot price op 'conv' in int8" in r["reason"]
     for r in ok:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["cost_s"] > 0
         assert r["score"] == r["accuracy"] and r["estimate"] == "short-training"
-        assert all(r["latency_ms"][t] > 0 for t in ("local-ort", "bitserial-sim", "no-int8-conv"))
+        assert all(r["latency_ms"][t] > 0 for t in ("local-ort", "bitserial-sim", env["NO_INT8_CONV"]))
         assert r["estimate"] == "short-training"
     assert (run_dir / "tune").is_dir() and (run_dir / "results.csv").exists()
-    for t in ("local-ort", "bitserial-sim"):
+    for t, stem in (("local-ort", "local-ort"), ("bitserial-sim", "bitserial-sim"),
+                    (env["NO_INT8_CONV"], "no-int8-conv")):
         assert f"Pareto front for {t}" in stdout
-        assert (run_dir / f"pareto_{t}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (run_dir / f"pareto_{stem}.png").read_bytes()[:4] == b"\x89PNG"
     fronts = json.loads((run_dir / "pareto.json").read_text())
     assert {f["cid"] for f in fronts["local-ort"]} <= {r["cid"] for r in ok}
 
@@ -124,7 +129,7 @@ def test_best_exports_measures_and_reports(search_run, env, tmp_path):
     # the search priced the candidate from its exported graph, as nasq predict prices the file exported here
     assert report["search"]["predicted_latency_ms"] == pytest.approx(report["models"]["candidate"]["predicted_latency_ms"],
                                                                        rel=0.05)
-    assert set(ok[report["cid"]]["layers_latency_ms"]) == {"local-ort", "bitserial-sim", "no-int8-conv"}
+    assert set(ok[report["cid"]]["layers_latency_ms"]) == {"local-ort", "bitserial-sim", env["NO_INT8_CONV"]}
     int8_ops = report["models"]["int8"]["executed_ops"]
     assert int8_ops.get("QLinearConv", 0) > 0  # the uniform int8 baseline really runs int8 kernels
     assert report["models"]["float"]["executed_ops"].get("QLinearConv", 0) == 0
@@ -161,6 +166,27 @@ def test_best_of_an_all_float_candidate_is_its_own_float_baseline(search_run, en
     assert "| float baseline (the searched model itself) |" in (out_dir / "report.md").read_text()
 
 
+def test_best_killed_mid_export_leaves_no_output_folder(search_run, env, tmp_path):
+    """SIGKILL once the first model is exported: the output folder holds all of its files or none (here: none),
+    and the staged files are removed by the next `nasq best` into the same place."""
+    from nasq.fileio import StagedDir
+
+    run_dir, _ = search_run
+    out_dir = tmp_path / "best"
+    proc = subprocess.Popen([*NASQ, "best", str(run_dir), "--target", "bitserial-sim", "--out", str(out_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(tmp_path.glob(".best.partial-*/model.onnx")):
+        assert proc.poll() is None, "nasq best ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    staged = list(tmp_path.glob(".best.partial-*"))
+    assert len(staged) == 1 and not out_dir.exists()
+    with StagedDir(out_dir, "report.json"):
+        assert not staged[0].exists()
+
+
 def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
     cfg = write_yaml(tmp_path / "r.yaml", {
         "name": "resume", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
@@ -189,7 +215,9 @@ def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
     assert out.returncode == 0, out.stderr[-3000:]
     lines = rows_of(run_dir)
     final = {r["cid"]: r for r in lines}
-    assert len(final) == 6
+    assert len(final) == 6 and len(lines) == 6, "results.jsonl holds each candidate once"
+    counters = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("[")]
+    assert len(counters) == len(set(counters)), out.stdout  # no "[2/6]" twice
     evaluated = [r["cid"] for r in lines if not r.get("reused")]
     assert sorted(evaluated) == sorted(set(evaluated)), "a candidate was evaluated twice"
     for cid, row in before.items():

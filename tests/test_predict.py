@@ -7,6 +7,7 @@ import onnx
 import pytest
 
 from conftest import profile_data, write_profile
+from nasq.errors import NasqError
 from nasq.hardware_profiles.profile import Profile
 from nasq.onnx_graph import graph_layers
 from nasq.kernel_pricing import AFFINE
@@ -320,6 +321,57 @@ def test_bad_models_and_targets_are_one_line_errors(tmp_path):
     assert_clean_error(run("predict", "--target", target, tmp_path / "none.onnx"), "does not exist")
     assert_clean_error(run("predict", "--target", "nb201-pixel3", real_topology("squeezenet")),
                        "prices architectures of space 'nas-bench-201' only")
+
+
+def test_a_symbolic_input_shape_needs_input_shape_and_is_priced_as_the_fixed_one(tmp_path):
+    import onnx
+    from onnx import helper
+
+    from nasq.hardware_profiles.profile import Profile
+
+    conv = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])]
+    w = {"w": np.ones((16, 16, 3, 3), np.float32)}
+    onnx.save(_graph(conv, w, inputs=(("x", ["N", 16, "H", "W"]),)), tmp_path / "dynamic.onnx")
+    target = write_profile(tmp_path / "here.json")
+    assert_clean_error(run("predict", "--target", target, tmp_path / "dynamic.onnx"),
+                       "input 'x' has symbolic dimensions 2 ('H'), 3 ('W'); give the shape after the batch with "
+                       "--input-shape, e.g. --input-shape 16,N,N")
+    profile = Profile.load(target)
+    fixed = predict_model(_graph(conv, w, inputs=(("x", [1, 16, 8, 8]),)), profile)
+    given = predict_model(prepared_model(tmp_path / "dynamic.onnx", (16, 8, 8))[0], profile)
+    assert given["latency_ms"] == pytest.approx(fixed["latency_ms"]) and given["macs"] == fixed["macs"] > 0
+    with pytest.raises(NasqError, match="contradicts input 'x''s fixed shape"):
+        prepared_model(tmp_path / "dynamic.onnx", (3, 8, 8))
+    with pytest.raises(NasqError, match="has 2 dimensions; input 'x' has 3 after the batch"):
+        prepared_model(tmp_path / "dynamic.onnx", (8, 8))
+
+
+def test_compute_priced_as_memory_traffic_is_said_first_not_trusted(tmp_path):
+    """An LSTM or an Einsum of two activations does real arithmetic; priced unmeasured as memory traffic, the
+    prediction says in its first line that it cannot be trusted (it was 10-100x under the measured time)."""
+    from onnx import TensorProto, helper
+
+    from nasq.hardware_profiles.profile import Profile
+    from nasq.predict import format_prediction
+
+    profile = Profile.load(write_profile(tmp_path / "here.json"))
+    lstm = helper.make_graph(
+        [helper.make_node("LSTM", ["x", "w", "r"], ["y"], hidden_size=32)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [20, 1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.ones((1, 128, 16), np.float32), "w"),
+         onnx.numpy_helper.from_array(np.ones((1, 128, 32), np.float32), "r")])
+    einsum = helper.make_graph(
+        [helper.make_node("Einsum", ["x", "x"], ["y"], equation="bij,bjk->bik")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    for graph, op in ((lstm, "LSTM"), (einsum, "Einsum")):
+        result = predict_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), profile)
+        assert result["untrusted"] == {op: 1}
+        first = format_prediction(result).splitlines()[0]
+        assert f"NOT TO BE TRUSTED: {op} x1 do real compute" in first
+    conv = _graph([helper.make_node("Conv", ["x", "w"], ["y"])], {"w": np.ones((16, 16, 1, 1), np.float32)})
+    assert predict_model(conv, profile)["untrusted"] == {}
 
 
 def _graph(nodes, inits, inputs=(("x", [1, 16, 8, 8]),)):

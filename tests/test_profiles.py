@@ -136,6 +136,26 @@ def test_bad_profiles_are_refused_with_the_field_named(mutate, message):
         Profile.from_dict(data, "bad.json")
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("brick_bits", 1e-320, r"accelerator.brick_bits = 1e-320 is out of range; allowed: 1 to 8"),
+    ("clock_mhz", 1e308, r"accelerator.clock_mhz = 1e\+308 is out of range; allowed: 1 to 10000"),
+    ("float_bits", 1e308, r"accelerator.float_bits = 1e\+308 is out of range; allowed: 8 to 64"),
+    ("bitbricks", 0, r"accelerator.bitbricks = 0 is out of range"),
+])
+def test_physically_impossible_accelerators_are_refused_with_the_bounds(key, value, message):
+    data = copy.deepcopy(load_profile("bitserial-sim").data)
+    data["accelerator"][key] = value
+    with pytest.raises(NasqError, match=message):
+        Profile.from_dict(data, "bad.json")
+
+
+def test_a_table_profile_overhead_of_more_than_an_hour_is_refused():
+    data = copy.deepcopy(_table_profile())
+    data["overhead_ms"] = 1e308
+    with pytest.raises(NasqError, match=r"overhead_ms = 1e\+308 is out of range; allowed: 0 to 3.6e\+06"):
+        Profile.from_dict(data, "bad.json")
+
+
 def test_corrupt_and_missing_profile_files(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -2,7 +2,9 @@
 import pytest
 
 from nasq.errors import NasqError
-from nasq.search.results import ResultsTable, knee, pareto_front, plot_pareto, select_best
+from nasq.search.results import (
+    ResultsTable, confirmation_shortlist, knee, pareto_front, pareto_plot_path, plot_pareto, select_best,
+)
 
 
 def row(cid, acc, lat, status="ok"):
@@ -113,3 +115,25 @@ def test_best_report_says_when_a_baseline_beats_the_searched_model():
     text = render_markdown(report)
     assert "| float baseline (the searched model itself) | 0.904 |" in text and "beats" not in text
     assert "| searched (all float, pruned) |" in text
+
+
+def test_a_target_given_as_a_path_names_its_plot_by_the_file_stem(tmp_path):
+    assert pareto_plot_path(tmp_path, "bitserial-sim") == tmp_path / "pareto_bitserial-sim.png"
+    assert pareto_plot_path(tmp_path, "/home/me/profiles/my board.json") == tmp_path / "pareto_my_board.png"
+    assert pareto_plot_path(tmp_path, "profiles/arm-tvm") == tmp_path / "pareto_arm-tvm.png"
+
+
+def test_the_candidates_confirmed_by_a_full_fine_tune_are_faster_and_near_the_bound_fastest_first():
+    def row(cid, acc, ms):
+        return {"cid": cid, "status": "ok", "score": acc, "accuracy": acc, "latency_ms": {"t": ms}}
+
+    rows = [row("pick", 0.975, 1.0), row("near", 0.962, 0.6), row("far", 0.90, 0.3), row("edge", 0.955, 0.5),
+            row("slower", 0.99, 2.0), row("near2", 0.97, 0.8)]
+    picked, _ = select_best(rows, "t", min_accuracy=(0.974, "bound"))
+    assert picked["cid"] == "pick"
+    short = confirmation_shortlist(rows, "t", floor=0.974, margin=0.02, limit=5, than=picked)
+    assert [r["cid"] for r in short] == ["edge", "near", "near2"]  # not "far" (too inaccurate), nor the slower
+    assert [r["cid"] for r in confirmation_shortlist(rows, "t", 0.974, 0.02, 2, than=picked)] == ["edge", "near"]
+    assert [r["cid"] for r in confirmation_shortlist(rows, "t", 0.974, 0.02, 0, than=picked)] == []
+    everything = confirmation_shortlist(rows, "t", 0.974, 0.02, 10)  # no pick: every near one
+    assert [r["cid"] for r in everything] == ["edge", "near", "near2", "pick", "slower"]
