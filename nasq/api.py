@@ -197,7 +197,8 @@ def resume(run_dir: str | Path, model=None, *, address: Optional[str] = None) ->
     """Go on with a search stopped before its end (``model``: the same module, for a model handed over in Python)."""
     import torch
 
-    from nasq.search.driver import load_run, resume_search
+    from nasq.search.driver import resume_search
+    from nasq.search.run_dir import load_run
 
     module = model if isinstance(model, torch.nn.Module) else None
     with _own_ray():
@@ -208,7 +209,7 @@ def resume(run_dir: str | Path, model=None, *, address: Optional[str] = None) ->
 
 def result(run_dir: str | Path, model=None) -> CompressionResult:
     """A finished run's result (``model``: the module, for a model handed over in Python)."""
-    from nasq.search.driver import load_run
+    from nasq.search.run_dir import load_run
 
     run_dir, _, cfg = load_run(run_dir)
     return CompressionResult(run_dir, list(cfg.targets), model)

@@ -153,17 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_search(args: argparse.Namespace) -> int:
     if bool(args.config) == bool(args.resume):
         raise NasqError("give either a CONFIG to start a search or --resume RUN_DIR to continue one")
-    from nasq.search.driver import resume_search, run_search
-
     if args.resume:
         if args.run_dir:
             raise NasqError("--run-dir cannot be combined with --resume")
+        from nasq.search.run_dir import load_run
+
+        load_run(args.resume)  # a bad run directory is said before Ray loads
+        from nasq.search.driver import resume_search
+
         resume_search(args.resume, address=args.address)
     else:
         from nasq.config import load_config
 
-        run_search(load_config(args.config), run_dir=Path(args.run_dir) if args.run_dir else None,
-                   address=args.address)
+        cfg = load_config(args.config)  # a typo is said before Ray loads
+        from nasq.search.driver import run_search
+
+        run_search(cfg, run_dir=Path(args.run_dir) if args.run_dir else None, address=args.address)
     return 0
 
 

@@ -46,6 +46,11 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
                   log=print, max_accuracy_drop: Optional[float] = None, module=None) -> dict[str, Any]:
     """Rebuild, fine-tune, export and measure the run's best candidate for ``target`` beside its baselines (see the
     module docstring); ``module``: the model, for a run whose model was handed over in Python."""
+    from nasq.search.run_dir import load_run
+
+    run_dir, marker, cfg = load_run(run_dir)  # a bad run directory or config is said before torch loads
+    if target not in cfg.targets:
+        raise NasqError(f"'{target}' is not a target of this run; its targets: {', '.join(cfg.targets)}")
     import torch
 
     from nasq.export import EXPORTERS
@@ -55,15 +60,11 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         at_profile_speed, backend_for, drift_anchors, drift_summary, export_networks,
     )
     from nasq.predict import latency_of_file, prices_onnx
-    from nasq.search.driver import load_run
     from nasq.search.results import ResultsTable, confirmation_shortlist, score_text, select_best
     from nasq.experiment import dataset_for, space_for
     from nasq.spaces.base import with_uniform_bits
     from nasq.train import TrainSchedule, accuracy, compress_and_train
 
-    run_dir, marker, cfg = load_run(run_dir)
-    if target not in cfg.targets:
-        raise NasqError(f"'{target}' is not a target of this run; its targets: {', '.join(cfg.targets)}")
     rows = ResultsTable(run_dir, cfg.targets).rows()
     if max_accuracy_drop is not None and max_latency_ms is not None:
         raise NasqError("give --max-latency-ms or --max-accuracy-drop, not both")

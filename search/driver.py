@@ -35,8 +35,7 @@ from nasq.fileio import LOCK_FILE, RunLock, check_writable_dir, read_text, write
 from nasq.search.constraints import infeasible_targets
 from nasq.search.results import ResultsTable, pareto_front, pareto_plot_path, plot_pareto, score_text
 
-RUN_MARKER = "nasq_run.json"
-TUNE_DIR = "tune"
+from nasq.search.run_dir import RUN_MARKER, TUNE_DIR, load_run  # noqa: F401 (load_run: callers import it here too)
 
 
 def objective_names(targets: list[str]) -> list[str]:
@@ -138,25 +137,37 @@ def proxy_spec(cfg: ExperimentConfig) -> Optional[dict]:
             "seed": cfg.seed}
 
 
+def start_points(cfg: ExperimentConfig, space) -> list[dict]:
+    """The candidates evaluated first: fixed-precision anchors, as HAQ and APQ start from uniform 8-bit. For a
+    trained model, the model itself unpruned, then pruned by each ratio but the largest in every group (the hand
+    route, so that the front holds what it finds too), each at uniform 8-bit and at float; then
+    ``search.uniform_starts`` sampled architectures, likewise."""
+    from nasq.spaces.base import with_uniform_bits
+
+    starts = []
+    if getattr(space, "pretrained", False):
+        unpruned = space.unpruned(space.sample(cfg.seed))
+        for ratio in [0.0, *sorted(set(cfg.model.prune_ratios) - {0.0})[:-1]]:
+            base = space.uniformly_pruned(unpruned, ratio) if ratio else unpruned
+            starts += [with_uniform_bits(base, 8, space), with_uniform_bits(base, 32, space)]
+    for i in range(cfg.search.uniform_starts):
+        architecture = space.sample(seed=cfg.seed * 1000 + i)
+        starts += [with_uniform_bits(architecture, 8, space), with_uniform_bits(architecture, 32, space)]
+    return starts
+
+
 def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     from nasq.search.searcher import DedupSearcher
-    from nasq.spaces.base import with_uniform_bits
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's `group`
     # Optuna 5 deprecates constraints_func for Trial.set_constraint, which Ray's OptunaSearch gives no way to call
     warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
     objectives = objective_names(list(cfg.targets))
-    starts = []  # fixed-precision anchors first, as HAQ and APQ start from uniform 8-bit
-    if getattr(space, "pretrained", False):  # the trained model itself, unpruned, at uniform 8-bit and at float
-        unpruned = space.unpruned(space.sample(cfg.seed))
-        starts += [with_uniform_bits(unpruned, 8, space), with_uniform_bits(unpruned, 32, space)]
-    for i in range(cfg.search.uniform_starts):
-        architecture = space.sample(seed=cfg.seed * 1000 + i)
-        starts += [with_uniform_bits(architecture, 8, space), with_uniform_bits(architecture, 32, space)]
+    starts = start_points(cfg, space)
     modes = objective_modes(list(cfg.targets))
     check = None
     if cfg.constraints:
@@ -460,24 +471,6 @@ def warn_about_other_machines(profiles: dict) -> None:
     for target, prof in profiles.items():
         if (warning := prof.mismatch_warning(target)) is not None:
             print(f"{warning}; `nasq best` will not measure it here", file=sys.stderr, flush=True)
-
-
-def load_run(run_dir: Path | str) -> tuple[Path, dict, ExperimentConfig]:
-    """Read and check a run directory's marker; NasqError if it is not a nasq run."""
-    run_dir = Path(run_dir)
-    marker_path = run_dir / RUN_MARKER
-    if not run_dir.is_dir():
-        raise NasqError(f"run directory '{run_dir}' does not exist")
-    if not marker_path.is_file():
-        raise NasqError(f"'{run_dir}' is not a nasq run directory (no {RUN_MARKER})")
-    try:
-        marker = json.loads(read_text(marker_path, "run marker"))
-        cfg = config_from_dict(marker["config"], str(marker_path))
-        if not isinstance(marker.get("profiles"), dict):
-            raise KeyError("profiles")
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise NasqError(f"'{marker_path}' is corrupt ({type(exc).__name__}: {exc})") from None
-    return run_dir.resolve(), marker, cfg
 
 
 def resume_search(run_dir: Path | str, *, address: Optional[str] = None, module=None) -> Path:

@@ -245,6 +245,16 @@ class SearchSpace(ABC):
         self.define(suggester)
         return suggester.params
 
+    def uniformly_pruned(self, candidate: Candidate, ratio: float) -> Candidate:
+        """The same candidate with every channel group pruned by ``ratio`` where the group offers it, and no block
+        removed: the hand route's one ratio for all layers."""
+        def pick(name: str, choices: list) -> Any:
+            if name.endswith(".prune") and ratio in choices:
+                return ratio
+            return False if name.endswith(".remove") and False in choices else None
+
+        return self.derive(pick, candidate)
+
     def unpruned(self, candidate: Candidate) -> Candidate:
         """The same candidate with every pruning ratio at 0 where the space offers 0, and no block removed."""
         def pick(name: str, choices: list) -> Any:

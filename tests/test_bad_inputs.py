@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from nasq.cli import main
+from nasq.search.run_dir import RUN_MARKER
+from test_cli import fake_run  # noqa: F401 (a fixture: a run directory as the driver writes it)
 
 BINARY = bytes(range(256)) * 8
 NUMBERS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "huge": 1e308, "tiny": 1e-320,
@@ -81,6 +83,8 @@ def config_corpus(out: Path) -> dict[str, tuple[object, str]]:
         "lr nan": (head + "accuracy: {lr: .nan}\n", "accuracy.lr must be a finite number"),
         "lr inf": (head + "accuracy: {lr: .inf}\n", "accuracy.lr must be a finite number"),
         "lr huge": (head + "accuracy: {lr: 1.0e+308}\n", "above the maximum"),
+        "val_fraction nan": (head + "data: {val_fraction: .nan}\n", "data.val_fraction must be a finite number"),
+        "max_concurrent 0": (head + "search: {max_concurrent: 0}\n", "search.max_concurrent = 0 is below the minimum 1"),
         "val_fraction tiny": (head + "data: {val_fraction: 1.0e-320}\n", "below the minimum"),
         "candidates huge": (head + "search: {num_candidates: 1000000000000000000000}\n", "above the maximum"),
         "candidates negative": (head + "search: {num_candidates: -3}\n", "below the minimum"),
@@ -181,6 +185,20 @@ def test_best_and_resume_refuse_malformed_run_directories(world, capsys, content
     if "nasq_version" not in fragment:
         assert_refused(world, capsys, ["best", run_dir, "--target", "bitserial-sim", "--out", world / "out"],
                        fragment)
+
+
+def test_best_refuses_what_it_cannot_do_for_a_real_run(world, capsys, fake_run):
+    out = world / "o"
+    assert_refused(world, capsys, ["best", world / "work", "--target", "xeon-avx512-ort", "--out", out], "not a nasq run")
+    assert_refused(world, capsys, ["best", fake_run, "--target", "bitserial-sim", "--out", out],
+                   "'bitserial-sim' is not a target of this run")
+    assert_refused(world, capsys, ["best", fake_run, "--target", "xeon-avx512-ort", "--max-latency-ms", "0.001",
+                                   "--out", out], "no candidate within 0.001 ms")
+    (world / "file").write_text("")
+    assert_refused(world, capsys, ["best", fake_run, "--target", "xeon-avx512-ort", "--out", world / "file" / "o"],
+                   "cannot be created")
+    (fake_run / RUN_MARKER).write_text("{")
+    assert_refused(world, capsys, ["best", fake_run, "--target", "xeon-avx512-ort", "--out", out], "is corrupt")
 
 
 @pytest.mark.parametrize("content, fragment", [

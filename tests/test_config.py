@@ -87,3 +87,46 @@ def test_a_fidelity_schedule_needs_an_estimate_that_trains():
                                         "none; allowed: short-training, supernet-finetune"):
         check_references(cfg)
     check_references(config_from_dict({"targets": ["bitserial-sim"], "accuracy": {"schedule": "asha"}}))
+
+
+def _numeric_fields():
+    """Every numeric option of every config section, with its bounds: (key, type, min, max)."""
+    import dataclasses
+    import typing
+
+    from nasq import config as c
+
+    for section in ("data", "model", "search", "accuracy", "best"):
+        cls = typing.get_type_hints(c.ExperimentConfig)[section]
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] in (int, float):
+                yield f"{section}.{f.name}", hints[f.name], f.metadata.get("min"), f.metadata.get("max")
+
+
+@pytest.mark.parametrize("key, kind, low, high", list(_numeric_fields()), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_numeric_option_takes_its_range_and_refuses_the_rest_naming_itself(key, kind, low, high):
+    """Non-finite, huge, tiny and negative values for every numeric option: within its bounds it is taken (unless
+    another rule refuses the combination, naming the key); outside them, or not finite, it is refused naming the
+    key and the bound. Each option declares both bounds."""
+    import math
+
+    section, name = key.split(".")
+    assert low is not None and high is not None, f"{key} declares no {'minimum' if low is None else 'maximum'}"
+    values = [float("nan"), float("inf"), float("-inf"), 1e308, -1e308, 1e-320, -1.0, 0.0, low, high]
+    if kind is int:
+        values = [v for v in values if not math.isfinite(v) or float(v).is_integer()]
+        values = [int(v) if math.isfinite(v) else v for v in values]
+    for value in values:
+        raw = {section: {name: value}}
+        if section == "model":
+            raw["model"].update(factory="m.py:f", input_shape=[1, 28, 28])
+        inside = isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high
+        try:
+            config_from_dict(raw, "c.yaml")
+        except NasqError as exc:
+            assert key in str(exc) or (inside and "val_fraction + data.test_fraction" in str(exc)), (value, exc)
+            if not inside and math.isfinite(value):
+                assert ("below the minimum" in str(exc)) or ("above the maximum" in str(exc)) or "must be int" in str(exc)
+            continue
+        assert inside, f"{key} = {value!r} was taken; allowed: {low} to {high}"

@@ -234,3 +234,21 @@ def test_residual_blocks_whose_shape_they_keep_may_be_removed(resnet_space):
     # a block holding a layer an override keeps is not offered
     kept = ModelSpace(SPEC, ModelSpaceOptions(layers={"5.conv1": LayerOverride(quantize=False)}))
     assert set(kept.blocks) == {"3", "7"} and "5.remove" not in kept.sample(0)
+
+
+def test_a_trained_models_search_starts_from_it_and_from_the_hand_routes_uniform_ratios(resnet_space):
+    """First the trained model unpruned, then pruned by each ratio but the largest in every group, each at uniform
+    8-bit and at float: the front holds what torch-pruning at one ratio would give."""
+    from nasq.config import config_from_dict
+    from nasq.search.driver import start_points
+
+    cfg = config_from_dict({"name": "s", "targets": ["bitserial-sim"], "model": {
+        "factory": SPEC.factory, "weights": SPEC.weights, "input_shape": [1, 28, 28], "bits": [4, 8, 32],
+        "prune_ratios": [0.0, 0.25, 0.5, 0.75]}, "search": {"uniform_starts": 1}}, "t")
+    starts = start_points(cfg, resnet_space)
+    assert len(starts) == 2 * 3 + 2
+    for start, (ratio, bits) in zip(starts, [(0.0, 8), (0.0, 32), (0.25, 8), (0.25, 32), (0.5, 8), (0.5, 32)]):
+        resnet_space.validate(start)
+        assert {v for k, v in start.items() if k.endswith(".prune")} == {ratio}
+        assert not any(v for k, v in start.items() if k.endswith(".remove"))
+        assert {v for k, v in start.items() if k.endswith("_bits")} == {bits}
