@@ -60,7 +60,7 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         at_profile_speed, backend_for, drift_anchors, drift_summary, export_networks,
     )
     from nasq.predict import latency_of_file, prices_onnx
-    from nasq.search.results import ResultsTable, confirmation_shortlist, score_text, select_best
+    from nasq.search.results import ResultsTable, score_text, select_best
     from nasq.experiment import dataset_for, space_for
     from nasq.spaces.base import with_uniform_bits
     from nasq.train import TrainSchedule, accuracy, compress_and_train
@@ -97,28 +97,8 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
     confirmed: list[dict[str, Any]] = []
     trained = None
     if confirming:  # the search fine-tuned each candidate briefly: faster ones may meet the bound after the full one
-        shortlist = confirmation_shortlist(rows, target, floor[0], cfg.best.confirm_margin / 100, cfg.best.confirm,
-                                           than=row)
-        if shortlist:
-            log(f"confirming {len(shortlist)} faster candidate(s) whose search accuracy is within "
-                f"{cfg.best.confirm_margin:g} points of the bound, fastest first, each fine-tuned as the final model")
-        for r in shortlist:
-            model, train_s = compress_and_train(space, space.validate(json.loads(r["key"])), data, schedule,
-                                                seed=cfg.seed, target=profile)
-            val = accuracy(model, data.val)
-            confirmed.append({"cid": r["cid"], "search_accuracy": r["accuracy"], "val_accuracy": val,
-                              "predicted_latency_ms": r["latency_ms"][target], "met": val >= floor[0]})
-            log(f"  {r['cid']}: predicted {r['latency_ms'][target]:.4g} ms, search acc={r['accuracy']:.3f}, after the "
-                f"fine-tune {val:.4f}: {'meets' if val >= floor[0] else 'misses'} {floor[0]:.4f}")
-            if val >= floor[0]:
-                row, trained = r, (model, train_s)
-                why = (f"fastest of {len(confirmed)} confirmed with validation accuracy at least {floor[0]:.4f} "
-                       f"({floor[1]}) after the final fine-tune")
-                break
-        if row is None:
-            top = max((r.get("accuracy") or 0.0) for r in rows if r.get("status") == "ok") if rows else 0.0
-            raise NasqError(f"no candidate reached validation accuracy {floor[0]:.4f} ({floor[1]}), in the search "
-                            f"(the most accurate has {top:.4f}) or after the final fine-tune of {len(confirmed)}")
+        row, why, trained, confirmed = confirm_faster(rows, target, floor, row, why, cfg, space, data, schedule,
+                                                      profile, log)
     candidate = space.validate(json.loads(row["key"]))
     log(f"best for {target}: {row['cid']} ({why}); search {score_text(row)}, "
         f"predicted {row['latency_ms'][target]:.4g} ms")
@@ -245,6 +225,37 @@ def retrieve_best(run_dir: str | Path, *, target: str, max_latency_ms: Optional[
         stage.commit()
     log((out_dir / "report.md").read_text())
     return report
+
+
+def confirm_faster(rows, target, floor, row, why, cfg, space, data, schedule, profile, log):
+    """Fine-tune, as the final model, up to ``best.confirm`` candidates faster than ``row`` (the search's pick, or
+    None) whose search-time accuracy is within ``best.confirm_margin`` points of ``floor``, fastest first; the first
+    whose validation accuracy meets it replaces ``row``. Returns (row, why, (model, seconds) or None, the tried)."""
+    from nasq.search.results import confirmation_shortlist
+    from nasq.train import accuracy, compress_and_train
+
+    bound, what = floor
+    shortlist = confirmation_shortlist(rows, target, bound, cfg.best.confirm_margin / 100, cfg.best.confirm, than=row)
+    if shortlist:
+        log(f"confirming {len(shortlist)} faster candidate(s) whose search accuracy is within "
+            f"{cfg.best.confirm_margin:g} points of the bound, fastest first, each fine-tuned as the final model")
+    confirmed = []
+    for r in shortlist:
+        model, train_s = compress_and_train(space, space.validate(json.loads(r["key"])), data, schedule,
+                                            seed=cfg.seed, target=profile)
+        val = accuracy(model, data.val)
+        confirmed.append({"cid": r["cid"], "search_accuracy": r["accuracy"], "val_accuracy": val,
+                          "predicted_latency_ms": r["latency_ms"][target], "met": val >= bound})
+        log(f"  {r['cid']}: predicted {r['latency_ms'][target]:.4g} ms, search acc={r['accuracy']:.3f}, after the "
+            f"fine-tune {val:.4f}: {'meets' if val >= bound else 'misses'} {bound:.4f}")
+        if val >= bound:
+            return (r, f"fastest of {len(confirmed)} confirmed with validation accuracy at least {bound:.4f} ({what}) "
+                       "after the final fine-tune", (model, train_s), confirmed)
+    if row is None:
+        top = max((r.get("accuracy") or 0.0) for r in rows if r.get("status") == "ok") if rows else 0.0
+        raise NasqError(f"no candidate reached validation accuracy {bound:.4f} ({what}), in the search (the most "
+                        f"accurate has {top:.4f}) or after the final fine-tune of {len(confirmed)}")
+    return row, why, None, confirmed
 
 
 def dominating_baselines(models: dict[str, dict[str, Any]]) -> list[str]:
