@@ -34,7 +34,7 @@ from nasq.errors import NasqError
 from nasq.fileio import LOCK_FILE, RunLock, check_writable_dir, read_text, write_json_atomic
 from nasq.search.constraints import infeasible_targets
 from nasq.search.results import ResultsTable, pareto_front, pareto_plot_path, plot_pareto, score_text
-
+from nasq.search.reaper import reap_when_gone
 from nasq.search.run_dir import RUN_MARKER, TUNE_DIR, load_run  # noqa: F401 (load_run: callers import it here too)
 
 
@@ -347,6 +347,7 @@ def _init_ray(address: Optional[str], runtime_env: Optional[dict] = None) -> Non
                     # /tmp/ray/ray_current_cluster made ray.init() wait on a dead one)
                     ray.init(address="local", logging_level=logging.WARNING, include_dashboard=False,
                              log_to_driver=False, runtime_env=runtime_env)
+                    reap_when_gone()  # its agents and workers die with this driver, even a SIGKILLed one
                     break
                 except Exception as exc:  # Ray raises a bare Exception when its raylet misses the 30 s it is given
                     if "timed out during startup" not in str(exc) or attempt == LOCAL_RAY_ATTEMPTS:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import onnx
+import psutil
 import pytest
 
 from nasq.ort import session
@@ -21,6 +22,23 @@ pytestmark = pytest.mark.slow
 # an export per trial costs a fresh worker seconds of imports; the search_run, the trained model's and the Python
 # API's tests price from the exported graph, the default
 NASQ = [sys.executable, "-m", "nasq.cli"]
+
+
+def still_running(processes, timeout):
+    """Those of ``processes`` still running after ``timeout`` seconds; a zombie has exited (a container's init may
+    never reap it)."""
+    deadline = time.time() + timeout
+    while True:
+        running = []
+        for p in processes:
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    running.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not running or time.time() > deadline:
+            return running
+        time.sleep(0.2)
 
 
 def write_yaml(path, raw):
@@ -206,8 +224,15 @@ def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
                             timeout=300)  # while the first driver runs: refused, never two writers
     assert second.returncode != 0 and "in use by another nasq driver" in second.stderr, second.stderr[-2000:]
     assert proc.poll() is None
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray die mid-search
+    ray_processes = psutil.Process(proc.pid).children(recursive=True)  # its local Ray: GCS, raylet, agents, workers
+    assert ray_processes
+    os.kill(proc.pid, signal.SIGKILL)  # the driver alone dies mid-search, as `kill -9 PID` does
     proc.wait()
+    alive = still_running(ray_processes, timeout=10)
+    names = [p.name() for p in alive]
+    if alive:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not alive, f"outlived the driver by 10 s: {names}"
     before = {r["cid"]: r for r in rows_of(run_dir)}
     assert 1 <= len(before) < 6
     out = subprocess.run([*NASQ, "search", "--resume", str(run_dir)], capture_output=True, text=True, env=env,
