@@ -26,6 +26,7 @@ from nasq.hardware_profiles import PREDICTORS, PROFILERS
 from nasq.hardware_profiles.predictors import LatencyPredictor, Prediction, _positive
 from nasq.hardware_profiles.profile import Profile
 from nasq.hardware_profiles.profiler import ProfilerBackend
+from nasq.hardware_profiles.schema import ACCELERATOR_BOUNDS
 from nasq.spaces.base import LayerSpec
 
 DEFAULT_ACCELERATOR = {
@@ -38,14 +39,6 @@ DEFAULT_ACCELERATOR = {
 }
 
 # what bit-serial hardware has been built with (BitFusion: 2-bit bricks at 500 MHz), with room either side
-ACCELERATOR_BOUNDS = {
-    "bitbricks": (1, 1e7),
-    "brick_bits": (1, 8),
-    "clock_mhz": (1, 1e4),
-    "bandwidth_gb_s": (1e-3, 1e5),
-    "layer_overhead_us": (0, 3.6e9),
-    "float_bits": (8, 64),
-}
 
 
 @PREDICTORS.register("bitserial")

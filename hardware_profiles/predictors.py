@@ -18,6 +18,7 @@ import numpy as np
 from nasq.errors import NasqError
 from nasq.hardware_profiles import PREDICTORS
 from nasq.hardware_profiles.profile import Profile
+from nasq.hardware_profiles.schema import HOUR_MS
 from nasq.spaces.base import LayerSpec
 
 
@@ -87,7 +88,6 @@ def _require(profile: Profile, key: str, typ: type) -> object:
     return value
 
 
-HOUR_MS = 3_600_000.0  # no layer, overhead or boundary a profile describes takes an hour
 
 
 def _positive(profile: Profile, where: str, value: object, high: float | None = None) -> float:

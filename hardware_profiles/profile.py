@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nasq.errors import NasqError
+from nasq.hardware_profiles.schema import check_numbers
 from nasq.hardware_profiles.machine import check_machine_record, describe, int8_recipe, machine_difference, this_machine
 
 SCHEMA_VERSION = 1
@@ -56,6 +57,7 @@ class Profile:
                 raise NasqError(f"profile {source}: field '{key}' must be {typ.__name__}, got {data[key]!r}")
         if data["schema_version"] != SCHEMA_VERSION:
             raise NasqError(f"profile {source}: schema_version {data['schema_version']} not supported; allowed: {SCHEMA_VERSION}")
+        check_numbers(data, source)
         for key in REQUIRED_METADATA:
             if key not in data["metadata"]:
                 raise NasqError(f"profile {source}: metadata lacks '{key}'")

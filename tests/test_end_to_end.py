@@ -15,7 +15,9 @@ import onnx
 import psutil
 import pytest
 
+from nasq.hardware_profiles.schema import rule
 from nasq.ort import session
+from test_profile_schema import numeric_leaves
 
 pytestmark = pytest.mark.slow
 # searches that test something else than pricing price candidates by their layer lists (`latency_pricing: layers`):
@@ -311,6 +313,9 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     # held out from the choice of the predictor for ONNX models, made on the block networks, which it keeps
     assert real["chosen_on"] == "block networks" and real["predictor"] == chosen["chosen"]
     assert "chosen on block networks (held out from the choice)" in out.stdout
+    # every number a profiled, calibrated and validated profile holds has a declared range
+    data = json.loads(profile.read_text())
+    assert not sorted({p for p, _, _ in numeric_leaves(data) if rule(p) is None})
 
 
 def searched(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:
