@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TARGETS ?= local-ort bitserial-sim
 
-.PHONY: setup quickstart test qemu
+.PHONY: setup quickstart test qemu lint
 
 # torch==2.13.0 first: it is the CPU build on the local disk; an unpinned torch pulls a CUDA build.
 $(BIN)/nasq: pyproject.toml
@@ -33,5 +33,16 @@ quickstart: setup
 	done; \
 	echo "run directory: $$run"
 
-test: setup qemu
+# ruff (rules and format) and mypy; mypy reads the package as installed (search/, spaces/ and
+# hardware_profiles/ are nasq's subpackages), so it runs on a tree of links laid out that way
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@rm -rf build/typecheck && mkdir -p build/typecheck/nasq && \
+	  for f in nasq/*; do ln -s "$$PWD/$$f" build/typecheck/nasq/; done && \
+	  ln -s "$$PWD/search" build/typecheck/nasq/search && ln -s "$$PWD/spaces" build/typecheck/nasq/spaces && \
+	  ln -s "$$PWD/hardware_profiles" build/typecheck/nasq/hardware_profiles
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../mypy-cache -p nasq
+
+test: setup qemu lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

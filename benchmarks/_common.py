@@ -14,7 +14,11 @@ def write_section(path: Path, section: str, title: str) -> None:
     """Replace (or append) the section titled ``title``, atomically."""
     from nasq.fileio import write_text_atomic
 
-    old = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure here comes from a script in `benchmarks/`.\n\n"
+    old = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nEvery figure here comes from a script in `benchmarks/`.\n\n"
+    )
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     new = pattern.sub(lambda _: section, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section
     path.parent.mkdir(exist_ok=True)

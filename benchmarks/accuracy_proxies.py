@@ -158,8 +158,13 @@ def predictor_row(space, candidates: list[dict], truth: list[float], folds: int 
     tau, rho, _ = kendall_spearman(list(predicted), truth)
     n_train = len(truth) - len(truth) // folds
     print(f"accuracy predictor: Kendall tau {tau:.3f}, Spearman {rho:.3f}", flush=True)
-    return (f"accuracy predictor ({folds}-fold: fitted on the ground truth of the other ~{n_train} candidates)",
-            tau, rho, cost, 0)
+    return (
+        f"accuracy predictor ({folds}-fold: fitted on the ground truth of the other ~{n_train} candidates)",
+        tau,
+        rho,
+        cost,
+        0,
+    )
 
 
 def asha_simulation(space, candidates, truth, low: list[dict], high: list[dict], *, labels, eta: float = 3.0) -> str:
@@ -173,22 +178,35 @@ def asha_simulation(space, candidates, truth, low: list[dict], high: list[dict],
     predictor = create_predictor(load_profile("xeon-avx512-ort"))
     latency = [predictor.predict_candidate(space, c).total_ms for c in candidates]
     scheduler = MultiObjectiveASHA(["score", "latency"], ["max", "min"], rungs=2, reduction_factor=eta)
-    promoted = [r["score"] is not None and scheduler.decide(str(i), 0, [r["score"], latency[i]]) == "CONTINUE"
-                for i, r in enumerate(low)]
+    promoted = [
+        r["score"] is not None and scheduler.decide(str(i), 0, [r["score"], latency[i]]) == "CONTINUE"
+        for i, r in enumerate(low)
+    ]
     cost = sum(r["cost_s"] or 0 for r in low) + sum(h["cost_s"] for h, p in zip(high, promoted) if p)
     everything = sum(h["cost_s"] for h in high)
     n = len(candidates)
-    front = [i for i in range(n) if not any(truth[j] >= truth[i] and latency[j] <= latency[i]
-                                            and (truth[j], latency[j]) != (truth[i], latency[i]) for j in range(n))]
+    front = [
+        i
+        for i in range(n)
+        if not any(
+            truth[j] >= truth[i] and latency[j] <= latency[i] and (truth[j], latency[j]) != (truth[i], latency[i])
+            for j in range(n)
+        )
+    ]
     kept = sum(promoted[i] for i in front)
-    print(f"ASHA replay: {sum(promoted)} of {n} promoted; cost {cost / everything:.0%} of all at the higher "
-          f"fidelity; {kept} of {len(front)} true-front candidates kept", flush=True)
-    return (f"Fidelity schedule: nasq's multi-objective ASHA (`accuracy.schedule: asha`, reduction factor {eta:g}) "
-            f"replayed over the {n} candidates in order with `{labels[0]}` as its first rung and `{labels[1]}` as "
-            f"its second, ranking by score and xeon-avx512-ort's predicted latency: it promoted {sum(promoted)} of {n}, "
-            f"at {cost / everything:.0%} of the cost of scoring all of them at the second fidelity, and carried "
-            f"{kept} of the {len(front)} candidates on the true front (ground truth vs predicted latency) to the "
-            "second rung.")
+    print(
+        f"ASHA replay: {sum(promoted)} of {n} promoted; cost {cost / everything:.0%} of all at the higher "
+        f"fidelity; {kept} of {len(front)} true-front candidates kept",
+        flush=True,
+    )
+    return (
+        f"Fidelity schedule: nasq's multi-objective ASHA (`accuracy.schedule: asha`, reduction factor {eta:g}) "
+        f"replayed over the {n} candidates in order with `{labels[0]}` as its first rung and `{labels[1]}` as "
+        f"its second, ranking by score and xeon-avx512-ort's predicted latency: it promoted {sum(promoted)} of {n}, "
+        f"at {cost / everything:.0%} of the cost of scoring all of them at the second fidelity, and carried "
+        f"{kept} of the {len(front)} candidates on the true front (ground truth vs predicted latency) to the "
+        "second rung."
+    )
 
 
 def kendall_spearman(scores: list, truth: list) -> tuple[float, float, int]:
@@ -218,8 +236,13 @@ def load_table(name: str) -> tuple[object, list[dict], list[float], list[float],
     space = create_space("nas-bench-macro")
     table = json.loads((DATA / "nasbench_macro_cifar10.json").read_text())
     cands = [space.parse_arch(k) for k in table]
-    return (space, cands, [v["mean_acc"] for v in table.values()], [v["params"] for v in table.values()],
-            [v["flops"] for v in table.values()])
+    return (
+        space,
+        cands,
+        [v["mean_acc"] for v in table.values()],
+        [v["params"] for v in table.values()],
+        [v["flops"] for v in table.values()],
+    )
 
 
 def _table_proxy(args: tuple) -> dict:
@@ -266,17 +289,25 @@ def raw_score_trees(x_train, y_train, x_test, seed: int):
     """The baseline predictor: gradient-boosted trees with a Huber loss on the raw scores."""
     from sklearn.ensemble import GradientBoostingRegressor
 
-    return GradientBoostingRegressor(loss="huber", n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.8,
-                                     random_state=seed).fit(x_train, y_train).predict(x_test)
+    return (
+        GradientBoostingRegressor(
+            loss="huber", n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.8, random_state=seed
+        )
+        .fit(x_train, y_train)
+        .predict(x_test)
+    )
 
 
 def _tables_header(part: str, args, extra: str) -> list[str]:
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} not found: the {part} part needs the shared benchmark tables")
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-    return [f"Command: `python benchmarks/accuracy_proxies.py --part {part} {extra}`; data: `../shared/data/` "
-            "(NAS-Bench-201 CIFAR-10 test accuracy after 200 epochs, NATS-Bench; NAS-Bench-Macro CIFAR-10 mean accuracy "
-            f"over 3 seeds, Su et al. 2021); date: {date}.", ""]
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    return [
+        f"Command: `python benchmarks/accuracy_proxies.py --part {part} {extra}`; data: `../shared/data/` "
+        "(NAS-Bench-201 CIFAR-10 test accuracy after 200 epochs, NATS-Bench; NAS-Bench-Macro CIFAR-10 mean accuracy "
+        f"over 3 seeds, Su et al. 2021); date: {date}.",
+        "",
+    ]
 
 
 def predictor_tables(args) -> str:
@@ -286,15 +317,20 @@ def predictor_tables(args) -> str:
 
     from nasq.accuracy_predictor import AccuracyPredictor
 
-    lines = [f"## {PREDICTOR_SECTION}", "", *_tables_header("predictor", args, f"--seeds {args.seeds}"),
-             "Accuracy predictor (`nasq.accuracy_predictor`: one-hot choices, layer counts and the space's structural "
-             "features, for NAS-Bench-201 which operations lie on live paths; the mean of gradient-boosted "
-             "trees and a ridge regression, both fitted to the scores' ranks) fitted on N seeded random architectures, "
-             f"Kendall tau on all the others (mean over {args.seeds} seeds). In brackets, on the same features and splits: "
-             "gradient-boosted trees with a Huber loss on the raw scores (nasq's predictor before 2026-11-29). The parameter "
-             "count and FLOPs of all architectures for comparison:", "",
-             "| table | " + " | ".join(f"N={n}" for n in PREDICTOR_N) + " | params | FLOPs |",
-             "|---|" + "---|" * (len(PREDICTOR_N) + 2)]
+    lines = [
+        f"## {PREDICTOR_SECTION}",
+        "",
+        *_tables_header("predictor", args, f"--seeds {args.seeds}"),
+        "Accuracy predictor (`nasq.accuracy_predictor`: one-hot choices, layer counts and the space's structural "
+        "features, for NAS-Bench-201 which operations lie on live paths; the mean of gradient-boosted "
+        "trees and a ridge regression, both fitted to the scores' ranks) fitted on N seeded random architectures, "
+        f"Kendall tau on all the others (mean over {args.seeds} seeds). In brackets, on the same features and splits: "
+        "gradient-boosted trees with a Huber loss on the raw scores (nasq's predictor before 2026-11-29). The parameter "
+        "count and FLOPs of all architectures for comparison:",
+        "",
+        "| table | " + " | ".join(f"N={n}" for n in PREDICTOR_N) + " | params | FLOPs |",
+        "|---|" + "---|" * (len(PREDICTOR_N) + 2),
+    ]
     for name in ("nas-bench-201", "nas-bench-macro"):
         space, cands, acc, params, flops = load_table(name)
         acc_a = np.array(acc)
@@ -310,10 +346,14 @@ def predictor_tables(args) -> str:
                 trees = raw_score_trees(features[train], acc_a[train], features[test], seed)
                 baseline.append(kendalltau(trees, acc_a[test]).statistic)
             cells.append(f"{np.mean(ours):.3f} ({np.mean(baseline):.3f})")
-            print(f"{name}: predictor on {n}: Kendall tau {np.mean(ours):.3f} (raw-score trees {np.mean(baseline):.3f})",
-                  flush=True)
-        lines.append(f"| {name} | {' | '.join(cells)} | "
-                     f"{kendalltau(params, acc).statistic:.3f} | {kendalltau(flops, acc).statistic:.3f} |")
+            print(
+                f"{name}: predictor on {n}: Kendall tau {np.mean(ours):.3f} (raw-score trees {np.mean(baseline):.3f})",
+                flush=True,
+            )
+        lines.append(
+            f"| {name} | {' | '.join(cells)} | "
+            f"{kendalltau(params, acc).statistic:.3f} | {kendalltau(flops, acc).statistic:.3f} |"
+        )
     return "\n".join(lines + ["", ""])
 
 
@@ -323,16 +363,21 @@ def tables(args) -> str:
 
     from nasq.accuracy import ZERO_COST_PROXIES
 
-    lines = [f"## {TABLES_SECTION}", "", *_tables_header("tables", args, f"--cells {args.cells}"),
-             f"Zero-cost proxies on {args.cells} seeded architectures of each table, at initialization, on one batch "
-             "of 64 real MNIST training digits (no CIFAR images are available offline): 1x28x28 for NAS-Bench-201's "
-             "cells (nasq builds them for that input), zero-padded to 32x32 and repeated over 3 channels for "
-             "NAS-Bench-Macro. Rank correlation with the published CIFAR-10 accuracy; published on NAS-Bench-201 with "
-             "CIFAR-10 input (Abdelfattah et al. 2021, Spearman): synflow 0.74, snip 0.60, grad_norm 0.59. Scores and "
-             "seconds are cached per architecture in `benchmarks/.cache/` (the seconds are from the run that computed "
-             "them, 2 worker processes of 1 thread); `--fresh` recomputes them.", "",
-             "| table | estimate | Kendall tau | Spearman | failed (dead networks) | seconds per architecture |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"## {TABLES_SECTION}",
+        "",
+        *_tables_header("tables", args, f"--cells {args.cells}"),
+        f"Zero-cost proxies on {args.cells} seeded architectures of each table, at initialization, on one batch "
+        "of 64 real MNIST training digits (no CIFAR images are available offline): 1x28x28 for NAS-Bench-201's "
+        "cells (nasq builds them for that input), zero-padded to 32x32 and repeated over 3 channels for "
+        "NAS-Bench-Macro. Rank correlation with the published CIFAR-10 accuracy; published on NAS-Bench-201 with "
+        "CIFAR-10 input (Abdelfattah et al. 2021, Spearman): synflow 0.74, snip 0.60, grad_norm 0.59. Scores and "
+        "seconds are cached per architecture in `benchmarks/.cache/` (the seconds are from the run that computed "
+        "them, 2 worker processes of 1 thread); `--fresh` recomputes them.",
+        "",
+        "| table | estimate | Kendall tau | Spearman | failed (dead networks) | seconds per architecture |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in ("nas-bench-201", "nas-bench-macro"):
         space, cands, acc, params, flops = load_table(name)
         sample = np.random.default_rng(SEED).choice(len(cands), min(args.cells, len(cands)), replace=False)
@@ -342,8 +387,10 @@ def tables(args) -> str:
             results = cached_table_proxies(jobs, args.workers, f"{name} {proxy}", args.fresh)
             tau, rho, n_ok = kendall_spearman([r["score"] for r in results], truth)
             costs = sorted(r["cost_s"] for r in results if r.get("cost_s") is not None)
-            lines.append(f"| {name} | {proxy} | {tau:.3f} | {rho:.3f} | {len(sample) - n_ok} | "
-                         f"{costs[len(costs) // 2] if costs else float('nan'):.2g} |")
+            lines.append(
+                f"| {name} | {proxy} | {tau:.3f} | {rho:.3f} | {len(sample) - n_ok} | "
+                f"{costs[len(costs) // 2] if costs else float('nan'):.2g} |"
+            )
         for label, values in (("params", params), ("FLOPs", flops)):
             tau, rho, _ = kendall_spearman([values[i] for i in sample], truth)
             lines.append(f"| {name} | {label} | {tau:.3f} | {rho:.3f} | 0 | 0 |")
@@ -353,20 +400,44 @@ def tables(args) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["mobilenet", "predictor", "tables", "agreement", "all"], default="all")
-    parser.add_argument("--compare", type=float, nargs=2, default=(8.0, 3.0), metavar=("EPOCHS", "FINETUNE"),
-                        help="agreement: a second ground-truth schedule to rank the same candidates with")
+    parser.add_argument(
+        "--compare",
+        type=float,
+        nargs=2,
+        default=(8.0, 3.0),
+        metavar=("EPOCHS", "FINETUNE"),
+        help="agreement: a second ground-truth schedule to rank the same candidates with",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="predictor: fits per training-set size")
     parser.add_argument("--cells", type=int, default=500, help="tables: architectures the zero-cost proxies score")
     parser.add_argument("--candidates", type=int, default=64)
-    parser.add_argument("--chosen-on", type=int, default=64, metavar="K",
-                        help="mobilenet: the tuned short schedule was chosen on the first K candidates; the rest are "
-                             "reported apart, as held out")
+    parser.add_argument(
+        "--chosen-on",
+        type=int,
+        default=64,
+        metavar="K",
+        help="mobilenet: the tuned short schedule was chosen on the first K candidates; the rest are "
+        "reported apart, as held out",
+    )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--full", type=float, nargs=2, default=(16.0, 6.0), metavar=("EPOCHS", "FINETUNE"),
-                        help="ground-truth schedule: float epochs, then quantization-aware fine-tuning epochs")
-    parser.add_argument("--check-convergence", type=int, default=4, metavar="K",
-                        help="train K candidates twice as long to show the ground truth has converged")
-    parser.add_argument("--fresh", action="store_true", help="retrain the ground truth and rescore the tables' proxies even if cached")
+    parser.add_argument(
+        "--full",
+        type=float,
+        nargs=2,
+        default=(16.0, 6.0),
+        metavar=("EPOCHS", "FINETUNE"),
+        help="ground-truth schedule: float epochs, then quantization-aware fine-tuning epochs",
+    )
+    parser.add_argument(
+        "--check-convergence",
+        type=int,
+        default=4,
+        metavar="K",
+        help="train K candidates twice as long to show the ground truth has converged",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="retrain the ground truth and rescore the tables' proxies even if cached"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     if args.part in ("predictor", "all"):
@@ -394,18 +465,24 @@ def agreement(args) -> str:
     tau, rho, _ = kendall_spearman(b, a)
     diff = float(np.mean(np.abs(np.array(a) - np.array(b))))
     low2 = sum(min(min(l.w_bits, l.a_bits) for l in space.layers(c)) <= 2 for c in candidates)
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-    return "\n".join([
-        f"## {AGREEMENT_SECTION}", "",
-        f"Command: `python benchmarks/accuracy_proxies.py --part agreement --candidates {args.candidates} --full "
-        f"{full[0]:g} {full[1]:g} --compare {other[0]:g} {other[1]:g}`; date: {date}.", "",
-        f"The first {args.candidates} candidates of the section above, trained with the same pipeline and seed for "
-        f"{full[0]:g}+{full[1]:g} epochs (the ground truth) and for {other[0]:g}+{other[1]:g} epochs: test accuracies "
-        f"differ by {diff:.3f} on average, and the two rankings agree at Kendall tau {tau:.3f} (Spearman {rho:.3f}). "
-        f"{low2} of the {args.candidates} carry at least one 2-bit weight or activation layer (random per-layer bits "
-        "make one likely), so most accuracies sit in a narrow band where a longer schedule reorders neighbours; an "
-        "estimate's tau against the ground truth is measured against a ranking that is itself this uncertain.",
-        "", ""])
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    return "\n".join(
+        [
+            f"## {AGREEMENT_SECTION}",
+            "",
+            f"Command: `python benchmarks/accuracy_proxies.py --part agreement --candidates {args.candidates} --full "
+            f"{full[0]:g} {full[1]:g} --compare {other[0]:g} {other[1]:g}`; date: {date}.",
+            "",
+            f"The first {args.candidates} candidates of the section above, trained with the same pipeline and seed for "
+            f"{full[0]:g}+{full[1]:g} epochs (the ground truth) and for {other[0]:g}+{other[1]:g} epochs: test accuracies "
+            f"differ by {diff:.3f} on average, and the two rankings agree at Kendall tau {tau:.3f} (Spearman {rho:.3f}). "
+            f"{low2} of the {args.candidates} carry at least one 2-bit weight or activation layer (random per-layer bits "
+            "make one likely), so most accuracies sit in a narrow band where a longer schedule reorders neighbours; an "
+            "estimate's tau against the ground truth is measured against a ranking that is itself this uncertain.",
+            "",
+            "",
+        ]
+    )
 
 
 def mobilenet(args) -> None:
@@ -436,26 +513,35 @@ def mobilenet(args) -> None:
         estimates[name] = (name, {"estimate": name})
     for epochs, finetune in FIDELITIES:
         estimates[f"short-training {epochs:g}+{finetune:g} epochs"] = (
-            "short-training", {"estimate": "short-training", "train_epochs": epochs, "finetune_epochs": finetune})
+            "short-training",
+            {"estimate": "short-training", "train_epochs": epochs, "finetune_epochs": finetune},
+        )
     e, f, bs, lr = TUNED_SHORT
     tuned_label = f"short-training {e:g}+{f:g} epochs, batch {bs}, lr {lr:g}"
-    estimates[tuned_label] = ("short-training", {"estimate": "short-training", "train_epochs": e, "finetune_epochs": f,
-                                                 "batch_size": bs, "lr": lr})
-    extra = [n for n in ESTIMATES.names() if n not in {e[0] for e in estimates.values()}
-             and n not in ("supernet", "sensitivity", "supernet-finetune")]  # those share one supernet, below
+    estimates[tuned_label] = (
+        "short-training",
+        {"estimate": "short-training", "train_epochs": e, "finetune_epochs": f, "batch_size": bs, "lr": lr},
+    )
+    extra = [
+        n
+        for n in ESTIMATES.names()
+        if n not in {e[0] for e in estimates.values()} and n not in ("supernet", "sensitivity", "supernet-finetune")
+    ]  # those share one supernet, below
     print(f"estimates: {', '.join(estimates)}" + (f"; not benchmarked here: {', '.join(extra)}" if extra else ""))
 
     rows, scored = [], {}
     for label, (name, cfg) in estimates.items():
         results = list(pool_map(_estimate, [(name, c, cfg) for c in candidates], args.workers, label))
         scored[label] = results
-        tau, rho, n = kendall_spearman([r["score"] for r in results], truth)
+        tau, rho, _ = kendall_spearman([r["score"] for r in results], truth)
         costs = sorted(r["cost_s"] for r in results if r["cost_s"] is not None)
         cost = costs[len(costs) // 2] if costs else float("nan")
         failed = sum(r["score"] is None for r in results)
         rows.append((label, tau, rho, cost, failed))
-        print(f"{label}: Kendall tau {tau:.3f}, Spearman {rho:.3f}, {cost:.3g} s per candidate, {failed} failed",
-              flush=True)
+        print(
+            f"{label}: Kendall tau {tau:.3f}, Spearman {rho:.3f}, {cost:.3g} s per candidate, {failed} failed",
+            flush=True,
+        )
 
     rows.append(predictor_row(space, candidates, truth))
 
@@ -473,7 +559,8 @@ def mobilenet(args) -> None:
         CACHE.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:  # trained afresh: its time is part of the cost
             record = ESTIMATES.create("supernet", config=accuracy_cfg).prepare(
-                space, load_mnist(SEED), run_dir=tmp, seed=SEED, log=lambda m: print(m, flush=True))
+                space, load_mnist(SEED), run_dir=tmp, seed=SEED, log=lambda m: print(m, flush=True)
+            )
             train_s = record["train_seconds"]
             notes = []
             shared = [("supernet", {}), ("sensitivity", {})]  # all start from the same supernet
@@ -483,26 +570,35 @@ def mobilenet(args) -> None:
                     continue
                 cfg = {"estimate": name, "supernet_path": record["checkpoint"], **extra}
                 results = list(pool_map(_estimate, [(name, c, cfg) for c in candidates], args.workers, name))
-                tau, rho, n = kendall_spearman([r["score"] for r in results], truth)
+                tau, rho, _ = kendall_spearman([r["score"] for r in results], truth)
                 costs = sorted(r["cost_s"] for r in results if r["cost_s"] is not None)
                 evaluation = costs[len(costs) // 2]
                 name = f"{name} {extra['finetune_epochs']:g} epochs" if extra else name
-                label = (f"{name} (supernet of {accuracy_cfg.supernet_epochs:g} float + "
-                         f"{accuracy_cfg.supernet_qat_epochs:g} quantization-aware epochs, trained once)")
-                rows.append((label, tau, rho, evaluation + train_s / len(candidates),
-                             sum(r["score"] is None for r in results)))
-                notes.append(f"`{name}` {evaluation:.2g} s per candidate "
-                             f"({(evaluation + train_s / 1000) / full_cost:.1%} of full training with the supernet "
-                             "shared by 1,000 candidates)")
-                print(f"{label}: Kendall tau {tau:.3f}, Spearman {rho:.3f}, {evaluation:.3g} s per candidate", flush=True)
-        supernet_note = (f"The supernet is trained once ({train_s:.0f} s) and its cost shared: the rows above charge "
-                         f"each of the {len(candidates)} candidates here {train_s / len(candidates):.2g} s for it, plus "
-                         f"its own evaluation: {'; '.join(notes)}. `supernet` evaluates the candidate with inherited "
-                         "weights (BatchNorm re-estimated, pruned, quantized, validated); `sensitivity` measures each "
-                         "layer's loss change per bit-width once per architecture and adds them up for the "
-                         "candidate's bits (an architecture seen again costs microseconds).")
+                label = (
+                    f"{name} (supernet of {accuracy_cfg.supernet_epochs:g} float + "
+                    f"{accuracy_cfg.supernet_qat_epochs:g} quantization-aware epochs, trained once)"
+                )
+                rows.append(
+                    (label, tau, rho, evaluation + train_s / len(candidates), sum(r["score"] is None for r in results))
+                )
+                notes.append(
+                    f"`{name}` {evaluation:.2g} s per candidate "
+                    f"({(evaluation + train_s / 1000) / full_cost:.1%} of full training with the supernet "
+                    "shared by 1,000 candidates)"
+                )
+                print(
+                    f"{label}: Kendall tau {tau:.3f}, Spearman {rho:.3f}, {evaluation:.3g} s per candidate", flush=True
+                )
+        supernet_note = (
+            f"The supernet is trained once ({train_s:.0f} s) and its cost shared: the rows above charge "
+            f"each of the {len(candidates)} candidates here {train_s / len(candidates):.2g} s for it, plus "
+            f"its own evaluation: {'; '.join(notes)}. `supernet` evaluates the candidate with inherited "
+            "weights (BatchNorm re-estimated, pruned, quantized, validated); `sensitivity` measures each "
+            "layer's loss change per bit-width once per architecture and adds them up for the "
+            "candidate's bits (an architecture seen again costs microseconds)."
+        )
 
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
 
     acc = sorted(truth)
     lines = [
@@ -519,14 +615,21 @@ def mobilenet(args) -> None:
         f"{acc[len(acc) // 2]:.3f}); full training costs {full_cost:.0f} s per candidate (median; from {cost_source}).",
     ]
     if convergence:
-        lines += ["", f"Convergence: {convergence[0]} of them trained twice as long moved by {convergence[1]:.3f} "
-                  f"accuracy on average (at most {convergence[2]:.3f})."]
-    lines += ["", "Every estimate scores every candidate with the settings a config would give it (zero-cost proxies: "
-              "one seeded batch of 64 real training images, at initialization, pruned and quantized as the candidate "
-              "says; short training: validation accuracy after the shortened pipeline). Rank correlation with the "
-              "ground truth; cost is wall-clock seconds per candidate (median), and as a share of full training:", "",
-              "| estimate | Kendall tau | Spearman | cost per candidate | share of full training | failed |",
-              "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Convergence: {convergence[0]} of them trained twice as long moved by {convergence[1]:.3f} "
+            f"accuracy on average (at most {convergence[2]:.3f}).",
+        ]
+    lines += [
+        "",
+        "Every estimate scores every candidate with the settings a config would give it (zero-cost proxies: "
+        "one seeded batch of 64 real training images, at initialization, pruned and quantized as the candidate "
+        "says; short training: validation accuracy after the shortened pipeline). Rank correlation with the "
+        "ground truth; cost is wall-clock seconds per candidate (median), and as a share of full training:",
+        "",
+        "| estimate | Kendall tau | Spearman | cost per candidate | share of full training | failed |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, tau, rho, cost, failed in rows:
         lines.append(f"| {label} | {tau:.3f} | {rho:.3f} | {cost:.3g} s | {cost / full_cost:.2%} | {failed} |")
     if supernet_note:
@@ -538,18 +641,35 @@ def mobilenet(args) -> None:
         rest = slice(args.chosen_on, None)
         tau, rho, _ = kendall_spearman([r["score"] for r in scored[tuned_label][rest]], truth[rest])
         held_out = tau
-        lines += ["", f"`{tuned_label}`: its batch size, learning rate and epochs were chosen among 8 short schedules "
-                  f"tried on the first {args.chosen_on} candidates; on the other {len(candidates) - args.chosen_on}, "
-                  f"which played no part in that choice, its Kendall tau is {tau:.3f} (Spearman {rho:.3f})."]
+        lines += [
+            "",
+            f"`{tuned_label}`: its batch size, learning rate and epochs were chosen among 8 short schedules "
+            f"tried on the first {args.chosen_on} candidates; on the other {len(candidates) - args.chosen_on}, "
+            f"which played no part in that choice, its Kendall tau is {tau:.3f} (Spearman {rho:.3f}).",
+        ]
     best_baseline = max((tau for label, tau, *_ in rows if label in ("params", "flops")), default=float("nan"))
-    cheap = [(label, tau, cost) for label, tau, _, cost, _ in rows  # the counts are what to beat, not candidates
-             if label not in COUNT_BASELINES and not label.startswith("accuracy predictor")  # labels: full trainings
-             and cost < 0.05 * full_cost and tau >= 0.6 and tau > best_baseline
-             and (label != tuned_label or held_out is None or held_out >= 0.6)]
-    verdict = (f"reached by {', '.join(f'`{l}` (tau {t:.3f}, {c / full_cost:.1%} of full training)' for l, t, c in cheap)}"
-               if cheap else "not reached by any estimate above")
-    lines += ["", f"Target (issue 4): an estimate costing under 5% of full training with Kendall tau at least 0.6, above "
-              f"params and FLOPs (best of the two: {best_baseline:.3f}): {verdict}.", "", ""]
+    cheap = [
+        (label, tau, cost)
+        for label, tau, _, cost, _ in rows  # the counts are what to beat, not candidates
+        if label not in COUNT_BASELINES
+        and not label.startswith("accuracy predictor")  # labels: full trainings
+        and cost < 0.05 * full_cost
+        and tau >= 0.6
+        and tau > best_baseline
+        and (label != tuned_label or held_out is None or held_out >= 0.6)
+    ]
+    verdict = (
+        f"reached by {', '.join(f'`{l}` (tau {t:.3f}, {c / full_cost:.1%} of full training)' for l, t, c in cheap)}"
+        if cheap
+        else "not reached by any estimate above"
+    )
+    lines += [
+        "",
+        f"Target (issue 4): an estimate costing under 5% of full training with Kendall tau at least 0.6, above "
+        f"params and FLOPs (best of the two: {best_baseline:.3f}): {verdict}.",
+        "",
+        "",
+    ]
     text = "\n".join(lines)
     publish(text, SECTION, write=not args.no_write)
 

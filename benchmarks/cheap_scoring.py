@@ -44,9 +44,12 @@ def tune_per_candidate(space_name: str, profiles: dict, candidates: list[dict]) 
         tune.report(candidate_metrics(space, space.validate(dict(config["c"])), predictors_for(profiles)))
 
     start = time.perf_counter()
-    tuner = tune.Tuner(trial, param_space={"c": tune.grid_search(candidates)},
-                       tune_config=tune.TuneConfig(max_concurrent_trials=2),
-                       run_config=tune.RunConfig(verbose=0, storage_path=str(ROOT / "benchmarks" / ".cache" / "tune_bench")))
+    tuner = tune.Tuner(
+        trial,
+        param_space={"c": tune.grid_search(candidates)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=2),
+        run_config=tune.RunConfig(verbose=0, storage_path=str(ROOT / "benchmarks" / ".cache" / "tune_bench")),
+    )
     tuner.fit()
     return len(candidates) / (time.perf_counter() - start)
 
@@ -88,28 +91,40 @@ def main() -> None:
             assert len(metrics) == len(candidates) == len(features)
             (rates[name].append(rate) if rep else cold.__setitem__(name, rate))
             print(f"pass {rep} {name}: {rate:.0f} candidates/s", flush=True)
-    per_trial = tune_per_candidate(space.name, profiles, candidates[:args.trials])
+    per_trial = tune_per_candidate(space.name, profiles, candidates[: args.trials])
     elapsed = time.time() - t0
     ray.shutdown()
 
     base = statistics.median(rates["in process"])
-    lines = [f"## {SECTION}", "",
-             f"Command: `python benchmarks/cheap_scoring.py --candidates {args.candidates} --workers "
-             f"{' '.join(map(str, args.workers))} --repeats {args.repeats}`; machine: {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} cores; date: {dt.date.today().isoformat()}; {elapsed:.0f} s.", "",
-             f"{args.candidates} random candidates of `mobilenet-mnist`, each scored for {' and '.join(TARGETS)} "
-             "(predicted latency per target, params, MACs, BitOps, size, the accuracy predictor's features), "
-             f"in batches of {args.batch_size}. Warm: median of {args.repeats} passes, interleaved; cold: the first "
-             "pass, on freshly started actors.", "",
-             "| how | candidates/s, warm | vs in process | candidates/s, cold |", "|---|---|---|---|"]
+    lines = [
+        f"## {SECTION}",
+        "",
+        f"Command: `python benchmarks/cheap_scoring.py --candidates {args.candidates} --workers "
+        f"{' '.join(map(str, args.workers))} --repeats {args.repeats}`; machine: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores; date: {dt.date.today().isoformat()}; {elapsed:.0f} s.",
+        "",
+        f"{args.candidates} random candidates of `mobilenet-mnist`, each scored for {' and '.join(TARGETS)} "
+        "(predicted latency per target, params, MACs, BitOps, size, the accuracy predictor's features), "
+        f"in batches of {args.batch_size}. Warm: median of {args.repeats} passes, interleaved; cold: the first "
+        "pass, on freshly started actors.",
+        "",
+        "| how | candidates/s, warm | vs in process | candidates/s, cold |",
+        "|---|---|---|---|",
+    ]
     for name, _ in settings:
         med = statistics.median(rates[name])
         lines.append(f"| {name} | {med:.0f} | {med / base:.2f}x | {cold[name]:.0f} |")
-    lines.append(f"| one Ray Tune trial per candidate ({args.trials} candidates, 2 at a time) | {per_trial:.1f} | "
-                 f"{per_trial / base:.4f}x | |")
+    lines.append(
+        f"| one Ray Tune trial per candidate ({args.trials} candidates, 2 at a time) | {per_trial:.1f} | "
+        f"{per_trial / base:.4f}x | |"
+    )
     best = max(statistics.median(r) for name, r in rates.items() if name != "in process")
-    lines += ["", f"Target (issue 5): at least 2,000 cheap-scored candidates per second through Ray on this machine: "
-              f"{'reached' if best >= 2000 else 'not reached'} (best: {best:.0f}/s).", ""]
+    lines += [
+        "",
+        f"Target (issue 5): at least 2,000 cheap-scored candidates per second through Ray on this machine: "
+        f"{'reached' if best >= 2000 else 'not reached'} (best: {best:.0f}/s).",
+        "",
+    ]
     publish("\n".join(lines), SECTION, write=not args.no_write)
 
 

@@ -60,8 +60,14 @@ def main() -> None:
     from nasq.hardware_profiles.machine import cpu_model
     from nasq.hardware_profiles.profile import Profile
     from nasq.hardware_profiles.validation import (
-        anchor_gauge, at_profile_speed, backend_for, drift_anchors, export_networks, real_topology_models,
-        sample_candidates, serialized_with_feeds,
+        anchor_gauge,
+        at_profile_speed,
+        backend_for,
+        drift_anchors,
+        export_networks,
+        real_topology_models,
+        sample_candidates,
+        serialized_with_feeds,
     )
     from nasq.ort import gauged_medians
     from nasq.predict import predict_model
@@ -85,7 +91,9 @@ def main() -> None:
         if profile.metadata.get("runtime") != "onnxruntime" or not profile.measurable():
             raise SystemExit(f"{spec}: not an ONNX Runtime profile of this machine")
         if profile.metadata.get("reference", {}).get("layer") != first.metadata.get("reference", {}).get("layer"):
-            raise SystemExit(f"{spec}: its reference layer differs from {args.profiles[0]}'s; they cannot share a gauge")
+            raise SystemExit(
+                f"{spec}: its reference layer differs from {args.profiles[0]}'s; they cannot share a gauge"
+            )
         if profile.metadata.get("space") != first.metadata.get("space"):
             raise SystemExit(f"{spec}: another space than {args.profiles[0]}'s")
     space = create_space(first.metadata["space"])
@@ -116,9 +124,10 @@ def main() -> None:
             try:
                 as_name = Profile.from_dict({**profile.data, "predictor": name}, profile.name)
                 predictor = REGISTRY.get(name)(as_name)
-                predicted[i, name] = ([predictor.predict_candidate(space, c).total_ms for c in candidates],
-                                      [predict_model(m, profile, predictor=name, pricing="kernels")["latency_ms"]
-                                       for m in onnx_models])
+                predicted[i, name] = (
+                    [predictor.predict_candidate(space, c).total_ms for c in candidates],
+                    [predict_model(m, profile, predictor=name, pricing="kernels")["latency_ms"] for m in onnx_models],
+                )
             except NasqError as exc:
                 print(f"{args.profiles[i]}: no {name} predictor ({exc})")
 
@@ -126,49 +135,73 @@ def main() -> None:
     n_onnx, n_space = len(blobs), len(space_blobs)
     scores = {key: {g: [] for g in GROUPS} for key in predicted}  # per run: (within +-10%, median error)
     for run in range(args.runs):
-        backend.measure_models(blobs + space_blobs + anchor_blobs, feeds + space_feeds + anchor_feeds,
-                               repetitions=10, min_seconds=args.seconds)
+        backend.measure_models(
+            blobs + space_blobs + anchor_blobs,
+            feeds + space_feeds + anchor_feeds,
+            repetitions=10,
+            min_seconds=args.seconds,
+        )
         by_reference = at_profile_speed(backend, n_onnx)  # at the first profile's reference latency
         for i, profile in enumerate(profiles):
             which, then = anchors[i]
             end = n_onnx + n_space + offsets[which] + len(then)
             samples = backend.last_samples  # the space's networks gauged by this profile's calibration networks
-            space_measured = gauged_medians(samples[n_onnx:n_onnx + n_space],
-                                            anchor_gauge(samples[end - len(then):end], then))
+            space_measured = gauged_medians(
+                samples[n_onnx : n_onnx + n_space], anchor_gauge(samples[end - len(then) : end], then)
+            )
             scale = profile.metadata["reference"]["latency_ms"] / first.metadata["reference"]["latency_ms"]
             onnx_measured = [m * scale for m in by_reference]
-            measured = {"held-out space networks": space_measured, "block networks": onnx_measured[:len(blocks)],
-                        "real topologies": onnx_measured[len(blocks):]}
+            measured = {
+                "held-out space networks": space_measured,
+                "block networks": onnx_measured[: len(blocks)],
+                "real topologies": onnx_measured[len(blocks) :],
+            }
             for name in PREDICTORS:
                 if (i, name) not in predicted:
                     continue
                 space_pred, onnx_pred = predicted[i, name]
-                pred = {"held-out space networks": space_pred, "block networks": onnx_pred[:len(blocks)],
-                        "real topologies": onnx_pred[len(blocks):]}
+                pred = {
+                    "held-out space networks": space_pred,
+                    "block networks": onnx_pred[: len(blocks)],
+                    "real topologies": onnx_pred[len(blocks) :],
+                }
                 for group in GROUPS:
                     err = np.asarray(pred[group]) / np.asarray(measured[group]) - 1
                     scores[i, name][group].append((float(np.mean(np.abs(err) <= 0.1)), float(np.median(np.abs(err)))))
-                print(f"run {run + 1}, {args.profiles[i]}, {name}: " + ", ".join(
-                    f"{g} {scores[i, name][g][-1][0]:.0%}" for g in GROUPS), flush=True)
+                print(
+                    f"run {run + 1}, {args.profiles[i]}, {name}: "
+                    + ", ".join(f"{g} {scores[i, name][g][-1][0]:.0%}" for g in GROUPS),
+                    flush=True,
+                )
 
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     lines = [
-        f"## {SECTION}", "",
+        f"## {SECTION}",
+        "",
         f"Command: `python benchmarks/compare_profiles.py {' '.join(args.profiles)} --runs {args.runs} --seconds "
         f"{args.seconds:g}`; machine: {cpu_model()} ({platform.machine()}), ONNX Runtime "
-        f"{first.metadata['runtime_version']}, 1 thread, batch 1; date: {date}.", "",
-        "Profiles:", "",
+        f"{first.metadata['runtime_version']}, 1 thread, batch 1; date: {date}.",
+        "",
+        "Profiles:",
+        "",
     ]
     for spec, profile in zip(args.profiles, profiles):
         speed = profile.metadata["reference"].get("speed", {})
-        lines.append(f"- `{spec}`: built {profile.metadata.get('date')} (reference at a median "
-                     f"{speed.get('median', float('nan')):.3f}x its fast end), predictor `{profile.predictor}`, for ONNX "
-                     f"models `{profile.data.get('onnx_predictor', 'table')}`")
-    lines += ["", f"{args.runs} runs of one interleaved measurement ({args.seconds:g} s each) of {n_space} held-out "
-              f"networks of `{space.name}`, {len(blocks)} networks of real topologies' blocks and the "
-              f"{len(topologies)} real topologies, each read at each profile's speed, round by round. Within +-10% "
-              "in each run; median error over the runs:", "",
-              "| profile | predictor | " + " | ".join(GROUPS) + " |", "|---|---|" + "---|" * len(GROUPS)]
+        lines.append(
+            f"- `{spec}`: built {profile.metadata.get('date')} (reference at a median "
+            f"{speed.get('median', float('nan')):.3f}x its fast end), predictor `{profile.predictor}`, for ONNX "
+            f"models `{profile.data.get('onnx_predictor', 'table')}`"
+        )
+    lines += [
+        "",
+        f"{args.runs} runs of one interleaved measurement ({args.seconds:g} s each) of {n_space} held-out "
+        f"networks of `{space.name}`, {len(blocks)} networks of real topologies' blocks and the "
+        f"{len(topologies)} real topologies, each read at each profile's speed, round by round. Within +-10% "
+        "in each run; median error over the runs:",
+        "",
+        "| profile | predictor | " + " | ".join(GROUPS) + " |",
+        "|---|---|" + "---|" * len(GROUPS),
+    ]
     for (i, name), by_group in scores.items():
         cells = []
         for group in GROUPS:

@@ -30,8 +30,11 @@ from _common import ROOT, publish
 
 SECTION = "Latency pricing of candidates (search against nasq predict)"
 MODELS = {  # name -> (factory, weights, input shape)
-    "small ResNet (MNIST-5k, trained)": ("examples/mnist_cnn/model.py:small_resnet", "examples/mnist_cnn/small_resnet.pt",
-                                         (1, 28, 28)),
+    "small ResNet (MNIST-5k, trained)": (
+        "examples/mnist_cnn/model.py:small_resnet",
+        "examples/mnist_cnn/small_resnet.pt",
+        (1, 28, 28),
+    ),
     "ResNet-18 (3x224x224, untrained)": ("examples/mnist_cnn/model.py:resnet18", "", (3, 224, 224)),
 }
 
@@ -40,8 +43,11 @@ def space_of(factory: str, weights: str, shape) -> object:
     from nasq.models.loading import ModelSpec
     from nasq.spaces.from_model import ModelSpace, ModelSpaceOptions
 
-    spec = ModelSpec(str(ROOT / factory.split(":")[0]) + ":" + factory.split(":")[1],
-                     str(ROOT / weights) if weights else "", tuple(shape))
+    spec = ModelSpec(
+        str(ROOT / factory.split(":")[0]) + ":" + factory.split(":")[1],
+        str(ROOT / weights) if weights else "",
+        tuple(shape),
+    )
     return ModelSpace(spec, ModelSpaceOptions(bits=(4, 8, 32)))
 
 
@@ -113,37 +119,38 @@ def main() -> None:
 
     def spread(ratios) -> str:
         errs = [abs(r - 1) for r in ratios]
-        return (f"median {statistics.median(errs):.1%}, max {max(errs):.1%} "
-                f"(ratios {min(ratios):.3f}-{max(ratios):.3f})")
+        return f"median {statistics.median(errs):.1%}, max {max(errs):.1%} (ratios {min(ratios):.3f}-{max(ratios):.3f})"
 
     agreement = [f"| {name} | {spread([a for a, _ in r])} | {spread([b for _, b in r])} |" for name, r in rows.items()]
     when = dt.date.today().isoformat()
-    text = "\n".join([
-        f"## {SECTION}",
-        "",
-        f"`python benchmarks/latency_pricing.py --candidates {args.candidates} --agreement {args.agreement} "
-        f"--profile {args.profile}` on {describe(this_machine())}, {when}; one torch thread; "
-        f"{time.time() - started:.0f} s in all. Spaces: `from-model` of each network, prune ratios "
-        "0/0.25/0.5/0.75 per channel group, bits 4/8/32 per layer. Targets: "
-        f"`{args.profile}` (shipped; the kernels are read from this machine's ONNX Runtime) and `bitserial-sim`.",
-        "",
-        "Screening price: a candidate's layer list priced on both targets (the evolution's screen, constraints). "
-        "Graph price: the network built untrained, exported for each target and priced from its ONNX graph, what "
-        "the search records for every evaluated candidate (`search.latency_pricing: graph`).",
-        "",
-        "| model | layers | channel groups | screening price (candidates/s) | graph price (s/candidate) |",
-        "|---|---|---|---|---|",
-        *lines,
-        "",
-        f"Against `nasq predict` on the model `nasq best` would write ({args.agreement} small-ResNet candidates, each "
-        "fine-tuned 0.1 epoch with distillation on MNIST-5k, calibrated on real data, exported per target): "
-        "relative error of the search's graph price and of the screening price.",
-        "",
-        "| target | graph price (what the search records) | screening price |",
-        "|---|---|---|",
-        *agreement,
-        "",
-    ])
+    text = "\n".join(
+        [
+            f"## {SECTION}",
+            "",
+            f"`python benchmarks/latency_pricing.py --candidates {args.candidates} --agreement {args.agreement} "
+            f"--profile {args.profile}` on {describe(this_machine())}, {when}; one torch thread; "
+            f"{time.time() - started:.0f} s in all. Spaces: `from-model` of each network, prune ratios "
+            "0/0.25/0.5/0.75 per channel group, bits 4/8/32 per layer. Targets: "
+            f"`{args.profile}` (shipped; the kernels are read from this machine's ONNX Runtime) and `bitserial-sim`.",
+            "",
+            "Screening price: a candidate's layer list priced on both targets (the evolution's screen, constraints). "
+            "Graph price: the network built untrained, exported for each target and priced from its ONNX graph, what "
+            "the search records for every evaluated candidate (`search.latency_pricing: graph`).",
+            "",
+            "| model | layers | channel groups | screening price (candidates/s) | graph price (s/candidate) |",
+            "|---|---|---|---|---|",
+            *lines,
+            "",
+            f"Against `nasq predict` on the model `nasq best` would write ({args.agreement} small-ResNet candidates, each "
+            "fine-tuned 0.1 epoch with distillation on MNIST-5k, calibrated on real data, exported per target): "
+            "relative error of the search's graph price and of the screening price.",
+            "",
+            "| target | graph price (what the search records) | screening price |",
+            "|---|---|---|",
+            *agreement,
+            "",
+        ]
+    )
     publish(text, SECTION, write=not args.no_write)
 
 

@@ -38,8 +38,14 @@ def main() -> None:
     from nasq.hardware_profiles import create_predictor, load_profile
     from nasq.hardware_profiles.machine import cpu_model
     from nasq.hardware_profiles.validation import (
-        at_profile_speed, backend_for, drift_anchors, drift_summary, export_networks, real_topology_models,
-        sample_candidates, serialized_with_feeds,
+        at_profile_speed,
+        backend_for,
+        drift_anchors,
+        drift_summary,
+        export_networks,
+        real_topology_models,
+        sample_candidates,
+        serialized_with_feeds,
     )
     from nasq.predict import predict_model
     from nasq.spaces import create_space
@@ -60,51 +66,72 @@ def main() -> None:
     onnx_predictor = profile.data.get("onnx_predictor")
     groups = {}
     blobs, feeds = serialized_with_feeds(topologies.values())
-    groups["real topologies"] = (list(topologies), blobs, feeds,
-                                 [predict_model(m, profile, predictor=onnx_predictor)["latency_ms"]
-                                  for m in topologies.values()])
+    groups["real topologies"] = (
+        list(topologies),
+        blobs,
+        feeds,
+        [predict_model(m, profile, predictor=onnx_predictor)["latency_ms"] for m in topologies.values()],
+    )
     candidates = sample_candidates(space, args.networks, seed=20_000)
     predictor = create_predictor(profile)
     blobs, feeds = export_networks(space, candidates, profile, log=lambda m: None)
-    groups["held-out space networks"] = ([f"net{i}" for i in range(len(candidates))], blobs, feeds,
-                                         [predictor.predict_candidate(space, c).total_ms for c in candidates])
+    groups["held-out space networks"] = (
+        [f"net{i}" for i in range(len(candidates))],
+        blobs,
+        feeds,
+        [predictor.predict_candidate(space, c).total_ms for c in candidates],
+    )
 
     backend = backend_for(profile)
     errors = {g: {r: [] for r in READINGS} for g in groups}  # per run: each network's log(predicted / measured)
     drifts = {g: [] for g in groups}
     for run in range(args.runs):
         for group, (names, blobs, feeds, predicted) in groups.items():
-            raw = backend.measure_models(blobs + anchor_models, feeds + anchor_feeds, repetitions=10,
-                                         min_seconds=args.seconds)
+            raw = backend.measure_models(
+                blobs + anchor_models, feeds + anchor_feeds, repetitions=10, min_seconds=args.seconds
+            )
             n = len(names)
             ratio = drift_summary(raw[n:], then)["median_ratio"]
             drifts[group].append(ratio)
-            readings = {"raw": raw[:n], "whole-run drift": [m / ratio for m in raw[:n]],
-                        "calibration networks, round by round": at_profile_speed(backend, n, then),
-                        "reference layer, round by round": at_profile_speed(backend, n)}
+            readings = {
+                "raw": raw[:n],
+                "whole-run drift": [m / ratio for m in raw[:n]],
+                "calibration networks, round by round": at_profile_speed(backend, n, then),
+                "reference layer, round by round": at_profile_speed(backend, n),
+            }
             for reading, measured in readings.items():
                 errors[group][reading].append(np.log(np.asarray(predicted) / np.asarray(measured)))
-            print(f"run {run + 1}, {group}: drift {ratio:.3f}x, "
-                  + ", ".join(f"{r} {np.mean(np.abs(np.expm1(errors[group][r][-1])) <= 0.1):.0%}" for r in READINGS),
-                  flush=True)
+            print(
+                f"run {run + 1}, {group}: drift {ratio:.3f}x, "
+                + ", ".join(f"{r} {np.mean(np.abs(np.expm1(errors[group][r][-1])) <= 0.1):.0%}" for r in READINGS),
+                flush=True,
+            )
 
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     lines = [
-        f"## {SECTION}", "",
+        f"## {SECTION}",
+        "",
         f"Command: `python benchmarks/measurement_gauges.py --runs {args.runs} --seconds {args.seconds:g} --networks "
         f"{args.networks}`; machine: {cpu_model()} ({platform.machine()}), ONNX Runtime "
-        f"{profile.metadata['runtime_version']}, 1 thread, batch 1; date: {date}.", "",
+        f"{profile.metadata['runtime_version']}, 1 thread, batch 1; date: {date}.",
+        "",
         f"The `local-ort` profile's predictions (`{onnx_predictor}` for the real topologies, "
         f"`{profile.predictor}` for the space's networks) against {args.runs} runs of the same measurement, "
         f"each group timed for {args.seconds:g} s with 12 of the profile's calibration networks and its reference "
         "layer in every round. Within +-10%: the share in each run. Run to run: how much each network's error moves "
         "between runs (standard deviation of its log error, median over the networks). The predictions never change: "
-        "a reading that moves less is a steadier gauge of the machine.", "",
+        "a reading that moves less is a steadier gauge of the machine.",
+        "",
     ]
     for group, (names, *_rest) in groups.items():
-        lines += [f"{group.capitalize()} ({len(names)}; calibration networks' drift in each run: "
-                  + ", ".join(f"{d:.3f}x" for d in drifts[group]) + "):", "",
-                  "| reading | within +-10% in each run | median error | run to run |", "|---|---|---|---|"]
+        lines += [
+            f"{group.capitalize()} ({len(names)}; calibration networks' drift in each run: "
+            + ", ".join(f"{d:.3f}x" for d in drifts[group])
+            + "):",
+            "",
+            "| reading | within +-10% in each run | median error | run to run |",
+            "|---|---|---|---|",
+        ]
         for reading in READINGS:
             runs = np.asarray(errors[group][reading])
             within = ", ".join(f"{np.mean(np.abs(np.expm1(e)) <= 0.1):.0%}" for e in runs)
@@ -112,9 +139,12 @@ def main() -> None:
             spread = float(np.median(runs.std(axis=0))) if len(runs) > 1 else float("nan")
             lines.append(f"| {reading} | {within} | {median_error:.1%} | {spread:.1%} |")
         lines.append("")
-    lines += ["`nasq profile validate` and `nasq best` store the round-by-round readings (`at_profile_speed`): by "
-              "the calibration networks for the space's networks, by the reference layer for ONNX models outside it.",
-              "", ""]
+    lines += [
+        "`nasq profile validate` and `nasq best` store the round-by-round readings (`at_profile_speed`): by "
+        "the calibration networks for the space's networks, by the reference layer for ONNX models outside it.",
+        "",
+        "",
+    ]
     publish("\n".join(lines), SECTION, write=not args.no_write)
 
 

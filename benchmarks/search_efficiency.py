@@ -45,13 +45,18 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import numpy as np
-
 from _common import DATA, ROOT, publish
 
 SECTION = "Search efficiency (NAS-Bench-201, measured latencies)"
-DEVICE_NAMES = {"gold_6226": "Xeon Gold 6226", "pixel3": "Pixel 3 (phone)", "raspi4": "Raspberry Pi 4",
-                "fpga": "FPGA (HW-NAS-Bench, estimated)", "eyeriss": "Eyeriss (estimated)",
-                "samsung_a50": "Samsung A50 (phone)", "silver_4114": "Xeon Silver 4114"}
+DEVICE_NAMES = {
+    "gold_6226": "Xeon Gold 6226",
+    "pixel3": "Pixel 3 (phone)",
+    "raspi4": "Raspberry Pi 4",
+    "fpga": "FPGA (HW-NAS-Bench, estimated)",
+    "eyeriss": "Eyeriss (estimated)",
+    "samsung_a50": "Samsung A50 (phone)",
+    "silver_4114": "Xeon Silver 4114",
+}
 
 
 def load_tables(devices: list[str]) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
@@ -102,13 +107,26 @@ def run_one(job: dict) -> dict:
     target = f"nb201-{job['device']}"
     profile = exact_profile(job["device"], archs, lat)
     sampler, _, proxy = job["sampler"].partition("+")  # evolution+naswot: the evolution with that proxy
-    search = {"sampler": sampler, "num_candidates": job["evaluations"], "max_concurrent": 1, "uniform_starts": 0,
-              "front_variants": 0}
+    search = {
+        "sampler": sampler,
+        "num_candidates": job["evaluations"],
+        "max_concurrent": 1,
+        "uniform_starts": 0,
+        "front_variants": 0,
+    }
     if sampler == "evolution":
         search.update(screen_every=job["screen_every"], screen_proxy=proxy)
-    cfg = config_from_dict({"space": "nas-bench-201", "targets": [target], "seed": job["seed"], "search": search,
-                            "constraints": {target: {"latency_ms": job["budget"]}},
-                            "accuracy": {"proxy_batch_size": job["proxy_batch"]}}, "benchmark config")
+    cfg = config_from_dict(
+        {
+            "space": "nas-bench-201",
+            "targets": [target],
+            "seed": job["seed"],
+            "search": search,
+            "constraints": {target: {"latency_ms": job["budget"]}},
+            "accuracy": {"proxy_batch_size": job["proxy_batch"]},
+        },
+        "benchmark config",
+    )
     space = create_space("nas-bench-201")
     searcher = build_searcher(cfg, space, {target: profile})
     if proxy:  # the proxies the search asks for, from the table computed once by the same function
@@ -127,11 +145,17 @@ def run_one(job: dict) -> dict:
             break
         i = index[space.format_arch(space.validate(config))]
         evaluated.append((float(accuracy[i]), float(lat[i])))
-        searcher.on_trial_complete(f"t{n}", {"status": "ok", "score": accuracy[i] / 100.0,
-                                             f"latency_ms.{target}": float(lat[i])})
+        searcher.on_trial_complete(
+            f"t{n}", {"status": "ok", "score": accuracy[i] / 100.0, f"latency_ms.{target}": float(lat[i])}
+        )
     skipped = searcher.check.skipped if searcher.check is not None else 0
-    return {**job, "evaluated": evaluated, "seconds": time.perf_counter() - t0, "skipped": skipped,
-            "proxied": getattr(searcher.inner, "proxied", 0)}
+    return {
+        **job,
+        "evaluated": evaluated,
+        "seconds": time.perf_counter() - t0,
+        "skipped": skipped,
+        "proxied": getattr(searcher.inner, "proxied", 0),
+    }
 
 
 PROXY_SEED = 0  # the proxies' batch and initialization: one table, shared by every search and seed
@@ -176,7 +200,7 @@ def proxy_table(name: str, batch: int, archs: list[str], workers: int) -> dict:
     if todo:
         print(f"computing {name} for {len(todo)} cells (cached in {path})", file=sys.stderr, flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        chunks = [(name, batch, todo[i:i + 250]) for i in range(0, len(todo), 250)]
+        chunks = [(name, batch, todo[i : i + 250]) for i in range(0, len(todo), 250)]
         t0 = time.time()
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             for n, part in enumerate(pool.map(_proxy_chunk, chunks), 1):
@@ -216,14 +240,27 @@ def median_or_censored(values: list[int | None], cap: int) -> tuple[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", nargs="+", default=["gold_6226", "pixel3", "raspi4", "fpga"])
-    parser.add_argument("--quantiles", type=float, nargs="+", default=[0.5],
-                        help="latency budgets: these quantiles of each device's latencies over all cells")
-    parser.add_argument("--samplers", nargs="+", default=["random", "tpe", "nsga2", "evolution", "evolution+naswot"],
-                        help="nasq's samplers; evolution+PROXY: the evolution with search.screen_proxy PROXY")
+    parser.add_argument(
+        "--quantiles",
+        type=float,
+        nargs="+",
+        default=[0.5],
+        help="latency budgets: these quantiles of each device's latencies over all cells",
+    )
+    parser.add_argument(
+        "--samplers",
+        nargs="+",
+        default=["random", "tpe", "nsga2", "evolution", "evolution+naswot"],
+        help="nasq's samplers; evolution+PROXY: the evolution with search.screen_proxy PROXY",
+    )
     parser.add_argument("--proxy-batch", type=int, default=32, help="training samples a zero-cost proxy sees")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--evaluations", type=int, default=300, help="evaluations per search (runs that do not "
-                        "reach the target by then count as more than this)")
+    parser.add_argument(
+        "--evaluations",
+        type=int,
+        default=300,
+        help="evaluations per search (runs that do not reach the target by then count as more than this)",
+    )
     parser.add_argument("--tolerance", type=float, default=0.5, help="accuracy points from the best within budget")
     parser.add_argument("--screen-every", type=int, default=5, help="evolution's screen_every")
     parser.add_argument("--workers", type=int, default=2)
@@ -259,14 +296,39 @@ def main() -> None:
             goal = best - args.tolerance
             hits = int((feasible & (accuracy >= goal)).sum())
             ref_acc = float(np.median(accuracy[feasible]))  # the better half: where the fronts differ
-            whole = hypervolume_2d([(a, -l) for a, l in zip(accuracy[feasible], latency[d][feasible])], (ref_acc, -budget))
-            settings.append({"device": d, "quantile": q, "budget": budget, "best": best, "goal": goal, "hits": hits,
-                             "feasible": int(feasible.sum()), "ref_acc": ref_acc, "whole_hv": whole,
-                             "random_feasible_median": random_median(int(feasible.sum()), hits),
-                             "random_all_median": random_median(len(archs), hits)})
-    jobs = [{"device": s["device"], "quantile": s["quantile"], "budget": s["budget"], "sampler": name, "seed": seed,
-             "evaluations": args.evaluations, "screen_every": args.screen_every, "proxy_batch": args.proxy_batch}
-            for s in settings for name in args.samplers for seed in range(args.seeds)]
+            whole = hypervolume_2d(
+                [(a, -l) for a, l in zip(accuracy[feasible], latency[d][feasible])], (ref_acc, -budget)
+            )
+            settings.append(
+                {
+                    "device": d,
+                    "quantile": q,
+                    "budget": budget,
+                    "best": best,
+                    "goal": goal,
+                    "hits": hits,
+                    "feasible": int(feasible.sum()),
+                    "ref_acc": ref_acc,
+                    "whole_hv": whole,
+                    "random_feasible_median": random_median(int(feasible.sum()), hits),
+                    "random_all_median": random_median(len(archs), hits),
+                }
+            )
+    jobs = [
+        {
+            "device": s["device"],
+            "quantile": s["quantile"],
+            "budget": s["budget"],
+            "sampler": name,
+            "seed": seed,
+            "evaluations": args.evaluations,
+            "screen_every": args.screen_every,
+            "proxy_batch": args.proxy_batch,
+        }
+        for s in settings
+        for name in args.samplers
+        for seed in range(args.seeds)
+    ]
     # interleaved: every sampler's runs spread over the whole benchmark, so machine noise hits all alike
     jobs.sort(key=lambda j: (j["seed"], j["device"], j["quantile"], args.samplers.index(j["sampler"])))
     t0 = time.time()
@@ -280,50 +342,67 @@ def main() -> None:
 
     cap = args.evaluations
     checkpoints = [c for c in (25, 50, 100, 200, 300, 500, 1000) if c <= cap]
-    lines = [f"## {SECTION}", "",
-             f"Command: `python benchmarks/search_efficiency.py --devices {' '.join(args.devices)} --quantiles "
-             f"{' '.join(f'{q:g}' for q in args.quantiles)} --samplers {' '.join(args.samplers)} --seeds {args.seeds} "
-             f"--evaluations {cap} --screen-every {args.screen_every} --proxy-batch {args.proxy_batch}`; data: NAS-Bench-201 CIFAR-10 test accuracy (200 epochs) and HELP's / HW-NAS-Bench's "
-             f"measured latencies, 15,625 cells; machine: {platform.processor() or platform.machine()}, "
-             f"{args.workers} workers; date: {dt.date.today().isoformat()}; {elapsed / 60:.0f} min.", "",
-             "Each search is built as `nasq search` builds it and driven one trial at a time; an evaluation looks up "
-             "the cell's accuracy and measured latency. Evaluations until the best cell found within the budget is "
-             f"within {args.tolerance:g} accuracy points of the best cell within the budget: median over {args.seeds} "
-             f"seeds (`>{cap}`: half or more of the runs had not got there after {cap}), and in brackets how many of the "
-             "runs got there. Random search's medians (within the budget, as nasq's `random` samples, and over all "
-             "cells) are exact, not simulated.", ""]
+    lines = [
+        f"## {SECTION}",
+        "",
+        f"Command: `python benchmarks/search_efficiency.py --devices {' '.join(args.devices)} --quantiles "
+        f"{' '.join(f'{q:g}' for q in args.quantiles)} --samplers {' '.join(args.samplers)} --seeds {args.seeds} "
+        f"--evaluations {cap} --screen-every {args.screen_every} --proxy-batch {args.proxy_batch}`; data: NAS-Bench-201 CIFAR-10 test accuracy (200 epochs) and HELP's / HW-NAS-Bench's "
+        f"measured latencies, 15,625 cells; machine: {platform.processor() or platform.machine()}, "
+        f"{args.workers} workers; date: {dt.date.today().isoformat()}; {elapsed / 60:.0f} min.",
+        "",
+        "Each search is built as `nasq search` builds it and driven one trial at a time; an evaluation looks up "
+        "the cell's accuracy and measured latency. Evaluations until the best cell found within the budget is "
+        f"within {args.tolerance:g} accuracy points of the best cell within the budget: median over {args.seeds} "
+        f"seeds (`>{cap}`: half or more of the runs had not got there after {cap}), and in brackets how many of the "
+        "runs got there. Random search's medians (within the budget, as nasq's `random` samples, and over all "
+        "cells) are exact, not simulated.",
+        "",
+    ]
     from nasq.config import SearchConfig
 
     defaults = SearchConfig()
     for proxy, table in proxies.items():
         secs = statistics.median(v[1] for v in table.values())
         dead = sum(v[0] is None for v in table.values())
-        lines += [f"`evolution+{proxy}` is the evolution with `search.screen_proxy: {proxy}`: its startup candidates are "
-                  f"the best by {proxy} among {defaults.screen_proxy_pool} random ones within the budget, and each screen "
-                  f"re-ranks its {defaults.screen_shortlist} best "
-                  f"with the proxy as a predictor feature. The proxy is computed at initialization on "
-                  f"{args.proxy_batch} real MNIST training digits (no CIFAR images are available offline; NAS-Bench-201's "
-                  f"cells are built for 1x28x28 input), {secs:.2f} s per cell here (median; 1 thread); {dead} of "
-                  f"{len(table)} cells are dead networks it cannot rank. It was computed once for every cell, with one "
-                  f"batch and initialization (seed {PROXY_SEED}), by the function a search calls, and cached in "
-                  "`benchmarks/.cache/`; each search looks up only the cells it asks for (counted below as proxies per "
-                  "search). An evaluation stands for a full training; a proxy costs well under a thousandth of one.", ""]
+        lines += [
+            f"`evolution+{proxy}` is the evolution with `search.screen_proxy: {proxy}`: its startup candidates are "
+            f"the best by {proxy} among {defaults.screen_proxy_pool} random ones within the budget, and each screen "
+            f"re-ranks its {defaults.screen_shortlist} best "
+            f"with the proxy as a predictor feature. The proxy is computed at initialization on "
+            f"{args.proxy_batch} real MNIST training digits (no CIFAR images are available offline; NAS-Bench-201's "
+            f"cells are built for 1x28x28 input), {secs:.2f} s per cell here (median; 1 thread); {dead} of "
+            f"{len(table)} cells are dead networks it cannot rank. It was computed once for every cell, with one "
+            f"batch and initialization (seed {PROXY_SEED}), by the function a search calls, and cached in "
+            "`benchmarks/.cache/`; each search looks up only the cells it asks for (counted below as proxies per "
+            "search). An evaluation stands for a full training; a proxy costs well under a thousandth of one.",
+            "",
+        ]
         score = np.array([-math.inf if table[a][0] is None else table[a][0] for a in archs])
         ranks = []
         for st in settings:
             feasible = latency[st["device"]] <= st["budget"]
-            order = np.argsort(-np.where(feasible, score, -np.inf), kind="stable")[:int(feasible.sum())]
+            order = np.argsort(-np.where(feasible, score, -np.inf), kind="stable")[: int(feasible.sum())]
             near = np.flatnonzero(accuracy[order] >= st["goal"])
             ranks.append(f"{st['device']} q{st['quantile']:g}: {near[0] + 1 if len(near) else '-'} of {len(order)}")
-        lines += [f"Where {proxy} puts the near-best cells: the best rank, by {proxy} among the cells within the budget, "
-                  f"of a cell within {args.tolerance:g} points of the best: " + "; ".join(ranks) + ".", ""]
+        lines += [
+            f"Where {proxy} puts the near-best cells: the best rank, by {proxy} among the cells within the budget, "
+            f"of a cell within {args.tolerance:g} points of the best: " + "; ".join(ranks) + ".",
+            "",
+        ]
     head = "| device | budget | best within budget | cells within budget / near-best |"
     head += "".join(f" {s} |" for s in args.samplers) + " random, exact (within budget / all cells) | best vs random |"
     lines += [head, "|" + "---|" * (5 + len(args.samplers) + 1)]
     ratios = {s: [] for s in args.samplers if s != "random"}
     for s in settings:
-        runs = {name: [r for r in results if r["device"] == s["device"] and r["quantile"] == s["quantile"]
-                       and r["sampler"] == name] for name in args.samplers}
+        runs = {
+            name: [
+                r
+                for r in results
+                if r["device"] == s["device"] and r["quantile"] == s["quantile"] and r["sampler"] == name
+            ]
+            for name in args.samplers
+        }
         cells = []
         med = {}
         for name in args.samplers:
@@ -336,43 +415,70 @@ def main() -> None:
             ratios[name].append(base / med[name] if math.isfinite(med[name]) else None)
         best_name = min((n for n in args.samplers if n != "random"), key=lambda n: med[n], default=None)
         gain = f"{best_name}: {base / med[best_name]:.1f}x" if best_name and math.isfinite(med[best_name]) else "—"
-        lines.append(f"| {DEVICE_NAMES.get(s['device'], s['device'])} | {s['budget']:.3g} ms (q{s['quantile']:g}) | "
-                     f"{s['best']:.2f}% | {s['feasible']} / {s['hits']} | " + " | ".join(cells) +
-                     f" | {s['random_feasible_median']} / {s['random_all_median']} | {gain} |")
+        lines.append(
+            f"| {DEVICE_NAMES.get(s['device'], s['device'])} | {s['budget']:.3g} ms (q{s['quantile']:g}) | "
+            f"{s['best']:.2f}% | {s['feasible']} / {s['hits']} | "
+            + " | ".join(cells)
+            + f" | {s['random_feasible_median']} / {s['random_all_median']} | {gain} |"
+        )
     # settings random search itself can be expected to solve within the cap; a censored median counts as the cap,
     # which flatters the sampler there (its ratio is at most this)
     judged = [i for i, s in enumerate(settings) if s["random_feasible_median"] <= cap]
-    lines += ["", "Fewer evaluations than random search within the budget (its exact median divided by the sampler's "
-              f"median), geometric mean over the {len(judged)} settings where random search needs at most {cap} "
-              f"(a sampler's `>{cap}` counted as {cap}, an upper bound on its ratio there), and over the settings where "
-              "the sampler's median is known:", ""]
+    lines += [
+        "",
+        "Fewer evaluations than random search within the budget (its exact median divided by the sampler's "
+        f"median), geometric mean over the {len(judged)} settings where random search needs at most {cap} "
+        f"(a sampler's `>{cap}` counted as {cap}, an upper bound on its ratio there), and over the settings where "
+        "the sampler's median is known:",
+        "",
+    ]
     summary = {}
     for name, rs in ratios.items():
         capped = [r if r else settings[i]["random_feasible_median"] / cap for i, r in enumerate(rs) if i in judged]
         known = [r for r in rs if r]
         summary[name] = gmean(capped)
-        lines.append(f"- `{name}`: {summary[name]:.2f}x on {len(capped)} settings; {gmean(known):.2f}x on the "
-                     f"{len(known)} of {len(rs)} where its median is known")
-    lines += ["", "Hypervolume of the evaluated front within the budget (accuracy up, latency down; reference: the "
-              "median accuracy of the cells within the budget, at the budget) as a share of the whole table's, median over "
-              "seeds, after N evaluations:", "",
-              "| device | sampler | " + " | ".join(f"N={c}" for c in checkpoints)
-              + " | seconds per search | proxies per search |",
-              "|" + "---|" * (4 + len(checkpoints))]
+        lines.append(
+            f"- `{name}`: {summary[name]:.2f}x on {len(capped)} settings; {gmean(known):.2f}x on the "
+            f"{len(known)} of {len(rs)} where its median is known"
+        )
+    lines += [
+        "",
+        "Hypervolume of the evaluated front within the budget (accuracy up, latency down; reference: the "
+        "median accuracy of the cells within the budget, at the budget) as a share of the whole table's, median over "
+        "seeds, after N evaluations:",
+        "",
+        "| device | sampler | "
+        + " | ".join(f"N={c}" for c in checkpoints)
+        + " | seconds per search | proxies per search |",
+        "|" + "---|" * (4 + len(checkpoints)),
+    ]
     for s in settings:
         for name in args.samplers:
-            runs = [r for r in results if r["device"] == s["device"] and r["quantile"] == s["quantile"] and r["sampler"] == name]
-            shares = [statistics.median(hv_share(r["evaluated"][:c], s["budget"], s["ref_acc"], s["whole_hv"]) for r in runs)
-                      for c in checkpoints]
+            runs = [
+                r
+                for r in results
+                if r["device"] == s["device"] and r["quantile"] == s["quantile"] and r["sampler"] == name
+            ]
+            shares = [
+                statistics.median(hv_share(r["evaluated"][:c], s["budget"], s["ref_acc"], s["whole_hv"]) for r in runs)
+                for c in checkpoints
+            ]
             secs = statistics.median(r["seconds"] for r in runs)
             proxied = statistics.median(r["proxied"] for r in runs) if "+" in name else 0
-            lines.append(f"| {s['device']} q{s['quantile']:g} | {name} | " + " | ".join(f"{v:.3f}" for v in shares)
-                         + f" | {secs:.1f} | {proxied:g} |")
+            lines.append(
+                f"| {s['device']} q{s['quantile']:g} | {name} | "
+                + " | ".join(f"{v:.3f}" for v in shares)
+                + f" | {secs:.1f} | {proxied:g} |"
+            )
     best_name = max(summary, key=summary.get, default=None)
     best_ratio = summary[best_name] if best_name else float("nan")
-    lines += ["", f"Target (issue 5): at least 4x fewer evaluations than random search: "
-              f"{'reached' if best_ratio >= 4 else 'not reached'} (best: `{best_name}`, {best_ratio:.2f}x, geometric mean "
-              f"over the {len(judged)} settings random search solves within {cap}).", ""]
+    lines += [
+        "",
+        f"Target (issue 5): at least 4x fewer evaluations than random search: "
+        f"{'reached' if best_ratio >= 4 else 'not reached'} (best: `{best_name}`, {best_ratio:.2f}x, geometric mean "
+        f"over the {len(judged)} settings random search solves within {cap}).",
+        "",
+    ]
     publish("\n".join(lines), SECTION, write=not args.no_write)
 
 

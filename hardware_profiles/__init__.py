@@ -25,14 +25,21 @@ PUBLISHED_DIR = PROFILE_DIR / "published"
 #: Latency predictors, by the name a profile's ``predictor`` field gives.
 PREDICTORS: Registry = Registry(
     "latency predictor",
-    builtin_modules=("nasq.hardware_profiles.predictors", "nasq.hardware_profiles.bitserial",
-                     "nasq.hardware_profiles.published"),
+    builtin_modules=(
+        "nasq.hardware_profiles.predictors",
+        "nasq.hardware_profiles.bitserial",
+        "nasq.hardware_profiles.published",
+    ),
 )
 #: Profiler backends, by the name ``nasq profile --backend`` takes.
 PROFILERS: Registry = Registry(
     "profiler backend",
-    builtin_modules=("nasq.hardware_profiles.ort_profiler", "nasq.hardware_profiles.bitserial",
-                     "nasq.hardware_profiles.published", "nasq.hardware_profiles.tvm_profiler"),
+    builtin_modules=(
+        "nasq.hardware_profiles.ort_profiler",
+        "nasq.hardware_profiles.bitserial",
+        "nasq.hardware_profiles.published",
+        "nasq.hardware_profiles.tvm_profiler",
+    ),
 )
 
 
@@ -88,7 +95,14 @@ def predictors_for(profiles: dict[str, dict]) -> dict:
 
 
 __all__ = [
-    "PREDICTORS", "PROFILERS", "PROFILE_DIR", "Profile", "create_predictor", "list_profiles", "load_profile",
+    "PREDICTORS",
+    "PROFILERS",
+    "PROFILE_DIR",
+    "Profile",
+    "create_predictor",
+    "list_profiles",
+    "load_profile",
     "predictors_for",
-    "profile_dirs", "resolve_profile_path",
+    "profile_dirs",
+    "resolve_profile_path",
 ]

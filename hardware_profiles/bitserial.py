@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles import PREDICTORS, PROFILERS
@@ -55,8 +55,10 @@ class BitserialPredictor(LatencyPredictor):
                 raise NasqError(f"profile {profile.source}: accelerator lacks '{key}'")
             low, high = ACCELERATOR_BOUNDS[key]
             if not low <= _positive(profile, f"accelerator.{key}", acc[key]) <= high:
-                raise NasqError(f"profile {profile.source}: accelerator.{key} = {acc[key]!r} is out of range; "
-                                f"allowed: {low:g} to {high:g}")
+                raise NasqError(
+                    f"profile {profile.source}: accelerator.{key} = {acc[key]!r} is out of range; "
+                    f"allowed: {low:g} to {high:g}"
+                )
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
@@ -104,12 +106,12 @@ class BitserialProfiler(ProfilerBackend):
                 "device": "BitFusion-style bit-serial accelerator (simulated)",
                 "runtime": "analytic model (nasq.hardware_profiles.bitserial)",
                 "runtime_version": __version__,
-                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "batch_size": 1,
                 "repetitions": 0,
                 "reference": "Sharma et al., Bit Fusion, ISCA 2018",
                 "formula": "latency_ms = max(MACs*ceil(w/2)*ceil(a/2)/(bitbricks*clock_mhz*1e3), "
-                           "(params*w + in*a + out*a_next)/8/(bandwidth_gb_s*1e6)) + layer_overhead_us/1e3",
+                "(params*w + in*a + out*a_next)/8/(bandwidth_gb_s*1e6)) + layer_overhead_us/1e3",
             },
             "accelerator": self.accelerator,
         }

@@ -20,7 +20,9 @@ class _Graph:
     """Nodes and initializers of one network being built."""
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self.rng, self.nodes, self.inits, self.count = rng, [], [], 0
+        self.rng, self.count = rng, 0
+        self.nodes: list = []
+        self.inits: list = []
 
     def _name(self, prefix: str) -> str:
         self.count += 1
@@ -44,14 +46,28 @@ class _Graph:
         fan_in = cin // group * k * k
         w = (self.rng.standard_normal((cout, cin // group, k, k)) / np.sqrt(fan_in)).astype(np.float32)
         b = (self.rng.standard_normal(cout) * 0.1).astype(np.float32)
-        y = self.node("Conv", [x, self.const(w), self.const(b)], kernel_shape=[k, k], strides=[stride] * 2,
-                      pads=[k // 2] * 4, group=group)
+        y = self.node(
+            "Conv",
+            [x, self.const(w), self.const(b)],
+            kernel_shape=[k, k],
+            strides=[stride] * 2,
+            pads=[k // 2] * 4,
+            group=group,
+        )
         return self.node("Relu", [y]) if relu else y
 
     def batchnorm(self, x: str, c: int) -> str:
         gamma = (1 + 0.1 * self.rng.standard_normal(c)).astype(np.float32)
-        return self.node("BatchNormalization", [x, self.const(gamma), self.const(np.zeros(c, np.float32)),
-                                                self.const(np.zeros(c, np.float32)), self.const(np.ones(c, np.float32))])
+        return self.node(
+            "BatchNormalization",
+            [
+                x,
+                self.const(gamma),
+                self.const(np.zeros(c, np.float32)),
+                self.const(np.zeros(c, np.float32)),
+                self.const(np.ones(c, np.float32)),
+            ],
+        )
 
 
 def _residual(g: _Graph, x: str, c: int, h: int) -> tuple[str, int, int]:
@@ -107,8 +123,12 @@ def _fire(g: _Graph, x: str, c: int, h: int) -> tuple[str, int, int]:
 def _inception(g: _Graph, x: str, c: int, h: int) -> tuple[str, int, int]:
     u = int(g.rng.choice([8, 16, 32]))
     pooled = g.node("MaxPool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
-    branches = [g.conv(x, c, 4 * u, 1), g.conv(g.conv(x, c, 3 * u, 1), 3 * u, 4 * u, 3),
-                g.conv(g.conv(x, c, u, 1), u, 2 * u, 5), g.conv(pooled, c, 2 * u, 1)]
+    branches = [
+        g.conv(x, c, 4 * u, 1),
+        g.conv(g.conv(x, c, 3 * u, 1), 3 * u, 4 * u, 3),
+        g.conv(g.conv(x, c, u, 1), u, 2 * u, 5),
+        g.conv(pooled, c, 2 * u, 1),
+    ]
     return g.node("Concat", branches, axis=1), 12 * u, h
 
 
@@ -142,9 +162,13 @@ def random_block_network(rng: np.random.Generator):
     w = (rng.standard_normal((classes, c)) / np.sqrt(c)).astype(np.float32)
     g.node("Gemm", [x, g.const(w), g.const(np.zeros(classes, np.float32))], transB=1)
     g.nodes[-1].output[0] = "output"
-    graph = helper.make_graph(g.nodes, "block_network",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, res, res])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, classes])], g.inits)
+    graph = helper.make_graph(
+        g.nodes,
+        "block_network",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, res, res])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, classes])],
+        g.inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), f"{'+'.join(kinds)} {res}px"
 
 

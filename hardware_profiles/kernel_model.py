@@ -14,17 +14,38 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from nasq.errors import NasqError
 from nasq.spaces.base import LayerSpec
 
-FEATURES = ("conv", "dwconv", "linear", "int8", "w_bits", "a_bits", "log2_cin", "log2_cout", "kernel", "stride",
-            "log2_h_in", "log2_macs", "log2_in_numel", "log2_out_numel",
-            "cin_x4", "cin_x8", "cin_x16", "cout_x4", "cout_x8", "cout_x16", "log2_cin_padded16", "log2_cout_padded16",
-            "chained")
+FEATURES = (
+    "conv",
+    "dwconv",
+    "linear",
+    "int8",
+    "w_bits",
+    "a_bits",
+    "log2_cin",
+    "log2_cout",
+    "kernel",
+    "stride",
+    "log2_h_in",
+    "log2_macs",
+    "log2_in_numel",
+    "log2_out_numel",
+    "cin_x4",
+    "cin_x8",
+    "cin_x16",
+    "cout_x4",
+    "cout_x8",
+    "cout_x16",
+    "log2_cin_padded16",
+    "log2_cout_padded16",
+    "chained",
+)
 
 
 def features(layer: LayerSpec, precision: str, chained: bool = False) -> list[float]:
@@ -34,38 +55,76 @@ def features(layer: LayerSpec, precision: str, chained: bool = False) -> list[fl
     ``chained``: the layer runs between layers of its own kind and layout (no layout reorders at its
     edges), as measured in chains of identical layers; else as measured alone."""
     int8 = precision == "int8"
-    pad = lambda c: -(-c // 16) * 16  # noqa: E731
-    return [float(layer.op == "conv"), float(layer.op == "dwconv"), float(layer.op == "linear"), float(int8),
-            8.0 if int8 else 32.0, 8.0 if int8 else 32.0, math.log2(layer.cin), math.log2(layer.cout),
-            float(layer.kernel), float(layer.stride), math.log2(max(layer.h_in, 1)), math.log2(max(layer.macs, 1)),
-            math.log2(max(layer.in_numel, 1)), math.log2(max(layer.out_numel, 1)),
-            *(float(c % a == 0) for c in (layer.cin, layer.cout) for a in (4, 8, 16)),
-            math.log2(pad(layer.cin)), math.log2(pad(layer.cout)), float(chained)]
+    pad = lambda c: -(-c // 16) * 16
+    return [
+        float(layer.op == "conv"),
+        float(layer.op == "dwconv"),
+        float(layer.op == "linear"),
+        float(int8),
+        8.0 if int8 else 32.0,
+        8.0 if int8 else 32.0,
+        math.log2(layer.cin),
+        math.log2(layer.cout),
+        float(layer.kernel),
+        float(layer.stride),
+        math.log2(max(layer.h_in, 1)),
+        math.log2(max(layer.macs, 1)),
+        math.log2(max(layer.in_numel, 1)),
+        math.log2(max(layer.out_numel, 1)),
+        *(float(c % a == 0) for c in (layer.cin, layer.cout) for a in (4, 8, 16)),
+        math.log2(pad(layer.cin)),
+        math.log2(pad(layer.cout)),
+        float(chained),
+    ]
 
 
-def fit_kernel_model(layers: Sequence[LayerSpec], precisions: Sequence[str], latency_ms: Sequence[float], *,
-                     chained: Sequence[bool] | None = None, seed: int = 0, n_estimators: int = 250,
-                     max_depth: int = 5) -> dict:
+def fit_kernel_model(
+    layers: Sequence[LayerSpec],
+    precisions: Sequence[str],
+    latency_ms: Sequence[float] | np.ndarray,
+    *,
+    chained: Sequence[bool] | None = None,
+    seed: int = 0,
+    n_estimators: int = 250,
+    max_depth: int = 5,
+) -> dict:
     from sklearn.ensemble import GradientBoostingRegressor
 
     chained = chained if chained is not None else [False] * len(layers)
     x = np.array([features(l, p, c) for l, p, c in zip(layers, precisions, chained)])
     macs = np.array([max(l.macs, 1) for l in layers], float)
     y = np.log(np.asarray(latency_ms, float) / macs)
-    gbr = GradientBoostingRegressor(n_estimators=n_estimators, max_depth=max_depth, learning_rate=0.08,
-                                    subsample=0.8, random_state=seed).fit(x, y)
+    gbr = GradientBoostingRegressor(
+        n_estimators=n_estimators, max_depth=max_depth, learning_rate=0.08, subsample=0.8, random_state=seed
+    ).fit(x, y)
     trees = []
     for est in gbr.estimators_[:, 0]:
         t = est.tree_
-        trees.append({"left": t.children_left.tolist(), "right": t.children_right.tolist(),
-                      "feature": t.feature.tolist(), "threshold": [round(float(v), 6) for v in t.threshold],
-                      "value": [round(float(v), 6) for v in t.value[:, 0, 0]]})
-    return {"features": list(FEATURES), "target": "log(latency_ms / macs)", "init": float(gbr.init_.constant_[0][0]),
-            "learning_rate": gbr.learning_rate, "trees": trees, "fitted_on_layers": len(y)}
+        trees.append(
+            {
+                "left": t.children_left.tolist(),
+                "right": t.children_right.tolist(),
+                "feature": t.feature.tolist(),
+                "threshold": [round(float(v), 6) for v in t.threshold],
+                "value": [round(float(v), 6) for v in t.value[:, 0, 0]],
+            }
+        )
+    return {
+        "features": list(FEATURES),
+        "target": "log(latency_ms / macs)",
+        "init": float(gbr.init_.constant_[0][0]),
+        "learning_rate": gbr.learning_rate,
+        "trees": trees,
+        "fitted_on_layers": len(y),
+    }
 
 
 def validate_kernel_model(model: object, source: str) -> None:
-    if not isinstance(model, dict) or model.get("features") != list(FEATURES) or not isinstance(model.get("trees"), list):
+    if (
+        not isinstance(model, dict)
+        or model.get("features") != list(FEATURES)
+        or not isinstance(model.get("trees"), list)
+    ):
         raise NasqError(f"profile {source}: kernel_model must have features {list(FEATURES)} and a list of trees")
     for i, tree in enumerate(model["trees"]):
         sizes = {len(tree.get(k, [])) for k in ("left", "right", "feature", "threshold", "value")}
@@ -136,26 +195,28 @@ def random_layers(rng: np.random.Generator, n: int, *, max_macs: float = 3e8) ->
     a regressor fitted on odd counts only priced the real topologies' convs up to 2x high."""
     out: list[LayerSpec] = []
     while len(out) < n:
-        kind = rng.choice(["conv", "conv", "conv", "dwconv", "linear", "stem"], p=[.28, .2, .15, .2, .07, .1])
+        kind = rng.choice(["conv", "conv", "conv", "dwconv", "linear", "stem"], p=[0.28, 0.2, 0.15, 0.2, 0.07, 0.1])
         aligned = rng.random() < 0.5
 
         def logc(lo: int, hi: int) -> int:
             c = int(round(2 ** rng.uniform(math.log2(lo), math.log2(hi))))
             step = 16 if c >= 32 else 8
-            return max(step, int(round(c / step)) * step) if aligned else c
+            return max(step, int(round(c / step)) * step) if aligned else c  # noqa: B023 (called this iteration)
 
         def size(lo: int, hi: int) -> int:
             common = [h for h in COMMON_SIZES if lo <= h <= hi]
-            return int(rng.choice(common)) if aligned and common else int(round(2 ** rng.uniform(math.log2(lo),
-                                                                                                  math.log2(hi))))
+            if aligned and common:  # noqa: B023 (called this iteration)
+                return int(rng.choice(common))
+            return int(round(2 ** rng.uniform(math.log2(lo), math.log2(hi))))
 
         if kind == "linear":
             spec = LayerSpec("", "linear", logc(16, 2048), logc(10, 1000))
         elif kind == "stem":
             # an image's 3 channels: int8 stems cost far more per MAC than other convs, and not in proportion to
             # their output channels (3->64 3x3 at 224: 905 us, 3->40: 648 us), so they span real stems' widths
-            spec = LayerSpec("", "conv", 3, logc(16, 96), int(rng.choice([3, 3, 5, 7])), 2,
-                             int(rng.choice([96, 112, 128, 160, 224])))
+            spec = LayerSpec(
+                "", "conv", 3, logc(16, 96), int(rng.choice([3, 3, 5, 7])), 2, int(rng.choice([96, 112, 128, 160, 224]))
+            )
         elif kind == "dwconv":
             c = logc(8, 1024)
             spec = LayerSpec("", "dwconv", c, c, int(rng.choice([3, 5, 7])), int(rng.choice([1, 2])), size(4, 112))
@@ -186,7 +247,7 @@ def random_chainable(rng: np.random.Generator, n: int, *, max_macs: float = 1.5e
 def perturb(rng: np.random.Generator, layer: LayerSpec, *, max_macs: float = 3e8) -> LayerSpec:
     """A nearby layer: channels and size scaled by up to 1.5x either way, same op and kernel."""
     for _ in range(20):
-        scale = lambda v, lo: max(lo, int(round(v * 2 ** rng.uniform(-0.6, 0.6))))  # noqa: E731
+        scale = lambda v, lo: max(lo, int(round(v * 2 ** rng.uniform(-0.6, 0.6))))
         if layer.op == "linear":
             spec = LayerSpec("", "linear", scale(layer.cin, 2), scale(layer.cout, 2))
         elif layer.op == "dwconv":
@@ -200,8 +261,14 @@ def perturb(rng: np.random.Generator, layer: LayerSpec, *, max_macs: float = 3e8
     return layer
 
 
-def cross_validated_errors(layers: Sequence[LayerSpec], precisions: Sequence[str], latency_ms: Sequence[float],
-                           folds: int = 5, seed: int = 0, chained: Sequence[bool] | None = None) -> np.ndarray:
+def cross_validated_errors(
+    layers: Sequence[LayerSpec],
+    precisions: Sequence[str],
+    latency_ms: Sequence[float],
+    folds: int = 5,
+    seed: int = 0,
+    chained: Sequence[bool] | None = None,
+) -> np.ndarray:
     """Relative error of every measured point, predicted by a model fitted without its fold."""
     n = len(layers)
     order = np.random.default_rng(seed).permutation(n)
@@ -211,8 +278,15 @@ def cross_validated_errors(layers: Sequence[LayerSpec], precisions: Sequence[str
     for fold in range(folds):
         test = order[fold::folds]
         train = np.setdiff1d(order, test)
-        km = KernelModel(fit_kernel_model([layers[i] for i in train], [precisions[i] for i in train], y[train],
-                                          chained=[chained[i] for i in train], n_estimators=80))
+        km = KernelModel(
+            fit_kernel_model(
+                [layers[i] for i in train],
+                [precisions[i] for i in train],
+                y[train],
+                chained=[chained[i] for i in train],
+                n_estimators=80,
+            )
+        )
         for i in test:
             errors[i] = abs(km.predict_ms(layers[i], precisions[i], chained[i]) - y[i]) / y[i]
     return errors

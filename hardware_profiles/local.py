@@ -15,9 +15,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles.machine import describe, machine_difference, this_machine
@@ -52,8 +53,13 @@ def space_key(space) -> str | None:
 def wanted(space) -> dict[str, Any]:
     """What a local profile must have been measured with: this machine, this ONNX Runtime, one thread, batch 1,
     ``space``'s layers (None: any space, for pricing ONNX models)."""
-    return {"machine": this_machine(), "runtime_version": ort_version(), "threads": THREADS, "batch_size": BATCH,
-            "space": space_key(space)}
+    return {
+        "machine": this_machine(),
+        "runtime_version": ort_version(),
+        "threads": THREADS,
+        "batch_size": BATCH,
+        "space": space_key(space),
+    }
 
 
 def mismatch(metadata: dict, want: dict) -> str | None:
@@ -111,8 +117,11 @@ def local_file_name(want: dict, quick: bool) -> str:
     """'local-ort-amd-epyc-3f2a19c0[-quick].json': the machine's name and a digest of everything it must match."""
     machine = want["machine"]
     slug = re.sub(r"[^a-z0-9]+", "-", machine["device"].lower()).strip("-")[:40] or "cpu"
-    digest = hashlib.sha1(json.dumps({**want, "machine": {k: machine[k] for k in ("device", "cpu_id", "cpu_flags")}},
-                                     sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha1(
+        json.dumps(
+            {**want, "machine": {k: machine[k] for k in ("device", "cpu_id", "cpu_flags")}}, sort_keys=True
+        ).encode()
+    ).hexdigest()[:8]
     return f"{LOCAL_ORT}-{slug}-{digest}{'-quick' if quick else ''}.json"
 
 
@@ -127,27 +136,32 @@ def _buildable(space) -> Path:
     from nasq.spaces import SPACES
 
     if ort_version() is None:
-        raise NasqError(f"target '{LOCAL_ORT}': ONNX Runtime is not installed, so this machine cannot be profiled; "
-                        "install onnxruntime or name another target")
+        raise NasqError(
+            f"target '{LOCAL_ORT}': ONNX Runtime is not installed, so this machine cannot be profiled; "
+            "install onnxruntime or name another target"
+        )
     if isinstance(space, str) and space not in SPACES:
         raise NasqError(f"target '{LOCAL_ORT}': unknown space '{space}'; available: {', '.join(SPACES.names())}")
     store = store_dir()
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _unwritable(store, exc.strerror) from None
+        raise _unwritable(store, exc.strerror or str(exc)) from None
     if not store.is_dir() or not os.access(store, os.W_OK):
         raise _unwritable(store, "not a writable directory")
     return store
 
 
 def _unwritable(store: Path, why: str) -> NasqError:
-    return NasqError(f"target '{LOCAL_ORT}': no profile of this machine yet, and the profile store '{store}' cannot "
-                     f"hold one ({why}); set NASQ_PROFILE_STORE to a writable folder")
+    return NasqError(
+        f"target '{LOCAL_ORT}': no profile of this machine yet, and the profile store '{store}' cannot "
+        f"hold one ({why}); set NASQ_PROFILE_STORE to a writable folder"
+    )
 
 
-def local_profile_path(space=DEFAULT_SPACE, *, log: Callable[[str], None] | None = None,
-                       options: dict | None = None) -> Path:
+def local_profile_path(
+    space=DEFAULT_SPACE, *, log: Callable[[str], None] | None = None, options: dict | None = None
+) -> Path:
     """The profile file ``local-ort`` stands for: found (see :func:`find_local_profile`), else measured now with
     ``nasq profile --quick`` (``options``: the profiler's own), stored, and said so on ``log`` (default: standard
     error, so that a command's own output stays clean)."""
@@ -157,8 +171,14 @@ def local_profile_path(space=DEFAULT_SPACE, *, log: Callable[[str], None] | None
     return measure_local_profile(space or DEFAULT_SPACE, quick=True, log=log, options=options, unless_found=True)
 
 
-def measure_local_profile(space=DEFAULT_SPACE, *, quick: bool, log: Callable[[str], None] | None = None,
-                          options: dict | None = None, unless_found: bool = False) -> Path:
+def measure_local_profile(
+    space=DEFAULT_SPACE,
+    *,
+    quick: bool,
+    log: Callable[[str], None] | None = None,
+    options: dict | None = None,
+    unless_found: bool = False,
+) -> Path:
     """Measure this machine's ONNX Runtime profile for ``space`` into the store (``nasq profile --local``, or
     ``local-ort`` where none is found: then ``unless_found``, since another nasq may have measured it meanwhile);
     one measurement of this machine at a time. ``space``: a registered space's name, or a space. Returns the file."""
@@ -181,21 +201,26 @@ def _measure(space, path: Path, quick: bool, log: Callable[[str], None], options
 
     space = create_space(space) if isinstance(space, str) else space
     space_name = space.name
-    log(f"{LOCAL_ORT}: measuring an ONNX Runtime {ort_version()} profile of this machine ({describe(this_machine())}) "
-        f"for '{space_name}', as `nasq profile --backend onnxruntime{' --quick' if quick else ''}` does")
+    log(
+        f"{LOCAL_ORT}: measuring an ONNX Runtime {ort_version()} profile of this machine ({describe(this_machine())}) "
+        f"for '{space_name}', as `nasq profile --backend onnxruntime{' --quick' if quick else ''}` does"
+    )
     start = time.time()
     try:
         backend = PROFILERS.create("onnxruntime", threads=THREADS, batch_size=BATCH, **options)
         shapes = space.profile_shapes(quick=quick and backend.quick_shapes)
-        data = backend.profile(shapes, name=path.stem, space=space.name, quick=quick,
-                               log=lambda msg: log(f"  {msg}"))
+        data = backend.profile(shapes, name=path.stem, space=space.name, quick=quick, log=lambda msg: log(f"  {msg}"))
         Profile.from_dict(data, str(path))
     except NasqError:
         raise
     except Exception as exc:  # the runtime failed on this machine: say so in one line, write nothing
-        raise NasqError(f"target '{LOCAL_ORT}': ONNX Runtime could not profile this machine: "
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+        raise NasqError(
+            f"target '{LOCAL_ORT}': ONNX Runtime could not profile this machine: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        ) from None
     write_json_atomic(path, data)
-    log(f"{LOCAL_ORT}: profiled this machine in {time.time() - start:.0f} s and stored {path}; later runs use it "
-        f"(`nasq profile validate --target {LOCAL_ORT}` checks it against whole networks)")
+    log(
+        f"{LOCAL_ORT}: profiled this machine in {time.time() - start:.0f} s and stored {path}; later runs use it "
+        f"(`nasq profile validate --target {LOCAL_ORT}` checks it against whole networks)"
+    )
     return path

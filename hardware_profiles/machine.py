@@ -18,15 +18,29 @@ from __future__ import annotations
 import functools
 import platform
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from nasq.errors import NasqError
 
 #: CPU flags that decide which kernels ONNX Runtime (MLAS) and TVM run: x86 vector widths, int8 dot products
 #: (VNNI, AMX), bf16; Arm's dot-product and matrix extensions
-KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
-                "neon", "asimd", "asimddp", "i8mm", "sve")
+KERNEL_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_int8",
+    "neon",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+)
 #: int8 dot-product instructions that accumulate u8 x s8 products in 32 bits, without saturation
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 X86 = ("x86_64", "amd64", "i386", "i686")
@@ -72,15 +86,23 @@ def cpu_flags(wanted: Sequence[str] = KERNEL_FLAGS) -> list[str]:
 
 def this_machine() -> dict[str, Any]:
     """This machine's record, as a profile measured here stores it in its metadata."""
-    return {"device": cpu_model(), "cpu_id": cpu_id(), "cpu_flags": cpu_flags(),
-            "cpu_flags_checked": list(KERNEL_FLAGS), "machine": platform.machine()}
+    return {
+        "device": cpu_model(),
+        "cpu_id": cpu_id(),
+        "cpu_flags": cpu_flags(),
+        "cpu_flags_checked": list(KERNEL_FLAGS),
+        "machine": platform.machine(),
+    }
 
 
 def check_machine_record(metadata: Mapping[str, Any], source: str) -> None:
     """NasqError naming the first missing or malformed field of a profile's machine record."""
+
     def bad(field: str, what: str) -> NasqError:
-        return NasqError(f"profile {source}: metadata.{field} {what}; a profile measured on a CPU records it "
-                         "(measure it again with `nasq profile`)")
+        return NasqError(
+            f"profile {source}: metadata.{field} {what}; a profile measured on a CPU records it "
+            "(measure it again with `nasq profile`)"
+        )
 
     if not isinstance(metadata.get("device"), str) or not metadata["device"].strip():
         raise bad("device", "must be the CPU's model name")
@@ -93,8 +115,11 @@ def check_machine_record(metadata: Mapping[str, Any], source: str) -> None:
     if not set(metadata["cpu_flags"]) <= set(metadata["cpu_flags_checked"]):
         raise bad("cpu_flags", "lists flags that cpu_flags_checked does not")
     cid = metadata.get("cpu_id")
-    if cid is not None and not (isinstance(cid, dict) and isinstance(cid.get("vendor"), str)
-                                and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in cid.values())):
+    if cid is not None and not (
+        isinstance(cid, dict)
+        and isinstance(cid.get("vendor"), str)
+        and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in cid.values())
+    ):
         raise bad("cpu_id", f"must be null or an object of vendor and model numbers, got {cid!r}")
 
 
@@ -116,11 +141,15 @@ def machine_difference(record: Mapping[str, Any], here: Mapping[str, Any] | None
     checked = set(record.get("cpu_flags_checked") or []) & set(here["cpu_flags_checked"])
     theirs, ours = set(record.get("cpu_flags") or []) & checked, set(here["cpu_flags"]) & checked
     if theirs != ours:
-        parts = ([f"without {' '.join(sorted(ours - theirs))}"] if ours - theirs else []) \
-            + ([f"with {' '.join(sorted(theirs - ours))}"] if theirs - ours else [])
+        parts = ([f"without {' '.join(sorted(ours - theirs))}"] if ours - theirs else []) + (
+            [f"with {' '.join(sorted(theirs - ours))}"] if theirs - ours else []
+        )
         return "the same CPU name " + " and ".join(parts)
-    if isinstance(record.get("cpu_id"), dict) and isinstance(here.get("cpu_id"), dict) \
-            and record["cpu_id"] != here["cpu_id"]:
+    if (
+        isinstance(record.get("cpu_id"), dict)
+        and isinstance(here.get("cpu_id"), dict)
+        and record["cpu_id"] != here["cpu_id"]
+    ):
         return "another CPU generation of the same name"
     return None
 
@@ -133,11 +162,19 @@ def int8_recipe(record: Mapping[str, Any]) -> dict[str, Any]:
     x86 = str(record.get("machine", "")).lower() in X86
     vnni = any(f in (record.get("cpu_flags") or []) for f in VNNI_FLAGS)
     reduce = x86 and not vnni
-    return {"activations": "uint8, per tensor", "weights": "int8, per output channel, symmetric",
-            "reduce_range": reduce, "weight_range": 64 if reduce else 127,
-            "why": ("x86 without VNNI: 16-bit pair sums saturate with full-range int8 weights" if reduce
-                    else "int8 dot products accumulate in 32 bits (VNNI/AMX)" if x86
-                    else "not x86: no 16-bit pair sums")}
+    return {
+        "activations": "uint8, per tensor",
+        "weights": "int8, per output channel, symmetric",
+        "reduce_range": reduce,
+        "weight_range": 64 if reduce else 127,
+        "why": (
+            "x86 without VNNI: 16-bit pair sums saturate with full-range int8 weights"
+            if reduce
+            else "int8 dot products accumulate in 32 bits (VNNI/AMX)"
+            if x86
+            else "not x86: no 16-bit pair sums"
+        ),
+    }
 
 
 def int8_recipe_here() -> dict[str, Any]:

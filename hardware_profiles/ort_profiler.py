@@ -16,14 +16,14 @@ import datetime as _dt
 import math
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from nasq.hardware_profiles import PROFILERS
-from nasq.hardware_profiles.predictors import linear_ms
 from nasq.hardware_profiles.machine import int8_recipe_here, this_machine
+from nasq.hardware_profiles.predictors import linear_ms
 from nasq.hardware_profiles.profiler import ProfilerBackend
 from nasq.hardware_profiles.validation import calibrate_and_select, calibrate_onnx_pricing
 from nasq.spaces.base import LayerSpec
@@ -47,11 +47,20 @@ def _layer_graph(spec: LayerSpec, batch: int, rng: np.random.Generator):
         w = rng.standard_normal((spec.cout, spec.cin // groups, spec.kernel, spec.kernel)).astype(np.float32)
         w /= np.sqrt(fan_in)
         pad = spec.kernel // 2
-        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="layer", group=groups,
-                                kernel_shape=[spec.kernel] * 2, strides=[spec.stride] * 2, pads=[pad] * 4)
+        node = helper.make_node(
+            "Conv",
+            ["x", "w", "b"],
+            ["y"],
+            name="layer",
+            group=groups,
+            kernel_shape=[spec.kernel] * 2,
+            strides=[spec.stride] * 2,
+            pads=[pad] * 4,
+        )
     b = (rng.standard_normal(spec.cout) * 0.1).astype(np.float32)
     graph = helper.make_graph(
-        [node], "layer",
+        [node],
+        "layer",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
@@ -71,13 +80,29 @@ def _chain_graph(spec: LayerSpec, n: int, batch: int, rng: np.random.Generator):
     for i in range(n):
         w = rng.standard_normal((spec.cout, spec.cin // groups, spec.kernel, spec.kernel)).astype(np.float32)
         w /= np.sqrt(spec.cin // groups * spec.kernel**2)
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(spec.cout, np.float32), f"b{i}")]
-        nodes += [helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], group=groups,
-                                   kernel_shape=[spec.kernel] * 2, pads=[spec.kernel // 2] * 4),
-                  helper.make_node("Relu", [f"c{i}"], ["y" if i == n - 1 else f"r{i}"])]
+        inits += [
+            numpy_helper.from_array(w, f"w{i}"),
+            numpy_helper.from_array(np.zeros(spec.cout, np.float32), f"b{i}"),
+        ]
+        nodes += [
+            helper.make_node(
+                "Conv",
+                [prev, f"w{i}", f"b{i}"],
+                [f"c{i}"],
+                group=groups,
+                kernel_shape=[spec.kernel] * 2,
+                pads=[spec.kernel // 2] * 4,
+            ),
+            helper.make_node("Relu", [f"c{i}"], ["y" if i == n - 1 else f"r{i}"]),
+        ]
         prev = f"r{i}"
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     return model, {"x": np.abs(rng.standard_normal(shape)).astype(np.float32)}
 
@@ -90,18 +115,26 @@ def _boundary_graph(kind: str, channels: int, height: int):
 
     nchw, nhwc = [1, channels, height, height], [1, height, height, channels]
     if kind == "quantize":
-        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
-                 helper.make_node("Transpose", ["q"], ["y"], perm=[0, 2, 3, 1])]
+        nodes = [
+            helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+            helper.make_node("Transpose", ["q"], ["y"], perm=[0, 2, 3, 1]),
+        ]
         io = (TensorProto.FLOAT, nchw, TensorProto.UINT8, nhwc)
     else:
-        nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
-                 helper.make_node("DequantizeLinear", ["t", "s", "z"], ["y"])]
+        nodes = [
+            helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+            helper.make_node("DequantizeLinear", ["t", "s", "z"], ["y"]),
+        ]
         io = (TensorProto.UINT8, nhwc, TensorProto.FLOAT, nchw)
     graph = helper.make_graph(
-        nodes, kind,
+        nodes,
+        kind,
         [helper.make_tensor_value_info("x", io[0], io[1])],
         [helper.make_tensor_value_info("y", io[2], io[3])],
-        [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(128, np.uint8), "z")],
+        [
+            numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+            numpy_helper.from_array(np.array(128, np.uint8), "z"),
+        ],
     )
     x = np.random.default_rng(0).standard_normal(io[1]).astype(np.float32)
     feed = {"x": x if kind == "quantize" else (x * 40 + 128).clip(0, 255).astype(np.uint8)}
@@ -114,12 +147,16 @@ def _simulated_activation_graph(numel: int):
 
     consts = {"s": 0.05, "z": 7.0, "lo": 0.0, "hi": 15.0}
     nodes = [
-        helper.make_node("Div", ["x", "s"], ["a"]), helper.make_node("Round", ["a"], ["b"]),
-        helper.make_node("Add", ["b", "z"], ["c"]), helper.make_node("Clip", ["c", "lo", "hi"], ["d"]),
-        helper.make_node("Sub", ["d", "z"], ["e"]), helper.make_node("Mul", ["e", "s"], ["y"]),
+        helper.make_node("Div", ["x", "s"], ["a"]),
+        helper.make_node("Round", ["a"], ["b"]),
+        helper.make_node("Add", ["b", "z"], ["c"]),
+        helper.make_node("Clip", ["c", "lo", "hi"], ["d"]),
+        helper.make_node("Sub", ["d", "z"], ["e"]),
+        helper.make_node("Mul", ["e", "s"], ["y"]),
     ]
     graph = helper.make_graph(
-        nodes, "fake_quant",
+        nodes,
+        "fake_quant",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, numel])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, numel])],
         [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in consts.items()],
@@ -131,20 +168,31 @@ def _simulated_activation_graph(numel: int):
 def _add_graph(numel: int):
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Add", ["x", "x2"], ["y"])], "add",
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, numel]) for n in ("x", "x2")],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, numel])])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x2"], ["y"])],
+        "add",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, numel]) for n in ("x", "x2")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, numel])],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
 #: ops outside the layer table that real topologies use, measured one by one: (op, attributes, inputs)
 OP_PROBES = (
-    ("Add", {}, 2), ("Mul", {}, 2), ("Sum", {}, 2), ("Concat", {"axis": 1}, 2),
+    ("Add", {}, 2),
+    ("Mul", {}, 2),
+    ("Sum", {}, 2),
+    ("Concat", {"axis": 1}, 2),
     ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, 1),
     ("AveragePool", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}, 1),
     ("AveragePool.s2", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, 1),
-    ("GlobalAveragePool", {}, 1), ("LRN", {"size": 5}, 1), ("Softmax", {"axis": 1}, 1),
-    ("Transpose", {"perm": [0, 2, 3, 1]}, 1), ("Relu", {}, 1), ("Sigmoid", {}, 1), ("Tanh", {}, 1),
+    ("GlobalAveragePool", {}, 1),
+    ("LRN", {"size": 5}, 1),
+    ("Softmax", {"axis": 1}, 1),
+    ("Transpose", {"perm": [0, 2, 3, 1]}, 1),
+    ("Relu", {}, 1),
+    ("Sigmoid", {}, 1),
+    ("Tanh", {}, 1),
     ("BatchNormalization", {}, 1),
 )
 #: (channels, height) of the op probes: 25 k to 800 k elements, across the caches (an op's time per element
@@ -164,14 +212,21 @@ def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
     inputs = ["x", "x2"][:n_inputs]
     inits = []
     if op == "BatchNormalization":
-        inits = [numpy_helper.from_array(np.full(channels, v, np.float32), n)
-                 for n, v in (("g", 1.0), ("b", 0.0), ("m", 0.0), ("v", 1.0))]
+        inits = [
+            numpy_helper.from_array(np.full(channels, v, np.float32), n)
+            for n, v in (("g", 1.0), ("b", 0.0), ("m", 0.0), ("v", 1.0))
+        ]
         inputs = ["x", "g", "b", "m", "v"]
     x_shape = [1, channels * height * height] if op == "Softmax" else shape
     xs = [n for n in ("x", "x2") if n in inputs]  # the graph's inputs; the rest are initializers
     node = helper.make_node(op.split(".")[0], inputs, ["y"], **attrs)
-    graph = helper.make_graph([node], op, [helper.make_tensor_value_info(n, TensorProto.FLOAT, x_shape) for n in xs],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        [node],
+        op,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, x_shape) for n in xs],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     numel = channels * height * height
     if "Pool" in op and "kernel_shape" in attrs:
@@ -205,8 +260,12 @@ def _sandwich_graph(op: str | None, channels: int, height: int):
 
     rng = np.random.default_rng(0)
     shape = [1, channels, height, height]
-    inits = [numpy_helper.from_array((rng.standard_normal((channels, channels, 1, 1)) / np.sqrt(channels))
-                                     .astype(np.float32), f"w{i}") for i in (1, 2)]
+    inits = [
+        numpy_helper.from_array(
+            (rng.standard_normal((channels, channels, 1, 1)) / np.sqrt(channels)).astype(np.float32), f"w{i}"
+        )
+        for i in (1, 2)
+    ]
     inits += [numpy_helper.from_array(np.zeros(channels, np.float32), f"b{i}") for i in (1, 2)]
     nodes, inputs, prev = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"])], ["x"], "a"
     if op in ("Sum", "Relu"):
@@ -216,21 +275,34 @@ def _sandwich_graph(op: str | None, channels: int, height: int):
         nodes.append(helper.make_node("Relu", ["s"], ["r"]))
         prev = "r"
     if op == "BatchNormalization":  # after the first conv's ReLU, which the conv absorbs and the BatchNorm not
-        inits += [numpy_helper.from_array(rng.uniform(lo, hi, channels).astype(np.float32), n)
-                  for n, lo, hi in (("g", 0.5, 1.5), ("bb", -0.1, 0.1), ("m", -0.1, 0.1), ("v", 0.5, 1.5))]
-        nodes += [helper.make_node("Relu", ["a"], ["r"]),
-                  helper.make_node("BatchNormalization", ["r", "g", "bb", "m", "v"], ["n"])]
+        inits += [
+            numpy_helper.from_array(rng.uniform(lo, hi, channels).astype(np.float32), n)
+            for n, lo, hi in (("g", 0.5, 1.5), ("bb", -0.1, 0.1), ("m", -0.1, 0.1), ("v", 0.5, 1.5))
+        ]
+        nodes += [
+            helper.make_node("Relu", ["a"], ["r"]),
+            helper.make_node("BatchNormalization", ["r", "g", "bb", "m", "v"], ["n"]),
+        ]
         prev = "n"
     if op == "Transpose.shuffle":
-        inits += [numpy_helper.from_array(np.array(v, np.int64), n)
-                  for n, v in (("s5", [1, 2, channels // 2, height, height]), ("s4", shape))]
-        nodes += [helper.make_node("Reshape", ["a", "s5"], ["g"]),
-                  helper.make_node("Transpose", ["g"], ["t"], perm=[0, 2, 1, 3, 4]),
-                  helper.make_node("Reshape", ["t", "s4"], ["u"])]
+        inits += [
+            numpy_helper.from_array(np.array(v, np.int64), n)
+            for n, v in (("s5", [1, 2, channels // 2, height, height]), ("s4", shape))
+        ]
+        nodes += [
+            helper.make_node("Reshape", ["a", "s5"], ["g"]),
+            helper.make_node("Transpose", ["g"], ["t"], perm=[0, 2, 1, 3, 4]),
+            helper.make_node("Reshape", ["t", "s4"], ["u"]),
+        ]
         prev = "u"
     nodes.append(helper.make_node("Conv", [prev, "w2", "b2"], ["y"]))
-    graph = helper.make_graph(nodes, "sandwich", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in inputs],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "sandwich",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in inputs],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     return model, {n: rng.standard_normal(shape).astype(np.float32) for n in inputs}
 
@@ -253,16 +325,26 @@ def _int8_sandwich_graph(op: str | None, channels: int, height: int):
     rng = np.random.default_rng(0)
     half = max(channels // 2, 1)
     shape = [1, half, height, height]
-    inits = [numpy_helper.from_array((rng.standard_normal((co, ci, 1, 1)) / np.sqrt(ci)).astype(np.float32), name)
-             for name, co, ci in (("w1", half, half), ("w2", half, 2 * half))]
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((co, ci, 1, 1)) / np.sqrt(ci)).astype(np.float32), name)
+        for name, co, ci in (("w1", half, half), ("w2", half, 2 * half))
+    ]
     inits += [numpy_helper.from_array(np.zeros(half, np.float32), n) for n in ("b1", "b2")]
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
-             helper.make_node("Concat", ["r", "x2"], ["cat"], axis=1)]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["a"]),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Concat", ["r", "x2"], ["cat"], axis=1),
+    ]
     prev = "cat"
     if op == "BatchNormalization":
-        inits += [numpy_helper.from_array((v + 0.1 * rng.random(2 * half)).astype(np.float32), n)
-                  for n, v in (("g", 1.0), ("be", 0.1), ("mu", 0.0), ("var", 1.0))]
-        nodes += [helper.make_node(op, ["cat", "g", "be", "mu", "var"], ["bn"]), helper.make_node("Relu", ["bn"], ["o"])]
+        inits += [
+            numpy_helper.from_array((v + 0.1 * rng.random(2 * half)).astype(np.float32), n)
+            for n, v in (("g", 1.0), ("be", 0.1), ("mu", 0.0), ("var", 1.0))
+        ]
+        nodes += [
+            helper.make_node(op, ["cat", "g", "be", "mu", "var"], ["bn"]),
+            helper.make_node("Relu", ["bn"], ["o"]),
+        ]
         prev = "o"
     elif op == "Sum":
         nodes += [helper.make_node(op, ["cat", "x3"], ["s"]), helper.make_node("Relu", ["s"], ["o"])]
@@ -272,9 +354,13 @@ def _int8_sandwich_graph(op: str | None, channels: int, height: int):
         prev = "o"
     nodes.append(helper.make_node("Conv", [prev, "w2", "b2"], ["y"]))
     inputs = {"x": shape, "x2": shape, **({"x3": [1, 2 * half, height, height]} if op == "Sum" else {})}
-    graph = helper.make_graph(nodes, "int8_sandwich",
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "int8_sandwich",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     feed = {n: np.abs(rng.standard_normal(s)).astype(np.float32) for n, s in inputs.items()}
     return quantized_qdq(model, [feed]), feed
@@ -293,46 +379,67 @@ def _qlinear_add_graph(channels: int, height: int):
     from onnx import TensorProto, helper, numpy_helper
 
     shape = [1, height, height, channels]
-    nodes = [helper.make_node("DequantizeLinear", ["a", "s", "z"], ["fa"]),
-             helper.make_node("DequantizeLinear", ["b", "s", "z"], ["fb"]),
-             helper.make_node("Add", ["fa", "fb"], ["sum"]),
-             helper.make_node("QuantizeLinear", ["sum", "s2", "z"], ["y"])]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["a", "s", "z"], ["fa"]),
+        helper.make_node("DequantizeLinear", ["b", "s", "z"], ["fb"]),
+        helper.make_node("Add", ["fa", "fb"], ["sum"]),
+        helper.make_node("QuantizeLinear", ["sum", "s2", "z"], ["y"]),
+    ]
     graph = helper.make_graph(
-        nodes, "qlinear_add",
+        nodes,
+        "qlinear_add",
         [helper.make_tensor_value_info(n, TensorProto.UINT8, shape) for n in ("a", "b")],
         [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)],
-        [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(0.1, np.float32), "s2"),
-         numpy_helper.from_array(np.array(128, np.uint8), "z")],
+        [
+            numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+            numpy_helper.from_array(np.array(0.1, np.float32), "s2"),
+            numpy_helper.from_array(np.array(128, np.uint8), "z"),
+        ],
     )
     rng = np.random.default_rng(0)
     feed = {n: rng.integers(0, 256, shape, dtype=np.uint8) for n in ("a", "b")}
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), feed, 2 * channels * height * height
+    return (
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]),
+        feed,
+        2 * channels * height * height,
+    )
 
 
 #: the kernels ONNX Runtime runs in place of ONNX ops after its graph optimizations (see
 #: nasq.ort.executed_kernels), measured as themselves: blocked-layout (NCHWc) reorders and pools,
 #: channels-last int8 pools and concats, and the parts of a precision boundary; each as (op, domain, attributes)
 RUNTIME_PROBES = (
-    ("nchwc.ReorderInput", "com.microsoft.nchwc", {}), ("nchwc.ReorderOutput", "com.microsoft.nchwc", {}),
+    ("nchwc.ReorderInput", "com.microsoft.nchwc", {}),
+    ("nchwc.ReorderOutput", "com.microsoft.nchwc", {}),
     ("nchwc.MaxPool", "com.microsoft.nchwc", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     ("nchwc.AveragePool", "com.microsoft.nchwc", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}),
     ("nchwc.AveragePool.s2", "com.microsoft.nchwc", {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0]}),
     ("nchwc.GlobalAveragePool", "com.microsoft.nchwc", {}),
     ("NhwcMaxPool", "com.microsoft", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
-    ("QLinearConcat", "com.microsoft", {"axis": 3}), ("QLinearConcat.copy", "com.microsoft", {"axis": 3}),
+    ("QLinearConcat", "com.microsoft", {"axis": 3}),
+    ("QLinearConcat.copy", "com.microsoft", {"axis": 3}),
     ("QLinearGlobalAveragePool", "com.microsoft", {"channels_last": 1}),
-    ("QuantizeLinear", "", {}), ("DequantizeLinear", "", {}), ("Transpose.uint8", "", {"perm": [0, 2, 3, 1]}),
+    ("QuantizeLinear", "", {}),
+    ("DequantizeLinear", "", {}),
+    ("Transpose.uint8", "", {"perm": [0, 2, 3, 1]}),
     # int8 kernels whose float probe ran 10-30x faster than they do on uint8: a max pool left in NCHW (after a
     # float LRN), a strided average pool, and the channel shuffle, which ORT turns into a 5-D transpose in NHWC
     ("MaxPool.uint8", "", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
-    ("QLinearAveragePool", "com.microsoft", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
-                                             "channels_last": 1}),
-    ("Transpose.uint8.shuffle", "", {"perm": [0, 4, 3, 1, 2]}), ("Transpose.shuffle", "", {"perm": [0, 2, 1, 3, 4]}),
+    (
+        "QLinearAveragePool",
+        "com.microsoft",
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "channels_last": 1},
+    ),
+    ("Transpose.uint8.shuffle", "", {"perm": [0, 4, 3, 1, 2]}),
+    ("Transpose.shuffle", "", {"perm": [0, 2, 1, 3, 4]}),
     # layout transposes by direction and by channel count: back to NCHW (out of an int8 conv into a float op)
     # costs 1.3-2x per element what into NHWC does; on an image's 3 channels, 3-4x (uint8; float 1.5-2x)
-    ("Transpose.uint8.nchw", "", {"perm": [0, 3, 1, 2]}), ("Transpose.nchw", "", {"perm": [0, 3, 1, 2]}),
-    ("Transpose.uint8.c3", "", {"perm": [0, 2, 3, 1]}), ("Transpose.c3", "", {"perm": [0, 2, 3, 1]}),
-    ("Transpose.uint8.nchw.c3", "", {"perm": [0, 3, 1, 2]}), ("Transpose.nchw.c3", "", {"perm": [0, 3, 1, 2]}),
+    ("Transpose.uint8.nchw", "", {"perm": [0, 3, 1, 2]}),
+    ("Transpose.nchw", "", {"perm": [0, 3, 1, 2]}),
+    ("Transpose.uint8.c3", "", {"perm": [0, 2, 3, 1]}),
+    ("Transpose.c3", "", {"perm": [0, 2, 3, 1]}),
+    ("Transpose.uint8.nchw.c3", "", {"perm": [0, 3, 1, 2]}),
+    ("Transpose.nchw.c3", "", {"perm": [0, 3, 1, 2]}),
 )
 
 
@@ -344,8 +451,10 @@ def _runtime_graph(op: str, domain: str, attrs: dict, channels: int, height: int
     f32, u8 = TensorProto.FLOAT, TensorProto.UINT8
     nchw, nhwc = [1, channels, height, height], [1, height, height, channels]
     numel = channels * height * height
-    q = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
-         numpy_helper.from_array(np.array(128, np.uint8), "z")]
+    q = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+        numpy_helper.from_array(np.array(128, np.uint8), "z"),
+    ]
     op_type = op.split(".")[1] if op.startswith("nchwc.") else op.split(".")[0]
     inputs, inits, work = ["x"], [], numel
     x_type, shape = f32, nchw
@@ -381,14 +490,28 @@ def _runtime_graph(op: str, domain: str, attrs: dict, channels: int, height: int
     node = helper.make_node(op_type, inputs, ["y"], domain=domain, **attrs)
     y_type = f32 if op == "DequantizeLinear" else u8 if op == "QuantizeLinear" or x_type == u8 else f32
     xs = [n for n in ("x", "x2") if n in inputs]  # distinct tensors, as in a network
-    graph = helper.make_graph([node], op, [helper.make_tensor_value_info(n, x_type, shape) for n in xs],
-                              [helper.make_tensor_value_info("y", y_type, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
-                                                    helper.make_opsetid("com.microsoft", 1),
-                                                    helper.make_opsetid("com.microsoft.nchwc", 1)])
+    graph = helper.make_graph(
+        [node],
+        op,
+        [helper.make_tensor_value_info(n, x_type, shape) for n in xs],
+        [helper.make_tensor_value_info("y", y_type, None)],
+        inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[
+            helper.make_opsetid("", OPSET),
+            helper.make_opsetid("com.microsoft", 1),
+            helper.make_opsetid("com.microsoft.nchwc", 1),
+        ],
+    )
     rng = np.random.default_rng(0)
-    feed = {n: rng.integers(0, 256, shape).astype(np.uint8) if x_type == u8
-            else rng.standard_normal(shape).astype(np.float32) for n in xs}
+    feed = {
+        n: rng.integers(0, 256, shape).astype(np.uint8)
+        if x_type == u8
+        else rng.standard_normal(shape).astype(np.float32)
+        for n in xs
+    }
     return model, feed, work
 
 
@@ -413,9 +536,12 @@ def nchwc_block_size(threads: int = 1) -> int:
 def _identity_graph():
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), {"x": np.zeros((1, 1), np.float32)}
 
 
@@ -423,8 +549,9 @@ def _identity_graph():
 #: than other convs, int8 ones most (3->64 3x3 at 224 pixels: 905-993 us, 1.7x the float one), every CNN has one,
 #: often its costliest layer, and the per-kernel regressor priced them 30-40% low; stems of other sizes are priced
 #: from the nearest size measured, by output pixels (TablePredictor)
-STEM_SHAPES = tuple(LayerSpec("stem", "conv", 3, cout, k, 2, h) for k in (3, 5, 7) for h in (96, 160, 224)
-                    for cout in (16, 32, 64, 96))
+STEM_SHAPES = tuple(
+    LayerSpec("stem", "conv", 3, cout, k, 2, h) for k in (3, 5, 7) for h in (96, 160, 224) for cout in (16, 32, 64, 96)
+)
 QUICK_STEM_SHAPES = tuple(LayerSpec("stem", "conv", 3, cout, k, 2, 224) for k in (3, 7) for cout in (16, 64))
 
 
@@ -441,6 +568,7 @@ SLOW_SPEED = 1.15
 def rescale_measurements(data: dict, factor: float) -> None:
     """Multiply every latency an ONNX Runtime profile measured per layer and per op (not yet its whole
     networks or calibration) by ``factor``: what the same measurements would read at another speed."""
+
     def linear(cost: dict) -> None:
         for key in ("intercept_ms", "per_melement_ms", "per_mwork_ms"):
             if key in cost:
@@ -449,8 +577,12 @@ def rescale_measurements(data: dict, factor: float) -> None:
             point["latency_ms"] *= factor
 
     data["overhead_ms"] *= factor
-    for cost in [*data["boundary"].values(), data["simulated_activation"], data["elementwise"],
-                 *data["op_costs"].values()]:
+    for cost in [
+        *data["boundary"].values(),
+        data["simulated_activation"],
+        data["elementwise"],
+        *data["op_costs"].values(),
+    ]:
         linear(cost)
     for entry in [*data["layers"], *data["kernel_sweep"]["layers"]]:
         entry["latency_ms"] *= factor
@@ -470,9 +602,17 @@ class OnnxRuntimeProfiler(ProfilerBackend):
     #: and real topologies worse than the sweep and whole networks it saved time for
     quick_shapes = False
 
-    def __init__(self, *, threads: int = 1, batch_size: int = 1, repetitions: int | None = None, seed: int = 0,
-                 networks: int | None = None, sweep_seconds: float | None = None,
-                 network_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int = 1,
+        batch_size: int = 1,
+        repetitions: int | None = None,
+        seed: int = 0,
+        networks: int | None = None,
+        sweep_seconds: float | None = None,
+        network_seconds: float | None = None,
+    ) -> None:
         if threads < 1 or batch_size < 1:
             raise ValueError("threads and batch_size must be >= 1")
         self.threads, self.batch_size, self.repetitions, self.seed = threads, batch_size, repetitions, seed
@@ -486,8 +626,15 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         self.last_spread = None  # the noise of the last measure_models (nasq.ort.window_spread)
         self.last_samples, self.last_reference = None, None  # its timings, round by round (at_profile_speed)
 
-    def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
-                log: Callable[[str], None] = print) -> dict:
+    def profile(
+        self,
+        shapes: Sequence[LayerSpec],
+        *,
+        name: str,
+        space: str,
+        quick: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> dict:
         import onnxruntime as ort
 
         from nasq import __version__
@@ -503,8 +650,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         self.reference_ms, self.speeds = time_interleaved([self._reference], repetitions=reps * 4, min_seconds=2)[0], []
         log(f"reference layer {self.reference_ms * 1e3:.1f} us")
         ident, feed = _identity_graph()
-        overhead_ms = self._timed([(session(ident.SerializeToString(), threads=self.threads), feed)],
-                                  repetitions=reps * 20, warmup=50)[0]
+        overhead_ms = self._timed(
+            [(session(ident.SerializeToString(), threads=self.threads), feed)], repetitions=reps * 20, warmup=50
+        )[0]
         log(f"per-call overhead {overhead_ms * 1e3:.1f} us")
 
         tensors = {(s.cin, s.h_in) for s in shapes} | {(s.cout, s.h_out) for s in shapes}  # (channels, height)
@@ -515,17 +663,25 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         for kind in ("quantize", "dequantize", "simulated_activation"):
             runs = []
             for (channels, height), numel in zip(probe_tensors, probe):
-                model, feed = (_simulated_activation_graph(numel) if kind == "simulated_activation"
-                               else _boundary_graph(kind, channels * self.batch_size, height))
+                model, feed = (
+                    _simulated_activation_graph(numel)
+                    if kind == "simulated_activation"
+                    else _boundary_graph(kind, channels * self.batch_size, height)
+                )
                 runs.append((session(model.SerializeToString(), threads=self.threads), feed))
             times = np.array(self._timed(runs, repetitions=reps * 4)) - overhead_ms
             slope, intercept = np.polyfit(np.array(probe, float) / 1e6, times, 1)
-            elementwise[kind] = {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0),
-                                 "measured": [{"elements": n, "latency_ms": float(t)} for n, t in zip(probe, times)]}
+            elementwise[kind] = {
+                "intercept_ms": max(float(intercept), 0.0),
+                "per_melement_ms": max(float(slope), 0.0),
+                "measured": [{"elements": n, "latency_ms": float(t)} for n, t in zip(probe, times)],
+            }
         simulated_activation = elementwise.pop("simulated_activation")
         boundary = elementwise
-        log(f"boundaries: quantize {boundary['quantize']['per_melement_ms']:.3f} ms/Melement, "
-            f"dequantize {boundary['dequantize']['per_melement_ms']:.3f} ms/Melement")
+        log(
+            f"boundaries: quantize {boundary['quantize']['per_melement_ms']:.3f} ms/Melement, "
+            f"dequantize {boundary['dequantize']['per_melement_ms']:.3f} ms/Melement"
+        )
 
         layers, speeds = [], []
         with tempfile.TemporaryDirectory() as tmp:
@@ -534,8 +690,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 speeds.append(self.last_speed)
                 if (i + 1) % 25 == 0 or i + 1 == len(shapes):
                     log(f"measured {i + 1}/{len(shapes)} layer shapes ({time.time() - start:.0f} s)")
-            self._remeasure_slow(shapes, layers, speeds, rng, Path(tmp), overhead_ms, boundary, reps,
-                                 5 if quick else 30, log)
+            self._remeasure_slow(
+                shapes, layers, speeds, rng, Path(tmp), overhead_ms, boundary, reps, 5 if quick else 30, log
+            )
             elementwise = self._elementwise(probe, overhead_ms, reps)
             op_costs = self._op_costs(overhead_ms, reps)
             self._context_costs(op_costs, reps)
@@ -548,8 +705,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             "name": name,
             "predictor": "table",
             "description": f"ONNX Runtime {ort.__version__} CPU, {self.threads} thread(s), batch {self.batch_size}, "
-                           "fp32 and int8 QDQ (u8 activations, s8 per-channel weights"
-                           + (", 7-bit range: no VNNI)" if recipe["reduce_range"] else ")"),
+            "fp32 and int8 QDQ (u8 activations, s8 per-channel weights"
+            + (", 7-bit range: no VNNI)" if recipe["reduce_range"] else ")"),
             "int8": True,
             "int8_recipe": recipe,
             "metadata": {
@@ -561,7 +718,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 "batch_size": self.batch_size,
                 "repetitions": reps,
                 "statistic": "median of round-robin runs, per-call overhead subtracted",
-                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "space": space,
                 "quick": quick,
                 "nasq_version": __version__,
@@ -589,21 +746,30 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         n_networks = self.networks if self.networks is not None else (30 if quick else 40)
         if n_networks:
             seconds = self.network_seconds if self.network_seconds is not None else (5 if quick else 30)
-            calibrate_and_select(self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log,
-                                 min_seconds=seconds)
+            calibrate_and_select(
+                self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log, min_seconds=seconds
+            )
             calibrate_onnx_pricing(self, data, n_networks, repetitions=10, seed=self.seed, log=log, min_seconds=seconds)
         speeds = np.array(self.speeds)
-        speed = {"measurements": len(speeds), "median": round(float(np.median(speeds)), 4),
-                 "p10": round(float(np.quantile(speeds, 0.1)), 4), "p90": round(float(np.quantile(speeds, 0.9)), 4)}
+        speed = {
+            "measurements": len(speeds),
+            "median": round(float(np.median(speeds)), 4),
+            "p10": round(float(np.quantile(speeds, 0.1)), 4),
+            "p90": round(float(np.quantile(speeds, 0.9)), 4),
+        }
         data["metadata"]["reference"] = {
             "layer": {k: getattr(REFERENCE_LAYER, k) for k in ("op", "cin", "cout", "kernel", "stride", "h_in")},
-            "precision": "fp32", "latency_ms": round(self.reference_ms, 6),
+            "precision": "fp32",
+            "latency_ms": round(self.reference_ms, 6),
             "what": "every measurement was timed beside this layer and scaled to its latency here (the median "
-                    "over the per-layer measurements); speed: its latency in each measurement over that",
+            "over the per-layer measurements); speed: its latency in each measurement over that",
             "scaled_to": "median",
-            "speed": speed}
-        log(f"machine speed during profiling (reference layer, against its typical speed): median "
-            f"{speed['median']:.3f}x, 10-90% {speed['p10']:.3f}-{speed['p90']:.3f}x")
+            "speed": speed,
+        }
+        log(
+            f"machine speed during profiling (reference layer, against its typical speed): median "
+            f"{speed['median']:.3f}x, 10-90% {speed['p10']:.3f}-{speed['p90']:.3f}x"
+        )
         self._reference = None
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
@@ -616,10 +782,16 @@ class OnnxRuntimeProfiler(ProfilerBackend):
 
         runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
         samples: list[list[float]] = []
-        times = self._timed(runs, repetitions=repetitions, warmup=2 if repetitions < 20 else 10,
-                            min_seconds=min_seconds, normalize=False, samples=samples)
+        times = self._timed(
+            runs,
+            repetitions=repetitions,
+            warmup=2 if repetitions < 20 else 10,
+            min_seconds=min_seconds,
+            normalize=False,
+            samples=samples,
+        )
         reference = samples[-1] if len(samples) > len(runs) else None
-        self.last_samples, self.last_reference = samples[:len(runs)], reference
+        self.last_samples, self.last_reference = samples[: len(runs)], reference
         self.last_spread = window_spread(self.last_samples, reference=reference)
         return times
 
@@ -669,7 +841,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         return self._timed(runs, repetitions=reps, warmup=5, burst=3)
 
     @classmethod
-    def for_profile(cls, metadata: dict) -> "OnnxRuntimeProfiler":
+    def for_profile(cls, metadata: dict) -> OnnxRuntimeProfiler:
         """A backend that measures like the one that made a profile with ``metadata``; when that profile
         records its reference layer, the layer is timed beside every measurement (``last_speed``: how fast
         the machine runs now, against the profile's; 1.2 is 20% slower)."""
@@ -677,16 +849,22 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         reference = metadata.get("reference")
         fields = ("op", "cin", "cout", "kernel", "stride", "h_in")
         layer = reference.get("layer") if isinstance(reference, dict) else None
-        if (isinstance(layer, dict) and set(layer) == set(fields) and layer["op"] in ("conv", "dwconv")
-                and all(isinstance(layer[k], int) and layer[k] > 0 for k in fields[1:])
-                and isinstance(reference.get("latency_ms"), (int, float)) and reference["latency_ms"] > 0):
+        if (
+            isinstance(layer, dict)
+            and set(layer) == set(fields)
+            and layer["op"] in ("conv", "dwconv")
+            and all(isinstance(layer[k], int) and layer[k] > 0 for k in fields[1:])
+            and isinstance(reference.get("latency_ms"), (int, float))
+            and reference["latency_ms"] > 0
+        ):
             # (a profile without a usable reference is measured without the gauge)
             backend._reference = backend._reference_run(LayerSpec("reference", **layer))
             backend.reference_ms = float(reference["latency_ms"])
         return backend
 
-    def _measure_layer(self, spec: LayerSpec, rng, tmp: Path, overhead_ms: float, boundary: dict,
-                       reps: int) -> list[dict]:
+    def _measure_layer(
+        self, spec: LayerSpec, rng, tmp: Path, overhead_ms: float, boundary: dict, reps: int
+    ) -> list[dict]:
         """fp32 and int8 QDQ latency of one layer shape, interleaved; int8 without its boundaries."""
         import onnx
 
@@ -701,18 +879,36 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         kernels = executed_ops(int8_bytes, threads=self.threads)
         runs = [(session(fp32_path, threads=self.threads), feed), (session(int8_bytes, threads=self.threads), feed)]
         t_fp32, t_int8 = self._time_sized(runs, reps)
-        geometry = dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in)
+        geometry = dict(
+            op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in
+        )
         fp32_ms = max(t_fp32 - overhead_ms, 1e-4)
-        edges = (linear_ms(boundary["quantize"], spec.in_numel * self.batch_size)
-                 + linear_ms(boundary["dequantize"], spec.out_numel * self.batch_size))
+        edges = linear_ms(boundary["quantize"], spec.in_numel * self.batch_size) + linear_ms(
+            boundary["dequantize"], spec.out_numel * self.batch_size
+        )
         int8_ms = max(t_int8 - overhead_ms - edges, 1e-4)
-        int8_kernel = next((k for k in ("QLinearConv", "QGemm", "MatMulIntegerToFloat", "QLinearMatMul")
-                            if kernels.get(k)), "float fallback")
-        return [{**geometry, "precision": "fp32", "latency_ms": round(fp32_ms, 6)},
-                {**geometry, "precision": "int8", "latency_ms": round(int8_ms, 6), "executed_as": int8_kernel}]
+        int8_kernel = next(
+            (k for k in ("QLinearConv", "QGemm", "MatMulIntegerToFloat", "QLinearMatMul") if kernels.get(k)),
+            "float fallback",
+        )
+        return [
+            {**geometry, "precision": "fp32", "latency_ms": round(fp32_ms, 6)},
+            {**geometry, "precision": "int8", "latency_ms": round(int8_ms, 6), "executed_as": int8_kernel},
+        ]
 
-    def _remeasure_slow(self, shapes: list[LayerSpec], layers: list[dict], speeds: list[float | None], rng, tmp: Path,
-                        overhead_ms: float, boundary: dict, reps: int, budget_s: float, log) -> None:
+    def _remeasure_slow(
+        self,
+        shapes: list[LayerSpec],
+        layers: list[dict],
+        speeds: list[float | None],
+        rng,
+        tmp: Path,
+        overhead_ms: float,
+        boundary: dict,
+        reps: int,
+        budget_s: float,
+        log,
+    ) -> None:
         """Measure again, slowest first and within ``budget_s``, the table layers measured while the machine ran
         slow (the reference over SLOW_SPEED times its fast end so far), and keep the measurement made at the
         quieter moment: a slow spell slows kernels unevenly, which scaling by the reference cannot undo (here,
@@ -721,8 +917,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         if self._reference is None or not self.speeds:
             return
         fast = float(np.quantile(self.speeds, 0.1))
-        slow = sorted(((s / fast, i) for i, s in enumerate(speeds) if s is not None and s / fast > SLOW_SPEED),
-                      reverse=True)
+        slow = sorted(
+            ((s / fast, i) for i, s in enumerate(speeds) if s is not None and s / fast > SLOW_SPEED), reverse=True
+        )
         start, redone, kept = time.time(), 0, 0
         for ratio, i in slow:
             if time.time() - start > budget_s:
@@ -730,11 +927,13 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             again = self._measure_layer(shapes[i], rng, tmp, overhead_ms, boundary, reps)
             redone += 1
             if self.last_speed / fast < ratio:
-                layers[2 * i:2 * i + 2] = again
+                layers[2 * i : 2 * i + 2] = again
                 kept += 1
         if slow:
-            log(f"{len(slow)} layer shapes measured in slow spells (reference over {SLOW_SPEED}x its fast end): "
-                f"{redone} measured again, {kept} of them at a quieter moment ({time.time() - start:.0f} s)")
+            log(
+                f"{len(slow)} layer shapes measured in slow spells (reference over {SLOW_SPEED}x its fast end): "
+                f"{redone} measured again, {kept} of them at a quieter moment ({time.time() - start:.0f} s)"
+            )
 
     def _measure_chained(self, spec: LayerSpec, rng, reps: int) -> dict:
         """The float cost of a shape-preserving layer between layers like it: chains of 1 and 3 copies
@@ -742,11 +941,22 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         and output into and out of the blocked layout (64 channels at 56x56: 276 us alone, 134 us chained)."""
         from nasq.ort import session
 
-        runs = [(session(m.SerializeToString(), threads=self.threads), f)
-                for m, f in (_chain_graph(spec, n, self.batch_size, rng) for n in (1, 3))]
+        runs = [
+            (session(m.SerializeToString(), threads=self.threads), f)
+            for m, f in (_chain_graph(spec, n, self.batch_size, rng) for n in (1, 3))
+        ]
         t1, t3 = self._time_sized(runs, reps)
-        return dict(op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in,
-                    precision="fp32", latency_ms=round(max((t3 - t1) / 2, 1e-4), 6), chained=True)
+        return dict(
+            op=spec.op,
+            cin=spec.cin,
+            cout=spec.cout,
+            kernel=spec.kernel,
+            stride=spec.stride,
+            h_in=spec.h_in,
+            precision="fp32",
+            latency_ms=round(max((t3 - t1) / 2, 1e-4), 6),
+            chained=True,
+        )
 
     def _elementwise(self, probe: Sequence[int], overhead_ms: float, reps: int) -> dict:
         """Cost of memory-bound ops (what ``nasq predict`` charges for Add, Concat, pools...), as a linear
@@ -754,13 +964,21 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         from nasq.ort import session
 
         rng = np.random.default_rng(0)
-        runs = [(session(_add_graph(n).SerializeToString(), threads=self.threads),
-                 {x: rng.standard_normal((1, n)).astype(np.float32) for x in ("x", "x2")}) for n in probe]
+        runs = [
+            (
+                session(_add_graph(n).SerializeToString(), threads=self.threads),
+                {x: rng.standard_normal((1, n)).astype(np.float32) for x in ("x", "x2")},
+            )
+            for n in probe
+        ]
         times = np.array(self._timed(runs, repetitions=reps * 4)) - overhead_ms
         traffic = np.array(probe, float) * 3  # two reads and one write per element
         slope, intercept = np.polyfit(traffic / 1e6, times, 1)
-        return {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0),
-                "measured_on": "Add of two float tensors; elements read + written"}
+        return {
+            "intercept_ms": max(float(intercept), 0.0),
+            "per_melement_ms": max(float(slope), 0.0),
+            "measured_on": "Add of two float tensors; elements read + written",
+        }
 
     def _op_costs(self, overhead_ms: float, reps: int) -> dict:
         """Per-op cost of the ops in OP_PROBES, and of the int8 residual add (QLinearAdd), as a linear
@@ -784,12 +1002,13 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 works.append(work)
             times = np.array(self._timed(runs, repetitions=max(10, reps // 2))) - overhead_ms
             slope, intercept = np.polyfit(np.array(works, float) / 1e6, times, 1)
-            costs[op] = {"intercept_ms": max(float(intercept), 0.0), "per_mwork_ms": max(float(slope), 0.0),
-                         "work": "output elements x window" if "Pool" in op and "GlobalAverage" not in op
-                         else "input elements",
-                         # (the smallest probes' times less the call overhead can come out at or below zero)
-                         "measured": [{"work": w, "latency_ms": round(max(float(t), 1e-4), 6)}
-                                      for w, t in zip(works, times)]}
+            costs[op] = {
+                "intercept_ms": max(float(intercept), 0.0),
+                "per_mwork_ms": max(float(slope), 0.0),
+                "work": "output elements x window" if "Pool" in op and "GlobalAverage" not in op else "input elements",
+                # (the smallest probes' times less the call overhead can come out at or below zero)
+                "measured": [{"work": w, "latency_ms": round(max(float(t), 1e-4), 6)} for w, t in zip(works, times)],
+            }
         return costs
 
     def _sandwich_points(self, op_costs: dict, op: str, sizes, graphs, island, reps: int, min_seconds: float) -> list:
@@ -818,16 +1037,25 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         from nasq.hardware_profiles.predictors import op_cost_ms
 
         for op, over in CONTEXT_PROBES:
+
             def island(channels, height, models, op=op, over=over):
                 numel = channels * height * height * self.batch_size
-                reorders = sum(op_cost_ms(op_costs[r], numel) for r in ("nchwc.ReorderOutput", "nchwc.ReorderInput")
-                               if op in BRING_REORDERS)
+                reorders = sum(
+                    op_cost_ms(op_costs[r], numel)
+                    for r in ("nchwc.ReorderOutput", "nchwc.ReorderInput")
+                    if op in BRING_REORDERS
+                )
                 return (2 * numel if op == "Sum" else numel), reorders  # work as nasq.kernel_pricing counts it
 
             op_costs[op]["in_context"] = self._sandwich_points(
-                op_costs, op, OP_PROBE_SIZES, lambda c, h, op=op, over=over: [_sandwich_graph(over, c, h),
-                                                                               _sandwich_graph(op, c, h)],
-                island, reps, 1.0)
+                op_costs,
+                op,
+                OP_PROBE_SIZES,
+                lambda c, h, op=op, over=over: [_sandwich_graph(over, c, h), _sandwich_graph(op, c, h)],
+                island,
+                reps,
+                1.0,
+            )
 
     def _int8_context_costs(self, op_costs: dict, reps: int, quick: bool = False) -> None:
         """Each of INT8_CONTEXT_PROBES between two int8 convs (:func:`_int8_sandwich_graph`), at the op probes'
@@ -839,29 +1067,51 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         from nasq.ort import executed_kernels
 
         for op in INT8_CONTEXT_PROBES:
+
             def island(channels, height, models, op=op):
-                before, added = [list(executed_kernels(m.SerializeToString(), threads=self.threads))
-                                 for m, _ in models]
+                before, added = [list(executed_kernels(m.SerializeToString(), threads=self.threads)) for m, _ in models]
                 for k in before:  # what the island adds: the sandwich's kernels less those of the one without
                     match = next((a for a in added if _op_key(a, op_costs) == _op_key(k, op_costs)), None)
                     if match is not None:
                         added.remove(match)
-                others = sum(op_cost_ms(op_costs[_op_key(k, op_costs)], _work(k)) for k in added
-                             if k.op != op and _op_key(k, op_costs) in op_costs)
+                others = sum(
+                    op_cost_ms(op_costs[_op_key(k, op_costs)], _work(k))
+                    for k in added
+                    if k.op != op and _op_key(k, op_costs) in op_costs
+                )
                 return sum(_work(k) for k in added if k.op == op), others
 
             op_costs[op]["in_int8_context"] = self._sandwich_points(
-                op_costs, op, OP_PROBE_SIZES[2:5] if quick else OP_PROBE_SIZES,
+                op_costs,
+                op,
+                OP_PROBE_SIZES[2:5] if quick else OP_PROBE_SIZES,
                 lambda c, h, op=op: [_int8_sandwich_graph(o, c, h) for o in (None, op)],
-                island, reps, 0.2 if quick else 1.0)
+                island,
+                reps,
+                0.2 if quick else 1.0,
+            )
 
-    def _kernel_sweep(self, table_layers: list[dict], rng, tmp: Path, overhead_ms: float, boundary: dict, reps: int,
-                      quick: bool, log, target: float = 0.9) -> tuple[dict, dict]:
+    def _kernel_sweep(
+        self,
+        table_layers: list[dict],
+        rng,
+        tmp: Path,
+        overhead_ms: float,
+        boundary: dict,
+        reps: int,
+        quick: bool,
+        log,
+        target: float = 0.9,
+    ) -> tuple[dict, dict]:
         """Random layers beyond the space's shapes, measured in rounds; after each round the per-kernel
         regressor is cross-validated, and the next round samples half around the worst-predicted layers
         (nn-Meter's adaptive sampling), until ``target`` share within +-10% or the time budget."""
         from nasq.hardware_profiles.kernel_model import (
-            cross_validated_errors, fit_kernel_model, perturb, random_chainable, random_layers,
+            cross_validated_errors,
+            fit_kernel_model,
+            perturb,
+            random_chainable,
+            random_layers,
         )
 
         budget_s = self.sweep_seconds if self.sweep_seconds is not None else (60 if quick else 120)
@@ -878,19 +1128,32 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             specs = [LayerSpec("", e["op"], e["cin"], e["cout"], e["kernel"], e["stride"], e["h_in"]) for e in entries]
             precisions = [e["precision"] for e in entries]
             chained = [bool(e.get("chained")) for e in entries]
-            errors = cross_validated_errors(specs, precisions, [e["latency_ms"] for e in entries], seed=self.seed,
-                                            chained=chained)
+            errors = cross_validated_errors(
+                specs, precisions, [e["latency_ms"] for e in entries], seed=self.seed, chained=chained
+            )
             share = float(np.mean(errors <= 0.10))
-            rounds.append({"layers_swept": swept, "cv_within_10pct": round(share, 3),
-                           "cv_median_error": round(float(np.median(errors)), 4), "seconds": round(time.time() - start, 1)})
-            log(f"kernel regressor after {swept} swept layers: {share:.0%} of {len(entries)} measurements within +-10% "
-                f"(cross-validated), median error {np.median(errors):.1%}")
+            rounds.append(
+                {
+                    "layers_swept": swept,
+                    "cv_within_10pct": round(share, 3),
+                    "cv_median_error": round(float(np.median(errors)), 4),
+                    "seconds": round(time.time() - start, 1),
+                }
+            )
+            log(
+                f"kernel regressor after {swept} swept layers: {share:.0%} of {len(entries)} measurements within +-10% "
+                f"(cross-validated), median error {np.median(errors):.1%}"
+            )
             if share >= target or time.time() - start > budget_s:
                 break
-            worst = np.argsort(errors)[-max(1, len(errors) // 4):]
+            worst = np.argsort(errors)[-max(1, len(errors) // 4) :]
             picks = rng.choice(worst, round_size // 2)
             pending = [perturb(rng, specs[i]) for i in picks] + random_layers(rng, round_size - round_size // 2)
         model = fit_kernel_model(specs, precisions, [e["latency_ms"] for e in entries], chained=chained, seed=self.seed)
-        sweep = {"rounds": rounds, "target_within_10pct": target, "budget_seconds": budget_s,
-                 "layers": entries[len(table_layers):]}
+        sweep = {
+            "rounds": rounds,
+            "target_within_10pct": target,
+            "budget_seconds": budget_s,
+            "layers": entries[len(table_layers) :],
+        }
         return model, sweep

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from nasq.hardware_profiles import PREDICTORS
 from nasq.hardware_profiles.profile import Profile
 from nasq.hardware_profiles.schema import HOUR_MS
 from nasq.spaces.base import LayerSpec
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -53,7 +56,7 @@ class LatencyPredictor(ABC):
     @abstractmethod
     def predict(self, layers: Sequence[LayerSpec]) -> Prediction: ...
 
-    def predict_candidate(self, space, candidate: dict, layers: Optional[Sequence[LayerSpec]] = None) -> Prediction:
+    def predict_candidate(self, space, candidate: dict, layers: Sequence[LayerSpec] | None = None) -> Prediction:
         """A candidate of ``space``: by default, its layers (``layers``, when the caller has them already).
         Predictors fitted on whole architectures of one space (published tables) override this and
         refuse other spaces."""
@@ -81,13 +84,11 @@ def op_cost_ms(cost: dict, work: float) -> float:
     return float(np.interp(work, works, times))
 
 
-def _require(profile: Profile, key: str, typ: type) -> object:
+def _require(profile: Profile, key: str, typ: type[T]) -> T:
     value = profile.data.get(key)
     if not isinstance(value, typ):
         raise NasqError(f"profile {profile.source}: field '{key}' must be {typ.__name__}, got {value!r}")
     return value
-
-
 
 
 def _positive(profile: Profile, where: str, value: object, high: float | None = None) -> float:
@@ -135,12 +136,15 @@ class TablePredictor(LatencyPredictor):
             if not isinstance(entry, dict) or any(f not in entry for f in LAYER_FIELDS):
                 raise NasqError(f"profile {profile.source}: layers[{i}] must have fields {', '.join(LAYER_FIELDS)}")
             if entry["op"] not in OPS or entry["precision"] not in PRECISIONS:
-                raise NasqError(f"profile {profile.source}: layers[{i}] has op {entry['op']!r} / precision "
-                                f"{entry['precision']!r}; allowed ops {OPS}, precisions {', '.join(PRECISIONS)}")
+                raise NasqError(
+                    f"profile {profile.source}: layers[{i}] has op {entry['op']!r} / precision "
+                    f"{entry['precision']!r}; allowed ops {OPS}, precisions {', '.join(PRECISIONS)}"
+                )
             for key in ("cin", "cout", "kernel", "stride", "h_in"):
                 if not isinstance(entry[key], int) or isinstance(entry[key], bool) or entry[key] < 1:
-                    raise NasqError(f"profile {profile.source}: layers[{i}].{key} must be a positive integer, "
-                                    f"got {entry[key]!r}")
+                    raise NasqError(
+                        f"profile {profile.source}: layers[{i}].{key} must be a positive integer, got {entry[key]!r}"
+                    )
             _positive(profile, f"layers[{i}].latency_ms", entry["latency_ms"], HOUR_MS)
         if profile.int8:
             boundary = _require(profile, "boundary", dict)
@@ -176,7 +180,14 @@ class TablePredictor(LatencyPredictor):
         self._groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
         self._memo: dict[tuple, tuple[float, tuple[str, ...]]] = {}
         for e in profile.data["layers"]:
-            key = (e["op"], e["kernel"], e["stride"], e["h_in"], e["precision"], _alignment(e["op"], e["precision"], e["cin"]))
+            key = (
+                e["op"],
+                e["kernel"],
+                e["stride"],
+                e["h_in"],
+                e["precision"],
+                _alignment(e["op"], e["precision"], e["cin"]),
+            )
             self._groups[key][(e["cin"], e["cout"])] = float(e["latency_ms"])
 
     def precision(self, layer: LayerSpec) -> str:
@@ -191,36 +202,57 @@ class TablePredictor(LatencyPredictor):
         key = (layer.op, layer.kernel, layer.stride, layer.h_in, precision, _alignment(layer.op, precision, layer.cin))
         table = self._groups.get(key)
         if table is None:  # a class the profile did not measure: the nearest better-aligned one
-            table = next((self._groups[k] for k in sorted(g for g in self._groups if g[:5] == key[:5] and g[5] > key[5])),
-                         None)
+            table = next(
+                (self._groups[k] for k in sorted(g for g in self._groups if g[:5] == key[:5] and g[5] > key[5])), None
+            )
         if table is None and layer.cin <= STEM_CHANNELS:  # an image stem: the nearest size measured, by output pixels
-            stems = [k for k in self._groups if k[:3] == key[:3] and k[4] == precision
-                     and layer.cin in {c for c, _ in self._groups[k]} and max(c for c, _ in self._groups[k]) <= STEM_CHANNELS
-                     and abs(math.log(k[3] / max(layer.h_in, 1))) <= math.log(STEM_SIZE_RANGE)]
+            stems = [
+                k
+                for k in self._groups
+                if k[:3] == key[:3]
+                and k[4] == precision
+                and layer.cin in {c for c, _ in self._groups[k]}
+                and max(c for c, _ in self._groups[k]) <= STEM_CHANNELS
+                and abs(math.log(k[3] / max(layer.h_in, 1))) <= math.log(STEM_SIZE_RANGE)
+            ]
             if stems:
                 near = min(stems, key=lambda k: abs(math.log(k[3] / max(layer.h_in, 1))))
                 proxy = LayerSpec(layer.name, layer.op, layer.cin, layer.cout, layer.kernel, layer.stride, near[3])
-                notes.append(f"{layer.name}: stem at {layer.h_in} pixels priced from those measured at {near[3]}, "
-                             "by output pixels")
-                return _interpolate(self._groups[near], proxy, notes) * layer.h_out ** 2 / max(proxy.h_out ** 2, 1)
+                notes.append(
+                    f"{layer.name}: stem at {layer.h_in} pixels priced from those measured at {near[3]}, "
+                    "by output pixels"
+                )
+                return _interpolate(self._groups[near], proxy, notes) * layer.h_out**2 / max(proxy.h_out**2, 1)
         if table is None and self.kernel_model is not None:
-            notes.append(f"{layer.name}: no {layer.op} k{layer.kernel} s{layer.stride} h{layer.h_in} {precision} "
-                         "in the table; priced by the per-kernel regressor")
+            notes.append(
+                f"{layer.name}: no {layer.op} k{layer.kernel} s{layer.stride} h{layer.h_in} {precision} "
+                "in the table; priced by the per-kernel regressor"
+            )
             return self.kernel_model.predict_ms(layer, precision, chained)
         if table is None:
             same_op = [k for k in self._groups if k[0] == layer.op and k[4] == precision]
             if not same_op:
                 raise NasqError(f"target '{self.profile.name}' cannot price op '{layer.op}' in {precision}")
-            key = min(same_op, key=lambda k: (abs(math.log(max(k[3], 1) / max(layer.h_in, 1))), k[1] != layer.kernel,
-                                              k[2] != layer.stride))
+            key = min(
+                same_op,
+                key=lambda k: (
+                    abs(math.log(max(k[3], 1) / max(layer.h_in, 1))),
+                    k[1] != layer.kernel,
+                    k[2] != layer.stride,
+                ),
+            )
             table = self._groups[key]
-            notes.append(f"{layer.name}: no {layer.op} k{layer.kernel} s{layer.stride} h{layer.h_in} {precision} "
-                         f"measured; scaled by MACs from k{key[1]} s{key[2]} h{key[3]}")
+            notes.append(
+                f"{layer.name}: no {layer.op} k{layer.kernel} s{layer.stride} h{layer.h_in} {precision} "
+                f"measured; scaled by MACs from k{key[1]} s{key[2]} h{key[3]}"
+            )
             proxy = LayerSpec(layer.name, layer.op, layer.cin, layer.cout, key[1], key[2], key[3])
             return _interpolate(table, proxy, notes) * layer.macs / max(proxy.macs, 1)
         if self.kernel_model is not None and _far_outside(table, layer):
-            notes.append(f"{layer.name}: {layer.cin}x{layer.cout} channels far beyond the measured ones (MAC scaling "
-                         "would ignore how much better large kernels use the CPU); priced by the per-kernel regressor")
+            notes.append(
+                f"{layer.name}: {layer.cin}x{layer.cout} channels far beyond the measured ones (MAC scaling "
+                "would ignore how much better large kernels use the CPU); priced by the per-kernel regressor"
+            )
             return self.kernel_model.predict_ms(layer, precision, chained)
         return _interpolate(table, layer, notes)
 
@@ -228,14 +260,24 @@ class TablePredictor(LatencyPredictor):
         """:meth:`layer_ms`, remembered per layer geometry: a search prices the same layers over and over
         (screening thousands of candidates a second needs it), with the notes of its fallbacks, which name
         each layer that reuses them."""
-        key = (layer.op, layer.cin, layer.cout, layer.kernel, layer.stride, layer.h_in, layer.w_bits, layer.a_bits,
-               precision, chained)
+        key = (
+            layer.op,
+            layer.cin,
+            layer.cout,
+            layer.kernel,
+            layer.stride,
+            layer.h_in,
+            layer.w_bits,
+            layer.a_bits,
+            precision,
+            chained,
+        )
         memo = self._memo.get(key)
         if memo is None:
             fresh: list[str] = []
             cost = self.layer_ms(layer, precision, fresh, chained)
             prefix = f"{layer.name}:"
-            memo = (cost, tuple(n[len(prefix):] if n.startswith(prefix) else " " + n for n in fresh))
+            memo = (cost, tuple(n[len(prefix) :] if n.startswith(prefix) else " " + n for n in fresh))
             if len(self._memo) > 200_000:
                 self._memo.clear()
             self._memo[key] = memo
@@ -279,8 +321,12 @@ class TablePredictor(LatencyPredictor):
             inputs.append(previous)
             if precision != previous:
                 pred.boundary_ms += boundary("quantize" if precision == "int8" else "dequantize", layer.in_numel)
-            chained = (i > 0 and precision == previous == precisions[i - 1] == "fp32" and layer.a_bits >= 32
-                       and "linear" not in (layer.op, layers[i - 1].op))
+            chained = (
+                i > 0
+                and precision == previous == precisions[i - 1] == "fp32"
+                and layer.a_bits >= 32
+                and "linear" not in (layer.op, layers[i - 1].op)
+            )
             cost = self._layer_ms_cached(layer, precision, pred.notes, chained)
             parts[f"{precision}_{layer.op}_ms"] += cost
             if precision == "fp32" and layer.op == "conv" and layer.cout % FP32_CONV_ALIGNMENT:
@@ -293,7 +339,11 @@ class TablePredictor(LatencyPredictor):
             if layer.residual and i - layer.residual + 1 >= 0:
                 skip = inputs[i - layer.residual + 1]
                 after = layers[i + 1] if i + 1 < len(layers) else None
-                consumer = precisions[i + 1] if after is not None and not (after.op == "linear" and layer.h_out > 1) else "fp32"
+                consumer = (
+                    precisions[i + 1]
+                    if after is not None and not (after.op == "linear" and layer.h_out > 1)
+                    else "fp32"
+                )
                 if precision == skip == consumer == "int8":
                     add = self.op_ms("QLinearAdd", 2 * layer.out_numel)
                 elif precision == "fp32" and skip == "fp32":
@@ -341,8 +391,18 @@ class KernelRegressorPredictor(TablePredictor):
 #: layout: the table measures float convs on a grid of aligned channel counts only, and on this
 #: project's Xeon the in-network cost of the others was most of the error left on all-float networks.
 CALIBRATION_FEATURES = (
-    "fp32_conv_ms", "fp32_dwconv_ms", "fp32_linear_ms", "int8_conv_ms", "int8_dwconv_ms", "int8_linear_ms",
-    "boundary_ms", "simulated_activation_ms", "other_ops_ms", "layers", "transitions", "adds",
+    "fp32_conv_ms",
+    "fp32_dwconv_ms",
+    "fp32_linear_ms",
+    "int8_conv_ms",
+    "int8_dwconv_ms",
+    "int8_linear_ms",
+    "boundary_ms",
+    "simulated_activation_ms",
+    "other_ops_ms",
+    "layers",
+    "transitions",
+    "adds",
     "fp32_unaligned_conv_melements",
 )
 
@@ -354,8 +414,9 @@ def calibration_features(prediction: Prediction, names: Sequence[str] = CALIBRAT
     return [float(prediction.components.get(name, 0.0)) for name in names]
 
 
-def fit_calibration(predictions: Sequence[Prediction], measured_ms: Sequence[float],
-                    features: Sequence[str] = CALIBRATION_FEATURES) -> dict:
+def fit_calibration(
+    predictions: Sequence[Prediction], measured_ms: Sequence[float], features: Sequence[str] = CALIBRATION_FEATURES
+) -> dict:
     """Non-negative least squares of measured whole-network latencies on the table's parts.
 
     Fitted on relative error (rows scaled by 1/measured), since every network's error counts alike.
@@ -365,8 +426,12 @@ def fit_calibration(predictions: Sequence[Prediction], measured_ms: Sequence[flo
     x = np.array([[1.0, *calibration_features(p, features)] for p in predictions])
     y = np.asarray(measured_ms, float)
     coef, _ = nnls(x / y[:, None], np.ones_like(y))
-    return {"features": list(features), "intercept_ms": float(coef[0]),
-            "coefficients": [float(c) for c in coef[1:]], "fitted_on_networks": len(y)}
+    return {
+        "features": list(features),
+        "intercept_ms": float(coef[0]),
+        "coefficients": [float(c) for c in coef[1:]],
+        "fitted_on_networks": len(y),
+    }
 
 
 def apply_calibration(calibration: dict, prediction: Prediction) -> float:
@@ -391,12 +456,14 @@ class _Calibrated:
         cal = _require(profile, key, dict)
         features = cal.get("features")
         if not isinstance(features, list) or not features or not set(features) <= set(CALIBRATION_FEATURES):
-            raise NasqError(f"profile {profile.source}: {key}.features must be a list of names from "
-                            f"{list(CALIBRATION_FEATURES)}")
+            raise NasqError(
+                f"profile {profile.source}: {key}.features must be a list of names from {list(CALIBRATION_FEATURES)}"
+            )
         coefs = cal.get("coefficients")
         if not isinstance(coefs, list) or len(coefs) != len(features):
-            raise NasqError(f"profile {profile.source}: {key}.coefficients must list one number per "
-                            f"feature ({len(features)})")
+            raise NasqError(
+                f"profile {profile.source}: {key}.coefficients must list one number per feature ({len(features)})"
+            )
         for i, c in enumerate(coefs):
             _positive(profile, f"{key}.coefficients[{i}]", c)
         _positive(profile, f"{key}.intercept_ms", cal.get("intercept_ms"))
@@ -419,10 +486,16 @@ def _validate_kernel_calibration(profile: Profile, base: str) -> None:
     if base not in fits:
         return
     fit, where = fits[base], f"kernel_calibration.fits.{base}"
-    if (not isinstance(fit, dict) or fit.get("features") != list(KERNEL_CALIBRATION_FEATURES)
-            or not isinstance(fit.get("coefficients"), list) or len(fit["coefficients"]) != len(KERNEL_CALIBRATION_FEATURES)):
-        raise NasqError(f"profile {profile.source}: {where} must have features {list(KERNEL_CALIBRATION_FEATURES)} "
-                        "and one coefficient each")
+    if (
+        not isinstance(fit, dict)
+        or fit.get("features") != list(KERNEL_CALIBRATION_FEATURES)
+        or not isinstance(fit.get("coefficients"), list)
+        or len(fit["coefficients"]) != len(KERNEL_CALIBRATION_FEATURES)
+    ):
+        raise NasqError(
+            f"profile {profile.source}: {where} must have features {list(KERNEL_CALIBRATION_FEATURES)} "
+            "and one coefficient each"
+        )
     for i, c in enumerate(fit["coefficients"]):
         _positive(profile, f"{where}.coefficients[{i}]", c)
     _positive(profile, f"{where}.fitted_on_networks", fit.get("fitted_on_networks"))
@@ -470,8 +543,12 @@ def _alignment(op: str, precision: str, channels: int) -> int:
 def _far_outside(table: dict[tuple[int, int], float], layer: LayerSpec, factor: float = 1.5) -> bool:
     """Whether a layer's channel counts lie beyond the table's measured range by more than ``factor``."""
     cins, couts = [c for c, _ in table], [c for _, c in table]
-    return (layer.cin > factor * max(cins) or layer.cin * factor < min(cins)
-            or layer.cout > factor * max(couts) or layer.cout * factor < min(couts))
+    return (
+        layer.cin > factor * max(cins)
+        or layer.cin * factor < min(cins)
+        or layer.cout > factor * max(couts)
+        or layer.cout * factor < min(couts)
+    )
 
 
 def _interpolate(table: dict[tuple[int, int], float], layer: LayerSpec, notes: list[str]) -> float:
@@ -497,7 +574,9 @@ def _interpolate(table: dict[tuple[int, int], float], layer: LayerSpec, notes: l
         rows.append(np.interp(oc, [p[0] for p in pts], [p[1] for p in pts]))
     value = float(np.interp(cc, cins, rows))
     if (cc, oc) != (ci, co):
-        notes.append(f"{layer.name}: {ci}x{co} channels outside measured {cins[0]}..{cins[-1]} x "
-                     f"{couts[0]}..{couts[-1]}; scaled by MACs")
+        notes.append(
+            f"{layer.name}: {ci}x{co} channels outside measured {cins[0]}..{cins[-1]} x "
+            f"{couts[0]}..{couts[-1]}; scaled by MACs"
+        )
         value *= (ci * co) / (cc * oc)
     return value

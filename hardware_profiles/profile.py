@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from nasq.errors import NasqError
-from nasq.hardware_profiles.schema import check_numbers
 from nasq.hardware_profiles.machine import check_machine_record, describe, int8_recipe, machine_difference, this_machine
+from nasq.hardware_profiles.schema import check_numbers
 
 SCHEMA_VERSION = 1
 REQUIRED = {"schema_version": int, "name": str, "predictor": str, "description": str, "metadata": dict, "int8": bool}
@@ -47,7 +47,7 @@ class Profile:
     source: str = ""
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>") -> "Profile":
+    def from_dict(cls, data: Any, source: str = "<dict>") -> Profile:
         if not isinstance(data, dict):
             raise NasqError(f"profile {source}: expected a JSON object, got {type(data).__name__}")
         for key, typ in REQUIRED.items():
@@ -56,7 +56,9 @@ class Profile:
             if not isinstance(data[key], typ):
                 raise NasqError(f"profile {source}: field '{key}' must be {typ.__name__}, got {data[key]!r}")
         if data["schema_version"] != SCHEMA_VERSION:
-            raise NasqError(f"profile {source}: schema_version {data['schema_version']} not supported; allowed: {SCHEMA_VERSION}")
+            raise NasqError(
+                f"profile {source}: schema_version {data['schema_version']} not supported; allowed: {SCHEMA_VERSION}"
+            )
         check_numbers(data, source)
         for key in REQUIRED_METADATA:
             if key not in data["metadata"]:
@@ -64,17 +66,21 @@ class Profile:
         from nasq.hardware_profiles import PREDICTORS
 
         predictor_cls = PREDICTORS.get(data["predictor"])
-        profile = cls(data["name"], data["predictor"], data["description"], data["metadata"], data["int8"], data, source)
+        profile = cls(
+            data["name"], data["predictor"], data["description"], data["metadata"], data["int8"], data, source
+        )
         if profile.on_a_cpu:
             check_machine_record(profile.metadata, source)
         recipe = data.get("int8_recipe")
         if recipe is not None and not (isinstance(recipe, dict) and isinstance(recipe.get("reduce_range"), bool)):
-            raise NasqError(f"profile {source}: int8_recipe must be an object with a boolean reduce_range, got {recipe!r}")
+            raise NasqError(
+                f"profile {source}: int8_recipe must be an object with a boolean reduce_range, got {recipe!r}"
+            )
         predictor_cls.validate_profile(profile)
         return profile
 
     @classmethod
-    def load(cls, path: Path) -> "Profile":
+    def load(cls, path: Path) -> Profile:
         from nasq.fileio import read_text
 
         try:
@@ -123,9 +129,11 @@ class Profile:
         both machines, and how to profile this one; None otherwise."""
         if not self.on_a_cpu or self.measured_here():
             return None
-        return (f"warning: target '{target}' was {self.machine_mismatch()}; its latencies are that machine's, not "
-                f"this one's (profile this machine: `nasq profile --backend {self.metadata['runtime']} --name NAME`, "
-                "or name the target local-ort)")
+        return (
+            f"warning: target '{target}' was {self.machine_mismatch()}; its latencies are that machine's, not "
+            f"this one's (profile this machine: `nasq profile --backend {self.metadata['runtime']} --name NAME`, "
+            "or name the target local-ort)"
+        )
 
     @property
     def int8_recipe(self) -> dict[str, Any]:

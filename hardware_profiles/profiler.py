@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -26,17 +26,30 @@ class ProfilerBackend(ABC):
     quick_shapes: bool = True
 
     @abstractmethod
-    def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
-                log: Callable[[str], None] = print) -> dict: ...
+    def profile(
+        self,
+        shapes: Sequence[LayerSpec],
+        *,
+        name: str,
+        space: str,
+        quick: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> dict: ...
 
-    def measure_models(self, models: Sequence[bytes], feeds: Sequence[dict[str, np.ndarray]], *,
-                       repetitions: int, min_seconds: float = 0.0) -> list[float]:
+    def measure_models(
+        self,
+        models: Sequence[bytes],
+        feeds: Sequence[dict[str, np.ndarray]],
+        *,
+        repetitions: int,
+        min_seconds: float = 0.0,
+    ) -> list[float]:
         """Median end-to-end latency (ms) of each serialized ONNX model on its feed, all measured
         round-robin so that the machine's noise hits them alike, for at least ``repetitions`` rounds
         and ``min_seconds``."""
         raise NasqError(f"the {type(self).__name__} backend does not run whole networks")
 
     @classmethod
-    def for_profile(cls, metadata: dict) -> "ProfilerBackend":
+    def for_profile(cls, metadata: dict) -> ProfilerBackend:
         """The backend that measured a profile with this ``metadata``, set up to measure like it."""
         raise NasqError(f"the {cls.__name__} backend cannot measure again")

@@ -22,8 +22,9 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,13 +74,17 @@ class ArchitectureTablePredictor(LatencyPredictor):
                 raise NasqError(f"profile {profile.source}: measured['{arch}'] must be positive, got {ms!r}")
 
     def predict(self, layers: Sequence[LayerSpec]) -> Prediction:
-        raise NasqError(f"target '{self.profile.name}' prices whole architectures of space "
-                        f"'{self.profile.data['space']}' only, not layer lists")
+        raise NasqError(
+            f"target '{self.profile.name}' prices whole architectures of space "
+            f"'{self.profile.data['space']}' only, not layer lists"
+        )
 
     def predict_candidate(self, space, candidate: dict, layers=None) -> Prediction:
         if space.name != self.profile.data["space"]:
-            raise NasqError(f"target '{self.profile.name}' prices architectures of space '{self.profile.data['space']}' "
-                            f"only, not of '{space.name}'")
+            raise NasqError(
+                f"target '{self.profile.name}' prices architectures of space '{self.profile.data['space']}' "
+                f"only, not of '{space.name}'"
+            )
         measured = self.profile.data.get("measured")
         if measured:
             ms = measured.get(space.format_arch(candidate))
@@ -89,7 +94,9 @@ class ArchitectureTablePredictor(LatencyPredictor):
         total = table_total(self.profile.data, candidate, notes)
         floor = 0.5 * float(self.profile.data["min_ms"])
         if total < floor:
-            notes.append(f"additive table gave {total:.4g} ms, below half the fastest fitted network; floored at {floor:.4g}")
+            notes.append(
+                f"additive table gave {total:.4g} ms, below half the fastest fitted network; floored at {floor:.4g}"
+            )
             total = floor
         return Prediction(total_ms=total, notes=notes)
 
@@ -110,6 +117,7 @@ def table_total(table: dict, candidate: dict, notes: list[str] | None = None) ->
 
 
 # --- fitting ---------------------------------------------------------------------------------------
+
 
 def _columns(candidates: Sequence[dict]) -> list[tuple[str, str]]:
     return sorted({(k, str(v)) for c in candidates for k, v in c.items()})
@@ -149,7 +157,7 @@ def predict_tables(table: dict, candidates: Sequence[dict]) -> np.ndarray:
 
 
 def _combine(tables: Sequence[dict], weights: Sequence[float], intercept: float) -> dict:
-    out = {"intercept_ms": float(intercept), "costs": {}}
+    out: dict[str, Any] = {"intercept_ms": float(intercept), "costs": {}}
     for table, w in zip(tables, weights):
         if w == 0:
             continue
@@ -172,7 +180,9 @@ def fit_transfer(candidates: Sequence[dict], y: np.ndarray, references: dict[str
     return _combine([references[n] for n in names], coef[1:], coef[0]), weights
 
 
-def fit_method(method: str, candidates: Sequence[dict], y: np.ndarray, references: dict[str, dict]) -> tuple[dict, dict]:
+def fit_method(
+    method: str, candidates: Sequence[dict], y: np.ndarray, references: dict[str, dict]
+) -> tuple[dict, dict]:
     """One fit; returns the table and what it was made from."""
     if method == "additive":
         return fit_additive(candidates, y), {}
@@ -187,8 +197,9 @@ def fit_method(method: str, candidates: Sequence[dict], y: np.ndarray, reference
 FEW_ROWS = 30
 
 
-def select_and_fit(candidates: Sequence[dict], y: np.ndarray, references: dict[str, dict], *, folds: int = 5,
-                   seed: int = 0) -> tuple[dict, dict]:
+def select_and_fit(
+    candidates: Sequence[dict], y: np.ndarray, references: dict[str, dict], *, folds: int = 5, seed: int = 0
+) -> tuple[dict, dict]:
     """Score every applicable fit by k-fold cross-validation, keep the one with the lowest median error
     (ties: higher rank correlation), and refit it on all rows."""
     from nasq.hardware_profiles.validation import error_summary
@@ -213,12 +224,18 @@ def select_and_fit(candidates: Sequence[dict], y: np.ndarray, references: dict[s
         scores[method] = error_summary(list(np.maximum(predicted, 1e-9)), list(y))
     chosen = min(scores, key=lambda m: (scores[m]["median_error"], -scores[m]["spearman"]))
     table, info = fit_method(chosen, candidates, y, references)
-    selection = {"chosen": chosen, "method": f"{folds}-fold cross-validation on {len(y)} measured networks",
-                 "scores": scores, "excluded": excluded, **info}
+    selection = {
+        "chosen": chosen,
+        "method": f"{folds}-fold cross-validation on {len(y)} measured networks",
+        "scores": scores,
+        "excluded": excluded,
+        **info,
+    }
     return table, selection
 
 
 # --- reading a CSV ----------------------------------------------------------------------------------
+
 
 def read_latency_csv(path: Path, space, arch_column: str, latency_column: str) -> tuple[list[dict], np.ndarray]:
     """Candidates and latencies (ms) from a CSV; NasqError naming the first bad column, row or value."""
@@ -235,7 +252,9 @@ def read_latency_csv(path: Path, space, arch_column: str, latency_column: str) -
         try:
             ms = float(row[latency_column])
         except (TypeError, ValueError):
-            raise NasqError(f"CSV {path} line {line}: {latency_column} = {row[latency_column]!r} is not a number") from None
+            raise NasqError(
+                f"CSV {path} line {line}: {latency_column} = {row[latency_column]!r} is not a number"
+            ) from None
         if not math.isfinite(ms) or ms <= 0:
             raise NasqError(f"CSV {path} line {line}: {latency_column} = {ms} ms; latencies must be positive")
         try:
@@ -248,7 +267,9 @@ def read_latency_csv(path: Path, space, arch_column: str, latency_column: str) -
     return candidates, np.array(latencies)
 
 
-def reference_tables(space_name: str, *, exclude: Sequence[str] = (), exclude_device: str | None = None) -> dict[str, dict]:
+def reference_tables(
+    space_name: str, *, exclude: Sequence[str] = (), exclude_device: str | None = None
+) -> dict[str, dict]:
     """The architecture tables of every loadable profile of ``space_name`` (the shipped published ones
     and any on ``NASQ_PROFILE_PATH``), except those named or measuring ``exclude_device``."""
     from nasq.hardware_profiles import list_profiles, load_profile
@@ -283,13 +304,29 @@ class PublishedCsvProfiler(ProfilerBackend):
         >>> data = backend.profile([], name="nb201-my-pixel3", space="nas-bench-201")             # doctest: +SKIP
     """
 
-    def __init__(self, *, csv: str, column: str, arch_column: str = "arch_str", samples: int | None = None,
-                 seed: int = 0, references: str | Sequence[str] = "auto", device: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        csv: str,
+        column: str,
+        arch_column: str = "arch_str",
+        samples: int | None = None,
+        seed: int = 0,
+        references: str | Sequence[str] = "auto",
+        device: str | None = None,
+    ) -> None:
         self.csv, self.column, self.arch_column = Path(csv), column, arch_column
         self.samples, self.seed, self.references, self.device = samples, seed, references, device or column
 
-    def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
-                log: Callable[[str], None] = print) -> dict:
+    def profile(
+        self,
+        shapes: Sequence[LayerSpec],
+        *,
+        name: str,
+        space: str,
+        quick: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> dict:
         from nasq import __version__
         from nasq.hardware_profiles.validation import error_summary, format_summary
         from nasq.spaces import create_space
@@ -312,8 +349,10 @@ class PublishedCsvProfiler(ProfilerBackend):
             refs = reference_tables(space, exclude=(name,))
             unknown = set(self.references) - set(refs)
             if unknown:
-                raise NasqError(f"reference profile(s) {sorted(unknown)} are not architecture tables of '{space}'; "
-                                f"available: {', '.join(sorted(refs)) or 'none'}")
+                raise NasqError(
+                    f"reference profile(s) {sorted(unknown)} are not architecture tables of '{space}'; "
+                    f"available: {', '.join(sorted(refs)) or 'none'}"
+                )
             refs = {k: refs[k] for k in self.references}
         log(f"fitting on {n} of {len(y)} measured '{space}' networks ({self.column}), {len(refs)} reference devices")
         table, selection = select_and_fit([candidates[i] for i in fit_idx], y[fit_idx], refs, seed=self.seed)
@@ -323,16 +362,28 @@ class PublishedCsvProfiler(ProfilerBackend):
         for method, summary in selection["scores"].items():
             log(f"{method}: {format_summary(summary)} (cross-validated{few})")
         log(f"chose '{selection['chosen']}'")
-        date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        date = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         data = {
-            "schema_version": 1, "name": name, "predictor": "architecture-table",
+            "schema_version": 1,
+            "name": name,
+            "predictor": "architecture-table",
             "description": f"published whole-network latencies of '{space}' on {self.device} "
-                           f"(column {self.column} of {self.csv.name}), additive architecture table",
+            f"(column {self.column} of {self.csv.name}), additive architecture table",
             "int8": False,
-            "metadata": {"device": self.device, "runtime": "published measurements", "source": self.csv.name,
-                         "column": self.column, "date": date, "rows_in_csv": len(y), "rows_fitted": int(n),
-                         "seed": self.seed, "nasq_version": __version__},
-            "space": space, **table, "min_ms": float(y[fit_idx].min()),
+            "metadata": {
+                "device": self.device,
+                "runtime": "published measurements",
+                "source": self.csv.name,
+                "column": self.column,
+                "date": date,
+                "rows_in_csv": len(y),
+                "rows_fitted": int(n),
+                "seed": self.seed,
+                "nasq_version": __version__,
+            },
+            "space": space,
+            **table,
+            "min_ms": float(y[fit_idx].min()),
             "predictor_selection": selection,
         }
         if len(held):

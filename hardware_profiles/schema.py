@@ -71,13 +71,39 @@ PATHS: tuple[tuple[str, Bound], ...] = (
 
 #: by the last key, where no path rule matched
 KEYS: dict[str, Bound] = {
-    **{k: _ms() for k in ("latency_ms", "measured_ms", "measured_ms[]", "predicted_ms", "at_profile_speed_ms",
-                          "min_ms", "overhead_ms", "intercept_ms", "per_melement_ms", "per_mwork_ms")},
+    **{
+        k: _ms()
+        for k in (
+            "latency_ms",
+            "measured_ms",
+            "measured_ms[]",
+            "predicted_ms",
+            "at_profile_speed_ms",
+            "min_ms",
+            "overhead_ms",
+            "intercept_ms",
+            "per_melement_ms",
+            "per_mwork_ms",
+        )
+    },
     **{k: SHARE for k in ("within_10pct", "within_20pct", "cv_within_10pct", "target_within_10pct")},
     **{k: Bound(0.0, 1e6) for k in ("median_error", "p90_error", "cv_median_error")},  # relative errors
     "spearman": Bound(-1.0, 1.0),
-    **{k: COUNT for k in ("networks", "fitted_on_networks", "fitted_on_layers", "layers_swept", "rounds", "windows",
-                          "repetitions", "measurements", "rows_fitted", "rows_in_csv")},
+    **{
+        k: COUNT
+        for k in (
+            "networks",
+            "fitted_on_networks",
+            "fitted_on_layers",
+            "layers_swept",
+            "rounds",
+            "windows",
+            "repetitions",
+            "measurements",
+            "rows_fitted",
+            "rows_in_csv",
+        )
+    },
     **{k: Bound(0, 2**63, integer=True) for k in ("networks_seed", "seed")},
     "cin": Bound(1, 1e6, integer=True),
     "cout": Bound(1, 1e6, integer=True),
@@ -116,15 +142,18 @@ def _is_number(value) -> bool:
 def _check(value, path: str, shown: str, source: str) -> None:
     bound = rule(path)
     if not math.isfinite(value):
-        raise NasqError(f"profile {source}: {shown} = {value!r} is not a finite number"
-                        + (f"; allowed: {bound.low:g} to {bound.high:g}" if bound else ""))
+        raise NasqError(
+            f"profile {source}: {shown} = {value!r} is not a finite number"
+            + (f"; allowed: {bound.low:g} to {bound.high:g}" if bound else "")
+        )
     if bound is None:
         return
     if bound.integer and value != int(value):
         raise NasqError(f"profile {source}: {shown} must be a whole number, got {value!r}")
     if not bound.low <= value <= bound.high:
-        raise NasqError(f"profile {source}: {shown} = {value!r} is out of range; allowed: {bound.low:g} to "
-                        f"{bound.high:g}")
+        raise NasqError(
+            f"profile {source}: {shown} = {value!r} is out of range; allowed: {bound.low:g} to {bound.high:g}"
+        )
 
 
 def check_numbers(data: dict, source: str) -> None:
@@ -141,9 +170,19 @@ def check_numbers(data: dict, source: str) -> None:
             if numbers:  # long lists of numbers (a regressor's trees): their range first, then the culprit
                 bound, values = rule(path + "[]"), [v for _, v in numbers]
                 low, high = min(values), max(values)
-                if not (math.isfinite(low) and math.isfinite(high) and all(map(math.isfinite, values))
-                        and (bound is None or (bound.low <= low and high <= bound.high
-                                               and (not bound.integer or all(v == int(v) for v in values))))):
+                if not (
+                    math.isfinite(low)
+                    and math.isfinite(high)
+                    and all(map(math.isfinite, values))
+                    and (
+                        bound is None
+                        or (
+                            bound.low <= low
+                            and high <= bound.high
+                            and (not bound.integer or all(v == int(v) for v in values))
+                        )
+                    )
+                ):
                     for i, v in numbers:
                         _check(v, path + "[]", f"{shown}[{i}]", source)
             for i, v in enumerate(node):

@@ -21,15 +21,16 @@ import datetime as _dt
 import json
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles import PROFILERS
-from nasq.hardware_profiles.ort_profiler import _identity_graph, _layer_graph, _simulated_activation_graph
 from nasq.hardware_profiles.machine import this_machine
+from nasq.hardware_profiles.ort_profiler import _identity_graph, _layer_graph, _simulated_activation_graph
 from nasq.hardware_profiles.profiler import ProfilerBackend
 from nasq.hardware_profiles.validation import calibrate_and_select
 from nasq.spaces.base import LayerSpec
@@ -50,14 +51,24 @@ class TvmProfiler(ProfilerBackend):
     ``networks``: calibrate on 2x this many whole networks of the space, compiled and measured like the
     layers (default 4 with ``quick``, else 12; 0: a table profile only)."""
 
-    def __init__(self, *, target: str | dict | None = None, rpc: str | None = None, tracker: str | None = None,
-                 key: str | None = None, repetitions: int | None = None, seed: int = 0, timeout_s: int = 60,
-                 networks: int | None = None, network_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        target: str | dict | None = None,
+        rpc: str | None = None,
+        tracker: str | None = None,
+        key: str | None = None,
+        repetitions: int | None = None,
+        seed: int = 0,
+        timeout_s: int = 60,
+        networks: int | None = None,
+        network_seconds: float | None = None,
+    ) -> None:
         if isinstance(target, str):
             try:
                 target = json.loads(target)
             except json.JSONDecodeError:
-                raise NasqError(f"TVM target must be a JSON dict such as {{\"kind\": \"llvm\"}}, got {target!r}") from None
+                raise NasqError(f'TVM target must be a JSON dict such as {{"kind": "llvm"}}, got {target!r}') from None
         self.target = target or {"kind": "llvm"}
         if not isinstance(self.target, dict) or "kind" not in self.target:
             raise NasqError(f"TVM target must be a JSON dict with a 'kind', got {self.target!r}")
@@ -83,13 +94,18 @@ class TvmProfiler(ProfilerBackend):
             return None, tvm.cpu()
         if getattr(self, "_remote", None) is not None:
             return self._remote, self._remote.cpu()
-        where = f"RPC server {self.rpc[0]}:{self.rpc[1]}" if self.rpc else f"RPC tracker {self.tracker[0]}:{self.tracker[1]}"
+        where = (
+            f"RPC server {self.rpc[0]}:{self.rpc[1]}"
+            if self.rpc
+            else f"RPC tracker {self.tracker[0]}:{self.tracker[1]}"
+        )
         try:
             if self.rpc:
                 remote = rpc.connect(self.rpc[0], self.rpc[1], session_timeout=self.timeout_s * 20)
             else:
-                remote = rpc.connect_tracker(*self.tracker).request(self.key, priority=1,
-                                                                    session_timeout=self.timeout_s * 20)
+                remote = rpc.connect_tracker(*self.tracker).request(
+                    self.key, priority=1, session_timeout=self.timeout_s * 20
+                )
         except Exception as exc:  # TVM raises InternalError/RuntimeError/TimeoutError for a dead target
             raise NasqError(f"{where} does not answer: {str(exc).splitlines()[0][:200]}") from None
         self._remote = remote
@@ -128,7 +144,7 @@ class TvmProfiler(ProfilerBackend):
         timers = []
         with tempfile.TemporaryDirectory() as tmp:
             for model, feed in zip(models, feeds):
-                (name, x), = feed.items()
+                ((name, x),) = feed.items()
                 vm = self._load(onnx.load_from_string(model), {name: list(x.shape)}, remote, dev, Path(tmp))
                 timers.append((vm.time_evaluator("main", dev, number=3, repeat=1), tvm.runtime.tensor(x, dev)))
             samples: list[list[float]] = [[] for _ in timers]
@@ -140,14 +156,25 @@ class TvmProfiler(ProfilerBackend):
         return [float(np.median(s)) for s in samples]
 
     @classmethod
-    def for_profile(cls, metadata: dict) -> "TvmProfiler":
-        return cls(target=metadata.get("target"), rpc=metadata.get("rpc"), tracker=metadata.get("tracker"),
-                   key=metadata.get("key"))
+    def for_profile(cls, metadata: dict) -> TvmProfiler:
+        return cls(
+            target=metadata.get("target"),
+            rpc=metadata.get("rpc"),
+            tracker=metadata.get("tracker"),
+            key=metadata.get("key"),
+        )
 
     # --- the profile ----------------------------------------------------------------------------
 
-    def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False,
-                log: Callable[[str], None] = print) -> dict:
+    def profile(
+        self,
+        shapes: Sequence[LayerSpec],
+        *,
+        name: str,
+        space: str,
+        quick: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> dict:
         import tvm
 
         from nasq import __version__
@@ -172,35 +199,70 @@ class TvmProfiler(ProfilerBackend):
             for i, spec in enumerate(shapes):
                 model, feed = _layer_graph(spec, 1, rng)
                 ms = self._time(model, feed["x"], remote, dev, Path(tmp), reps) - overhead_ms
-                layers.append({"op": spec.op, "cin": spec.cin, "cout": spec.cout, "kernel": spec.kernel,
-                               "stride": spec.stride, "h_in": spec.h_in, "precision": "fp32",
-                               "latency_ms": round(max(ms, 1e-4), 6)})
+                layers.append(
+                    {
+                        "op": spec.op,
+                        "cin": spec.cin,
+                        "cout": spec.cout,
+                        "kernel": spec.kernel,
+                        "stride": spec.stride,
+                        "h_in": spec.h_in,
+                        "precision": "fp32",
+                        "latency_ms": round(max(ms, 1e-4), 6),
+                    }
+                )
                 if (i + 1) % 25 == 0 or i + 1 == len(shapes):
                     log(f"compiled and measured {i + 1}/{len(shapes)} layer shapes ({time.time() - start:.0f} s)")
-        where = (f"tvm.rpc server {self.rpc[0]}:{self.rpc[1]}" if self.rpc else
-                 f"tvm.rpc tracker {self.tracker[0]}:{self.tracker[1]} key {self.key}" if self.tracker else "local")
+        where = (
+            f"tvm.rpc server {self.rpc[0]}:{self.rpc[1]}"
+            if self.rpc
+            else f"tvm.rpc tracker {self.tracker[0]}:{self.tracker[1]} key {self.key}"
+            if self.tracker
+            else "local"
+        )
         local = remote is None or (self.rpc is not None and self.rpc[0] in ("127.0.0.1", "localhost"))
-        data = {
-            "schema_version": 1, "name": name, "predictor": "table",
+        data: dict[str, Any] = {
+            "schema_version": 1,
+            "name": name,
+            "predictor": "table",
             "description": f"TVM {tvm.__version__} {json.dumps(self.target)} (untuned), float, measured {where}",
             "int8": False,
             "metadata": {
                 **(this_machine() if local else {"device": where, "cpu_flags": None, "machine": None}),
-                "runtime": "tvm", "runtime_version": tvm.__version__,
-                "target": self.target, "measured_via": where, "threads": "TVM default (all cores)" if remote is None else "remote default",
-                "batch_size": 1, "repetitions": reps, "statistic": "median of time_evaluator repeats (>= 1 ms each), "
-                "per-call overhead subtracted", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "runtime": "tvm",
+                "runtime_version": tvm.__version__,
+                "target": self.target,
+                "measured_via": where,
+                "threads": "TVM default (all cores)" if remote is None else "remote default",
+                "batch_size": 1,
+                "repetitions": reps,
+                "statistic": "median of time_evaluator repeats (>= 1 ms each), per-call overhead subtracted",
+                "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "rpc": ":".join(map(str, self.rpc)) if self.rpc else None,
-                "tracker": ":".join(map(str, self.tracker)) if self.tracker else None, "key": self.key,
-                "space": space, "quick": quick, "nasq_version": __version__,
+                "tracker": ":".join(map(str, self.tracker)) if self.tracker else None,
+                "key": self.key,
+                "space": space,
+                "quick": quick,
+                "nasq_version": __version__,
             },
             "overhead_ms": round(overhead_ms, 6),
-            "simulated_activation": {"intercept_ms": max(float(intercept), 0.0), "per_melement_ms": max(float(slope), 0.0)},
+            "simulated_activation": {
+                "intercept_ms": max(float(intercept), 0.0),
+                "per_melement_ms": max(float(slope), 0.0),
+            },
             "layers": layers,
         }
         n_networks = self.networks if self.networks is not None else (4 if quick else 12)
         if n_networks:
-            calibrate_and_select(self, data, space, n_networks, repetitions=reps, seed=self.seed, log=log,
-                                 min_seconds=self.network_seconds if self.network_seconds is not None else (5 if quick else 30))
+            calibrate_and_select(
+                self,
+                data,
+                space,
+                n_networks,
+                repetitions=reps,
+                seed=self.seed,
+                log=log,
+                min_seconds=self.network_seconds if self.network_seconds is not None else (5 if quick else 30),
+            )
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data

@@ -28,7 +28,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from nasq.registry import Registry
 
@@ -48,7 +48,7 @@ class EstimateError(FloatingPointError):
 class Estimate:
     score: float  # what the search maximizes: higher should mean more accurate
     cost_s: float  # wall-clock seconds spent on this candidate
-    accuracy: Optional[float] = None  # validation accuracy with pruning and quantization applied, when measured
+    accuracy: float | None = None  # validation accuracy with pruning and quantization applied, when measured
     model: Any = None  # the trained, compressed model, when the estimate produced one
 
 
@@ -79,8 +79,9 @@ class AccuracyEstimate(ABC):
     def run(self, space, candidate: dict, data, *, seed: int, name: str = "") -> Estimate:
         est = self.estimate(space, candidate, data, seed=seed)
         if not math.isfinite(est.score):
-            raise EstimateError(f"{name or type(self).__name__} score is {est.score} (a dead network?); "
-                                "the candidate cannot be ranked")
+            raise EstimateError(
+                f"{name or type(self).__name__} score is {est.score} (a dead network?); the candidate cannot be ranked"
+            )
         return est
 
 
@@ -95,8 +96,15 @@ class ShortTraining(AccuracyEstimate):
         from nasq.train import TrainSchedule, accuracy, compress_and_train
 
         c = self.config
-        schedule = TrainSchedule(c.train_epochs, c.finetune_epochs, c.batch_size, c.lr, c.finetune_lr,
-                                 c.distill_temperature, c.distill_weight)
+        schedule = TrainSchedule(
+            c.train_epochs,
+            c.finetune_epochs,
+            c.batch_size,
+            c.lr,
+            c.finetune_lr,
+            c.distill_temperature,
+            c.distill_weight,
+        )
         model, cost = compress_and_train(space, candidate, data, schedule, seed=seed)
         acc = accuracy(model, data.val)
         return Estimate(acc, cost, acc, model)
@@ -115,9 +123,18 @@ class SupernetEstimate(AccuracyEstimate):
         from nasq.supernet import fingerprint
 
         c = self.config
-        return fingerprint(space.name, data.name, seed, {
-            "epochs": c.supernet_epochs, "qat_epochs": c.supernet_qat_epochs, "batch_size": c.batch_size, "lr": c.lr,
-            "train_size": int(len(data.train.y))})
+        return fingerprint(
+            space.name,
+            data.name,
+            seed,
+            {
+                "epochs": c.supernet_epochs,
+                "qat_epochs": c.supernet_qat_epochs,
+                "batch_size": c.batch_size,
+                "lr": c.lr,
+                "train_size": int(len(data.train.y)),
+            },
+        )
 
     def checkpoint(self, run_dir) -> Path:
         return Path(self.config.supernet_path) if self.config.supernet_path else Path(run_dir) / self.CHECKPOINT
@@ -132,10 +149,20 @@ class SupernetEstimate(AccuracyEstimate):
             log(f"supernet: reusing {path} (trained in {meta['train_seconds']:.0f} s)")
             return {"checkpoint": str(path), "train_seconds": meta["train_seconds"], "reused": True}
         c = self.config
-        log(f"supernet: training once for the run ({c.supernet_epochs:g} float + {c.supernet_qat_epochs:g} "
-            "quantization-aware epochs, sandwich rule)")
-        weights, seconds = supernet.train_supernet(space, data, epochs=c.supernet_epochs, qat_epochs=c.supernet_qat_epochs,
-                                                   batch_size=c.batch_size, lr=c.lr, seed=seed, log=log)
+        log(
+            f"supernet: training once for the run ({c.supernet_epochs:g} float + {c.supernet_qat_epochs:g} "
+            "quantization-aware epochs, sandwich rule)"
+        )
+        weights, seconds = supernet.train_supernet(
+            space,
+            data,
+            epochs=c.supernet_epochs,
+            qat_epochs=c.supernet_qat_epochs,
+            batch_size=c.batch_size,
+            lr=c.lr,
+            seed=seed,
+            log=log,
+        )
         supernet.save(path, weights, {"fingerprint": expected, "space": space.name, "train_seconds": seconds})
         log(f"supernet: trained in {seconds:.0f} s; checkpoint {path}")
         return {"checkpoint": str(path), "train_seconds": round(seconds, 1), "reused": False}
@@ -148,9 +175,17 @@ class SupernetEstimate(AccuracyEstimate):
         weights = _cached_weights(str(self.checkpoint(self.run_dir)), self.fingerprint(space, data, seed))
         t0 = time.perf_counter()
         c = self.config
-        acc = supernet.evaluate(space, candidate, weights, data, seed=seed, bn_samples=c.bn_samples,
-                                finetune_epochs=self.finetune_epochs(), batch_size=c.batch_size,
-                                finetune_lr=c.finetune_lr)
+        acc = supernet.evaluate(
+            space,
+            candidate,
+            weights,
+            data,
+            seed=seed,
+            bn_samples=c.bn_samples,
+            finetune_epochs=self.finetune_epochs(),
+            batch_size=c.batch_size,
+            finetune_lr=c.finetune_lr,
+        )
         return Estimate(acc, time.perf_counter() - t0, acc)
 
     def finetune_epochs(self) -> float:
@@ -187,8 +222,9 @@ class SensitivityEstimate(SupernetEstimate):
         if key not in _TABLES:
             if len(_TABLES) > 4096:
                 _TABLES.clear()
-            _TABLES[key] = sensitivity_table(space, candidate, weights, data, seed=seed,
-                                             bn_samples=self.config.bn_samples)
+            _TABLES[key] = sensitivity_table(
+                space, candidate, weights, data, seed=seed, bn_samples=self.config.bn_samples
+            )
         loss = _TABLES[key].predicted_loss(space.per_layer(candidate, "w_bits"), space.per_layer(candidate, "a_bits"))
         return Estimate(-loss, time.perf_counter() - t0)
 
@@ -204,7 +240,7 @@ def _cached_weights(path: str, expected: str):
     key = (path, expected, os.path.getmtime(path) if os.path.exists(path) else None)
     if key not in _WEIGHTS:
         _WEIGHTS.clear()
-        _WEIGHTS[key] = supernet.load(path, expected)[0]
+        _WEIGHTS[key] = supernet.load(Path(path), expected)[0]
     return _WEIGHTS[key]
 
 
@@ -259,14 +295,23 @@ class CountBaseline(AccuracyEstimate):
 
 def layer_counts(layers) -> dict[str, int]:
     """params, flops (MACs), bitops and size_bytes of a pruned, quantized layer list."""
-    return {"params": sum(l.params for l in layers), "flops": sum(l.macs for l in layers),
-            "bitops": sum(l.macs * l.w_bits * l.a_bits for l in layers),
-            "size_bytes": int(sum(l.params * l.w_bits for l in layers) // 8)}
+    return {
+        "params": sum(l.params for l in layers),
+        "flops": sum(l.macs for l in layers),
+        "bitops": sum(l.macs * l.w_bits * l.a_bits for l in layers),
+        "size_bytes": int(sum(l.params * l.w_bits for l in layers) // 8),
+    }
 
 
 for _name in ZERO_COST_PROXIES:
-    ESTIMATES.register(_name)(type(f"Proxy_{_name.replace('-', '_')}", (ZeroCostProxy,),
-                                   {"proxy": _name, "__doc__": f"Zero-cost proxy '{_name}' (see nasq.proxies)."}))
+    ESTIMATES.register(_name)(
+        type(
+            f"Proxy_{_name.replace('-', '_')}",
+            (ZeroCostProxy,),
+            {"proxy": _name, "__doc__": f"Zero-cost proxy '{_name}' (see nasq.proxies)."},
+        )
+    )
 for _name, _what in COUNT_BASELINES.items():
-    ESTIMATES.register(_name)(type(f"Count_{_name}", (CountBaseline,),
-                                   {"count": _name, "__doc__": f"Baseline: {_what} after pruning."}))
+    ESTIMATES.register(_name)(
+        type(f"Count_{_name}", (CountBaseline,), {"count": _name, "__doc__": f"Baseline: {_what} after pruning."})
+    )

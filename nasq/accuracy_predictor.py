@@ -25,7 +25,7 @@ the search goes; fitting on a few hundred rows takes well under a second).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -39,12 +39,27 @@ class CandidateEncoder:
         self.space = space
         self.choices: dict[str, list] = space.choices()
         self.names = [f"{p}={c}" for p, cs in self.choices.items() for c in [*cs, "<absent>"]]
-        self.ordered = {p for p, cs in self.choices.items()
-                        if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cs)}
+        self.ordered = {
+            p
+            for p, cs in self.choices.items()
+            if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cs)
+        }
         self.names += [f"{p}:position" for p in self.choices if p in self.ordered]
-        self.names += ["log_params", "log_macs", "log_bitops", "min_w_bits", "min_a_bits", "mean_w_bits",
-                       "mean_a_bits", "w_bits<=2", "a_bits<=2", "w_bits<=4", "a_bits<=4",
-                       "min(w,a)_bits<=2", "min(w,a)_bits<=4"]
+        self.names += [
+            "log_params",
+            "log_macs",
+            "log_bitops",
+            "min_w_bits",
+            "min_a_bits",
+            "mean_w_bits",
+            "mean_a_bits",
+            "w_bits<=2",
+            "a_bits<=2",
+            "w_bits<=4",
+            "a_bits<=4",
+            "min(w,a)_bits<=2",
+            "min(w,a)_bits<=4",
+        ]
         self.structural = list(space.features(space.sample(seed=0)))
         self.names += self.structural
 
@@ -64,10 +79,21 @@ class CandidateEncoder:
         layers = self.space.layers(candidate) if layers is None else layers
         w = np.array([l.w_bits for l in layers], float)
         a = np.array([l.a_bits for l in layers], float)
-        out += [math.log1p(sum(l.params for l in layers)), math.log1p(sum(l.macs for l in layers)),
-                math.log1p(sum(l.macs * l.w_bits * l.a_bits for l in layers)), w.min(), a.min(), w.mean(), a.mean(),
-                float((w <= 2).sum()), float((a <= 2).sum()), float((w <= 4).sum()), float((a <= 4).sum()),
-                float((np.minimum(w, a) <= 2).sum()), float((np.minimum(w, a) <= 4).sum())]
+        out += [
+            math.log1p(sum(l.params for l in layers)),
+            math.log1p(sum(l.macs for l in layers)),
+            math.log1p(sum(l.macs * l.w_bits * l.a_bits for l in layers)),
+            w.min(),
+            a.min(),
+            w.mean(),
+            a.mean(),
+            float((w <= 2).sum()),
+            float((a <= 2).sum()),
+            float((w <= 4).sum()),
+            float((a <= 4).sum()),
+            float((np.minimum(w, a) <= 2).sum()),
+            float((np.minimum(w, a) <= 4).sum()),
+        ]
         if self.structural:
             features = self.space.features(candidate)
             out += [float(features[k]) for k in self.structural]
@@ -90,14 +116,15 @@ class AccuracyPredictor:
     def __init__(self, space, *, seed: int = 0) -> None:
         self.encoder = CandidateEncoder(space)
         self.seed = seed
-        self.model = None
+        self.model: tuple | None = None
         self.fitted_on = 0
         self._quantiles: tuple[np.ndarray, np.ndarray] | None = None  # (rank, score) of the fitted rows
         self._rows: tuple[np.ndarray, np.ndarray] | None = None  # (features, rank) it was fitted on
         self._gp: dict = {}  # the Gaussian processes behind upper_bound, by ``among``, fitted on first use
 
-    def fit(self, candidates: Sequence[dict], scores: Sequence[float],
-            extra: np.ndarray | None = None) -> "AccuracyPredictor":
+    def fit(
+        self, candidates: Sequence[dict], scores: Sequence[float], extra: np.ndarray | None = None
+    ) -> AccuracyPredictor:
         """``extra``: more feature columns, one row per candidate (a zero-cost proxy's score, say); whoever
         predicts then appends the same columns."""
         from scipy.stats import rankdata
@@ -111,16 +138,18 @@ class AccuracyPredictor:
             raise ValueError("one score per candidate")
         keep = np.isfinite(y)
         if keep.sum() < self.MIN_ROWS:
-            raise NasqError(f"the accuracy predictor needs at least {self.MIN_ROWS} scored candidates, "
-                            f"got {int(keep.sum())}")
+            raise NasqError(
+                f"the accuracy predictor needs at least {self.MIN_ROWS} scored candidates, got {int(keep.sum())}"
+            )
         x = self.encoder.encode_all([c for c, k in zip(candidates, keep) if k])
         if extra is not None:
             extra = np.asarray(extra, float).reshape(len(candidates), -1)
             x = np.hstack([x, extra[keep]])
         y = y[keep]
         rank = (rankdata(y) - 0.5) / len(y)  # in (0, 1); ties share their mean rank
-        trees = GradientBoostingRegressor(n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8,
-                                          random_state=self.seed).fit(x, rank)
+        trees = GradientBoostingRegressor(
+            n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8, random_state=self.seed
+        ).fit(x, rank)
         with np.errstate(all="ignore"):  # constant columns standardize to 0/0; the scaler handles them
             ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12))).fit(x, rank)
         self.model = (trees, ridge)
@@ -160,7 +189,9 @@ class AccuracyPredictor:
         if key not in self._gp:  # one process per ``among`` (a search ranks the same candidates several times)
             rows, rank = self._rows
             scaler = StandardScaler().fit(rows if among is None else np.vstack([rows, among]))
-            kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(5.0, (1e-1, 1e3), nu=2.5) + WhiteKernel(1e-2, (1e-6, 1.0))
+            kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(5.0, (1e-1, 1e3), nu=2.5) + WhiteKernel(
+                1e-2, (1e-6, 1.0)
+            )
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)  # a length scale or the noise at its bound
                 gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=self.seed)
@@ -187,6 +218,7 @@ class AccuracyPredictor:
         """Predicted ranks onto the score scale: the fitted scores' quantile function, continued linearly
         (with the slope over the top and bottom tenth) beyond the best and worst seen, and strictly
         increasing, so that distinct ranks never collapse onto one score."""
+        assert self._quantiles is not None, "fit() first"
         q, ys = self._quantiles
         span = float(ys[-1] - ys[0]) or 1.0
         k = max(1, len(q) // 10)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,9 @@ def _arrays(data, split: str) -> tuple[np.ndarray, np.ndarray]:
         x = np.stack([np.asarray(p[0], dtype=np.float32) for p in pairs])
         y = np.asarray([int(p[1]) for p in pairs])
     else:
-        raise NasqError(f"{split}: give (x, y) arrays or a torch Dataset of (sample, label) pairs, not "
-                        f"{type(data).__name__}")
+        raise NasqError(
+            f"{split}: give (x, y) arrays or a torch Dataset of (sample, label) pairs, not {type(data).__name__}"
+        )
     x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
     if len(x) != len(y):
@@ -91,8 +93,15 @@ class CompressionResult:
 
         return pareto_front(self.rows(), target)
 
-    def best(self, target: str, *, max_accuracy_drop: Optional[float] = 1.0, max_latency_ms: Optional[float] = None,
-             out_dir: str | Path | None = None, log=print) -> BestModel:
+    def best(
+        self,
+        target: str,
+        *,
+        max_accuracy_drop: float | None = 1.0,
+        max_latency_ms: float | None = None,
+        out_dir: str | Path | None = None,
+        log=print,
+    ) -> BestModel:
         """Fine-tune, export and measure the target's best candidate beside the original (``nasq best``): the
         fastest within ``max_accuracy_drop`` points of the original's validation accuracy, or the most accurate
         within ``max_latency_ms`` (then give ``max_accuracy_drop=None``)."""
@@ -100,8 +109,15 @@ class CompressionResult:
         from nasq.search.results import target_file_stem
 
         out = Path(out_dir) if out_dir else self.run_dir / f"best-{target_file_stem(target)}"
-        report = retrieve_best(self.run_dir, target=target, max_latency_ms=max_latency_ms, out_dir=out, log=log,
-                               max_accuracy_drop=max_accuracy_drop, module=self.module)
+        report = retrieve_best(
+            self.run_dir,
+            target=target,
+            max_latency_ms=max_latency_ms,
+            out_dir=out,
+            log=log,
+            max_accuracy_drop=max_accuracy_drop,
+            module=self.module,
+        )
         return BestModel(target, out, report)
 
 
@@ -120,10 +136,22 @@ def _ship_by_value(cls) -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
-def compress_model(model, example_input, *, train, val, targets: Sequence[str], test=None,
-             prune_ratios: Sequence[float] = (0.0, 0.25, 0.5, 0.75), bits: Sequence[int] = (4, 8, 32),
-             layers: Optional[dict[str, dict]] = None, config: Optional[dict[str, Any]] = None,
-             run_dir: str | Path | None = None, name: str = "compress", address: Optional[str] = None) -> CompressionResult:
+def compress_model(
+    model,
+    example_input,
+    *,
+    train,
+    val,
+    targets: Sequence[str],
+    test=None,
+    prune_ratios: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
+    bits: Sequence[int] = (4, 8, 32),
+    layers: dict[str, dict] | None = None,
+    config: dict[str, Any] | None = None,
+    run_dir: str | Path | None = None,
+    name: str = "compress",
+    address: str | None = None,
+) -> CompressionResult:
     """Search pruning ratios and bit-widths of a trained model jointly for every target.
 
     ``model``: a torch ``nn.Module`` (its own weights) or a factory reference (``'package.module:function'`` or
@@ -149,8 +177,13 @@ def compress_model(model, example_input, *, train, val, targets: Sequence[str], 
     if module is not None:
         _ship_by_value(type(module))
     raw = dict(config or {})
-    model_block = {**raw.pop("model", {}), "factory": f"{IN_MEMORY}:{type(module).__name__}" if module is not None
-                   else model, "input_shape": list(input_shape), "prune_ratios": list(prune_ratios), "bits": list(bits)}
+    model_block = {
+        **raw.pop("model", {}),
+        "factory": f"{IN_MEMORY}:{type(module).__name__}" if module is not None else model,
+        "input_shape": list(input_shape),
+        "prune_ratios": list(prune_ratios),
+        "bits": list(bits),
+    }
     if layers:
         model_block["layers"] = layers
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -161,13 +194,20 @@ def compress_model(model, example_input, *, train, val, targets: Sequence[str], 
         if data is not None:
             arrays[f"x{split}"], arrays[f"y{split}"] = _arrays(data, split.strip("_") or "train")
     data_file = run_dir.with_name(run_dir.name + "-data.npz")  # beside the run directory, which starts empty
-    cfg = config_from_dict({"name": name, "targets": list(targets), **raw, "output_dir": str(output_dir),
-                            "model": model_block,
-                            "data": {**raw.get("data", {}), "dataset": "npz", "path": str(data_file),
-                                     "normalize": "none"}}, "nasq.compress")
+    cfg = config_from_dict(
+        {
+            "name": name,
+            "targets": list(targets),
+            **raw,
+            "output_dir": str(output_dir),
+            "model": model_block,
+            "data": {**raw.get("data", {}), "dataset": "npz", "path": str(data_file), "normalize": "none"},
+        },
+        "nasq.compress",
+    )
     data_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = data_file.with_name(data_file.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
     tmp.replace(data_file)
     try:
         with _own_ray():
@@ -193,7 +233,7 @@ def _own_ray():
             ray.shutdown()
 
 
-def resume(run_dir: str | Path, model=None, *, address: Optional[str] = None) -> CompressionResult:
+def resume(run_dir: str | Path, model=None, *, address: str | None = None) -> CompressionResult:
     """Go on with a search stopped before its end (``model``: the same module, for a model handed over in Python)."""
     import torch
 

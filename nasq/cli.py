@@ -43,7 +43,9 @@ def _shape(text: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(t) for t in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers, e.g. 3,224,224") from None
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a comma-separated list of integers, e.g. 3,224,224"
+        ) from None
     if not all(0 < d <= 1 << 20 for d in dims):
         raise argparse.ArgumentTypeError(f"'{text}': dimensions must be between 1 and {1 << 20}")
     return dims
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nasq",
         description="Find, per hardware target, the best compressed network: architecture, per-layer pruning "
-                    "and per-layer bit-widths searched jointly, scored by measured latency profiles.",
+        "and per-layer bit-widths searched jointly, scored by measured latency profiles.",
     )
     parser.add_argument("--version", action="version", version=f"nasq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -79,70 +81,115 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--target", required=True, help="a target of the run")
     p.add_argument("--max-latency-ms", type=_positive_float, help="latency bound (default: knee of the Pareto front)")
-    p.add_argument("--max-accuracy-drop", type=_positive_float, metavar="POINTS",
-                   help="a trained model's run: the fastest candidate whose search-time validation accuracy is at most "
-                        "this many points below the original's")
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=_positive_float,
+        metavar="POINTS",
+        help="a trained model's run: the fastest candidate whose search-time validation accuracy is at most "
+        "this many points below the original's",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="where model.onnx and report.json/.md go")
 
-    p = sub.add_parser("profile", help="measure a hardware profile for this machine, import one, or validate one",
-                       description="`nasq profile --backend B --name N` measures a profile; "
-                                   "`nasq profile import --csv F --space S --column C --name N` fits one from "
-                                   "published whole-network latencies; "
-                                   "`nasq profile validate --target N` re-validates one against new whole networks; "
-                                   "`nasq profile calibrate --target N [--add]` fits its pricing of ONNX models again on "
-                                   "new networks of real topologies' blocks (with --add, and on those measured before).")
-    p.add_argument("action", nargs="?", choices=["validate", "import", "calibrate"],
-                   help="validate an existing profile, import published measurements, or calibrate the pricing of "
-                        "ONNX models of an existing ONNX Runtime profile")
+    p = sub.add_parser(
+        "profile",
+        help="measure a hardware profile for this machine, import one, or validate one",
+        description="`nasq profile --backend B --name N` measures a profile; "
+        "`nasq profile import --csv F --space S --column C --name N` fits one from "
+        "published whole-network latencies; "
+        "`nasq profile validate --target N` re-validates one against new whole networks; "
+        "`nasq profile calibrate --target N [--add]` fits its pricing of ONNX models again on "
+        "new networks of real topologies' blocks (with --add, and on those measured before).",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["validate", "import", "calibrate"],
+        help="validate an existing profile, import published measurements, or calibrate the pricing of "
+        "ONNX models of an existing ONNX Runtime profile",
+    )
     p.add_argument("--backend", help="profiler backend (onnxruntime, tvm, bitserial-sim)")
     p.add_argument("--name", help="profile name (letters, digits, . _ -)")
-    p.add_argument("--local", action="store_true",
-                   help="measure this machine's local-ort profile (onnxruntime, 1 thread, batch 1) into the profile "
-                        "store ($NASQ_PROFILE_STORE, default ~/.local/share/nasq/profiles), where local-ort looks first")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="measure this machine's local-ort profile (onnxruntime, 1 thread, batch 1) into the profile "
+        "store ($NASQ_PROFILE_STORE, default ~/.local/share/nasq/profiles), where local-ort looks first",
+    )
     p.add_argument("--target", help="with validate or calibrate: the profile to validate or calibrate")
-    p.add_argument("--networks", type=_non_negative_int,
-                   help="whole networks to measure (onnxruntime, tvm: calibrate and choose the predictor on 2N, by "
-                        "cross-validation; onnxruntime also calibrates its pricing of ONNX models on N networks of real "
-                        "topologies' blocks; validate: N, default 30; calibrate: N, default 40)")
+    p.add_argument(
+        "--networks",
+        type=_non_negative_int,
+        help="whole networks to measure (onnxruntime, tvm: calibrate and choose the predictor on 2N, by "
+        "cross-validation; onnxruntime also calibrates its pricing of ONNX models on N networks of real "
+        "topologies' blocks; validate: N, default 30; calibrate: N, default 40)",
+    )
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed for the sampled networks")
-    p.add_argument("--add", action="store_true",
-                   help="with calibrate: fit on the networks measured now and on those the calibration was fitted on "
-                        "before (a shared machine moves kinds of kernels unevenly from hour to hour; batches measured "
-                        "at several times average that out)")
-    p.add_argument("--measure-seconds", type=_non_negative_int,
-                   help="measure whole networks for at least this long (default 30, 5 with --quick): this "
-                        "machine's speed moves by +-10%% over 5-30 s, and longer windows average it out"),
+    p.add_argument(
+        "--add",
+        action="store_true",
+        help="with calibrate: fit on the networks measured now and on those the calibration was fitted on "
+        "before (a shared machine moves kinds of kernels unevenly from hour to hour; batches measured "
+        "at several times average that out)",
+    )
+    (
+        p.add_argument(
+            "--measure-seconds",
+            type=_non_negative_int,
+            help="measure whole networks for at least this long (default 30, 5 with --quick): this "
+            "machine's speed moves by +-10%% over 5-30 s, and longer windows average it out",
+        ),
+    )
     p.add_argument("--space", default="mobilenet-mnist", help="search space whose layer shapes to measure")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions, a shorter kernel sweep and shorter timing of "
-                   "whole networks (onnxruntime: a few minutes; tvm, bitserial-sim: also a coarser grid of layers)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer repetitions, a shorter kernel sweep and shorter timing of "
+        "whole networks (onnxruntime: a few minutes; tvm, bitserial-sim: also a coarser grid of layers)",
+    )
     p.add_argument("--out", metavar="PATH", help="output file (default: hardware_profiles/NAME.json)")
     p.add_argument("--threads", type=_positive_int, default=1, help="intra-op threads (onnxruntime)")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="batch size (onnxruntime)")
     p.add_argument("--repetitions", type=_positive_int, help="timed runs per layer (onnxruntime)")
-    p.add_argument("--sweep-seconds", type=_positive_int,
-                   help="time budget of the adaptive sweep of random layers the per-kernel regressor is fitted on "
-                        "(onnxruntime; default 120, 60 with --quick)")
+    p.add_argument(
+        "--sweep-seconds",
+        type=_positive_int,
+        help="time budget of the adaptive sweep of random layers the per-kernel regressor is fitted on "
+        "(onnxruntime; default 120, 60 with --quick)",
+    )
     p.add_argument("--tvm-target", help='TVM target as a JSON dict (tvm backend; default {"kind": "llvm"})')
     p.add_argument("--rpc", metavar="HOST:PORT", help="tvm backend: measure on the tvm.rpc server there")
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="tvm backend: request a device from this tvm.rpc tracker")
     p.add_argument("--rpc-key", help="tvm backend: the device key to request from the tracker")
-    p.add_argument("--topologies", default="squeezenet,shufflenet,inception_v1,densenet121,resnet50",
-                   help="with validate: real topologies to measure beside the space samples (comma-separated, "
-                        "or 'none'); int8 QDQ versions of squeezenet and resnet50 are added on int8 targets")
+    p.add_argument(
+        "--topologies",
+        default="squeezenet,shufflenet,inception_v1,densenet121,resnet50",
+        help="with validate: real topologies to measure beside the space samples (comma-separated, "
+        "or 'none'); int8 QDQ versions of squeezenet and resnet50 are added on int8 targets",
+    )
     p.add_argument("--csv", help="with import: CSV of architectures and their measured latencies (ms)")
     p.add_argument("--column", help="with import: the CSV column with the device's latencies in ms")
     p.add_argument("--arch-column", default="arch_str", help="with import: the column with architectures")
-    p.add_argument("--samples", type=_int_at_least(2),
-                   help="with import: fit on this many seeded rows, validate on the rest (default: fit on all)")
-    p.add_argument("--references", default="auto",
-                   help="with import: reference profiles to transfer from: auto (other profiles of the space), "
-                        "none, or comma-separated names")
+    p.add_argument(
+        "--samples",
+        type=_int_at_least(2),
+        help="with import: fit on this many seeded rows, validate on the rest (default: fit on all)",
+    )
+    p.add_argument(
+        "--references",
+        default="auto",
+        help="with import: reference profiles to transfer from: auto (other profiles of the space), "
+        "none, or comma-separated names",
+    )
 
     p = sub.add_parser("predict", help="predict the latency of any ONNX model (float or int8 QDQ) on a target")
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("--target", required=True, help="a hardware profile (name or path)")
-    p.add_argument("--input-shape", type=_shape, metavar="C,H,W",
-                   help="the input's dimensions after the batch, for a model whose input shape is symbolic")
+    p.add_argument(
+        "--input-shape",
+        type=_shape,
+        metavar="C,H,W",
+        help="the input's dimensions after the batch, for a model whose input shape is symbolic",
+    )
     p.add_argument("--json", action="store_true", help="print the full breakdown as JSON")
 
     p = sub.add_parser("targets", help="list the available hardware profiles with their metadata")
@@ -175,8 +222,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     from nasq.retrieve import retrieve_best
 
-    retrieve_best(args.run_dir, target=args.target, max_latency_ms=args.max_latency_ms, out_dir=args.out,
-                  max_accuracy_drop=args.max_accuracy_drop)
+    retrieve_best(
+        args.run_dir,
+        target=args.target,
+        max_latency_ms=args.max_latency_ms,
+        out_dir=args.out,
+        max_accuracy_drop=args.max_accuracy_drop,
+    )
     return 0
 
 
@@ -195,11 +247,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if not args.target:
             raise NasqError("profile calibrate needs --target NAME")
         if args.networks is not None and args.networks < 5:
-            raise NasqError(f"profile calibrate needs --networks of at least 5 (a fit of three weights, scored out of "
-                            f"fold), not {args.networks}")
-        recalibrate_onnx_pricing(resolve_profile_path(args.target), networks=args.networks or 40, seed=args.seed,
-                                 min_seconds=30 if args.measure_seconds is None else args.measure_seconds,
-                                 add=args.add)
+            raise NasqError(
+                f"profile calibrate needs --networks of at least 5 (a fit of three weights, scored out of "
+                f"fold), not {args.networks}"
+            )
+        recalibrate_onnx_pricing(
+            resolve_profile_path(args.target),
+            networks=args.networks or 40,
+            seed=args.seed,
+            min_seconds=30 if args.measure_seconds is None else args.measure_seconds,
+            add=args.add,
+        )
         return 0
     if args.action == "import":
         if not args.csv or not args.column:
@@ -221,23 +279,43 @@ def cmd_profile(args: argparse.Namespace) -> int:
     check_creatable_dir(out.parent, "output directory")  # made only once there is a profile to write
     options = {}
     if args.backend == "onnxruntime":
-        options = {"threads": args.threads, "batch_size": args.batch_size, "repetitions": args.repetitions,
-                   "networks": args.networks, "seed": args.seed, "network_seconds": args.measure_seconds,
-                   "sweep_seconds": args.sweep_seconds}
+        options = {
+            "threads": args.threads,
+            "batch_size": args.batch_size,
+            "repetitions": args.repetitions,
+            "networks": args.networks,
+            "seed": args.seed,
+            "network_seconds": args.measure_seconds,
+            "sweep_seconds": args.sweep_seconds,
+        }
     elif args.backend == "tvm":
-        options = {"target": args.tvm_target, "rpc": args.rpc, "tracker": args.rpc_tracker, "key": args.rpc_key,
-                   "repetitions": args.repetitions, "seed": args.seed, "networks": args.networks,
-                   "network_seconds": args.measure_seconds}
+        options = {
+            "target": args.tvm_target,
+            "rpc": args.rpc,
+            "tracker": args.rpc_tracker,
+            "key": args.rpc_key,
+            "repetitions": args.repetitions,
+            "seed": args.seed,
+            "networks": args.networks,
+            "network_seconds": args.measure_seconds,
+        }
     elif args.backend == "published-csv":
         refs = args.references if args.references in ("auto", "none") else args.references.split(",")
-        options = {"csv": args.csv, "column": args.column, "arch_column": args.arch_column, "samples": args.samples,
-                   "seed": args.seed, "references": refs}
+        options = {
+            "csv": args.csv,
+            "column": args.column,
+            "arch_column": args.arch_column,
+            "samples": args.samples,
+            "seed": args.seed,
+            "references": refs,
+        }
     backend = backend_cls(**options)
     shapes = space.profile_shapes(quick=args.quick and backend_cls.quick_shapes)
     if args.backend != "published-csv":
         print(f"profiling {len(shapes)} layer shapes of '{space.name}' with backend '{args.backend}'", flush=True)
-    data = backend.profile(shapes, name=args.name, space=space.name, quick=args.quick,
-                           log=lambda msg: print(msg, flush=True))
+    data = backend.profile(
+        shapes, name=args.name, space=space.name, quick=args.quick, log=lambda msg: print(msg, flush=True)
+    )
     Profile.from_dict(data, str(out))  # never write a profile that would not load
     check_writable_dir(out.parent, "output directory")
     write_json_atomic(out, data)
@@ -249,12 +327,19 @@ def cmd_profile_local(args: argparse.Namespace) -> int:
     from nasq.hardware_profiles.local import LOCAL_ORT, measure_local_profile
 
     if args.backend not in (None, "onnxruntime") or args.name or args.out:
-        raise NasqError(f"--local measures {LOCAL_ORT} with the onnxruntime backend, into the profile store; it takes "
-                        "no --backend other than onnxruntime, no --name and no --out")
+        raise NasqError(
+            f"--local measures {LOCAL_ORT} with the onnxruntime backend, into the profile store; it takes "
+            "no --backend other than onnxruntime, no --name and no --out"
+        )
     if args.threads != 1 or args.batch_size != 1:
         raise NasqError(f"{LOCAL_ORT} is measured with 1 thread at batch 1; for other settings use --name and --out")
-    options = {"repetitions": args.repetitions, "networks": args.networks, "seed": args.seed,
-               "network_seconds": args.measure_seconds, "sweep_seconds": args.sweep_seconds}
+    options = {
+        "repetitions": args.repetitions,
+        "networks": args.networks,
+        "seed": args.seed,
+        "network_seconds": args.measure_seconds,
+        "sweep_seconds": args.sweep_seconds,
+    }
     measure_local_profile(args.space, quick=args.quick, options=options, log=lambda msg: print(msg, flush=True))
     return 0
 
@@ -270,28 +355,37 @@ def cmd_profile_validate(args: argparse.Namespace) -> int:
     topologies = [] if args.topologies == "none" else [t for t in args.topologies.split(",") if t]
     for name in topologies:
         real_topology(name)  # unknown names fail before anything is measured
-    validate_profile(resolve_profile_path(args.target), networks=args.networks or 30,
-                     repetitions=args.repetitions or 100, seed=args.seed, topologies=topologies,
-                     min_seconds=30 if args.measure_seconds is None else args.measure_seconds)
+    validate_profile(
+        resolve_profile_path(args.target),
+        networks=args.networks or 30,
+        repetitions=args.repetitions or 100,
+        seed=args.seed,
+        topologies=topologies,
+        min_seconds=30 if args.measure_seconds is None else args.measure_seconds,
+    )
     return 0
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
     from nasq.hardware_profiles import list_profiles, load_profile, resolve_profile_path
-
-    from nasq.hardware_profiles.validation import format_spread, format_summary
-
     from nasq.hardware_profiles.local import LOCAL_ORT, find_local_profile, store_dir
     from nasq.hardware_profiles.machine import describe, this_machine
+    from nasq.hardware_profiles.validation import format_spread, format_summary
 
     names = list_profiles()
     if not names:
         print("no hardware profiles found")
     print(f"this machine: {describe(this_machine())}")
     local = find_local_profile(args.space or None)
-    print(f"{LOCAL_ORT}: " + (f"{local.stem} ({local})" if local else
-                              f"no ONNX Runtime profile of this machine yet; naming {LOCAL_ORT} measures one (nasq "
-                              f"profile --quick, a few minutes) and stores it in {store_dir()}"))
+    print(
+        f"{LOCAL_ORT}: "
+        + (
+            f"{local.stem} ({local})"
+            if local
+            else f"no ONNX Runtime profile of this machine yet; naming {LOCAL_ORT} measures one (nasq "
+            f"profile --quick, a few minutes) and stores it in {store_dir()}"
+        )
+    )
     published = []
     for name in names:
         try:
@@ -303,66 +397,91 @@ def cmd_targets(args: argparse.Namespace) -> int:
             continue
         if prof.predictor == "architecture-table":  # one line each: there are dozens
             v = prof.data.get("validation")
-            published.append(f"  {name:<22} {prof.metadata.get('device')}: "
-                             + (f"{v['within_10pct']:.0%} within +-10%, Spearman {v['spearman']:.3f}" if v else "not validated"))
+            published.append(
+                f"  {name:<22} {prof.metadata.get('device')}: "
+                + (f"{v['within_10pct']:.0%} within +-10%, Spearman {v['spearman']:.3f}" if v else "not validated")
+            )
             continue
         m = prof.metadata
         here = " [this machine]" if prof.on_a_cpu and prof.measured_here() else ""
         device = describe(m) if prof.on_a_cpu else m.get("device")
-        print(f"{name}{here}\n  {prof.description}\n  device: {device}; runtime: {m.get('runtime')} "
-              f"{m.get('runtime_version', '')}; threads: {m.get('threads', '-')}; batch: {m.get('batch_size', '-')}; "
-              f"repetitions: {m.get('repetitions', '-')}; date: {m.get('date')}\n  predictor: {prof.predictor}; "
-              f"file: {resolve_profile_path(name)}")
+        print(
+            f"{name}{here}\n  {prof.description}\n  device: {device}; runtime: {m.get('runtime')} "
+            f"{m.get('runtime_version', '')}; threads: {m.get('threads', '-')}; batch: {m.get('batch_size', '-')}; "
+            f"repetitions: {m.get('repetitions', '-')}; date: {m.get('date')}\n  predictor: {prof.predictor}; "
+            f"file: {resolve_profile_path(name)}"
+        )
         validation = prof.data.get("validation")
         if validation:
-            print(f"  last validation ({validation['predictor']} predictor, {validation['date']}): "
-                  f"{format_summary(validation)}")
+            print(
+                f"  last validation ({validation['predictor']} predictor, {validation['date']}): "
+                f"{format_summary(validation)}"
+            )
             if validation.get("drift"):
                 d = validation["drift"]
-                print(f"  machine drift since profiling: {d['median_ratio']:.3f}x on {d['networks']} of its calibration "
-                      f"networks; with it divided out: {format_summary(validation['drift_adjusted'])}")
+                print(
+                    f"  machine drift since profiling: {d['median_ratio']:.3f}x on {d['networks']} of its calibration "
+                    f"networks; with it divided out: {format_summary(validation['drift_adjusted'])}"
+                )
                 if d.get("spread"):
                     print(f"  noise: {format_spread(d['spread'])}")
             if validation.get("at_profile_speed"):
-                print(f"  at the profile's speed (each round gauged by its calibration networks timed in it): "
-                      f"{format_summary(validation['at_profile_speed'])}")
+                print(
+                    f"  at the profile's speed (each round gauged by its calibration networks timed in it): "
+                    f"{format_summary(validation['at_profile_speed'])}"
+                )
             real = validation.get("real_topologies")
             if real:
-                print(f"  real topologies ({', '.join(real['models'])}; {real['predictor']} predictor"
-                      + (", held out from its choice" if real.get("chosen_on") == "block networks" else "")
-                      + f"): {format_summary(real)}")
+                print(
+                    f"  real topologies ({', '.join(real['models'])}; {real['predictor']} predictor"
+                    + (", held out from its choice" if real.get("chosen_on") == "block networks" else "")
+                    + f"): {format_summary(real)}"
+                )
                 if real.get("drift"):
-                    print(f"    drift in their run: {real['drift']['median_ratio']:.3f}x; with it divided out: "
-                          f"{format_summary(real['drift_adjusted'])}")
+                    print(
+                        f"    drift in their run: {real['drift']['median_ratio']:.3f}x; with it divided out: "
+                        f"{format_summary(real['drift_adjusted'])}"
+                    )
                 if real.get("at_profile_speed"):
                     print(f"    at the profile's speed: {format_summary(real['at_profile_speed'])}")
             selection = prof.data.get("onnx_predictor_selection")
-            if isinstance(selection, dict) and isinstance(selection.get("scores"), dict) \
-                    and prof.data.get("onnx_predictor") in selection["scores"]:
+            if (
+                isinstance(selection, dict)
+                and isinstance(selection.get("scores"), dict)
+                and prof.data.get("onnx_predictor") in selection["scores"]
+            ):
                 held_out = selection["scores"][prof.data["onnx_predictor"]]
-                print(f"  ONNX models (nasq predict): the {prof.data['onnx_predictor']} predictor, chosen on block "
-                      f"networks (priced by '{held_out.get('scored_as', 'held out')}'): {format_summary(held_out)}")
+                print(
+                    f"  ONNX models (nasq predict): the {prof.data['onnx_predictor']} predictor, chosen on block "
+                    f"networks (priced by '{held_out.get('scored_as', 'held out')}'): {format_summary(held_out)}"
+                )
             elif prof.data.get("onnx_predictor"):
-                print(f"  ONNX models (nasq predict): the {prof.data['onnx_predictor']} predictor, chosen on the real "
-                      "topologies")
+                print(
+                    f"  ONNX models (nasq predict): the {prof.data['onnx_predictor']} predictor, chosen on the real "
+                    "topologies"
+                )
             kernel_calibration = prof.data.get("kernel_calibration")
             if kernel_calibration and "table" in kernel_calibration.get("scores", {}):
                 before, after = kernel_calibration["scores"]["table"], kernel_calibration["scores"]["table, calibrated"]
                 batches = kernel_calibration.get("batches")
                 batches = len(batches) if isinstance(batches, list) and batches else 1
                 across = kernel_calibration["scores"].get("table, calibrated on the other batches")
-                print(f"  its calibration of ONNX models' prices ({kernel_calibration['networks']} block networks"
-                      + (f" in {batches} batches" if batches > 1 else "")
-                      + f", {kernel_calibration.get('date', 'date unknown')}): the table's kernel prices "
-                      f"{before['within_10pct']:.0%} within +-10% before, {after['within_10pct']:.0%} after (out of fold)"
-                      + (f", {across['within_10pct']:.0%} each batch by a fit on the others" if across else ""))
+                print(
+                    f"  its calibration of ONNX models' prices ({kernel_calibration['networks']} block networks"
+                    + (f" in {batches} batches" if batches > 1 else "")
+                    + f", {kernel_calibration.get('date', 'date unknown')}): the table's kernel prices "
+                    f"{before['within_10pct']:.0%} within +-10% before, {after['within_10pct']:.0%} after (out of fold)"
+                    + (f", {across['within_10pct']:.0%} each batch by a fit on the others" if across else "")
+                )
         elif prof.metadata.get("runtime") not in ("onnxruntime", "tvm"):
             print("  last validation: none (an analytic model, nothing to measure here)")
         else:
             print("  last validation: none yet (nasq profile validate --target NAME)")
     if published:
-        print("published whole-network tables (architecture-table predictor; only their own space; "
-              "validation: cross-validated on the table's rows):")
+        print(
+            "published whole-network tables (architecture-table predictor; only their own space; "
+            "validation: cross-validated on the table's rows):"
+        )
         print("\n".join(published))
     return 0
 
@@ -382,7 +501,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"search": cmd_search, "predict": cmd_predict, "best": cmd_best, "profile": cmd_profile, "targets": cmd_targets}
+COMMANDS = {
+    "search": cmd_search,
+    "predict": cmd_predict,
+    "best": cmd_best,
+    "profile": cmd_profile,
+    "targets": cmd_targets,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

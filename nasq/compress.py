@@ -10,7 +10,7 @@ asymmetrically per tensor with an exponential-moving-average min/max observer.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -100,7 +100,7 @@ class QuantConvBNAct(nn.Module):
         self.output_quant: ActivationQuantizer | None = None  # where the target quantizes the output (int8 kernels)
 
     @classmethod
-    def wrap(cls, conv: nn.Conv2d) -> "QuantConvBNAct":
+    def wrap(cls, conv: nn.Conv2d) -> QuantConvBNAct:
         """A user's trained conv as a quantizable layer (its BatchNorm and activation stay where the model has them)."""
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
@@ -115,7 +115,9 @@ class QuantConvBNAct(nn.Module):
             x = self.conv(x)
         else:
             weight = fake_quantize_weight(self.conv.weight, self.w_bits, self.w_qmax)
-            x = nn.functional.conv2d(x, weight, self.conv.bias, self.conv.stride, self.conv.padding, 1, self.conv.groups)
+            x = nn.functional.conv2d(
+                x, weight, self.conv.bias, self.conv.stride, self.conv.padding, 1, self.conv.groups
+            )
         x = self.act(self.bn(x))
         return x if self.output_quant is None else self.output_quant(x)
 
@@ -131,7 +133,7 @@ class QuantLinear(nn.Module):
         self.w_qmax: int | None = None
 
     @classmethod
-    def wrap(cls, linear: nn.Linear) -> "QuantLinear":
+    def wrap(cls, linear: nn.Linear) -> QuantLinear:
         """A user's trained linear layer as a quantizable one."""
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
@@ -143,8 +145,9 @@ class QuantLinear(nn.Module):
         x = self.input_quant(x)
         if self.w_bits == FLOAT_BITS:
             return self.linear(x)
-        return nn.functional.linear(x, fake_quantize_weight(self.linear.weight, self.w_bits, self.w_qmax),
-                                    self.linear.bias)
+        return nn.functional.linear(
+            x, fake_quantize_weight(self.linear.weight, self.w_bits, self.w_qmax), self.linear.bias
+        )
 
 
 QUANT_LAYERS = (QuantConvBNAct, QuantLinear)
@@ -161,7 +164,9 @@ def apply_bits(model: nn.Module, w_bits: Mapping[str, int], a_bits: Mapping[str,
     missing = set(layers) - set(w_bits) | set(layers) - set(a_bits)
     unknown = (set(w_bits) | set(a_bits)) - set(layers)
     if missing or unknown:
-        raise ValueError(f"bit-widths do not match the model's layers: missing {sorted(missing)}, unknown {sorted(unknown)}")
+        raise ValueError(
+            f"bit-widths do not match the model's layers: missing {sorted(missing)}, unknown {sorted(unknown)}"
+        )
     for name, layer in layers.items():
         _check_bits(w_bits[name])
         _check_bits(a_bits[name])
@@ -213,6 +218,7 @@ def direct_consumers(model: nn.Module, example_input: torch.Tensor) -> dict[str,
             source = produced.get(id(inputs[0]))
             if source is not None and source[1] is inputs[0]:
                 readers.setdefault(source[0], []).append(name)
+
         return hook
 
     for name, m in layers.items():
@@ -240,8 +246,9 @@ def fold_batchnorm(model: nn.Module) -> None:
 def folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """``conv`` followed by ``bn`` (in eval mode) as one conv with a bias."""
     factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                       groups=conv.groups, bias=True)
+    folded = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, groups=conv.groups, bias=True
+    )
     folded.weight.copy_(conv.weight * factor.reshape(-1, 1, 1, 1))
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     folded.bias.copy_((bias - bn.running_mean) * factor + bn.bias)

@@ -21,55 +21,109 @@ SAMPLERS = ("tpe", "nsga2", "random", "evolution")
 SCHEDULES = ("none", "asha")
 
 
-def _opt(default: Any, *, min: float | None = None, max: float | None = None, choices: tuple | None = None,
-         doc: str = "") -> Any:
+def _opt(
+    default: Any, *, min: float | None = None, max: float | None = None, choices: tuple | None = None, doc: str = ""
+) -> Any:
     return field(default=default, metadata={"min": min, "max": max, "choices": choices, "doc": doc})
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    sampler: str = _opt("tpe", choices=SAMPLERS, doc="Optuna sampler driving Ray Tune, or `evolution`: an "
-                                                     "evolutionary search over an accuracy predictor (APQ-style)")
+    sampler: str = _opt(
+        "tpe",
+        choices=SAMPLERS,
+        doc="Optuna sampler driving Ray Tune, or `evolution`: an "
+        "evolutionary search over an accuracy predictor (APQ-style)",
+    )
     num_candidates: int = _opt(24, min=1, max=1_000_000, doc="candidates to evaluate (Tune trials)")
     max_concurrent: int = _opt(2, min=1, max=10_000, doc="trials running at once")
     cpus_per_candidate: float = _opt(1.0, min=0.1, max=1024, doc="CPUs Ray reserves per trial (torch threads)")
-    gpus_per_candidate: float = _opt(0.0, min=0.0, max=64, doc="GPUs Ray reserves per trial (a fraction shares "
-                                                               "one); training runs on it")
-    latency_pricing: str = _opt("graph", choices=("graph", "layers"),
-                                doc="how each evaluated candidate's latency is priced: `graph`, its network exported "
-                                    "for each target and priced from that graph as `nasq predict` prices the file "
-                                    "(what `nasq best` reports too); `layers`, from its list of layers alone (the "
-                                    "fast price that the evolution's screen and the constraints use, blind to a "
-                                    "graph's layout reorders, residual adds and precision boundaries)")
-    uniform_starts: int = _opt(0, min=0, max=1000, doc="sampled architectures evaluated first at uniform 8-bit "
-                                                       "and at float, as anchors for the sampler")
-    front_variants: float = _opt(0.15, min=0.0, max=1.0, doc="share of num_candidates spent on the all-float and "
-                                                              "all-8-bit versions of candidates on a target's front, "
-                                                              "each evaluated next")
-    screen_pool: int = _opt(2000, min=10, max=1_000_000, doc="evolution: candidates screened with the accuracy "
-                                                              "and latency predictors after each new result")
-    screen_startup: int = _opt(8, min=8, max=1_000_000, doc="evolution: random candidates evaluated before the "
-                                                            "accuracy predictor is trusted")
-    screen_workers: int = _opt(2, min=0, max=10_000, doc="evolution: Ray actors that score each screened pool in "
-                                                         "batches (no CPU reserved; 0: in the driver)")
-    screen_every: int = _opt(1, min=1, max=1_000_000, doc="evolution: refit the accuracy predictor and screen a new "
-                                                          "pool after this many new results (1: after each); raise it "
-                                                          "when evaluations are cheaper than the screen (~1 s)")
-    screen_bounded_share: float = _opt(0.75, min=0.0, max=1.0, doc="evolution: share of a constrained target's "
-                                       "turns that take the best predicted score within its bounds (APQ's rule); "
-                                       "the rest take the largest predicted hypervolume gain")
-    screen_explore: float = _opt(0.25, min=0.0, max=1.0, doc="evolution: share of suggestions that explore: the "
-                                 "candidate with the highest upper confidence bound on its score (a Gaussian process's "
-                                 "mean plus two deviations), where the predictor has seen nothing alike")
-    screen_proxy: str = _opt("", choices=("", *ZERO_COST_PROXIES),
-                             doc="evolution: a zero-cost proxy computed for the startup pool and each screen's "
-                                 "shortlist (on accuracy.proxy_batch_size training samples), which picks the startup "
-                                 "candidates and is a feature of the accuracy predictor that re-ranks the shortlist "
-                                 "(empty: none)")
-    screen_proxy_pool: int = _opt(64, min=8, max=1_000_000, doc="evolution with screen_proxy: random candidates "
-                                  "within the bounds whose proxy picks the screen_startup evaluated first")
-    screen_shortlist: int = _opt(32, min=2, max=1_000_000, doc="evolution with screen_proxy: candidates per target "
-                                 "from each screened pool whose proxy is computed")
+    gpus_per_candidate: float = _opt(
+        0.0, min=0.0, max=64, doc="GPUs Ray reserves per trial (a fraction shares one); training runs on it"
+    )
+    latency_pricing: str = _opt(
+        "graph",
+        choices=("graph", "layers"),
+        doc="how each evaluated candidate's latency is priced: `graph`, its network exported "
+        "for each target and priced from that graph as `nasq predict` prices the file "
+        "(what `nasq best` reports too); `layers`, from its list of layers alone (the "
+        "fast price that the evolution's screen and the constraints use, blind to a "
+        "graph's layout reorders, residual adds and precision boundaries)",
+    )
+    uniform_starts: int = _opt(
+        0,
+        min=0,
+        max=1000,
+        doc="sampled architectures evaluated first at uniform 8-bit and at float, as anchors for the sampler",
+    )
+    front_variants: float = _opt(
+        0.15,
+        min=0.0,
+        max=1.0,
+        doc="share of num_candidates spent on the all-float and "
+        "all-8-bit versions of candidates on a target's front, "
+        "each evaluated next",
+    )
+    screen_pool: int = _opt(
+        2000,
+        min=10,
+        max=1_000_000,
+        doc="evolution: candidates screened with the accuracy and latency predictors after each new result",
+    )
+    screen_startup: int = _opt(
+        8, min=8, max=1_000_000, doc="evolution: random candidates evaluated before the accuracy predictor is trusted"
+    )
+    screen_workers: int = _opt(
+        2,
+        min=0,
+        max=10_000,
+        doc="evolution: Ray actors that score each screened pool in batches (no CPU reserved; 0: in the driver)",
+    )
+    screen_every: int = _opt(
+        1,
+        min=1,
+        max=1_000_000,
+        doc="evolution: refit the accuracy predictor and screen a new "
+        "pool after this many new results (1: after each); raise it "
+        "when evaluations are cheaper than the screen (~1 s)",
+    )
+    screen_bounded_share: float = _opt(
+        0.75,
+        min=0.0,
+        max=1.0,
+        doc="evolution: share of a constrained target's "
+        "turns that take the best predicted score within its bounds (APQ's rule); "
+        "the rest take the largest predicted hypervolume gain",
+    )
+    screen_explore: float = _opt(
+        0.25,
+        min=0.0,
+        max=1.0,
+        doc="evolution: share of suggestions that explore: the "
+        "candidate with the highest upper confidence bound on its score (a Gaussian process's "
+        "mean plus two deviations), where the predictor has seen nothing alike",
+    )
+    screen_proxy: str = _opt(
+        "",
+        choices=("", *ZERO_COST_PROXIES),
+        doc="evolution: a zero-cost proxy computed for the startup pool and each screen's "
+        "shortlist (on accuracy.proxy_batch_size training samples), which picks the startup "
+        "candidates and is a feature of the accuracy predictor that re-ranks the shortlist "
+        "(empty: none)",
+    )
+    screen_proxy_pool: int = _opt(
+        64,
+        min=8,
+        max=1_000_000,
+        doc="evolution with screen_proxy: random candidates "
+        "within the bounds whose proxy picks the screen_startup evaluated first",
+    )
+    screen_shortlist: int = _opt(
+        32,
+        min=2,
+        max=1_000_000,
+        doc="evolution with screen_proxy: candidates per target from each screened pool whose proxy is computed",
+    )
 
 
 @dataclass(frozen=True)
@@ -84,17 +138,38 @@ class AccuracyConfig:
     supernet_epochs: float = _opt(6.0, min=0.0, max=1000, doc="supernet: float training epochs (sandwich rule)")
     supernet_qat_epochs: float = _opt(2.0, min=0.0, max=1000, doc="supernet: quantization-aware epochs, random bits")
     supernet_path: str = _opt("", doc="supernet: a checkpoint to reuse (empty: train one in the run directory)")
-    bn_samples: int = _opt(1000, min=16, max=1_000_000, doc="supernet: training images that re-estimate a "
-                                                           "sub-network's BatchNorm statistics")
-    schedule: str = _opt("none", choices=SCHEDULES, doc="fidelity schedule: `asha` scores every candidate at "
-                                                         "rising fidelities and stops the unpromising early")
-    rungs: int = _opt(3, min=2, max=10, doc="asha: fidelities per candidate; rung k trains for "
-                                            "reduction_factor**-(rungs-1-k) of the configured epochs")
+    bn_samples: int = _opt(
+        1000,
+        min=16,
+        max=1_000_000,
+        doc="supernet: training images that re-estimate a sub-network's BatchNorm statistics",
+    )
+    schedule: str = _opt(
+        "none",
+        choices=SCHEDULES,
+        doc="fidelity schedule: `asha` scores every candidate at rising fidelities and stops the unpromising early",
+    )
+    rungs: int = _opt(
+        3,
+        min=2,
+        max=10,
+        doc="asha: fidelities per candidate; rung k trains for reduction_factor**-(rungs-1-k) of the configured epochs",
+    )
     reduction_factor: float = _opt(3.0, min=1.5, max=100, doc="asha: one in reduction_factor goes on at each rung")
-    distill_temperature: float = _opt(4.0, min=0.1, max=100, doc="a trained model's candidates: the temperature "
-                                      "that softens the teacher's and the student's outputs for distillation")
-    distill_weight: float = _opt(0.9, min=0.0, max=1.0, doc="a trained model's candidates: weight of the "
-                                 "distillation term (T^2 x KL to the original's outputs); the rest is cross-entropy")
+    distill_temperature: float = _opt(
+        4.0,
+        min=0.1,
+        max=100,
+        doc="a trained model's candidates: the temperature "
+        "that softens the teacher's and the student's outputs for distillation",
+    )
+    distill_weight: float = _opt(
+        0.9,
+        min=0.0,
+        max=1.0,
+        doc="a trained model's candidates: weight of the "
+        "distillation term (T^2 x KL to the original's outputs); the rest is cross-entropy",
+    )
 
 
 DATASET_FORMATS = ("mnist-5k", "digits", "npz", "image-folder", "python")
@@ -102,13 +177,20 @@ DATASET_FORMATS = ("mnist-5k", "digits", "npz", "image-folder", "python")
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = _opt("mnist-5k", choices=DATASET_FORMATS, doc="a shipped dataset (mnist-5k, digits) or a "
-                        "format: npz (path: arrays x, y), image-folder (path: root/train/<class>/*.png, optional "
-                        "val/ and test/), python (factory returning torch datasets)")
+    dataset: str = _opt(
+        "mnist-5k",
+        choices=DATASET_FORMATS,
+        doc="a shipped dataset (mnist-5k, digits) or a "
+        "format: npz (path: arrays x, y), image-folder (path: root/train/<class>/*.png, optional "
+        "val/ and test/), python (factory returning torch datasets)",
+    )
     path: str = _opt("", doc="npz: the file; image-folder: the root folder")
     factory: str = _opt("", doc="python: 'package.module:function' or 'file.py:function'")
-    normalize: str = _opt("train", choices=("train", "none", "given"), doc="per channel by the training split's "
-                          "mean and deviation, not at all, or by mean and std")
+    normalize: str = _opt(
+        "train",
+        choices=("train", "none", "given"),
+        doc="per channel by the training split's mean and deviation, not at all, or by mean and std",
+    )
     mean: tuple[float, ...] = _opt((), doc="normalize: given: per-channel means")
     std: tuple[float, ...] = _opt((), doc="normalize: given: per-channel deviations")
     image_size: int = _opt(0, min=0, max=4096, doc="image-folder: resize to this square size (0: keep)")
@@ -121,15 +203,22 @@ class ModelConfig:
     """A trained model to compress (empty factory: search ``space`` from scratch instead)."""
 
     factory: str = _opt("", doc="'package.module:function' or 'path/to/file.py:function' returning the torch model")
-    weights: str = _opt("", doc="its state_dict file (torch.save(model.state_dict(), path)), read with "
-                        "weights_only=True")
+    weights: str = _opt(
+        "", doc="its state_dict file (torch.save(model.state_dict(), path)), read with weights_only=True"
+    )
     input_shape: tuple[int, ...] = _opt((), doc="one sample's shape, C x H x W")
     prune_ratios: tuple[float, ...] = _opt((0.0, 0.25, 0.5, 0.75), doc="each channel group's pruning choices")
-    bits: tuple[int, ...] = _opt((2, 4, 6, 8, 32), doc="each layer's weight and activation bit-width choices "
-                                 "(32: float); a width that no target runs natively is left out")
+    bits: tuple[int, ...] = _opt(
+        (2, 4, 6, 8, 32),
+        doc="each layer's weight and activation bit-width choices "
+        "(32: float); a width that no target runs natively is left out",
+    )
     layers: dict[str, LayerOverride] = field(default_factory=dict)
-    remove_blocks: bool = _opt(True, doc="also search the removal of each residual block whose output has its "
-                                         "input's shape (the block becomes its shortcut)")
+    remove_blocks: bool = _opt(
+        True,
+        doc="also search the removal of each residual block whose output has its "
+        "input's shape (the block becomes its shortcut)",
+    )
 
 
 @dataclass(frozen=True)
@@ -137,13 +226,25 @@ class BestConfig:
     train_epochs: float = _opt(2.0, min=0.0, max=100, doc="float epochs when `nasq best` rebuilds the model")
     finetune_epochs: float = _opt(1.0, min=0.0, max=100)
     measure_repetitions: int = _opt(300, min=5, max=100_000, doc="interleaved runs per model when measuring")
-    original_qat: bool = _opt(False, doc="trained model: also report the original quantized to int8 with "
-                                         "quantization-aware fine-tuning (finetune_epochs, distilled), beside the "
-                                         "post-training int8 one")
-    confirm: int = _opt(3, min=0, max=50, doc="--max-accuracy-drop: candidates faster than the one the search's "
-                                              "accuracies pick, fine-tuned in full to check the bound (fastest first)")
-    confirm_margin: float = _opt(2.0, min=0.0, max=100.0, doc="points below the bound a candidate's search-time "
-                                                             "accuracy may be and still be confirmed")
+    original_qat: bool = _opt(
+        False,
+        doc="trained model: also report the original quantized to int8 with "
+        "quantization-aware fine-tuning (finetune_epochs, distilled), beside the "
+        "post-training int8 one",
+    )
+    confirm: int = _opt(
+        3,
+        min=0,
+        max=50,
+        doc="--max-accuracy-drop: candidates faster than the one the search's "
+        "accuracies pick, fine-tuned in full to check the bound (fastest first)",
+    )
+    confirm_margin: float = _opt(
+        2.0,
+        min=0.0,
+        max=100.0,
+        doc="points below the bound a candidate's search-time accuracy may be and still be confirmed",
+    )
 
 
 @dataclass(frozen=True)
@@ -165,8 +266,11 @@ class TargetConstraints:
 class ExperimentConfig:
     name: str = _opt("nasq", doc="run directory prefix")
     space: str = _opt("mobilenet-mnist", doc="registered search space")
-    targets: tuple[str, ...] = _opt(("local-ort",), doc="hardware profiles (names or .json paths; local-ort: this "
-                                                      "machine's ONNX Runtime profile, measured first if there is none)")
+    targets: tuple[str, ...] = _opt(
+        ("local-ort",),
+        doc="hardware profiles (names or .json paths; local-ort: this "
+        "machine's ONNX Runtime profile, measured first if there is none)",
+    )
     seed: int = _opt(0, min=0, max=2**31 - 1)
     output_dir: str = _opt("runs", doc="where run directories are created")
     data: DataConfig = field(default_factory=DataConfig)
@@ -195,7 +299,7 @@ def _parse(cls: type, raw: Any, where: str, source: str) -> Any:
     for name, value in raw.items():
         key = f"{where}.{name}" if where else name
         typ, meta = hints[name], fields[name].metadata
-        if dataclasses.is_dataclass(typ):
+        if isinstance(typ, type) and dataclasses.is_dataclass(typ):
             values[name] = _parse(typ, value, key, source)
             continue
         if typing.get_origin(typ) is dict:  # name -> a dataclass per entry (constraints per target)
@@ -212,10 +316,13 @@ def _check_value(key: str, value: Any, typ: Any, meta: Any, source: str) -> Any:
         value = float(value)
     if typing.get_origin(typ) is tuple and typing.get_args(typ)[0] in (int, float):
         kind = typing.get_args(typ)[0]
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
         if not ok or (kind is int and not all(isinstance(v, int) for v in value)):
-            raise NasqError(f"config {source}: {key} must be a list of {'integers' if kind is int else 'numbers'}, "
-                            f"got {value!r}")
+            raise NasqError(
+                f"config {source}: {key} must be a list of {'integers' if kind is int else 'numbers'}, got {value!r}"
+            )
         if not all(math.isfinite(v) for v in value):
             raise NasqError(f"config {source}: {key} must hold finite numbers, got {value!r}")
         return tuple(kind(v) for v in value)
@@ -251,26 +358,35 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> ExperimentConfig:
         raise NasqError(f"config {source}: data.val_fraction + data.test_fraction must be below 0.8")
     for target, bounds in cfg.constraints.items():
         if target not in cfg.targets:
-            raise NasqError(f"config {source}: constraints.{target}: '{target}' is not one of the targets; "
-                            f"allowed: {', '.join(cfg.targets)}")
+            raise NasqError(
+                f"config {source}: constraints.{target}: '{target}' is not one of the targets; "
+                f"allowed: {', '.join(cfg.targets)}"
+            )
         if not bounds.bounds():
-            raise NasqError(f"config {source}: constraints.{target} sets no bound; allowed: latency_ms, size_bytes, "
-                            "bitops (each above 0)")
+            raise NasqError(
+                f"config {source}: constraints.{target} sets no bound; allowed: latency_ms, size_bytes, "
+                "bitops (each above 0)"
+            )
     if cfg.model.factory:
         if "space" in raw and raw["space"] != "from-model":
-            raise NasqError(f"config {source}: a model block searches the model's own space; space = "
-                            f"{raw['space']!r} not allowed with it; allowed: from-model (or leave space out)")
+            raise NasqError(
+                f"config {source}: a model block searches the model's own space; space = "
+                f"{raw['space']!r} not allowed with it; allowed: from-model (or leave space out)"
+            )
         if not cfg.model.input_shape:
             raise NasqError(f"config {source}: model.input_shape is missing; give one sample's shape, e.g. [1, 28, 28]")
         cfg = dataclasses.replace(cfg, space="from-model")
     elif cfg.space == "from-model":
-        raise NasqError(f"config {source}: space 'from-model' needs a model block (model.factory, model.weights, "
-                        "model.input_shape)")
+        raise NasqError(
+            f"config {source}: space 'from-model' needs a model block (model.factory, model.weights, model.input_shape)"
+        )
     elif cfg.model != ModelConfig():
         raise NasqError(f"config {source}: model.* is set but model.factory is empty; name the model's factory")
     if cfg.search.screen_proxy and cfg.search.sampler != "evolution":
-        raise NasqError(f"config {source}: search.screen_proxy = {cfg.search.screen_proxy!r} needs search.sampler: "
-                        f"evolution (got {cfg.search.sampler!r}); allowed with other samplers: '' (none)")
+        raise NasqError(
+            f"config {source}: search.screen_proxy = {cfg.search.screen_proxy!r} needs search.sampler: "
+            f"evolution (got {cfg.search.sampler!r}); allowed with other samplers: '' (none)"
+        )
     return cfg
 
 
@@ -301,13 +417,16 @@ def check_references(cfg: ExperimentConfig) -> None:
     if cfg.space not in SPACES:
         raise NasqError(f"config: unknown space '{cfg.space}'; available: {', '.join(SPACES.names())}")
     if cfg.accuracy.estimate not in ESTIMATES:
-        raise NasqError(f"config: unknown accuracy.estimate '{cfg.accuracy.estimate}'; "
-                        f"available: {', '.join(ESTIMATES.names())}")
+        raise NasqError(
+            f"config: unknown accuracy.estimate '{cfg.accuracy.estimate}'; available: {', '.join(ESTIMATES.names())}"
+        )
     estimate = ESTIMATES.get(cfg.accuracy.estimate)
     if cfg.accuracy.schedule != "none" and not estimate.fidelity_keys:
         with_fidelity = [n for n in ESTIMATES.names() if ESTIMATES.get(n).fidelity_keys]
-        raise NasqError(f"config: accuracy.schedule '{cfg.accuracy.schedule}' needs an estimate with a fidelity "
-                        f"(training time); '{cfg.accuracy.estimate}' has none; allowed: {', '.join(with_fidelity)}")
+        raise NasqError(
+            f"config: accuracy.schedule '{cfg.accuracy.schedule}' needs an estimate with a fidelity "
+            f"(training time); '{cfg.accuracy.estimate}' has none; allowed: {', '.join(with_fidelity)}"
+        )
     for target in cfg.targets:
         if target == LOCAL_ORT:  # found or measured when the search starts; here only whether it can be
             check_local_target(cfg.space)

@@ -12,7 +12,7 @@ import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from nasq.config import ExperimentConfig
 from nasq.errors import NasqError
@@ -32,7 +32,7 @@ def space_options(cfg: ExperimentConfig):
     return ModelSpaceOptions(tuple(m.prune_ratios), tuple(m.bits), dict(m.layers), m.remove_blocks)
 
 
-def space_for(cfg: ExperimentConfig, weights_data: Optional[bytes] = None, module=None):
+def space_for(cfg: ExperimentConfig, weights_data: bytes | None = None, module=None):
     """The config's search space: the trained model's own (``model.factory`` set; ``module``: the model itself, when
     it was handed over in Python), else the registered ``space``."""
     from nasq.spaces import create_space
@@ -48,8 +48,18 @@ def data_spec(cfg: ExperimentConfig):
     from nasq.data import DataSpec
 
     d = cfg.data
-    return DataSpec(d.dataset, d.path, d.factory, d.normalize, tuple(d.mean), tuple(d.std), d.val_fraction,
-                    d.test_fraction, cfg.seed, d.image_size)
+    return DataSpec(
+        d.dataset,
+        d.path,
+        d.factory,
+        d.normalize,
+        tuple(d.mean),
+        tuple(d.std),
+        d.val_fraction,
+        d.test_fraction,
+        cfg.seed,
+        d.image_size,
+    )
 
 
 def dataset_for(cfg: ExperimentConfig):
@@ -58,7 +68,7 @@ def dataset_for(cfg: ExperimentConfig):
     return load_dataset(data_spec(cfg))
 
 
-def weights_data(cfg: ExperimentConfig) -> Optional[bytes]:
+def weights_data(cfg: ExperimentConfig) -> bytes | None:
     """The trained model's weights file, read once by the driver (None without one)."""
     if not cfg.model.weights:
         return None
@@ -71,6 +81,7 @@ def weights_data(cfg: ExperimentConfig) -> Optional[bytes]:
 def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """The config with the model's and the data's file paths made absolute (relative ones are to the current
     directory), as the run records them: a trial runs in a directory of Ray's."""
+
     def absolute(ref: str, callable_ref: bool = False) -> str:
         if not ref:
             return ref
@@ -79,7 +90,9 @@ def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
             return f"{Path(module).expanduser().resolve()}:{name}" if module.endswith(".py") else ref
         return str(Path(ref).expanduser().resolve())
 
-    model = dataclasses.replace(cfg.model, factory=absolute(cfg.model.factory, True), weights=absolute(cfg.model.weights))
+    model = dataclasses.replace(
+        cfg.model, factory=absolute(cfg.model.factory, True), weights=absolute(cfg.model.weights)
+    )
     data = dataclasses.replace(cfg.data, path=absolute(cfg.data.path), factory=absolute(cfg.data.factory, True))
     return dataclasses.replace(cfg, model=model, data=data)
 
@@ -102,15 +115,15 @@ def user_code_dirs(cfg: ExperimentConfig) -> list[str]:
             spec = importlib.util.find_spec(top)
         except (ImportError, ValueError):
             spec = None
-        if spec is None or not spec.origin and not spec.submodule_search_locations:
+        if spec is None or (not spec.origin and not spec.submodule_search_locations):
             continue
-        where = Path(spec.submodule_search_locations[0] if spec.submodule_search_locations else spec.origin)
+        where = Path(spec.submodule_search_locations[0] if spec.submodule_search_locations else str(spec.origin))
         if not str(where.resolve()).startswith(str(Path(sys.prefix).resolve())):
             dirs.append(str(where.resolve()))
     return list(dict.fromkeys(dirs))
 
 
-def runtime_env(cfg: ExperimentConfig) -> Optional[dict[str, Any]]:
+def runtime_env(cfg: ExperimentConfig) -> dict[str, Any] | None:
     """Ray's runtime environment for the run: the user's code folders as ``py_modules``, which Ray uploads to every
     worker (local or on a cluster) and puts on its import path. None when the config names no user code."""
     dirs = user_code_dirs(cfg)

@@ -17,9 +17,9 @@ import copy
 import tempfile
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -48,8 +48,9 @@ class Exporter(ABC):
     """
 
     @abstractmethod
-    def export(self, model, layer_bits: Mapping[str, tuple[int, int]], profile, calibration: np.ndarray,
-               path: Path) -> ExportInfo: ...
+    def export(
+        self, model, layer_bits: Mapping[str, tuple[int, int]], profile, calibration: np.ndarray, path: Path
+    ) -> ExportInfo: ...
 
 
 def layer_modes(layer_bits: Mapping[str, tuple[int, int]], profile) -> dict[str, str]:
@@ -101,9 +102,16 @@ class OnnxExporter(Exporter):
             fp32 = Path(tmp) / "fp32.onnx"
             with warnings.catch_warnings():  # tracer warnings about Python scalars in the quantizers
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, (torch.from_numpy(calibration[:1]),), str(fp32), dynamo=False,
-                                  opset_version=self.opset, input_names=["input"], output_names=["logits"],
-                                  dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                torch.onnx.export(
+                    model,
+                    (torch.from_numpy(calibration[:1]),),
+                    str(fp32),
+                    dynamo=False,
+                    opset_version=self.opset,
+                    input_names=["input"],
+                    output_names=["logits"],
+                    dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                )
             graph_model = onnx.load(str(fp32))
             _drop_repeated_activations(graph_model)
             _name_nodes_by_layer(graph_model, set(layers))
@@ -114,9 +122,16 @@ class OnnxExporter(Exporter):
                 wanted = [n for layer in int8_layers for n in (layer, f"{layer}.act") if n in nodes]
                 feeds = [{"input": calibration[i : i + 32]} for i in range(0, min(len(calibration), 256), 32)]
                 out = Path(tmp) / "int8.onnx"
-                quantize_qdq(fp32, out, feeds, nodes_to_quantize=wanted, input_qparams=input_qparams,
-                             output_qparams=output_qparams, reduce_range=profile.int8_recipe["reduce_range"],
-                             float_outputs=("Gemm",))  # the logits stay float (QGemm writes float)
+                quantize_qdq(
+                    fp32,
+                    out,
+                    feeds,
+                    nodes_to_quantize=wanted,
+                    input_qparams=input_qparams,
+                    output_qparams=output_qparams,
+                    reduce_range=profile.int8_recipe["reduce_range"],
+                    float_outputs=("Gemm",),
+                )  # the logits stay float (QGemm writes float)
                 final = out.read_bytes()
             else:
                 final = fp32.read_bytes()
@@ -138,8 +153,13 @@ def _with_simulated_bits(model: bytes, bits: Mapping[str, tuple[int, int]]) -> b
     if not bits:
         return model
     proto = onnx.load_from_string(model)
-    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
-                                        SIMULATED_BITS: json.dumps({n: list(b) for n, b in sorted(bits.items())})})
+    onnx.helper.set_model_props(
+        proto,
+        {
+            **{p.key: p.value for p in proto.metadata_props},
+            SIMULATED_BITS: json.dumps({n: list(b) for n, b in sorted(bits.items())}),
+        },
+    )
     return proto.SerializeToString()
 
 
@@ -153,7 +173,7 @@ def _drop_repeated_activations(model) -> None:
     for node in model.graph.node:
         node.input[:] = [rename.get(i, i) for i in node.input]
         src = producer.get(node.input[0]) if node.input else None
-        if (node.op_type == "Relu" and src is not None and src.op_type == "Relu" and node.output[0] not in outputs):
+        if node.op_type == "Relu" and src is not None and src.op_type == "Relu" and node.output[0] not in outputs:
             rename[node.output[0]] = node.input[0]
             continue
         keep.append(node)

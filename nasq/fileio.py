@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
@@ -39,8 +39,9 @@ def read_text(path: Path | str, what: str) -> str:
     except OSError as exc:
         raise NasqError(f"cannot read {what} '{path}': {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise NasqError(f"{what} '{path}' is not a text file (byte {exc.start} is not UTF-8); "
-                        "allowed: UTF-8 JSON or YAML") from None
+        raise NasqError(
+            f"{what} '{path}' is not a text file (byte {exc.start} is not UTF-8); allowed: UTF-8 JSON or YAML"
+        ) from None
 
 
 def check_writable_dir(path: Path | str, what: str) -> Path:
@@ -111,7 +112,7 @@ class StagedDir:
         self._made = []
         return final
 
-    def __enter__(self) -> "StagedDir":
+    def __enter__(self) -> StagedDir:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
@@ -147,9 +148,9 @@ class RunLock:
 
     def __init__(self, run_dir: Path | str) -> None:
         self.path = Path(run_dir) / LOCK_FILE
-        self._fh = None
+        self._fh: IO[str] | None = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         import fcntl
         import socket
 
@@ -162,8 +163,10 @@ class RunLock:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise NasqError(f"run directory '{self.path.parent}' is in use by another nasq driver ({holder}); "
-                            "wait for it to finish or stop it, then --resume") from None
+            raise NasqError(
+                f"run directory '{self.path.parent}' is in use by another nasq driver ({holder}); "
+                "wait for it to finish or stop it, then --resume"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
@@ -183,9 +186,9 @@ class FileLock:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._fh = None
+        self._fh: IO[str] | None = None
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         import fcntl
 
         self._fh = open(self.path, "a+")

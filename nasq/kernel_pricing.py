@@ -40,21 +40,39 @@ from nasq.errors import NasqError
 from nasq.spaces.base import LayerSpec
 
 FLOAT_CONVS = ("nchwc.Conv", "Conv", "FusedConv")
-MATRIX = {"Gemm": "fp32", "FusedGemm": "fp32", "MatMul": "fp32", "FusedMatMul": "fp32",
-          "QGemm": "int8", "MatMulIntegerToFloat": "int8", "QLinearMatMul": "int8"}
+MATRIX = {
+    "Gemm": "fp32",
+    "FusedGemm": "fp32",
+    "MatMul": "fp32",
+    "FusedMatMul": "fp32",
+    "QGemm": "int8",
+    "MatMulIntegerToFloat": "int8",
+    "QLinearMatMul": "int8",
+}
 SHAPE_ONLY = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Dropout", "Constant"}
 #: ONNX Runtime's channel alignment for the NCHWc conv transform (MLAS): channel counts off it stay NCHW
 NCHWC_ALIGNMENT = 4
 #: kernels the profiles measure under one name: the first entry of op_costs found prices the kernel
-RUNTIME_OPS = ("nchwc.ReorderInput", "nchwc.ReorderOutput", "nchwc.MaxPool", "nchwc.AveragePool",
-               "nchwc.GlobalAveragePool", "NhwcMaxPool", "QLinearConcat", "QLinearGlobalAveragePool",
-               "QuantizeLinear", "DequantizeLinear", "Transpose.uint8")
+RUNTIME_OPS = (
+    "nchwc.ReorderInput",
+    "nchwc.ReorderOutput",
+    "nchwc.MaxPool",
+    "nchwc.AveragePool",
+    "nchwc.GlobalAveragePool",
+    "NhwcMaxPool",
+    "QLinearConcat",
+    "QLinearGlobalAveragePool",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Transpose.uint8",
+)
 
 
 def prices_kernels(profile) -> bool:
     """Whether a profile can price ONNX Runtime's executed kernels: measured with ORT, runtime ops included."""
-    return (profile.metadata.get("runtime") == "onnxruntime"
-            and all(op in profile.data.get("op_costs", {}) for op in RUNTIME_OPS))
+    return profile.metadata.get("runtime") == "onnxruntime" and all(
+        op in profile.data.get("op_costs", {}) for op in RUNTIME_OPS
+    )
 
 
 def lone_conv_reorders(layer: LayerSpec, block: int) -> list[tuple[str, int]]:
@@ -65,17 +83,17 @@ def lone_conv_reorders(layer: LayerSpec, block: int) -> list[tuple[str, int]]:
     this rule against the runtime on random shapes.)"""
     if block <= 0:
         return []
-    pad = lambda c: -(-c // block) * block  # noqa: E731  blocked tensors carry whole blocks
-    out = [("nchwc.ReorderOutput", pad(layer.cout) * layer.h_out ** 2)]
+    pad = lambda c: -(-c // block) * block
+    out = [("nchwc.ReorderOutput", pad(layer.cout) * layer.h_out**2)]
     if layer.op == "dwconv":
         if layer.cin % NCHWC_ALIGNMENT:
             return []
-        return [("nchwc.ReorderInput", layer.cin * layer.h_in ** 2)] + out
+        return [("nchwc.ReorderInput", layer.cin * layer.h_in**2)] + out
     if layer.cin < block:
         return out
     if layer.cin % NCHWC_ALIGNMENT:
         return []
-    return [("nchwc.ReorderInput", layer.cin * layer.h_in ** 2)] + out
+    return [("nchwc.ReorderInput", layer.cin * layer.h_in**2)] + out
 
 
 def _conv_layer(kernel, precision: str, notes: list[str]) -> tuple[LayerSpec, int]:
@@ -90,8 +108,9 @@ def _conv_layer(kernel, precision: str, notes: list[str]) -> tuple[LayerSpec, in
     side = h
     if h != w or kh != kw:
         side = int(round(math.sqrt(h * w)))
-        notes.append(f"{kernel.name}: non-square input {h}x{w} or kernel {kh}x{kw}; priced as square {side}, "
-                     f"k{max(kh, kw)}")
+        notes.append(
+            f"{kernel.name}: non-square input {h}x{w} or kernel {kh}x{kw}; priced as square {side}, k{max(kh, kw)}"
+        )
     cin = cin_group * group
     if group == 1:
         return LayerSpec(kernel.name, "conv", cin, cout, max(kh, kw), int(strides[0]), side, bits, bits), 1
@@ -133,8 +152,14 @@ AFFINE = "nchwc.BatchNormalization"
 def is_affine(kernel) -> bool:
     """Whether a kernel is a per-channel scale and shift run as a 1x1 depthwise NCHWc conv (:data:`AFFINE`)."""
     w = kernel.weight
-    return (kernel.op == "nchwc.Conv" and w is not None and len(w) == 4 and list(w[1:]) == [1, 1, 1]
-            and int(kernel.attrs.get("group", 1)) == w[0] > 1 and max(kernel.attrs.get("strides") or [1]) == 1)
+    return (
+        kernel.op == "nchwc.Conv"
+        and w is not None
+        and len(w) == 4
+        and list(w[1:]) == [1, 1, 1]
+        and int(kernel.attrs.get("group", 1)) == w[0] > 1
+        and max(kernel.attrs.get("strides") or [1]) == 1
+    )
 
 
 def _op_key(kernel, op_costs: dict) -> str:
@@ -150,8 +175,11 @@ def _op_key(kernel, op_costs: dict) -> str:
         return _transpose_key(kernel, op_costs)
     if kernel.op == "MaxPool" and uint8 and "MaxPool.uint8" in op_costs:
         return "MaxPool.uint8"
-    if kernel.op.endswith("AveragePool") and max(kernel.attrs.get("strides") or [1]) > 1 \
-            and f"{kernel.op}.s2" in op_costs:
+    if (
+        kernel.op.endswith("AveragePool")
+        and max(kernel.attrs.get("strides") or [1]) > 1
+        and f"{kernel.op}.s2" in op_costs
+    ):
         return f"{kernel.op}.s2"
     return key
 
@@ -160,7 +188,7 @@ def _plain_op(key: str) -> str:
     """The float, plain-layout op a runtime kernel stands for (the key itself when none)."""
     for prefix in ("QLinear", "nchwc."):
         if key.startswith(prefix):
-            return key[len(prefix):]
+            return key[len(prefix) :]
     return key
 
 
@@ -171,8 +199,11 @@ def requantized_share(kernel) -> float:
     sc = kernel.scalars
     if not kernel.inputs or 0 not in sc or 1 not in sc:
         return 1.0
-    requantized = sum(int(math.prod(shape)) for i, (_, shape) in enumerate(kernel.inputs)
-                      if (sc.get(3 + 3 * i), sc.get(4 + 3 * i)) != (sc[0], sc[1]))
+    requantized = sum(
+        int(math.prod(shape))
+        for i, (_, shape) in enumerate(kernel.inputs)
+        if (sc.get(3 + 3 * i), sc.get(4 + 3 * i)) != (sc[0], sc[1])
+    )
     return requantized / max(kernel.elements("inputs"), 1)
 
 
@@ -205,8 +236,11 @@ def fit_kernel_calibration(parts: list[dict[str, float]], measured_ms: list[floa
     y = np.asarray(measured_ms, float)
     x = np.array([[p[f] for f in KERNEL_CALIBRATION_FEATURES] for p in parts], float)
     coef, _ = nnls(x / y[:, None], 1 - overhead_ms / y)
-    return {"features": list(KERNEL_CALIBRATION_FEATURES), "coefficients": [round(float(c), 6) for c in coef],
-            "fitted_on_networks": len(y)}
+    return {
+        "features": list(KERNEL_CALIBRATION_FEATURES),
+        "coefficients": [round(float(c), 6) for c in coef],
+        "fitted_on_networks": len(y),
+    }
 
 
 def apply_kernel_calibration(calibration: dict, overhead_ms: float, parts: dict[str, float]) -> float:
@@ -223,15 +257,18 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
 
     batch = int(profile.metadata.get("batch_size", 1))
     try:
-        kernels = executed_kernels(model.SerializeToString(), threads=int(profile.metadata.get("threads", 1)),
-                                   batch=batch)
+        kernels = executed_kernels(
+            model.SerializeToString(), threads=int(profile.metadata.get("threads", 1)), batch=batch
+        )
     except Exception as exc:  # the runtime refuses the model: name why, in one line
         raise NasqError(f"ONNX Runtime cannot run the model: {str(exc).splitlines()[0][:200]}") from None
     mismatch = profile.machine_mismatch()
     if mismatch or onnxruntime.__version__ != profile.metadata.get("runtime_version"):
-        notes.append(f"the kernels were read from this machine's ONNX Runtime {onnxruntime.__version__}; the profile "
-                     f"was {mismatch or 'measured with ONNX Runtime ' + str(profile.metadata.get('runtime_version'))}: "
-                     "the target's runtime may choose other kernels")
+        notes.append(
+            f"the kernels were read from this machine's ONNX Runtime {onnxruntime.__version__}; the profile "
+            f"was {mismatch or 'measured with ONNX Runtime ' + str(profile.metadata.get('runtime_version'))}: "
+            "the target's runtime may choose other kernels"
+        )
     block = int(profile.data.get("nchwc_block_size", 16))
     op_costs = profile.data.get("op_costs", {})
     rate = profile.data.get("elementwise")
@@ -282,17 +319,26 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
                 cost = op_costs["BatchNormalization"]
                 between = cost.get("in_context")
                 ms = op_cost_ms({"measured": between} if between else cost, _work(k))
-                entry["priced_as"] = ("a per-channel scale and shift (a BatchNorm no conv absorbed) run as a 1x1 "
-                                      "depthwise conv: the BatchNorm's cost " + (
-                                          "measured between two convs" if between else "measured alone (this profile "
-                                          "has none measured between convs, where it took 1.0-1.9x as long here)")
-                                      + f" ({cost['work']})")
+                entry["priced_as"] = (
+                    "a per-channel scale and shift (a BatchNorm no conv absorbed) run as a 1x1 "
+                    "depthwise conv: the BatchNorm's cost "
+                    + (
+                        "measured between two convs"
+                        if between
+                        else "measured alone (this profile "
+                        "has none measured between convs, where it took 1.0-1.9x as long here)"
+                    )
+                    + f" ({cost['work']})"
+                )
             elif key == "QLinearConcat" and "QLinearConcat.copy" in op_costs:
                 share = requantized_share(k)
-                ms = (share * op_cost_ms(op_costs[key], _work(k))
-                      + (1 - share) * op_cost_ms(op_costs["QLinearConcat.copy"], _work(k)))
-                entry["priced_as"] = (f"its own measured costs ({op_costs[key]['work']}), requantizing the inputs on "
-                                      "another scale than the output's and copying the others")
+                ms = share * op_cost_ms(op_costs[key], _work(k)) + (1 - share) * op_cost_ms(
+                    op_costs["QLinearConcat.copy"], _work(k)
+                )
+                entry["priced_as"] = (
+                    f"its own measured costs ({op_costs[key]['work']}), requantizing the inputs on "
+                    "another scale than the output's and copying the others"
+                )
             elif key in op_costs and op_costs[key].get("in_int8_context") and "DequantizeLinear" in k.producers:
                 ms = op_cost_ms({"measured": op_costs[key]["in_int8_context"]}, _work(k))
                 entry["priced_as"] = f"its own cost measured between two int8 convs ({op_costs[key]['work']})"
@@ -309,17 +355,22 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
                 ms = linear_ms(rate, k.elements("inputs") + k.elements("outputs"))
                 entry["priced_as"] = "not measured; as memory traffic at the profile's elementwise rate"
             else:
-                raise NasqError(f"target '{profile.name}' cannot price ONNX Runtime's kernel '{key}' "
-                                "(no measured cost and no elementwise rate)")
+                raise NasqError(
+                    f"target '{profile.name}' cannot price ONNX Runtime's kernel '{key}' "
+                    "(no measured cost and no elementwise rate)"
+                )
             entry["ms"] += ms
         per_kernel.append({"name": k.name, "op": key, "ms": round(ms, 6)})
     memory_ms = sum(v["ms"] for v in others.values())
     parts["other_ops_ms"] = memory_ms
     return {
-        "latency_ms": float(predictor.overhead_ms + layers_ms + memory_ms), "layers_ms": float(layers_ms),
+        "latency_ms": float(predictor.overhead_ms + layers_ms + memory_ms),
+        "layers_ms": float(layers_ms),
         "memory_ops_ms": float(memory_ms),
-        "layers": dict(sorted(layer_counts.items())), "macs": int(macs),
+        "layers": dict(sorted(layer_counts.items())),
+        "macs": int(macs),
         "uncovered_ops": {k: {**v, "ms": round(v["ms"], 6)} for k, v in sorted(others.items())},
-        "kernels": per_kernel, "parts": {k: round(v, 6) for k, v in parts.items()},
+        "kernels": per_kernel,
+        "parts": {k: round(v, 6) for k, v in parts.items()},
         "pricing": "ONNX Runtime's executed kernels (its optimized graph and the shapes of one profiled run)",
     }

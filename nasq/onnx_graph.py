@@ -22,6 +22,7 @@ one of three classes, and reported with how it was priced (never a silent zero):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -33,8 +34,20 @@ from nasq.errors import NasqError
 from nasq.spaces.base import LayerSpec
 
 FUSED = {"Relu", "Clip", "LeakyRelu", "BatchNormalization", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh"}
-NO_COMPUTE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Shape", "Constant", "Identity", "Dropout",
-              "QuantizeLinear", "DequantizeLinear", "ConstantOfShape", "Cast"}
+NO_COMPUTE = {
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Shape",
+    "Constant",
+    "Identity",
+    "Dropout",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "ConstantOfShape",
+    "Cast",
+}
 LAYER_OPS = {"Conv", "Gemm", "MatMul"}
 
 
@@ -104,10 +117,8 @@ def materialize(model, seed: int = 0):
     if model.opset_import[0].version < 13:  # per-channel Q/DQ (what int8 export writes) needs opset 13
         from onnx import version_converter
 
-        try:
+        with contextlib.suppress(Exception):  # an op the converter cannot move: keep the model as it is
             model = version_converter.convert_version(model, 13)
-        except Exception:  # an op the converter cannot move: keep the model as it is
-            pass
     return model
 
 
@@ -124,8 +135,10 @@ def _shapes(model, batch: int) -> dict[str, list[int]]:
                 if i == 0:
                     d.dim_value = batch
                 else:
-                    raise NasqError(f"input '{inp.name}' has a symbolic dimension {i} ('{d.dim_param}'); "
-                                    "give the model fixed input shapes (batch may stay symbolic)")
+                    raise NasqError(
+                        f"input '{inp.name}' has a symbolic dimension {i} ('{d.dim_param}'); "
+                        "give the model fixed input shapes (batch may stay symbolic)"
+                    )
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:
@@ -148,8 +161,14 @@ def _dq_bits(producer, inits) -> int | None:
         return None
     if len(producer.input) > 2 and producer.input[2] in inits:
         dtype = inits[producer.input[2]].data_type
-        return {TensorProto.UINT8: 8, TensorProto.INT8: 8, TensorProto.INT16: 16, TensorProto.UINT16: 16,
-                TensorProto.INT4: 4, TensorProto.UINT4: 4}.get(dtype, 8)
+        return {
+            TensorProto.UINT8: 8,
+            TensorProto.INT8: 8,
+            TensorProto.INT16: 16,
+            TensorProto.UINT16: 16,
+            TensorProto.INT4: 4,
+            TensorProto.UINT4: 4,
+        }.get(dtype, 8)
     return 8
 
 
@@ -223,7 +242,7 @@ def graph_layers(model, batch: int = 1, runs_natively=None) -> GraphLayers:
 def _dropped_before_quantization(node, consumers) -> bool:
     """A ReLU (or Clip) read only by QuantizeLinear nodes: ONNX Runtime drops it, the uint8 range clips alike."""
     after = consumers.get(node.output[0]) if node.output else None
-    return node.op_type in ("Relu", "Clip") and bool(after) and all(c.op_type == "QuantizeLinear" for c in after)
+    return node.op_type in ("Relu", "Clip") and bool(after) and all(c.op_type == "QuantizeLinear" for c in after or ())
 
 
 def _quantized_add(other: OtherOp, node, producer, consumers, shapes, inits) -> None:
@@ -265,8 +284,9 @@ def _constant(tensor: str, producer, inits, depth: int = 0) -> bool:
         return False
     if node.op_type == "ConstantOfShape" or node.op_type == "Constant":
         return True
-    return node.op_type in ("DequantizeLinear", "Reshape", "Transpose", "Identity", "Cast", "Flatten") and \
-        _constant(node.input[0], producer, inits, depth + 1)
+    return node.op_type in ("DequantizeLinear", "Reshape", "Transpose", "Identity", "Cast", "Flatten") and _constant(
+        node.input[0], producer, inits, depth + 1
+    )
 
 
 def _layer(node, name, attrs, shapes, producer, inits, batch, notes) -> LayerSpec | None:
@@ -275,8 +295,11 @@ def _layer(node, name, attrs, shapes, producer, inits, batch, notes) -> LayerSpe
     x, w = node.input[0], node.input[1]
     for t in (x, w):  # through Q/DQ and casts, a tensor has its source's shape
         src = t
-        while src not in shapes and producer.get(src) is not None and \
-                producer[src].op_type in ("DequantizeLinear", "QuantizeLinear", "Cast", "Identity"):
+        while (
+            src not in shapes
+            and producer.get(src) is not None
+            and producer[src].op_type in ("DequantizeLinear", "QuantizeLinear", "Cast", "Identity")
+        ):
             src = producer[src].input[0]
         if src in shapes:
             shapes[t] = shapes[src]
@@ -298,7 +321,9 @@ def _layer(node, name, attrs, shapes, producer, inits, batch, notes) -> LayerSpe
         h = xs[2]
         if xs[2] != xs[3] or kh != kw:
             h = int(round(math.sqrt(xs[2] * xs[3])))
-            notes.append(f"{name}: non-square input {xs[2]}x{xs[3]} or kernel {kh}x{kw}; priced as square {h}, k{max(kh, kw)}")
+            notes.append(
+                f"{name}: non-square input {xs[2]}x{xs[3]} or kernel {kh}x{kw}; priced as square {h}, k{max(kh, kw)}"
+            )
         if group == 1:
             op = "conv"
         elif group == cin == cout:
@@ -316,8 +341,9 @@ def _layer(node, name, attrs, shapes, producer, inits, batch, notes) -> LayerSpe
     return matrix_layer(name, node.op_type, cin, cout, int(np.prod(xs[:-1])) // max(batch, 1), w_bits, a_bits, notes)
 
 
-def matrix_layer(name: str, op_type: str, cin: int, cout: int, rows: int, w_bits: int, a_bits: int,
-                 notes: list[str]) -> LayerSpec:
+def matrix_layer(
+    name: str, op_type: str, cin: int, cout: int, rows: int, w_bits: int, a_bits: int, notes: list[str]
+) -> LayerSpec:
     """A product with a constant cin x cout weight over ``rows`` rows per sample: a linear layer, or for
     several rows (a transformer's tokens, a 1x1 conv written as MatMul) a 1x1 conv on about as many positions."""
     if rows > 1:

@@ -14,15 +14,20 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 
-def session(model: str | Path | bytes, *, threads: int = 1, optimized_path: str | Path | None = None,
-            profile_prefix: str | Path | None = None):
+def session(
+    model: str | Path | bytes,
+    *,
+    threads: int = 1,
+    optimized_path: str | Path | None = None,
+    profile_prefix: str | Path | None = None,
+):
     """A CPU session as nasq measures with: sequential, all graph optimizations, int8 left as exported;
     ``optimized_path``: ORT writes the graph it runs there; ``profile_prefix``: ORT profiles every node."""
     import onnxruntime as ort
@@ -39,8 +44,9 @@ def session(model: str | Path | bytes, *, threads: int = 1, optimized_path: str 
         opts.enable_profiling = True
         opts.profile_file_prefix = str(profile_prefix)
     src = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=["WeightBiasQuantization"])
+    return ort.InferenceSession(
+        src, opts, providers=["CPUExecutionProvider"], disabled_optimizers=["WeightBiasQuantization"]
+    )
 
 
 def executed_ops(model: str | Path | bytes, *, threads: int = 1) -> Counter:
@@ -63,11 +69,16 @@ class _Feeds:
         return next(self._it, None)
 
 
-def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Sequence[dict[str, np.ndarray]],
-                 nodes_to_quantize: Iterable[str] | None = None,
-                 input_qparams: Mapping[str, tuple[float, int]] | None = None,
-                 output_qparams: Mapping[str, tuple[float, int]] | None = None,
-                 reduce_range: bool | None = None, float_outputs: Sequence[str] = ()) -> None:
+def quantize_qdq(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calibration: Sequence[dict[str, np.ndarray]],
+    nodes_to_quantize: Iterable[str] | None = None,
+    input_qparams: Mapping[str, tuple[float, int]] | None = None,
+    output_qparams: Mapping[str, tuple[float, int]] | None = None,
+    reduce_range: bool | None = None,
+    float_outputs: Sequence[str] = (),
+) -> None:
     """int8 QDQ (uint8 activations, int8 per-channel weights) of the listed nodes (all when None).
 
     ``input_qparams`` fixes the (scale, uint8 zero point) of a node's input instead of calibrating it,
@@ -90,14 +101,19 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Seque
         overrides = {}
         if input_qparams or output_qparams:
             graph_nodes = {n.name: n for n in onnx.load(str(pre)).graph.node}
-            tensors = {graph_nodes[node].input[0]: qparams for node, qparams in (input_qparams or {}).items()
-                       if node in graph_nodes}
+            tensors = {
+                graph_nodes[node].input[0]: qparams
+                for node, qparams in (input_qparams or {}).items()
+                if node in graph_nodes
+            }
             for layer, qparams in (output_qparams or {}).items():
                 node = graph_nodes.get(f"{layer}.act") or graph_nodes.get(layer)
                 if node is not None:
                     tensors.setdefault(node.output[0], qparams)  # a reader's own input range is the same grid
             for tensor, (scale, zero_point) in tensors.items():
-                overrides[tensor] = [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}]
+                overrides[tensor] = [
+                    {"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.uint8)}
+                ]
         extra = {"TensorQuantOverrides": overrides} if overrides else {}
         if float_outputs:
             extra["OpTypesToExcludeOutputQuantization"] = list(float_outputs)
@@ -105,8 +121,13 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path, calibration: Seque
         logging.getLogger().addFilter(quiet)
         try:
             quantize_static(
-                str(pre), str(out_path), _Feeds(calibration), quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                str(pre),
+                str(out_path),
+                _Feeds(calibration),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
                 reduce_range=reduce_range,
                 nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
                 extra_options=extra or None,
@@ -155,10 +176,16 @@ def quantized_qdq(model, calibration: Sequence[dict[str, np.ndarray]]):
         return onnx.load(str(out))
 
 
-def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, repetitions: int,
-                     warmup: int = 5, burst: int = 3, min_seconds: float = 0.0,
-                     reference: tuple[object, dict[str, np.ndarray]] | None = None,
-                     samples: list[list[float]] | None = None) -> list[float]:
+def time_interleaved(
+    runs: Sequence[tuple[object, dict[str, np.ndarray]]],
+    *,
+    repetitions: int,
+    warmup: int = 5,
+    burst: int = 3,
+    min_seconds: float = 0.0,
+    reference: tuple[object, dict[str, np.ndarray]] | None = None,
+    samples: list[list[float]] | None = None,
+) -> list[float]:
     """Median latency (ms) of each (session, feed), measured round-robin so noise hits all alike.
 
     Each turn runs a model ``burst`` times back to back and times the last run: the latency of a
@@ -191,14 +218,16 @@ def time_interleaved(runs: Sequence[tuple[object, dict[str, np.ndarray]]], *, re
     return [statistics.median(s) for s in samples]
 
 
-def window_spread(samples: Sequence[Sequence[float]], windows: int = 3,
-                  reference: Sequence[float] | None = None) -> dict | None:
+def window_spread(
+    samples: Sequence[Sequence[float]], windows: int = 3, reference: Sequence[float] | None = None
+) -> dict | None:
     """The measurement's own noise: each model's rounds cut into ``windows`` consecutive parts, how far
     apart the parts' medians lie (largest over smallest, minus 1), median and 90th percentile over the
     models. With the ``reference``'s timings of the same rounds, the same of each model's time over the
     reference's (what a speed gauge leaves of the noise). A predictor's error within these figures is
     indistinguishable from the machine's; run to run, slow spells that outlast a window move it more.
     None with fewer than 3 rounds per part."""
+
     def spreads(series):
         out = []
         for s in series:
@@ -211,17 +240,25 @@ def window_spread(samples: Sequence[Sequence[float]], windows: int = 3,
     raw = spreads(samples)
     if not raw:
         return None
-    result = {"windows": windows, "rounds": len(samples[0]), "median": round(float(np.median(raw)), 4),
-              "p90": round(float(np.quantile(raw, 0.9)), 4)}
+    result = {
+        "windows": windows,
+        "rounds": len(samples[0]),
+        "median": round(float(np.median(raw)), 4),
+        "p90": round(float(np.quantile(raw, 0.9)), 4),
+    }
     if reference is not None:
         gauged = spreads([np.asarray(s, float) / np.asarray(reference, float) for s in samples])
         if gauged:
-            result["over_reference"] = {"median": round(float(np.median(gauged)), 4),
-                                        "p90": round(float(np.quantile(gauged, 0.9)), 4)}
+            result["over_reference"] = {
+                "median": round(float(np.median(gauged)), 4),
+                "p90": round(float(np.quantile(gauged, 0.9)), 4),
+            }
     return result
 
 
-def gauged_medians(samples: Sequence[Sequence[float]], reference: Sequence[float], reference_ms: float = 1.0) -> list[float]:
+def gauged_medians(
+    samples: Sequence[Sequence[float]], reference: Sequence[float], reference_ms: float = 1.0
+) -> list[float]:
     """Each model's latency at the speed where the reference takes ``reference_ms``: the median over the rounds
     of its time over the reference's time in the same round, times ``reference_ms``. The reference is a gauge
     timed in every round (a layer; or, ``reference_ms`` 1, a series of speed ratios). Gauged round by round, a
@@ -230,8 +267,14 @@ def gauged_medians(samples: Sequence[Sequence[float]], reference: Sequence[float
     return [float(np.median(np.asarray(s, float) / ref)) * reference_ms for s in samples]
 
 
-DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
-          "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(double)": np.float64}
+DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(double)": np.float64,
+}
 
 
 @dataclass
@@ -254,8 +297,19 @@ class Kernel:
 
 
 #: kernels with a constant weight, and the input it is
-WEIGHT_INPUT = {"Conv": 1, "nchwc.Conv": 1, "FusedConv": 1, "Gemm": 1, "FusedGemm": 1, "MatMul": 1,
-                "FusedMatMul": 1, "QLinearConv": 3, "QGemm": 3, "QLinearMatMul": 3, "MatMulIntegerToFloat": 1}
+WEIGHT_INPUT = {
+    "Conv": 1,
+    "nchwc.Conv": 1,
+    "FusedConv": 1,
+    "Gemm": 1,
+    "FusedGemm": 1,
+    "MatMul": 1,
+    "FusedMatMul": 1,
+    "QLinearConv": 3,
+    "QGemm": 3,
+    "QLinearMatMul": 3,
+    "MatMulIntegerToFloat": 1,
+}
 
 
 def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[Kernel]:
@@ -275,15 +329,17 @@ def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[
             node.name = f"nasq_{i}_{node.op_type}" + ("_" * (f"nasq_{i}_{node.op_type}" in names))
     model = proto.SerializeToString()
     with tempfile.TemporaryDirectory() as tmp:
-        sess = session(model, threads=threads, optimized_path=Path(tmp) / "optimized.onnx",
-                       profile_prefix=Path(tmp) / "profile")
+        sess = session(
+            model, threads=threads, optimized_path=Path(tmp) / "optimized.onnx", profile_prefix=Path(tmp) / "profile"
+        )
         rng = np.random.default_rng(0)
         feed = {}
         for inp in sess.get_inputs():
             shape = [d if isinstance(d, int) else batch for d in inp.shape]
             dtype = DTYPES.get(inp.type, np.float32)
-            feed[inp.name] = (rng.standard_normal(shape) if np.issubdtype(dtype, np.floating)
-                              else rng.integers(0, 8, shape)).astype(dtype)
+            feed[inp.name] = (
+                rng.standard_normal(shape) if np.issubdtype(dtype, np.floating) else rng.integers(0, 8, shape)
+            ).astype(dtype)
         sess.run(None, feed)
         events = json.loads(Path(sess.end_profiling()).read_text())
         optimized = onnx.load(str(Path(tmp) / "optimized.onnx"))
@@ -291,27 +347,43 @@ def executed_kernels(model: bytes, *, threads: int = 1, batch: int = 1) -> list[
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             args = e["args"]
-            shapes[e["name"][:-len("_kernel_time")]] = (
+            shapes[e["name"][: -len("_kernel_time")]] = (
                 [next(iter(d.items())) for d in args.get("input_type_shape", [])],
-                [next(iter(d.items())) for d in args.get("output_type_shape", [])])
+                [next(iter(d.items())) for d in args.get("output_type_shape", [])],
+            )
     inits = {t.name: list(t.dims) for t in optimized.graph.initializer}
-    scalars = {t.name: float(numpy_helper.to_array(t).reshape(-1)[0]) for t in optimized.graph.initializer
-               if int(np.prod(t.dims)) == 1}
-    writer = {out: ("nchwc." if n.domain == "com.microsoft.nchwc" else "") + n.op_type
-              for n in optimized.graph.node for out in n.output}
+    scalars = {
+        t.name: float(numpy_helper.to_array(t).reshape(-1)[0])
+        for t in optimized.graph.initializer
+        if int(np.prod(t.dims)) == 1
+    }
+    writer = {
+        out: ("nchwc." if n.domain == "com.microsoft.nchwc" else "") + n.op_type
+        for n in optimized.graph.node
+        for out in n.output
+    }
     kernels = []
     for node in optimized.graph.node:
         if node.name not in shapes:
-            raise RuntimeError(f"node '{node.name}' ({node.op_type}) of the optimized graph did not show in the "
-                               "runtime's node profile")
+            raise RuntimeError(
+                f"node '{node.name}' ({node.op_type}) of the optimized graph did not show in the runtime's node profile"
+            )
         ins, outs = shapes[node.name]
         op = ("nchwc." if node.domain == "com.microsoft.nchwc" else "") + node.op_type
         at = WEIGHT_INPUT.get(op)
         weight = inits.get(node.input[at]) if at is not None and len(node.input) > at else None
         present = [name for name in node.input if name]  # the profile lists the inputs given
         activations = [(name, t, list(s)) for name, (t, s) in zip(present, ins) if name not in inits]
-        kernels.append(Kernel(node.name, op, {a.name: helper.get_attribute_value(a) for a in node.attribute},
-                              [(t, s) for _, t, s in activations], [(t, list(s)) for t, s in outs], weight,
-                              {i: scalars[name] for i, name in enumerate(node.input) if name in scalars},
-                              [writer.get(name, "") for name, _, _ in activations]))
+        kernels.append(
+            Kernel(
+                node.name,
+                op,
+                {a.name: helper.get_attribute_value(a) for a in node.attribute},
+                [(t, s) for _, t, s in activations],
+                [(t, list(s)) for t, s in outs],
+                weight,
+                {i: scalars[name] for i, name in enumerate(node.input) if name in scalars},
+                [writer.get(name, "") for name, _, _ in activations],
+            )
+        )
     return kernels

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ def zico(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     half = len(x) // 2
     if half < 1:
         raise ProxyError("zico needs at least two samples (two batches)")
-    per_batch = [_loss_grads(model, x[i * half:(i + 1) * half], y[i * half:(i + 1) * half]) for i in range(2)]
+    per_batch = [_loss_grads(model, x[i * half : (i + 1) * half], y[i * half : (i + 1) * half]) for i in range(2)]
     score = 0.0
     for grads in zip(*per_batch):
         g = torch.stack(grads).reshape(2, -1)
@@ -131,7 +131,11 @@ def zico(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 #: name -> proxy(model, x, y): higher should mean more accurate after training
 PROXIES: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], float]] = {
-    "grad-norm": grad_norm, "snip": snip, "synflow": synflow, "naswot": naswot, "zico": zico,
+    "grad-norm": grad_norm,
+    "snip": snip,
+    "synflow": synflow,
+    "naswot": naswot,
+    "zico": zico,
 }
 
 

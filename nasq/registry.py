@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from nasq.errors import NasqError
 

@@ -50,8 +50,16 @@ def architecture_key(candidate: dict) -> str:
 
 
 @torch.no_grad()
-def sensitivity_table(space, candidate: dict, weights: dict[str, torch.Tensor], data, *, seed: int,
-                      samples: int = 256, bn_samples: int = 1000) -> SensitivityTable:
+def sensitivity_table(
+    space,
+    candidate: dict,
+    weights: dict[str, torch.Tensor],
+    data,
+    *,
+    seed: int,
+    samples: int = 256,
+    bn_samples: int = 1000,
+) -> SensitivityTable:
     """The loss changes of the candidate's architecture (see the module docstring)."""
     import time
 

@@ -25,8 +25,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -69,8 +69,17 @@ def _bits(name: str) -> bool:
     return name.endswith((".w_bits", ".a_bits"))
 
 
-def train_supernet(space, data, *, epochs: float, qat_epochs: float, batch_size: int, lr: float, seed: int,
-                   log: Callable[[str], None] = print) -> tuple[dict[str, torch.Tensor], float]:
+def train_supernet(
+    space,
+    data,
+    *,
+    epochs: float,
+    qat_epochs: float,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, torch.Tensor], float]:
     """Train the space's supernet (see the module docstring); returns its weights and the seconds spent."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -88,13 +97,14 @@ def train_supernet(space, data, *, epochs: float, qat_epochs: float, batch_size:
     x_all, y_all = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
     gen = torch.Generator().manual_seed(seed)
     perm, pos = torch.randperm(n, generator=gen), 0
-    float_bits = lambda name, choices: max(choices) if _bits(name) else None  # noqa: E731
-    smallest = space.derive(lambda name, choices: max(choices) if _bits(name) or name.endswith(".prune")
-                            else min(choices))
+    float_bits = lambda name, choices: max(choices) if _bits(name) else None
+    smallest = space.derive(
+        lambda name, choices: max(choices) if _bits(name) or name.endswith(".prune") else min(choices)
+    )
     for step in range(total):
         if pos + batch_size > n:
             perm, pos = torch.randperm(n, generator=gen), 0
-        idx = perm[pos:pos + batch_size]
+        idx = perm[pos : pos + batch_size]
         pos += batch_size
         x, y = x_all[idx], y_all[idx]
         quantized = step >= float_steps
@@ -114,14 +124,17 @@ def train_supernet(space, data, *, epochs: float, qat_epochs: float, batch_size:
         opt.step()
         sched.step()
         if (step + 1) % 50 == 0 or step + 1 == total:
-            log(f"supernet: step {step + 1}/{total} ({'quantization-aware' if quantized else 'float'}), "
-                f"loss of the last sub-network {loss.item():.3f} ({time.perf_counter() - t0:.0f} s)")
+            log(
+                f"supernet: step {step + 1}/{total} ({'quantization-aware' if quantized else 'float'}), "
+                f"loss of the last sub-network {loss.item():.3f} ({time.perf_counter() - t0:.0f} s)"
+            )
     return {k: v.detach().clone() for k, v in weights.items()}, time.perf_counter() - t0
 
 
 @torch.no_grad()
-def inherited_network(space, candidate: dict, weights: dict[str, torch.Tensor], data, *, seed: int,
-                      bn_samples: int = 1000) -> nn.Module:
+def inherited_network(
+    space, candidate: dict, weights: dict[str, torch.Tensor], data, *, seed: int, bn_samples: int = 1000
+) -> nn.Module:
     """The candidate's float network (pruned) with inherited weights and its own BatchNorm statistics,
     re-estimated on ``bn_samples`` training images (shared statistics are wrong for every sub-network)."""
     torch.manual_seed(seed)
@@ -142,9 +155,18 @@ def inherited_network(space, candidate: dict, weights: dict[str, torch.Tensor], 
 
 
 @torch.no_grad()
-def evaluate(space, candidate: dict, weights: dict[str, torch.Tensor], data, *, seed: int,
-             bn_samples: int = 1000, finetune_epochs: float = 0.0, batch_size: int = 64,
-             finetune_lr: float = 3e-3) -> float:
+def evaluate(
+    space,
+    candidate: dict,
+    weights: dict[str, torch.Tensor],
+    data,
+    *,
+    seed: int,
+    bn_samples: int = 1000,
+    finetune_epochs: float = 0.0,
+    batch_size: int = 64,
+    finetune_lr: float = 3e-3,
+) -> float:
     """Validation accuracy of the candidate with inherited weights, pruned and quantized, after
     ``finetune_epochs`` of quantization-aware fine-tuning (none by default)."""
     from nasq.compress import fold_batchnorm
@@ -182,7 +204,9 @@ def load(path: Path, expected: str) -> tuple[dict[str, torch.Tensor], dict]:
         raise NasqError(f"'{path}' is not a nasq supernet checkpoint (format {FORMAT} expected)")
     meta = json.loads(blob["meta"])
     if meta.get("fingerprint") != expected:
-        raise NasqError(f"supernet checkpoint '{path}' was trained for space '{meta.get('space')}' with other "
-                        f"settings (fingerprint {meta.get('fingerprint')}); this run needs {expected}: train a new "
-                        "one (leave accuracy.supernet_path empty)")
+        raise NasqError(
+            f"supernet checkpoint '{path}' was trained for space '{meta.get('space')}' with other "
+            f"settings (fingerprint {meta.get('fingerprint')}); this run needs {expected}: train a new "
+            "one (leave accuracy.supernet_path empty)"
+        )
     return blob["weights"], meta

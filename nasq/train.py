@@ -33,20 +33,38 @@ class TrainSchedule:
     distill_weight: float = 0.9
 
 
-def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
-                      temperature: float, weight: float) -> torch.Tensor:
+def distillation_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *, temperature: float, weight: float
+) -> torch.Tensor:
     """Hinton et al.'s knowledge distillation: ``weight`` x T^2 x KL(teacher || student), both softened by
     temperature T, plus ``1 - weight`` x cross-entropy to the labels (T^2 keeps the soft term's gradients on the
     scale of the hard one's)."""
     t = temperature
-    soft = nn.functional.kl_div(nn.functional.log_softmax(logits / t, dim=1),
-                                nn.functional.log_softmax(teacher_logits / t, dim=1),
-                                reduction="batchmean", log_target=True) * t * t
+    soft = (
+        nn.functional.kl_div(
+            nn.functional.log_softmax(logits / t, dim=1),
+            nn.functional.log_softmax(teacher_logits / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * t
+        * t
+    )
     return weight * soft + (1.0 - weight) * nn.functional.cross_entropy(logits, labels)
 
 
-def train_steps(model: nn.Module, data: Split, epochs: float, *, batch_size: int, lr: float, seed: int,
-                teacher_logits: np.ndarray | None = None, temperature: float = 4.0, distill_weight: float = 0.9) -> None:
+def train_steps(
+    model: nn.Module,
+    data: Split,
+    epochs: float,
+    *,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    teacher_logits: np.ndarray | None = None,
+    temperature: float = 4.0,
+    distill_weight: float = 0.9,
+) -> None:
     """Adam with a one-cycle schedule; with ``teacher_logits`` (the teacher's outputs on ``data.x``, computed once:
     there is no augmentation), the loss is :func:`distillation_loss`."""
     steps = int(math.ceil(epochs * len(data.y) / batch_size))
@@ -82,8 +100,9 @@ def train_steps(model: nn.Module, data: Split, epochs: float, *, batch_size: int
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
-    return np.concatenate([model(torch.from_numpy(x[i : i + batch_size]).to(device)).cpu().numpy()
-                           for i in range(0, len(x), batch_size)])
+    return np.concatenate(
+        [model(torch.from_numpy(x[i : i + batch_size]).to(device)).cpu().numpy() for i in range(0, len(x), batch_size)]
+    )
 
 
 def accuracy(model: nn.Module, data: Split) -> float:
@@ -131,8 +150,14 @@ def compress_and_train(space, candidate: dict, data: Dataset, schedule: TrainSch
     model = model.cpu()
     compress(space, model, candidate, data.train, target)
     model = model.to(device)
-    train_steps(model, data.train, schedule.finetune_epochs, batch_size=schedule.batch_size,
-                lr=schedule.finetune_lr, seed=seed + 1)
+    train_steps(
+        model,
+        data.train,
+        schedule.finetune_epochs,
+        batch_size=schedule.batch_size,
+        lr=schedule.finetune_lr,
+        seed=seed + 1,
+    )
     return model.cpu(), time.perf_counter() - t0
 
 
@@ -141,8 +166,9 @@ def compress_and_train(space, candidate: dict, data: Dataset, schedule: TrainSch
 RECOVERY_SHARE = 0.5
 
 
-def _compress_trained(space, model: nn.Module, candidate: dict, data: Dataset, schedule: TrainSchedule, seed: int,
-                      target) -> nn.Module:
+def _compress_trained(
+    space, model: nn.Module, candidate: dict, data: Dataset, schedule: TrainSchedule, seed: int, target
+) -> nn.Module:
     """A candidate of a trained model: prune its trained weights, re-estimate the BatchNorm statistics, fine-tune in
     float and then quantization-aware, both distilled from the original; the QAT phase at a third of the rate (a
     trained model loses accuracy at the full one). An unpruned candidate spends all its epochs on the QAT phase."""
@@ -150,8 +176,12 @@ def _compress_trained(space, model: nn.Module, candidate: dict, data: Dataset, s
 
     device = training_device()
     teacher = predict_logits(space.teacher(), data.train.x)
-    distill = dict(teacher_logits=teacher, temperature=schedule.distill_temperature,
-                   distill_weight=schedule.distill_weight, batch_size=schedule.batch_size)
+    distill = dict(
+        teacher_logits=teacher,
+        temperature=schedule.distill_temperature,
+        distill_weight=schedule.distill_weight,
+        batch_size=schedule.batch_size,
+    )
     from nasq.spaces.base import restructured
 
     pruned = restructured(candidate)
@@ -160,8 +190,9 @@ def _compress_trained(space, model: nn.Module, candidate: dict, data: Dataset, s
         space.prune(model, candidate)
         recalibrate_batchnorm(model, data.train)
         model = model.to(device)
-        train_steps(model, data.train, schedule.finetune_epochs * recovery, lr=schedule.finetune_lr, seed=seed + 1,
-                    **distill)
+        train_steps(
+            model, data.train, schedule.finetune_epochs * recovery, lr=schedule.finetune_lr, seed=seed + 1, **distill
+        )
         model = model.cpu()
     space.fold_batchnorms(model)
     space.quantize(model, candidate)
@@ -169,8 +200,14 @@ def _compress_trained(space, model: nn.Module, candidate: dict, data: Dataset, s
         apply_int8_recipe(model, target, torch.from_numpy(data.train.x[:8]))
     calibrate(model, data.train)
     model = model.to(device)
-    train_steps(model, data.train, schedule.finetune_epochs * (1 - recovery), lr=schedule.finetune_lr / 3,
-                seed=seed + 2, **distill)
+    train_steps(
+        model,
+        data.train,
+        schedule.finetune_epochs * (1 - recovery),
+        lr=schedule.finetune_lr / 3,
+        seed=seed + 2,
+        **distill,
+    )
     return model.cpu()
 
 

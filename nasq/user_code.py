@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from nasq.errors import NasqError
 
@@ -30,6 +31,7 @@ def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
             module = sys.modules.get(mod_name)
             if module is None:
                 spec = importlib.util.spec_from_file_location(mod_name, path)
+                assert spec is not None and spec.loader is not None  # a .py file always has a loader
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[mod_name] = module
                 try:

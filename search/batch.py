@@ -20,12 +20,15 @@ per-layer costs it remembers, so a warm actor prices a candidate in well under a
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 
-def score_batch(space, predictors: dict[str, Any], encoder, candidates: Sequence[dict]) -> tuple[list[dict], np.ndarray]:
+def score_batch(
+    space, predictors: dict[str, Any], encoder, candidates: Sequence[dict]
+) -> tuple[list[dict], np.ndarray]:
     """Each candidate's :func:`nasq.search.driver.candidate_metrics` and (with an ``encoder``) its
     accuracy-predictor features, computing its layer list once."""
     from nasq.search.driver import candidate_metrics
@@ -51,7 +54,7 @@ class ScoringWorker:
         self.space = create_space(space) if isinstance(space, str) else space
         self.predictors = predictors_for(profiles)
         self.encoder = CandidateEncoder(self.space) if features else None
-        self._proxy_batch: Optional[tuple] = None  # (spec, x, y): the real batch the proxy sees
+        self._proxy_batch: tuple | None = None  # (spec, x, y): the real batch the proxy sees
 
     def score(self, candidates: list[dict]) -> tuple[list[dict], np.ndarray]:
         return score_batch(self.space, self.predictors, self.encoder, candidates)
@@ -74,7 +77,7 @@ class ScoringWorker:
         for candidate in candidates:
             try:
                 out.append(proxy_score(spec["name"], self.space, candidate, x, y, seed=spec["seed"]))
-            except Exception:  # noqa: BLE001 - a dead network (EstimateError), or one the proxy crashes on: last
+            except Exception:
                 out.append(-math.inf)
         return out
 
@@ -91,12 +94,13 @@ class BatchScorer:
         >>> metrics, features = scorer.score(candidates)               # doctest: +SKIP
     """
 
-    def __init__(self, space, profiles: dict[str, dict], *, workers: int = 2, batch_size: int = 250,
-                 features: bool = True) -> None:
+    def __init__(
+        self, space, profiles: dict[str, dict], *, workers: int = 2, batch_size: int = 250, features: bool = True
+    ) -> None:
         self.space, self.profiles = space, profiles
         self.workers, self.batch_size, self.features = int(workers), max(1, int(batch_size)), features
-        self._actors: Optional[list] = None
-        self._local: Optional[ScoringWorker] = None
+        self._actors: list | None = None
+        self._local: ScoringWorker | None = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_actors": None, "_local": None}
@@ -130,7 +134,7 @@ class BatchScorer:
         import ray
 
         actors = self._start()
-        chunks = [candidates[i:i + self.batch_size] for i in range(0, len(candidates), self.batch_size)]
+        chunks = [candidates[i : i + self.batch_size] for i in range(0, len(candidates), self.batch_size)]
         parts = ray.get([actors[i % len(actors)].score.remote(chunk) for i, chunk in enumerate(chunks)])
         metrics = [m for part, _ in parts for m in part]
         return metrics, np.concatenate([f for _, f in parts])
@@ -146,7 +150,7 @@ class BatchScorer:
 
         actors = self._start()
         size = -(-len(candidates) // len(actors))
-        chunks = [candidates[i:i + size] for i in range(0, len(candidates), size)]
+        chunks = [candidates[i : i + size] for i in range(0, len(candidates), size)]
         parts = ray.get([actors[i].proxies.remote(chunk, spec) for i, chunk in enumerate(chunks)])
         return [v for part in parts for v in part]
 

@@ -10,7 +10,8 @@ their ``constraints_func`` (Optuna's constrained TPE and NSGA-II rank feasible c
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 #: the metrics a bound can be set on, as candidate_metrics names them (latency per target)
 BOUND_METRICS = ("latency_ms", "size_bytes", "bitops")
@@ -55,7 +56,7 @@ class ConstraintCheck:
         self.space, self.profiles, self.constraints = space, profiles, dict(constraints)
         self.targets = list(profiles)
         self.skipped = 0
-        self._predictors: Optional[dict] = None
+        self._predictors: dict | None = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_predictors": None}

@@ -17,25 +17,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import math
 import os
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ray.tune import Callback
 
 from nasq import __version__
 from nasq.config import ExperimentConfig, config_from_dict
 from nasq.errors import NasqError
-from nasq.fileio import LOCK_FILE, RunLock, check_writable_dir, read_text, write_json_atomic
+from nasq.fileio import LOCK_FILE, RunLock, check_writable_dir, write_json_atomic
 from nasq.search.constraints import infeasible_targets
-from nasq.search.results import ResultsTable, pareto_front, pareto_plot_path, plot_pareto, score_text
 from nasq.search.reaper import reap_when_gone
-from nasq.search.run_dir import RUN_MARKER, TUNE_DIR, load_run  # noqa: F401 (load_run: callers import it here too)
+from nasq.search.results import ResultsTable, pareto_front, pareto_plot_path, plot_pareto, score_text
+from nasq.search.run_dir import RUN_MARKER, TUNE_DIR, load_run
 
 
 def objective_names(targets: list[str]) -> list[str]:
@@ -49,6 +48,7 @@ def objective_modes(targets: list[str]) -> list[str]:
 
 # --- the trial (runs in a Ray worker) ------------------------------------------------------------
 
+
 def candidate_metrics(space, candidate: dict, predictors: dict[str, Any], layers=None) -> dict[str, Any]:
     """Everything about a candidate that needs no training: predicted latencies and sizes (``layers``:
     the candidate's layer list, when the caller has it already)."""
@@ -56,8 +56,9 @@ def candidate_metrics(space, candidate: dict, predictors: dict[str, Any], layers
 
     layers = space.layers(candidate) if layers is None else layers
     counts = layer_counts(layers)
-    out: dict[str, Any] = {f"latency_ms.{t}": p.predict_candidate(space, candidate, layers).total_ms
-                           for t, p in predictors.items()}
+    out: dict[str, Any] = {
+        f"latency_ms.{t}": p.predict_candidate(space, candidate, layers).total_ms for t, p in predictors.items()
+    }
     out.update(params=counts["params"], macs=counts["flops"], bitops=counts["bitops"], size_bytes=counts["size_bytes"])
     return out
 
@@ -79,12 +80,33 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     key = canonical_key(candidate)
     import ray
 
-    metrics: dict[str, Any] = {"key": key, "cid": candidate_id(candidate), "status": "ok", "reason": "",
-                               "node": ray.get_runtime_context().get_node_id()}  # which Ray node evaluated it
+    metrics: dict[str, Any] = {
+        "key": key,
+        "cid": candidate_id(candidate),
+        "status": "ok",
+        "reason": "",
+        "node": ray.get_runtime_context().get_node_id(),
+    }  # which Ray node evaluated it
     previous = _finished_row(settings.get("run_dir"), metrics["cid"])
     if previous is not None:  # finished before a crash of the driver: report it again, never re-evaluate
-        metrics.update({k: previous.get(k) for k in ("status", "reason", "score", "accuracy", "cost_s", "estimate", "params",
-                                                     "macs", "bitops", "size_bytes", "fidelity")})
+        metrics.update(
+            {
+                k: previous.get(k)
+                for k in (
+                    "status",
+                    "reason",
+                    "score",
+                    "accuracy",
+                    "cost_s",
+                    "estimate",
+                    "params",
+                    "macs",
+                    "bitops",
+                    "size_bytes",
+                    "fidelity",
+                )
+            }
+        )
         metrics.update({f"latency_ms.{t}": v for t, v in previous["latency_ms"].items()}, reused=True)
         metrics = {k: (float("nan") if v is None else v) for k, v in metrics.items()}
         tune.report(metrics)
@@ -104,11 +126,19 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
         name, spent = cfg.accuracy.estimate, 0.0
         levels = fidelities(cfg.accuracy)
         for rung, fraction in enumerate(levels):  # one level without a schedule; ASHA may stop us after any
-            estimate = ESTIMATES.create(name, config=at_fidelity(cfg.accuracy, fraction), run_dir=settings.get("run_dir"))
+            estimate = ESTIMATES.create(
+                name, config=at_fidelity(cfg.accuracy, fraction), run_dir=settings.get("run_dir")
+            )
             est = estimate.run(space, candidate, data, seed=cfg.seed, name=name)
             spent += est.cost_s
-            metrics.update(score=est.score, accuracy=float("nan") if est.accuracy is None else est.accuracy,
-                           cost_s=spent, estimate=name, fidelity=fraction, rung=rung)
+            metrics.update(
+                score=est.score,
+                accuracy=float("nan") if est.accuracy is None else est.accuracy,
+                cost_s=spent,
+                estimate=name,
+                fidelity=fraction,
+                rung=rung,
+            )
             if rung < len(levels) - 1:
                 tune.report(metrics)
     except Exception as exc:  # a crashing candidate is recorded as failed; the search goes on
@@ -118,7 +148,7 @@ def evaluate_candidate(config: dict, settings: dict) -> None:
     tune.report(metrics)
 
 
-def _finished_row(run_dir: Optional[str], cid: str) -> Optional[dict]:
+def _finished_row(run_dir: str | None, cid: str) -> dict | None:
     """The results row of a candidate finished earlier in this run, when the run dir is visible here."""
     if not run_dir or not (Path(run_dir) / "results.jsonl").exists():
         return None
@@ -129,12 +159,17 @@ def _finished_row(run_dir: Optional[str], cid: str) -> Optional[dict]:
 
 # --- the driver ----------------------------------------------------------------------------------
 
-def proxy_spec(cfg: ExperimentConfig) -> Optional[dict]:
+
+def proxy_spec(cfg: ExperimentConfig) -> dict | None:
     """The evolution's zero-cost proxy and the batch of real training data it sees (None: no proxy)."""
     if not cfg.search.screen_proxy:
         return None
-    return {"name": cfg.search.screen_proxy, "config": cfg.to_dict(), "batch_size": cfg.accuracy.proxy_batch_size,
-            "seed": cfg.seed}
+    return {
+        "name": cfg.search.screen_proxy,
+        "config": cfg.to_dict(),
+        "batch_size": cfg.accuracy.proxy_batch_size,
+        "seed": cfg.seed,
+    }
 
 
 def start_points(cfg: ExperimentConfig, space) -> list[dict]:
@@ -177,21 +212,38 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
     if cfg.search.sampler == "evolution":
         from nasq.search.evolution import PredictorEvolution
 
-        inner = PredictorEvolution(space, profiles, metric=objectives, mode=modes, seed=cfg.seed,
-                                   pool_size=cfg.search.screen_pool, startup=cfg.search.screen_startup,
-                                   screen_every=cfg.search.screen_every, screen_workers=cfg.search.screen_workers,
-                                   bounded_share=cfg.search.screen_bounded_share, explore=cfg.search.screen_explore,
-                                   points_to_evaluate=starts,
-                                   constraints=cfg.constraints, proxy=proxy_spec(cfg),
-                                   proxy_pool=cfg.search.screen_proxy_pool, shortlist=cfg.search.screen_shortlist)
+        inner = PredictorEvolution(
+            space,
+            profiles,
+            metric=objectives,
+            mode=modes,
+            seed=cfg.seed,
+            pool_size=cfg.search.screen_pool,
+            startup=cfg.search.screen_startup,
+            screen_every=cfg.search.screen_every,
+            screen_workers=cfg.search.screen_workers,
+            bounded_share=cfg.search.screen_bounded_share,
+            explore=cfg.search.screen_explore,
+            points_to_evaluate=starts,
+            constraints=cfg.constraints,
+            proxy=proxy_spec(cfg),
+            proxy_pool=cfg.search.screen_proxy_pool,
+            shortlist=cfg.search.screen_shortlist,
+        )
     else:
         from nasq.search.samplers import make_sampler
 
         sampler = make_sampler(cfg.search.sampler, cfg.seed, check.optuna_constraints if check else None)
-        inner = OptunaSearch(space=space.define, metric=objectives, mode=modes, sampler=sampler,
-                             points_to_evaluate=starts or None)
-    return DedupSearcher(inner, space, objectives=objectives, check=check,
-                         front_variants=int(cfg.search.front_variants * cfg.search.num_candidates))
+        inner = OptunaSearch(
+            space=space.define, metric=objectives, mode=modes, sampler=sampler, points_to_evaluate=starts or None
+        )
+    return DedupSearcher(
+        inner,
+        space,
+        objectives=objectives,
+        check=check,
+        front_variants=int(cfg.search.front_variants * cfg.search.num_candidates),
+    )
 
 
 def build_scheduler(cfg: ExperimentConfig):
@@ -201,8 +253,12 @@ def build_scheduler(cfg: ExperimentConfig):
     from nasq.search.scheduler import MultiObjectiveASHA
 
     objectives = objective_names(list(cfg.targets))
-    return MultiObjectiveASHA(objectives, objective_modes(list(cfg.targets)), rungs=cfg.accuracy.rungs,
-                              reduction_factor=cfg.accuracy.reduction_factor)
+    return MultiObjectiveASHA(
+        objectives,
+        objective_modes(list(cfg.targets)),
+        rungs=cfg.accuracy.rungs,
+        reduction_factor=cfg.accuracy.reduction_factor,
+    )
 
 
 def _clean(value: Any) -> Any:
@@ -212,11 +268,11 @@ def _clean(value: Any) -> Any:
 class ResultsCallback(Callback):
     """Writes one results row per finished trial, prints progress, refreshes the Pareto plots."""
 
-    def __init__(self, run_dir: str, targets: list[str], total: int, constraints: Optional[dict] = None) -> None:
+    def __init__(self, run_dir: str, targets: list[str], total: int, constraints: dict | None = None) -> None:
         self.run_dir, self.targets, self.total = run_dir, targets, total
         self.constraints = constraints or {}
 
-    def _record(self, trial, result: Optional[dict], error: str = "", running: int = 0) -> None:
+    def _record(self, trial, result: dict | None, error: str = "", running: int = 0) -> None:
         table = ResultsTable(self.run_dir, self.targets)
         result = result or {}
         candidate = {k: v for k, v in trial.config.items()}
@@ -234,15 +290,16 @@ class ResultsCallback(Callback):
             "accuracy": _clean(result.get("accuracy")),
             "latency_ms": {t: _clean(result.get(f"latency_ms.{t}")) for t in self.targets},
             # the price of the candidate's layer list alone, where latency_ms is its exported graph's
-            "layers_latency_ms": {t: _clean(result[f"layers_latency_ms.{t}"]) for t in self.targets
-                                  if f"layers_latency_ms.{t}" in result},
+            "layers_latency_ms": {
+                t: _clean(result[f"layers_latency_ms.{t}"]) for t in self.targets if f"layers_latency_ms.{t}" in result
+            },
             "estimate": result.get("estimate"),
             "reused": bool(result.get("reused", False)),
             "node": result.get("node"),
             **{k: _clean(result.get(k)) for k in ("cost_s", "fidelity", "params", "macs", "bitops", "size_bytes")},
             "infeasible": infeasible_targets(self.constraints, result) if status in ("ok", "stopped") else [],
             "trial_id": trial.trial_id,
-            "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         if any(r["cid"] == row["cid"] for r in table.rows()):  # finished before a restart: recorded once
             print(f"{row['cid']} was finished before the restart; its row stands", flush=True)
@@ -264,8 +321,9 @@ class ResultsCallback(Callback):
             front = pareto_front(rows, t)
             if front:
                 best.append(f"{t}: front {len(front)}, best {score_text(front[-1])}")
-        counts = (f"done {done}, " + (f"stopped early {stopped}, " if stopped else "") + f"failed {failed}, "
-                  f"running {running}")
+        counts = (
+            f"done {done}, " + (f"stopped early {stopped}, " if stopped else "") + f"failed {failed}, running {running}"
+        )
         print(f"{line} | {counts} | " + "; ".join(best), flush=True)
         for t in self.targets:
             if pareto_front(rows, t):
@@ -321,7 +379,7 @@ class _quiet_stderr:
 LOCAL_RAY_ATTEMPTS = 3
 
 
-def _init_ray(address: Optional[str], runtime_env: Optional[dict] = None) -> None:
+def _init_ray(address: str | None, runtime_env: dict | None = None) -> None:
     """Connect to the cluster at ``address``, else start an embedded local Ray; ``runtime_env``: the job's (the
     user's code folders, :func:`nasq.experiment.runtime_env`)."""
     import logging
@@ -345,8 +403,13 @@ def _init_ray(address: Optional[str], runtime_env: Optional[dict] = None) -> Non
                 try:
                     # address "local": a new instance, never a cluster `ray start` left on this machine (a stale
                     # /tmp/ray/ray_current_cluster made ray.init() wait on a dead one)
-                    ray.init(address="local", logging_level=logging.WARNING, include_dashboard=False,
-                             log_to_driver=False, runtime_env=runtime_env)
+                    ray.init(
+                        address="local",
+                        logging_level=logging.WARNING,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        runtime_env=runtime_env,
+                    )
                     reap_when_gone()  # its agents and workers die with this driver, even a SIGKILLed one
                     break
                 except Exception as exc:  # Ray raises a bare Exception when its raylet misses the 30 s it is given
@@ -355,14 +418,22 @@ def _init_ray(address: Optional[str], runtime_env: Optional[dict] = None) -> Non
                     ray.shutdown()  # an overloaded machine: start again rather than give up the search
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"Ray cluster at '{address}'" if address else "a local Ray instance"
-        hint = ("; check the address, and that this shell has the cluster's token (RAY_AUTH_MODE=token with "
-                "RAY_AUTH_TOKEN, or ~/.ray/auth_token)") if address else ""
+        hint = (
+            (
+                "; check the address, and that this shell has the cluster's token (RAY_AUTH_MODE=token with "
+                "RAY_AUTH_TOKEN, or ~/.ray/auth_token)"
+            )
+            if address
+            else ""
+        )
         raise NasqError(f"cannot connect to {where}: {str(exc).splitlines()[0]}{hint}") from None
     except Exception as exc:
         if "timed out during startup" not in str(exc):
             raise
-        raise NasqError(f"a local Ray instance did not start ({LOCAL_RAY_ATTEMPTS} attempts): "
-                        f"{str(exc).splitlines()[0]} Is the machine overloaded?") from None
+        raise NasqError(
+            f"a local Ray instance did not start ({LOCAL_RAY_ATTEMPTS} attempts): "
+            f"{str(exc).splitlines()[0]} Is the machine overloaded?"
+        ) from None
 
 
 def _trainable(settings: dict, cpus: float, gpus: float = 0.0):
@@ -377,8 +448,7 @@ def new_run_dir(cfg: ExperimentConfig) -> Path:
     return Path(cfg.output_dir) / f"{cfg.name}-{stamp}"
 
 
-def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address: Optional[str] = None,
-               module=None) -> Path:
+def run_search(cfg: ExperimentConfig, *, run_dir: Path | None = None, address: str | None = None, module=None) -> Path:
     """Start a new search; returns its run directory. ``module``: the trained model itself, handed over in Python
     (:func:`nasq.api.compress_model`); it travels to the trials with their settings."""
     from nasq.config import check_references
@@ -406,8 +476,12 @@ def run_search(cfg: ExperimentConfig, *, run_dir: Optional[Path] = None, address
     check_writable_dir(run_dir, "run directory")
     run_dir = run_dir.resolve()
     profiles = {t: prof.data for t, prof in targets.items()}
-    marker = {"nasq_version": __version__, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "config": cfg.to_dict(), "profiles": profiles}
+    marker = {
+        "nasq_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "config": cfg.to_dict(),
+        "profiles": profiles,
+    }
     with RunLock(run_dir):  # one writer per run directory, for the whole search
         if (run_dir / RUN_MARKER).exists():  # another driver got here between our check and our lock
             raise NasqError(f"run directory '{run_dir}' already holds a run; resume it with --resume")
@@ -428,9 +502,12 @@ def with_native_bits(cfg: ExperimentConfig, profiles: dict) -> ExperimentConfig:
     kept = native_bits(cfg.model.bits, profiles.values())
     dropped = [b for b in cfg.model.bits if b not in kept]
     if dropped:
-        print(f"model.bits: {', '.join(map(str, dropped))} left out: no target runs them natively "
-              f"({', '.join(f'{t}: {describe_native(p)}' for t, p in profiles.items())}); searching "
-              f"{', '.join(map(str, kept))}", flush=True)
+        print(
+            f"model.bits: {', '.join(map(str, dropped))} left out: no target runs them natively "
+            f"({', '.join(f'{t}: {describe_native(p)}' for t, p in profiles.items())}); searching "
+            f"{', '.join(map(str, kept))}",
+            flush=True,
+        )
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, bits=kept))
 
 
@@ -452,18 +529,22 @@ def check_model_and_data(cfg: ExperimentConfig, module=None):
     data = dataset_for(cfg)
     who = "the model" if cfg.space == "from-model" else f"space {cfg.space}"
     if tuple(space.input_shape) != data.input_shape:
-        raise NasqError(f"the data's samples are {list(data.input_shape)}, but {who} takes input shape "
-                        f"{list(space.input_shape)}")
+        raise NasqError(
+            f"the data's samples are {list(data.input_shape)}, but {who} takes input shape {list(space.input_shape)}"
+        )
     if space.num_classes != data.num_classes:
-        raise NasqError(f"{who} gives {space.num_classes} outputs, but data {cfg.data.dataset} has "
-                        f"{data.num_classes} classes")
+        raise NasqError(
+            f"{who} gives {space.num_classes} outputs, but data {cfg.data.dataset} has {data.num_classes} classes"
+        )
     if cfg.space == "from-model":
         info = space.describe()
-        print(f"model {cfg.model.factory}: {len(info['layers'])} layers to quantize, {len(info['groups'])} channel "
-              f"groups to prune, {info['batchnorms_folded']} BatchNorms folded, {len(info['removable_blocks'])} "
-              "residual blocks that may be removed"
-              + (f"; left as they are: {', '.join(info['left_as_they_are'])}" if info["left_as_they_are"] else ""),
-              flush=True)
+        print(
+            f"model {cfg.model.factory}: {len(info['layers'])} layers to quantize, {len(info['groups'])} channel "
+            f"groups to prune, {info['batchnorms_folded']} BatchNorms folded, {len(info['removable_blocks'])} "
+            "residual blocks that may be removed"
+            + (f"; left as they are: {', '.join(info['left_as_they_are'])}" if info["left_as_they_are"] else ""),
+            flush=True,
+        )
     return space
 
 
@@ -474,7 +555,7 @@ def warn_about_other_machines(profiles: dict) -> None:
             print(f"{warning}; `nasq best` will not measure it here", file=sys.stderr, flush=True)
 
 
-def resume_search(run_dir: Path | str, *, address: Optional[str] = None, module=None) -> Path:
+def resume_search(run_dir: Path | str, *, address: str | None = None, module=None) -> Path:
     """Go on with a search; ``module``: the model, for a run whose model was handed over in Python."""
     run_dir, marker, _ = load_run(run_dir)
     made_by = marker.get("nasq_version")
@@ -497,14 +578,19 @@ def resume_search(run_dir: Path | str, *, address: Optional[str] = None, module=
         return _run(run_dir, marker, address, restore=True, module=module)
 
 
-def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool, module=None) -> Path:
+def _run(run_dir: Path, marker: dict, address: str | None, *, restore: bool, module=None) -> Path:
     cfg = config_from_dict(marker["config"], "run config")
     from nasq.experiment import runtime_env, space_for, weights_data
 
     weights = weights_data(cfg)  # trials get the trained weights with their settings, wherever they run
     space = space_for(cfg, weights, module)  # (a model handed over in Python, missing: said here, in one line)
-    settings = {"config": marker["config"], "profiles": marker["profiles"], "run_dir": str(run_dir), "weights": weights,
-                "module": module}
+    settings = {
+        "config": marker["config"],
+        "profiles": marker["profiles"],
+        "run_dir": str(run_dir),
+        "weights": weights,
+        "module": module,
+    }
     _init_ray(address, runtime_env(cfg))
     from ray import tune
 
@@ -518,32 +604,52 @@ def _run(run_dir: Path, marker: dict, address: Optional[str], *, restore: bool, 
         tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         print(f"run directory: {run_dir}", flush=True)
-        print(f"searching {cfg.search.num_candidates} candidates of '{space.name}' for targets "
-              f"{', '.join(cfg.targets)} with {cfg.search.sampler} ({cfg.search.max_concurrent} at a time)", flush=True)
+        print(
+            f"searching {cfg.search.num_candidates} candidates of '{space.name}' for targets "
+            f"{', '.join(cfg.targets)} with {cfg.search.sampler} ({cfg.search.max_concurrent} at a time)",
+            flush=True,
+        )
         searcher = build_searcher(cfg, space, marker["profiles"])
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=build_scheduler(cfg),
-                                        num_samples=cfg.search.num_candidates,
-                                        max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=False),
-            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(run_dir), verbose=0,
-                                      callbacks=[ResultsCallback(str(run_dir), list(cfg.targets),
-                                                                 cfg.search.num_candidates, cfg.constraints)],
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=build_scheduler(cfg),
+                num_samples=cfg.search.num_candidates,
+                max_concurrent_trials=cfg.search.max_concurrent,
+                reuse_actors=False,
+            ),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR,
+                storage_path=str(run_dir),
+                verbose=0,
+                callbacks=[
+                    ResultsCallback(str(run_dir), list(cfg.targets), cfg.search.num_candidates, cfg.constraints)
+                ],
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
         )
     tuner.fit()
     check = getattr(searcher, "check", None)
     if check is not None and check.skipped:
-        print(f"constraints: {check.skipped} suggestions met no target's bounds and were answered without a trial",
-              flush=True)
+        print(
+            f"constraints: {check.skipped} suggestions met no target's bounds and were answered without a trial",
+            flush=True,
+        )
     screen = getattr(searcher, "inner", None) if not restore else None
     if getattr(screen, "screened", 0):
-        print(f"evolution: the predictors screened {screen.screened} candidates; the accuracy predictor was "
-              f"refitted {screen.refits} times, last on {screen.pool_fitted_on} results", flush=True)
+        print(
+            f"evolution: the predictors screened {screen.screened} candidates; the accuracy predictor was "
+            f"refitted {screen.refits} times, last on {screen.pool_fitted_on} results",
+            flush=True,
+        )
         if getattr(screen, "proxy", None):
-            print(f"evolution: the zero-cost proxy {screen.proxy['name']} was computed for {screen.proxied} "
-                  f"candidates (the startup pool, the evaluated ones and each screen's shortlist); it could not rank "
-                  f"{screen.unranked} of them (dead networks, or it failed on them), which it ranked last", flush=True)
+            print(
+                f"evolution: the zero-cost proxy {screen.proxy['name']} was computed for {screen.proxied} "
+                f"candidates (the startup pool, the evaluated ones and each screen's shortlist); it could not rank "
+                f"{screen.unranked} of them (dead networks, or it failed on them), which it ranked last",
+                flush=True,
+            )
     summarize(run_dir, cfg, time.time() - t0)
     return run_dir
 
@@ -571,12 +677,16 @@ def summarize(run_dir: Path, cfg: ExperimentConfig, elapsed_s: float) -> None:
     ok = sum(r["status"] == "ok" for r in rows)
     stopped = sum(r["status"] == "stopped" for r in rows)
     early = f", {stopped} stopped early by the fidelity schedule" if stopped else ""
-    print(f"\n{len(rows)} candidates evaluated ({ok} ok{early}, {len(rows) - ok - stopped} failed) in {elapsed_s:.0f} s")
+    print(
+        f"\n{len(rows)} candidates evaluated ({ok} ok{early}, {len(rows) - ok - stopped} failed) in {elapsed_s:.0f} s"
+    )
     fronts = {}
     for t in cfg.targets:
         front = pareto_front(rows, t)
-        fronts[t] = [{"cid": r["cid"], "score": r["score"], "accuracy": r.get("accuracy"),
-                      "latency_ms": r["latency_ms"][t]} for r in front]
+        fronts[t] = [
+            {"cid": r["cid"], "score": r["score"], "accuracy": r.get("accuracy"), "latency_ms": r["latency_ms"][t]}
+            for r in front
+        ]
         print(f"\nPareto front for {t} ({cfg.accuracy.estimate} score vs predicted latency):")
         print(f"  {'cid':<14}{'score':>10}{'latency_ms':>12}")
         for r in front:

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Dict, NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 from ray.tune.search import Searcher
@@ -128,18 +128,33 @@ class PredictorEvolution(Searcher):
     bounded_share = 0.5  # what a search pickled before the option existed keeps doing on resume
     GLOBAL_SHARE = 0.25  # of the first generation: random candidates, not children
     # what a search pickled before the proxy existed keeps on resume: no proxy
-    proxy: Optional[dict] = None
-    warm: Optional[list] = None
+    proxy: dict | None = None
+    warm: list | None = None
     proxied = unranked = 0
     KAPPA = 2.0  # exploration's upper bound: the mean plus this many standard deviations
     wide = None  # the last screen's pool and half as many random candidates, with their features, for exploration
     explored = 0  # exploration turns taken
 
-    def __init__(self, space: SearchSpace, profiles: dict[str, dict], *, metric: list[str], mode: list[str],
-                 seed: int = 0, pool_size: int = 2000, startup: int = 8, screen_every: int = 1, screen_workers: int = 0,
-                 explore: float = 0.25, bounded_share: float = 0.75,
-                 points_to_evaluate: Optional[list[dict]] = None, constraints: Optional[dict] = None,
-                 proxy: Optional[dict] = None, proxy_pool: int = 64, shortlist: int = 32) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        profiles: dict[str, dict],
+        *,
+        metric: list[str],
+        mode: list[str],
+        seed: int = 0,
+        pool_size: int = 2000,
+        startup: int = 8,
+        screen_every: int = 1,
+        screen_workers: int = 0,
+        explore: float = 0.25,
+        bounded_share: float = 0.75,
+        points_to_evaluate: list[dict] | None = None,
+        constraints: dict | None = None,
+        proxy: dict | None = None,
+        proxy_pool: int = 64,
+        shortlist: int = 32,
+    ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.space, self.profiles = space, profiles
         self.targets = list(profiles)
@@ -178,7 +193,7 @@ class PredictorEvolution(Searcher):
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
 
-    def suggest(self, trial_id: str) -> Optional[Dict]:
+    def suggest(self, trial_id: str) -> dict | None:
         if self.starts:
             return self._take(trial_id, self.starts.pop(0))
         if len(self.scored) < max(self.startup, self._min_rows()):
@@ -198,7 +213,7 @@ class PredictorEvolution(Searcher):
         self.believed[trial_id] = choice
         return self._take(trial_id, choice.candidate)
 
-    def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         candidate = self.suggested.pop(trial_id, None)
         self.believed.pop(trial_id, None)
         if candidate is None or error or not result or result.get("infeasible") or result.get("fidelity", 1.0) < 1.0:
@@ -335,7 +350,7 @@ class PredictorEvolution(Searcher):
             per_target = [self._gains(t, generation) for t in self.targets]
             gains = [max(g) for g in zip(*per_target)]
             ranked = [e for _, e in sorted(zip(gains, generation), key=lambda x: -x[0])]
-            seeds = list(parents.values()) + [e.candidate for e in ranked[:max(2, len(ranked) // 10)]]
+            seeds = list(parents.values()) + [e.candidate for e in ranked[: max(2, len(ranked) // 10)]]
         if self.explore > 0:  # exploration ranks the pool and half as many random candidates by an upper bound
             wide, x = self._predict(self._randoms(len(pool) // 2, taken, tries=2 * len(pool)))
             self.wide = (pool + wide, np.concatenate([*features, x]) if wide else np.concatenate(features))
@@ -361,7 +376,7 @@ class PredictorEvolution(Searcher):
         floor = (min(finite) - (max(finite) - min(finite)) - 1.0) if finite else 0.0
         return np.array([[v if math.isfinite(v) else floor, float(not math.isfinite(v))] for v in values])
 
-    def _warm_start(self) -> Optional[dict]:
+    def _warm_start(self) -> dict | None:
         """The next startup candidate: the best by proxy among random ones within the bounds."""
         if self.warm is None:
             entries: list[Entry] = []
@@ -372,7 +387,7 @@ class PredictorEvolution(Searcher):
                 entries += [e for e in (self._entry(c, 0.0, m) for c, m in zip(drawn, metrics)) if e.feasible]
                 if len(entries) >= self.proxy_pool or not drawn:
                     break
-            entries = entries[:self.proxy_pool]
+            entries = entries[: self.proxy_pool]
             values = self._proxy_of([e.candidate for e in entries])
             entries = [e._replace(score=v) for e, v in zip(entries, values)]
             per_target = []
@@ -389,7 +404,7 @@ class PredictorEvolution(Searcher):
             for rest in per_target:
                 for e in rest:
                     order.setdefault(canonical_key(e.candidate), e.candidate)
-            self.warm = list(order.values())[:self.startup]
+            self.warm = list(order.values())[: self.startup]
         while self.warm:
             candidate = self.warm.pop(0)
             if canonical_key(candidate) not in self.seen:
@@ -405,19 +420,22 @@ class PredictorEvolution(Searcher):
             mine = [e for e in pool if t in e.feasible]
             gains = self._gains(t, mine)
             by_gain = [e for _, e in sorted(zip(gains, mine), key=lambda x: -x[0])]
-            for e in sorted(mine, key=lambda e: -e.score)[:half] + by_gain[:self.shortlist - half]:
+            for e in sorted(mine, key=lambda e: -e.score)[:half] + by_gain[: self.shortlist - half]:
                 chosen.setdefault(canonical_key(e.candidate), e)
         if not chosen:
             return pool
         shortlist = list(chosen.values())
         values = self._proxy_of([e.candidate for e in self.scored + shortlist])  # one batch
-        scored_values, values = values[:len(self.scored)], values[len(self.scored):]
+        scored_values, values = values[: len(self.scored)], values[len(self.scored) :]
         if self._with_proxy is None:
             from nasq.accuracy_predictor import AccuracyPredictor
 
             self._with_proxy = AccuracyPredictor(self.space, seed=self.seed)
-        model = self._with_proxy.fit([e.candidate for e in self.scored], [e.score for e in self.scored],
-                                     extra=self._proxy_features(scored_values))
+        model = self._with_proxy.fit(
+            [e.candidate for e in self.scored],
+            [e.score for e in self.scored],
+            extra=self._proxy_features(scored_values),
+        )
         scores = model.predict([e.candidate for e in shortlist], extra=self._proxy_features(values))
         return [e._replace(score=float(s)) for e, s in zip(shortlist, scores)]
 
@@ -442,10 +460,12 @@ class PredictorEvolution(Searcher):
         ref = (min(p[0] for p in pts) - 1e-3 * (abs(min(p[0] for p in pts)) + 1), min(p[1] for p in pts) - 0.1)
         base = hypervolume_2d(pts, ref)
         front = front_2d(pts)
-        return [hypervolume_2d(front + [self._point(e, target)], ref) - base if target in e.feasible else 0.0
-                for e in predicted]
+        return [
+            hypervolume_2d(front + [self._point(e, target)], ref) - base if target in e.feasible else 0.0
+            for e in predicted
+        ]
 
-    def _explore_pick(self) -> Optional[Entry]:
+    def _explore_pick(self) -> Entry | None:
         """An exploration turn (targets in turn): the unseen candidate of the last screen's wide pool with the
         highest upper confidence bound on its score (:meth:`AccuracyPredictor.upper_bound`) within the target's
         bounds; for a target without bounds, the largest hypervolume gain at that bound."""
@@ -466,7 +486,7 @@ class PredictorEvolution(Searcher):
         gains = self._gains(target, hopes)
         return hopes[max(range(len(hopes)), key=lambda i: (gains[i], hopes[i].score))]
 
-    def _best_in_pool(self) -> Optional[Entry]:
+    def _best_in_pool(self) -> Entry | None:
         target = self.targets[self.turn % len(self.targets)]
         k = self.turn // len(self.targets)  # this target's k-th turn: APQ's rule on bounded_share of them, evenly
         bounded = target in self.constraints and int((k + 1) * self.bounded_share) > int(k * self.bounded_share)

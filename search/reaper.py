@@ -26,9 +26,14 @@ def reap_when_gone(pid: int | None = None) -> None:
     pid = os.getpid() if pid is None else pid
     if pid in _watchers and _watchers[pid].poll() is None:
         return
-    _watchers[pid] = subprocess.Popen([sys.executable, "-m", "nasq.search.reaper", str(pid)], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True, close_fds=True)
+    _watchers[pid] = subprocess.Popen(
+        [sys.executable, "-m", "nasq.search.reaper", str(pid)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 def _descendants(driver) -> dict:

@@ -24,8 +24,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from nasq.errors import NasqError
 from nasq.fileio import write_text_atomic
@@ -77,8 +78,11 @@ class ResultsTable:
         writer = csv.DictWriter(buf, columns, extrasaction="ignore")
         writer.writeheader()
         for row in self.rows():
-            flat = {**row, **{f"latency_ms.{t}": row.get("latency_ms", {}).get(t) for t in self.targets},
-                    "infeasible": " ".join(row.get("infeasible", []))}
+            flat = {
+                **row,
+                **{f"latency_ms.{t}": row.get("latency_ms", {}).get(t) for t in self.targets},
+                "infeasible": " ".join(row.get("infeasible", [])),
+            }
             writer.writerow(flat)
         write_text_atomic(self.run_dir / RESULTS_CSV, buf.getvalue())
 
@@ -87,8 +91,14 @@ def ok_rows(rows: Iterable[dict], target: str) -> list[dict]:
     out = []
     for r in rows:
         lat = r.get("latency_ms", {}).get(target)
-        if r.get("status") == "ok" and lat is not None and math.isfinite(lat) and r.get("score") is not None \
-                and math.isfinite(r["score"]) and target not in r.get("infeasible", ()):
+        if (
+            r.get("status") == "ok"
+            and lat is not None
+            and math.isfinite(lat)
+            and r.get("score") is not None
+            and math.isfinite(r["score"])
+            and target not in r.get("infeasible", ())
+        ):
             out.append(r)
     return out
 
@@ -118,8 +128,9 @@ def knee(front: list[dict], target: str) -> dict:
     return front[max(range(len(front)), key=lambda i: (above[i], front[i]["score"]))]
 
 
-def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] = None,
-                min_accuracy: Optional[tuple[float, str]] = None) -> tuple[dict, str]:
+def select_best(
+    rows: list[dict], target: str, max_latency_ms: float | None = None, min_accuracy: tuple[float, str] | None = None
+) -> tuple[dict, str]:
     """The best-scored candidate within the latency bound, the fastest at or above ``min_accuracy`` (the bound, and
     what it is), or the knee of the front; and why it was chosen."""
     candidates = ok_rows(rows, target)
@@ -132,8 +143,9 @@ def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] =
         within = [r for r in candidates if r.get("accuracy") is not None and r["accuracy"] >= floor]
         if not within:
             top = max((r.get("accuracy") or 0.0) for r in candidates)
-            raise NasqError(f"no candidate reached validation accuracy {floor:.4f} ({what}); the most accurate has "
-                            f"{top:.4f}")
+            raise NasqError(
+                f"no candidate reached validation accuracy {floor:.4f} ({what}); the most accurate has {top:.4f}"
+            )
         best = min(within, key=lambda r: (r["latency_ms"][target], -r["accuracy"]))
         return best, f"fastest with validation accuracy at least {floor:.4f} ({what})"
     if max_latency_ms is not None:
@@ -146,17 +158,23 @@ def select_best(rows: list[dict], target: str, max_latency_ms: Optional[float] =
     return knee(pareto_front(rows, target), target), f"knee of the {estimate_label(rows)}/latency Pareto front"
 
 
-def confirmation_shortlist(rows: list[dict], target: str, floor: float, margin: float, limit: int,
-                           than: Optional[dict] = None) -> list[dict]:
+def confirmation_shortlist(
+    rows: list[dict], target: str, floor: float, margin: float, limit: int, than: dict | None = None
+) -> list[dict]:
     """Candidates that may meet an accuracy ``floor`` once fine-tuned longer than the search fine-tuned them: a
     search-time accuracy at least ``floor - margin``, faster than ``than`` (the one the search's accuracies pick),
     fastest first; at most ``limit``, spread over that range of latencies (the fastest and then every k-th)."""
     if limit <= 0:
         return []
     bound = than["latency_ms"][target] if than is not None else float("inf")
-    near = sorted((r for r in ok_rows(rows, target) if r.get("accuracy") is not None
-                   and r["accuracy"] >= floor - margin and r["latency_ms"][target] < bound),
-                  key=lambda r: (r["latency_ms"][target], -r["accuracy"]))
+    near = sorted(
+        (
+            r
+            for r in ok_rows(rows, target)
+            if r.get("accuracy") is not None and r["accuracy"] >= floor - margin and r["latency_ms"][target] < bound
+        ),
+        key=lambda r: (r["latency_ms"][target], -r["accuracy"]),
+    )
     if len(near) <= limit:
         return near
     step = len(near) / limit
@@ -200,15 +218,37 @@ def plot_pareto(rows: list[dict], target: str, path: Path) -> None:
     pts = ok_rows(rows, target)
     front = pareto_front(rows, target)
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
-    ax.scatter([r["latency_ms"][target] for r in pts], [r["score"] for r in pts], s=14, c="0.6",
-               label=f"candidates ({len(pts)})")
-    stopped = [r for r in rows if r.get("status") == "stopped" and r.get("score") is not None
-               and r.get("latency_ms", {}).get(target) is not None]
+    ax.scatter(
+        [r["latency_ms"][target] for r in pts],
+        [r["score"] for r in pts],
+        s=14,
+        c="0.6",
+        label=f"candidates ({len(pts)})",
+    )
+    stopped = [
+        r
+        for r in rows
+        if r.get("status") == "stopped"
+        and r.get("score") is not None
+        and r.get("latency_ms", {}).get(target) is not None
+    ]
     if stopped:
-        ax.scatter([r["latency_ms"][target] for r in stopped], [r["score"] for r in stopped], s=12, c="0.75",
-                   marker="x", label=f"stopped early, lower fidelity ({len(stopped)})")
-    ax.plot([r["latency_ms"][target] for r in front], [r["score"] for r in front], "o-", c="tab:red", ms=5,
-            label=f"Pareto front ({len(front)})")
+        ax.scatter(
+            [r["latency_ms"][target] for r in stopped],
+            [r["score"] for r in stopped],
+            s=12,
+            c="0.75",
+            marker="x",
+            label=f"stopped early, lower fidelity ({len(stopped)})",
+        )
+    ax.plot(
+        [r["latency_ms"][target] for r in front],
+        [r["score"] for r in front],
+        "o-",
+        c="tab:red",
+        ms=5,
+        label=f"Pareto front ({len(front)})",
+    )
     ax.set_xlabel(f"predicted latency on {target} (ms)")
     label = estimate_label(pts)
     ax.set_ylabel("validation accuracy (pruned + quantized)" if label == "accuracy" else label)

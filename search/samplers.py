@@ -25,8 +25,9 @@ class NSGAIISampler(optuna.samplers.NSGAIISampler):
 
 def make_sampler(name: str, seed: int, constraints_func=None) -> optuna.samplers.BaseSampler:
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8,
-                                          constraints_func=constraints_func)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, n_startup_trials=8, constraints_func=constraints_func
+        )
     if name == "nsga2":
         return NSGAIISampler(seed=seed, population_size=8, constraints_func=constraints_func)
     return optuna.samplers.RandomSampler(seed=seed)

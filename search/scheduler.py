@@ -14,7 +14,7 @@ no decision. Everything else (which trial runs next, pausing) is Ray's ``FIFOSch
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence
+from collections.abc import Sequence
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
@@ -92,10 +92,12 @@ class MultiObjectiveASHA(FIFOScheduler):
     def __init__(self, metrics: list[str], modes: list[str], *, rungs: int, reduction_factor: float = 3.0) -> None:
         super().__init__()
         if len(metrics) != len(modes) or rungs < 2 or reduction_factor <= 1:
-            raise ValueError("MultiObjectiveASHA needs one mode per metric, at least 2 rungs and a reduction factor > 1")
+            raise ValueError(
+                "MultiObjectiveASHA needs one mode per metric, at least 2 rungs and a reduction factor > 1"
+            )
         self.metrics, self.signs = list(metrics), [1.0 if m == "max" else -1.0 for m in modes]
         self.rungs, self.eta = int(rungs), float(reduction_factor)
-        self.recorded: list[Dict[str, list[float]]] = [{} for _ in range(self.rungs)]
+        self.recorded: list[dict[str, list[float]]] = [{} for _ in range(self.rungs)]
         self.num_stopped = 0
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
@@ -115,12 +117,13 @@ class MultiObjectiveASHA(FIFOScheduler):
         self.num_stopped += 1
         return TrialScheduler.STOP
 
-    def on_trial_result(self, tune_controller, trial, result: Dict) -> str:
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if "rung" not in result or result.get("status") != "ok":
             return TrialScheduler.CONTINUE
         values = [float(result.get(m, math.nan)) for m in self.metrics]
         return self.decide(trial.trial_id, int(result["rung"]), values)
 
     def debug_string(self) -> str:
-        return f"MultiObjectiveASHA: {self.num_stopped} stopped; results per rung " + \
-            ", ".join(str(len(r)) for r in self.recorded)
+        return f"MultiObjectiveASHA: {self.num_stopped} stopped; results per rung " + ", ".join(
+            str(len(r)) for r in self.recorded
+        )

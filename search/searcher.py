@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from typing import Any, Dict, Optional
+from typing import Any
 
 from ray.tune.search import Searcher
 
@@ -33,8 +33,17 @@ class DedupSearcher(Searcher):
         >>> searcher = DedupSearcher(OptunaSearch(space=define, metric=[...], mode=[...]), space)  # doctest: +SKIP
     """
 
-    def __init__(self, inner: Searcher, space: SearchSpace, *, objectives: list[str], max_repeats: int = 200,
-                 check=None, max_infeasible: int = 20_000, front_variants: int = 0) -> None:
+    def __init__(
+        self,
+        inner: Searcher,
+        space: SearchSpace,
+        *,
+        objectives: list[str],
+        max_repeats: int = 200,
+        check=None,
+        max_infeasible: int = 20_000,
+        front_variants: int = 0,
+    ) -> None:
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner = inner
         self.space = space
@@ -42,7 +51,7 @@ class DedupSearcher(Searcher):
         self.max_repeats = max_repeats
         self.check = check  # a nasq.search.constraints.ConstraintCheck, when the config sets constraints
         self.max_infeasible = max_infeasible
-        self.finished: dict[str, Optional[dict]] = {}  # key -> objective values, None when failed
+        self.finished: dict[str, dict | None] = {}  # key -> objective values, None when failed
         self.running: dict[str, str] = {}  # trial id -> key
         self.inner_ids: dict[str, str] = {}  # trial id -> id the inner searcher knows it by
         self.repeats_skipped = 0
@@ -50,10 +59,10 @@ class DedupSearcher(Searcher):
         self.queued: list[dict] = []  # those versions, to suggest next
         self.variant_trials: set[str] = set()  # trial ids running one of them
 
-    def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: Dict, **spec) -> bool:
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec) -> bool:
         return self.inner.set_search_properties(metric, mode, config, **spec)
 
-    def suggest(self, trial_id: str) -> Optional[Dict]:
+    def suggest(self, trial_id: str) -> dict | None:
         while self.queued:
             candidate = self.queued.pop(0)
             key = canonical_key(candidate)
@@ -92,7 +101,7 @@ class DedupSearcher(Searcher):
             logger.warning("%d repeated suggestions in a row: the space looks exhausted; stopping", self.max_repeats)
         return Searcher.FINISHED
 
-    def _infeasible(self, candidate: dict) -> Optional[dict]:
+    def _infeasible(self, candidate: dict) -> dict | None:
         """The values a candidate that meets no target's bounds is answered with (None if it meets some):
         its predicted latencies and the worst score seen, marked ``infeasible`` (Optuna's samplers rank
         it by its violation through their constraints_func; the evolution ignores it)."""
@@ -105,11 +114,11 @@ class DedupSearcher(Searcher):
         values = {m: metrics[m] for m in self.objectives if m in metrics}
         return {**values, "score": min(scores, default=0.0), "infeasible": True}
 
-    def on_trial_result(self, trial_id: str, result: Dict) -> None:
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self.variant_trials:
             self.inner.on_trial_result(self.inner_ids.get(trial_id, trial_id), result)
 
-    def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         key = self.running.pop(trial_id, None)
         inner_id = self.inner_ids.pop(trial_id, trial_id)
         ok = not error and bool(result) and result.get("status") in ("ok", "stopped")  # stopped: at a lower fidelity
@@ -140,12 +149,16 @@ class DedupSearcher(Searcher):
         candidate = json.loads(key)
         seen = {key, *self.finished, *self.running.values(), *(canonical_key(c) for c in self.queued)}
         # (the bounds check prices the version with the targets' predictors: only for front members)
-        variants = [v for v in (with_uniform_bits(candidate, 32, self.space), with_uniform_bits(candidate, 8, self.space))
-                    if canonical_key(v) not in seen and self._in_space(v)
-                    and (self.check is None or self._infeasible(v) is None)]
+        variants = [
+            v
+            for v in (with_uniform_bits(candidate, 32, self.space), with_uniform_bits(candidate, 8, self.space))
+            if canonical_key(v) not in seen
+            and self._in_space(v)
+            and (self.check is None or self._infeasible(v) is None)
+        ]
         if not variants:
             return
-        variants = variants[:self.front_variants]
+        variants = variants[: self.front_variants]
         self.front_variants -= len(variants)
         self.queued += variants
 
@@ -167,8 +180,11 @@ class DedupSearcher(Searcher):
         if "score" not in self.objectives:
             return False
         done = [v for v in self.finished.values() if v is not None and not v.get("infeasible") and v is not values]
-        return any(not any(dominates((v["score"], -v[lat]), (values["score"], -values[lat])) for v in done)
-                   for lat in self.objectives if lat.startswith("latency_ms."))
+        return any(
+            not any(dominates((v["score"], -v[lat]), (values["score"], -values[lat])) for v in done)
+            for lat in self.objectives
+            if lat.startswith("latency_ms.")
+        )
 
     def save(self, checkpoint_path: str) -> None:
         # Ray Tune's own convention (OptunaSearch.save pickles its __dict__); the file lives in the
@@ -180,7 +196,7 @@ class DedupSearcher(Searcher):
         with open(checkpoint_path, "rb") as fh:
             self.__dict__.update(pickle.load(fh))
 
-    def get_state(self) -> Dict[str, Any]:
+    def get_state(self) -> dict[str, Any]:
         return {"finished": dict(self.finished), "running": dict(self.running)}
 
 
@@ -206,6 +222,11 @@ def teach(inner: Searcher, space: SearchSpace, candidate: dict, values: dict, ch
     system_attrs = {}
     if check is not None:  # what Optuna's constraints_func stores after a trial: feasible at 0 or less
         system_attrs[_CONSTRAINTS_KEY] = [float(check.violation(candidate))]
-    study.add_trial(optuna.trial.create_trial(params=fixed.params, distributions=fixed.distributions,
-                                              values=[float(values[m]) for m in metrics],
-                                              system_attrs=system_attrs))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=fixed.params,
+            distributions=fixed.distributions,
+            values=[float(values[m]) for m in metrics],
+            system_attrs=system_attrs,
+        )
+    )

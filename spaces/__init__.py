@@ -8,7 +8,9 @@ from nasq.errors import NasqError
 from nasq.registry import Registry
 from nasq.spaces.base import Candidate, LayerSpec, SearchSpace, candidate_id, canonical_key
 
-SPACES: Registry[type[SearchSpace]] = Registry("search space", builtin_modules=("nasq.spaces.mobilenet", "nasq.spaces.nasbench", "nasq.spaces.from_model"))
+SPACES: Registry[type[SearchSpace]] = Registry(
+    "search space", builtin_modules=("nasq.spaces.mobilenet", "nasq.spaces.nasbench", "nasq.spaces.from_model")
+)
 
 
 #: spaces built in this process that no registry name makes: a trained model's (``from-model:<model>:<digest>``), so
@@ -24,8 +26,10 @@ def create_space(name: str) -> SearchSpace:
     if name in _BUILT:
         return _BUILT[name]
     if name.startswith("from-model:"):
-        raise NasqError(f"space '{name}' is a trained model's; it is built from a config's model block (nasq search "
-                        "CONFIG), not by name")
+        raise NasqError(
+            f"space '{name}' is a trained model's; it is built from a config's model block (nasq search "
+            "CONFIG), not by name"
+        )
     return SPACES.create(name)
 
 

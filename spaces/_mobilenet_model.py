@@ -27,9 +27,9 @@ class MobileNet(nn.Module):
     def __init__(self, stem_channels: int, blocks: list[dict[str, Any]], num_classes: int) -> None:
         super().__init__()
         self.stem = QuantConvBNAct(1, stem_channels, 3, 2)
-        self.blocks = nn.ModuleDict({
-            b["name"]: InvertedResidual(b["cin"], b["cout"], b["hidden"], b["kernel"], b["stride"]) for b in blocks
-        })
+        self.blocks = nn.ModuleDict(
+            {b["name"]: InvertedResidual(b["cin"], b["cout"], b["hidden"], b["kernel"], b["stride"]) for b in blocks}
+        )
         self.classifier = QuantLinear(blocks[-1]["cout"], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

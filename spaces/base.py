@@ -6,8 +6,9 @@ import hashlib
 import json
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from nasq.errors import NasqError
 
@@ -31,13 +32,14 @@ def candidate_id(candidate: Candidate) -> str:
     return hashlib.sha1(canonical_key(candidate).encode()).hexdigest()[:12]
 
 
-def with_uniform_bits(candidate: Candidate, bits: int, space: "SearchSpace | None" = None) -> Candidate:
+def with_uniform_bits(candidate: Candidate, bits: int, space: SearchSpace | None = None) -> Candidate:
     """The same architecture and pruning with every weight and activation at ``bits``; with ``space``, only where the
     space allows ``bits`` (a layer fixed by an override keeps its own)."""
     if space is None:
         return {k: (bits if k.endswith((".w_bits", ".a_bits")) else v) for k, v in candidate.items()}
-    return space.derive(lambda name, choices: bits if name.endswith((".w_bits", ".a_bits")) and bits in choices
-                        else None, candidate)
+    return space.derive(
+        lambda name, choices: bits if name.endswith((".w_bits", ".a_bits")) and bits in choices else None, candidate
+    )
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class LayerSpec:
     def out_numel(self) -> int:
         return self.cout * self.h_out**2
 
-    def shape_only(self) -> "LayerSpec":
+    def shape_only(self) -> LayerSpec:
         """The same shape with neutral name and bits, for de-duplicating profile plans."""
         return LayerSpec("", self.op, self.cin, self.cout, self.kernel, self.stride, self.h_in)
 
@@ -117,7 +119,8 @@ class _Picker:
     """Chooses by a function of (name, choices), falling back to a base candidate's value."""
 
     def __init__(self, pick, base: Candidate) -> None:
-        self.pick, self.base, self.params = pick, base, {}
+        self.pick, self.base = pick, base
+        self.params: dict = {}
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         value = self.pick(name, list(choices))
@@ -129,7 +132,8 @@ class _ChoiceRecorder:
     """Replays a candidate, recording each parameter's choices."""
 
     def __init__(self, candidate: Candidate) -> None:
-        self.candidate, self.choices = candidate, {}
+        self.candidate = candidate
+        self.choices: dict = {}
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         self.choices[name] = list(choices)
@@ -167,7 +171,7 @@ class SearchSpace(ABC):
     """
 
     name: str = ""
-    input_shape: tuple[int, int, int] = (1, 28, 28)
+    input_shape: tuple[int, ...] = (1, 28, 28)
     num_classes: int = 10
 
     @abstractmethod
@@ -248,6 +252,7 @@ class SearchSpace(ABC):
     def uniformly_pruned(self, candidate: Candidate, ratio: float) -> Candidate:
         """The same candidate with every channel group pruned by ``ratio`` where the group offers it, and no block
         removed: the hand route's one ratio for all layers."""
+
         def pick(name: str, choices: list) -> Any:
             if name.endswith(".prune") and ratio in choices:
                 return ratio
@@ -257,6 +262,7 @@ class SearchSpace(ABC):
 
     def unpruned(self, candidate: Candidate) -> Candidate:
         """The same candidate with every pruning ratio at 0 where the space offers 0, and no block removed."""
+
         def pick(name: str, choices: list) -> Any:
             if name.endswith(".prune") and 0.0 in choices:
                 return 0.0
@@ -268,8 +274,10 @@ class SearchSpace(ABC):
         """The candidate's float model with every pruned layer narrowed to its leading channels, so that
         its parameters are leading slices (and centred kernel crops) of the supernet's, by name. Spaces
         that support weight sharing implement this; the others refuse."""
-        raise NasqError(f"space '{self.name}' does not support weight sharing (it has no supernet); "
-                        "choose another accuracy.estimate")
+        raise NasqError(
+            f"space '{self.name}' does not support weight sharing (it has no supernet); "
+            "choose another accuracy.estimate"
+        )
 
     def quantize(self, model, candidate: Candidate) -> None:
         from nasq.compress import apply_bits

@@ -17,9 +17,10 @@ import copy
 import fnmatch
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from nasq.compress import BIT_CHOICES, FLOAT_BITS, kept_channels
 from nasq.errors import NasqError
@@ -46,14 +47,20 @@ class ModelSpace(SearchSpace):
     #: candidates start from trained weights: no float training before pruning, fine-tuning distils the original
     pretrained = True
 
-    def __init__(self, model: ModelSpec | None = None, options: ModelSpaceOptions = ModelSpaceOptions(),
-                 weights_data: Optional[bytes] = None, module=None) -> None:
+    def __init__(
+        self,
+        model: ModelSpec | None = None,
+        options: ModelSpaceOptions = ModelSpaceOptions(),
+        weights_data: bytes | None = None,
+        module=None,
+    ) -> None:
         from nasq.models.loading import load_model
         from nasq.models.tracing import trace_model
 
         if model is None:
-            raise NasqError("space 'from-model' needs a model: give the config a model block (factory, weights, "
-                            "input_shape)")
+            raise NasqError(
+                "space 'from-model' needs a model: give the config a model block (factory, weights, input_shape)"
+            )
         if weights_data is None and model.weights:
             file = Path(model.weights).expanduser()
             weights_data = file.read_bytes() if file.is_file() else None  # (load_model names a missing file)
@@ -71,8 +78,10 @@ class ModelSpace(SearchSpace):
         names = {n for n, _ in self.original.named_modules()}
         for pattern in options.layers:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                raise NasqError(f"model.layers: '{pattern}' matches no module of the model; its layers are named "
-                                f"like {', '.join(sorted(n for n in names if n)[:4])}")
+                raise NasqError(
+                    f"model.layers: '{pattern}' matches no module of the model; its layers are named "
+                    f"like {', '.join(sorted(n for n in names if n)[:4])}"
+                )
         frozen = {n for n in names if not self._override(n).prune}
         self.trace = trace_model(self.original, self.input_shape, frozen=frozen)
         order = {l.name: i for i, l in enumerate(self.trace.layers)}
@@ -82,8 +91,13 @@ class ModelSpace(SearchSpace):
         # that a local profile measured for it is found again for it only
         from nasq.spaces import remember_space
 
-        shapes = json.dumps([[[l.op, l.cin, l.cout, l.kernel, l.stride, l.h_in] for l in self.trace.layers],
-                             sorted(options.prune_ratios), sorted(frozen)])
+        shapes = json.dumps(
+            [
+                [[l.op, l.cin, l.cout, l.kernel, l.stride, l.h_in] for l in self.trace.layers],
+                sorted(options.prune_ratios),
+                sorted(frozen),
+            ]
+        )
         factory = model.factory.rsplit(":", 1)[-1]
         self.name = f"from-model:{factory}:{hashlib.sha1(shapes.encode()).hexdigest()[:8]}"
         remember_space(self)
@@ -94,7 +108,9 @@ class ModelSpace(SearchSpace):
         return {"spec": self.spec, "options": self.options, "weights": self._weights_data, "module": self._module}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["spec"], state["options"], weights_data=state["weights"], module=state.get("module"))
+        ModelSpace.__init__(
+            self, state["spec"], state["options"], weights_data=state["weights"], module=state.get("module")
+        )
 
     def _override(self, layer: str) -> LayerOverride:
         """The last override whose name or pattern matches ``layer`` (exact names win over patterns)."""
@@ -135,9 +151,9 @@ class ModelSpace(SearchSpace):
 
     def build(self, candidate: Candidate):
         """The trained model (a copy), its conv and linear layers made quantizable, still at float and unpruned."""
-        from nasq.compress import QuantConvBNAct, QuantLinear
-
         from torch import nn
+
+        from nasq.compress import QuantConvBNAct, QuantLinear
 
         model = copy.deepcopy(self.original)
         for block in self.removed(candidate):  # what is left of a residual block without its branch
@@ -151,8 +167,11 @@ class ModelSpace(SearchSpace):
         from nasq.compress import apply_bits
 
         present = {l.name for l in self._present(candidate)}
-        apply_bits(model, {n: b for n, b in self.per_layer(candidate, "w_bits").items() if n in present},
-                   {n: b for n, b in self.per_layer(candidate, "a_bits").items() if n in present})
+        apply_bits(
+            model,
+            {n: b for n, b in self.per_layer(candidate, "w_bits").items() if n in present},
+            {n: b for n, b in self.per_layer(candidate, "a_bits").items() if n in present},
+        )
 
     def teacher(self):
         """The original model, for distillation."""
@@ -170,8 +189,11 @@ class ModelSpace(SearchSpace):
         from nasq.compress import prune_channels
 
         present = {l.name for l in self._present(candidate)}
-        ratios = {g.name: candidate[f"{g.name}.prune"] for g in self.trace.groups
-                  if candidate[f"{g.name}.prune"] > 0 and g.name in present}
+        ratios = {
+            g.name: candidate[f"{g.name}.prune"]
+            for g in self.trace.groups
+            if candidate[f"{g.name}.prune"] > 0 and g.name in present
+        }
         prune_channels(model, ratios, torch.zeros(1, *self.input_shape))
 
     def fold_batchnorms(self, model) -> None:
@@ -218,9 +240,20 @@ class ModelSpace(SearchSpace):
                 cin = cout
             elif l.op == "conv" and l.groups > 1:  # (not traced as compressible: kept for completeness)
                 cin //= l.groups
-            specs.append(LayerSpec(l.name, l.op, cin, cout, l.kernel, l.stride, l.h_in,
-                                   w_bits=candidate[f"{l.name}.w_bits"], a_bits=candidate[f"{l.name}.a_bits"],
-                                   residual=self.trace.residuals.get(l.name, 0)))
+            specs.append(
+                LayerSpec(
+                    l.name,
+                    l.op,
+                    cin,
+                    cout,
+                    l.kernel,
+                    l.stride,
+                    l.h_in,
+                    w_bits=candidate[f"{l.name}.w_bits"],
+                    a_bits=candidate[f"{l.name}.a_bits"],
+                    residual=self.trace.residuals.get(l.name, 0),
+                )
+            )
         return specs
 
     def profile_shapes(self, *, quick: bool = False) -> list[LayerSpec]:
@@ -244,8 +277,10 @@ class ModelSpace(SearchSpace):
 
     def describe(self) -> dict[str, Any]:
         """What was derived, for the run's log: groups, layers, and what is left as it is."""
-        return {"groups": {g.name: g.channels for g in self.trace.groups},
-                "layers": [l.name for l in self.trace.layers],
-                "batchnorms_folded": len(self.trace.batchnorm_after),
-                "removable_blocks": list(self.blocks),
-                "left_as_they_are": self.trace.unsupported}
+        return {
+            "groups": {g.name: g.channels for g in self.trace.groups},
+            "layers": [l.name for l in self.trace.layers],
+            "batchnorms_folded": len(self.trace.batchnorm_after),
+            "removable_blocks": list(self.blocks),
+            "left_as_they_are": self.trace.unsupported,
+        }

@@ -63,10 +63,17 @@ class MobileNetMnistSpace(SearchSpace):
             cout = _stage_channels(s, candidate[f"s{s}.width"])
             for b in range(candidate[f"s{s}.depth"]):
                 st = stride if b == 0 else 1
-                blocks.append(dict(
-                    name=f"s{s}b{b}", cin=cin, cout=cout, hidden=cin * candidate[f"s{s}.expansion"],
-                    kernel=candidate[f"s{s}.kernel"], stride=st, h_in=h,
-                ))
+                blocks.append(
+                    dict(
+                        name=f"s{s}b{b}",
+                        cin=cin,
+                        cout=cout,
+                        hidden=cin * candidate[f"s{s}.expansion"],
+                        kernel=candidate[f"s{s}.kernel"],
+                        stride=st,
+                        h_in=h,
+                    )
+                )
                 cin, h = cout, (h + 2 * (candidate[f"s{s}.kernel"] // 2) - candidate[f"s{s}.kernel"]) // st + 1
         return blocks
 
@@ -78,8 +85,10 @@ class MobileNetMnistSpace(SearchSpace):
     def build_pruned(self, candidate: Candidate):
         from nasq.spaces._mobilenet_model import MobileNet
 
-        blocks = [{**b, "hidden": kept_channels(b["hidden"], candidate[f"blocks.{b['name']}.expand.prune"])}
-                  for b in self._blocks(candidate)]
+        blocks = [
+            {**b, "hidden": kept_channels(b["hidden"], candidate[f"blocks.{b['name']}.expand.prune"])}
+            for b in self._blocks(candidate)
+        ]
         return MobileNet(STEM_CHANNELS, blocks, self.num_classes)
 
     def layers(self, candidate: Candidate) -> list[LayerSpec]:
@@ -96,8 +105,19 @@ class MobileNetMnistSpace(SearchSpace):
             dw = LayerSpec(f"{name}.dw", "dwconv", hidden, hidden, k, st, h, **bits(f"{name}.dw"))
             specs.append(dw)
             residual = 3 if st == 1 and blk["cin"] == blk["cout"] else 0
-            specs.append(LayerSpec(f"{name}.project", "conv", hidden, blk["cout"], 1, 1, dw.h_out,
-                                   **bits(f"{name}.project"), residual=residual))
+            specs.append(
+                LayerSpec(
+                    f"{name}.project",
+                    "conv",
+                    hidden,
+                    blk["cout"],
+                    1,
+                    1,
+                    dw.h_out,
+                    **bits(f"{name}.project"),
+                    residual=residual,
+                )
+            )
             cout = blk["cout"]
         specs.append(LayerSpec("classifier", "linear", cout, self.num_classes, **bits("classifier")))
         return specs

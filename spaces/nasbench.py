@@ -31,8 +31,18 @@ NB201_PATHS = (((3, 0),), ((1, 0), (3, 1)), ((2, 0), (3, 2)), ((1, 0), (2, 1), (
 
 FBNET_BLOCKS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 #: (output channels, stride) of the 22 searchable layers; strides adapted to 32x32 input as HW-NAS-Bench does
-FBNET_LAYERS = ((16, 1),) + ((24, 1),) * 4 + ((32, 2),) + ((32, 1),) * 3 + ((64, 2),) + ((64, 1),) * 3 + \
-    ((112, 1),) * 4 + ((184, 2),) + ((184, 1),) * 3 + ((352, 1),)
+FBNET_LAYERS = (
+    ((16, 1),)
+    + ((24, 1),) * 4
+    + ((32, 2),)
+    + ((32, 1),) * 3
+    + ((64, 2),)
+    + ((64, 1),) * 3
+    + ((112, 1),) * 4
+    + ((184, 2),)
+    + ((184, 1),) * 3
+    + ((352, 1),)
+)
 FBNET_STEM, FBNET_HEAD = 16, 1504
 MACRO_BLOCKS = ("skip", "k3_e3", "k5_e6")
 
@@ -103,9 +113,11 @@ class NasBench201Space(_ArchitectureOnly):
         for s, c in enumerate(NB201_CHANNELS):
             if s:
                 cin = NB201_CHANNELS[s - 1]
-                specs += [LayerSpec(f"reduce{s}.a", "conv", cin, c, 3, 2, h),
-                          LayerSpec(f"reduce{s}.b", "conv", c, c, 3, 1, (h + 1) // 2),
-                          LayerSpec(f"reduce{s}.shortcut", "conv", cin, c, 1, 1, (h + 1) // 2)]
+                specs += [
+                    LayerSpec(f"reduce{s}.a", "conv", cin, c, 3, 2, h),
+                    LayerSpec(f"reduce{s}.b", "conv", c, c, 3, 1, (h + 1) // 2),
+                    LayerSpec(f"reduce{s}.shortcut", "conv", cin, c, 1, 1, (h + 1) // 2),
+                ]
                 h = (h + 1) // 2
             for i in range(NB201_CELLS):
                 for to, frm in NB201_EDGES:
@@ -128,7 +140,9 @@ class FBNetSpace(_ArchitectureOnly):
     name = "fbnet"
     input_shape = (1, 28, 28)
     num_classes = 10
-    blocks, plan, stem, head = FBNET_BLOCKS, FBNET_LAYERS, FBNET_STEM, FBNET_HEAD
+    blocks: tuple[str, ...] = FBNET_BLOCKS
+    plan: tuple[tuple[int, int], ...] = FBNET_LAYERS
+    stem, head = FBNET_STEM, FBNET_HEAD
 
     def define(self, trial: Suggester) -> None:
         for i in range(len(self.plan)):
@@ -137,8 +151,10 @@ class FBNetSpace(_ArchitectureOnly):
     def parse_arch(self, text: str) -> Candidate:
         blocks = text.split()
         if len(blocks) != len(self.plan):
-            raise NasqError(f"an FBNet architecture is {len(self.plan)} block names separated by spaces, "
-                            f"got {len(blocks)} in '{text}'")
+            raise NasqError(
+                f"an FBNet architecture is {len(self.plan)} block names separated by spaces, "
+                f"got {len(blocks)} in '{text}'"
+            )
         return self.validate({f"layer{i}": b for i, b in enumerate(blocks)})
 
     def format_arch(self, candidate: Candidate) -> str:
@@ -162,14 +178,28 @@ class FBNetSpace(_ArchitectureOnly):
             else:
                 k, e, groups = int(block[1]), int(block.split("_")[1][1:]), 2 if block.endswith("g2") else 1
                 hidden = cin * e
-                specs += [LayerSpec(f"{name}.expand", "conv", cin // groups, hidden, 1, 1, h),
-                          LayerSpec(f"{name}.dw", "dwconv", hidden, hidden, k, stride, h)]
-                specs.append(LayerSpec(f"{name}.project", "conv", hidden // groups, cout, 1, 1, specs[-1].h_out,
-                                       residual=3 if stride == 1 and cin == cout else 0))
+                specs += [
+                    LayerSpec(f"{name}.expand", "conv", cin // groups, hidden, 1, 1, h),
+                    LayerSpec(f"{name}.dw", "dwconv", hidden, hidden, k, stride, h),
+                ]
+                specs.append(
+                    LayerSpec(
+                        f"{name}.project",
+                        "conv",
+                        hidden // groups,
+                        cout,
+                        1,
+                        1,
+                        specs[-1].h_out,
+                        residual=3 if stride == 1 and cin == cout else 0,
+                    )
+                )
             h = (h + stride - 1) // stride
             cin = cout
-        specs += [LayerSpec("head", "conv", cin, self.head, 1, 1, h),
-                  LayerSpec("classifier", "linear", self.head, self.num_classes)]
+        specs += [
+            LayerSpec("head", "conv", cin, self.head, 1, 1, h),
+            LayerSpec("classifier", "linear", self.head, self.num_classes),
+        ]
         return specs
 
     def profile_shapes(self, *, quick: bool = False) -> list[LayerSpec]:
@@ -196,8 +226,10 @@ class NasBenchMacroSpace(FBNetSpace):
     def parse_arch(self, text: str) -> Candidate:
         text = text.strip()
         if len(text) != len(self.plan) or any(ch not in "012" for ch in text):
-            raise NasqError(f"a NAS-Bench-Macro architecture is {len(self.plan)} digits over 0 (identity), "
-                            f"1 (MBConv k3 e3), 2 (MBConv k5 e6); got '{text}'")
+            raise NasqError(
+                f"a NAS-Bench-Macro architecture is {len(self.plan)} digits over 0 (identity), "
+                f"1 (MBConv k3 e3), 2 (MBConv k5 e6); got '{text}'"
+            )
         return self.validate({f"layer{i}": self.blocks[int(ch)] for i, ch in enumerate(text)})
 
     def format_arch(self, candidate: Candidate) -> str:

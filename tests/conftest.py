@@ -16,8 +16,12 @@ os.environ.pop("NASQ_PROFILE_PATH", None)
 BASE_PROFILE = "xeon-avx512-ort"
 
 #: machine records of the CPU kinds this project has run on, as a profile's metadata holds them
-XEON_VNNI = {"device": "Intel(R) Xeon(R) Processor", "cpu_id": None, "machine": "x86_64",
-             "cpu_flags": ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_int8"]}
+XEON_VNNI = {
+    "device": "Intel(R) Xeon(R) Processor",
+    "cpu_id": None,
+    "machine": "x86_64",
+    "cpu_flags": ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_int8"],
+}
 EPYC_AVX2 = {"device": "AMD EPYC", "cpu_id": None, "machine": "x86_64", "cpu_flags": ["avx2", "fma"]}
 OTHER_MACHINES = {"xeon-vnni": XEON_VNNI, "epyc-avx2": EPYC_AVX2}
 
@@ -34,8 +38,10 @@ def profile_data(machine="here", name="fixture", base=BASE_PROFILE) -> dict:
     if machine == "here":
         record = this_machine()
     else:
-        record = {**(OTHER_MACHINES[machine] if isinstance(machine, str) else machine),
-                  "cpu_flags_checked": list(KERNEL_FLAGS)}
+        record = {
+            **(OTHER_MACHINES[machine] if isinstance(machine, str) else machine),
+            "cpu_flags_checked": list(KERNEL_FLAGS),
+        }
         if machine_difference(record) is None:  # the test runs on that very kind of machine: another one still
             record["device"] += " (another one)"
     data["metadata"].update(record, runtime_version=onnxruntime.__version__)

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from nasq.accuracy import (
-    COUNT_BASELINES, ESTIMATES, ZERO_COST_PROXIES, Estimate, AccuracyEstimate, EstimateError, layer_counts, proxy_batch,
+    COUNT_BASELINES,
+    ESTIMATES,
+    ZERO_COST_PROXIES,
+    AccuracyEstimate,
+    Estimate,
+    EstimateError,
+    layer_counts,
+    proxy_batch,
 )
 from nasq.config import config_from_dict
 from nasq.data import load_mnist
@@ -104,7 +111,11 @@ def test_accuracy_predictor_learns_what_bits_and_size_do(space):
 
     def synthetic(c):  # a known rule: low-bit layers cost accuracy, capacity adds some
         layers = space.layers(c)
-        return 0.9 - 0.05 * sum(min(l.w_bits, l.a_bits) <= 2 for l in layers) + 0.01 * math.log(sum(l.params for l in layers))
+        return (
+            0.9
+            - 0.05 * sum(min(l.w_bits, l.a_bits) <= 2 for l in layers)
+            + 0.01 * math.log(sum(l.params for l in layers))
+        )
 
     scores = [synthetic(c) for c in cands]
     predictor = AccuracyPredictor(space, seed=0).fit(cands[:120], scores[:120])
@@ -127,13 +138,15 @@ def test_accuracy_predictor_answers_on_the_score_scale_and_keeps_the_order(space
     scores[5] = scores[6]  # a tie among the others
     predictor = AccuracyPredictor(space, seed=0).fit(cands, scores)
     predicted = predictor.predict(cands)
-    assert 0.05 < predicted.min() and predicted.max() < 1.0  # scores, not ranks in (0, 1)
+    assert predicted.min() > 0.05 and predicted.max() < 1.0  # scores, not ranks in (0, 1)
     ranks = np.linspace(-0.5, 1.5, 401)  # beyond the best and worst seen, too
     mapped = predictor.to_score(ranks)
     assert np.all(np.diff(mapped) > 0)  # strictly increasing: no two ranks collapse onto one score
     assert mapped[-1] > max(scores) and mapped[0] < min(scores)
     assert np.isfinite(predicted).all()
-    assert predictor.to_score(np.array([(2.5 - 0.5) / 40]))[0] == pytest.approx(0.1, abs=1e-5)  # the tied worst rank is their score
+    assert predictor.to_score(np.array([(2.5 - 0.5) / 40]))[0] == pytest.approx(
+        0.1, abs=1e-5
+    )  # the tied worst rank is their score
 
 
 def test_accuracy_predictor_upper_bound_is_wider_far_from_what_it_was_fitted_on():
@@ -166,8 +179,11 @@ def test_accuracy_predictor_upper_bound_sees_a_feature_rare_among_the_candidates
     scores = [sum(v == "nor_conv_1x1" for v in c.values()) + e for c, e in zip(known, noise)]
     predictor = AccuracyPredictor(nb201, seed=0).fit(known, scores)
     plain = dead[60:260]
-    novel = [c for c in cells if list(c.values()).count("nor_conv_3x3") == 1
-             and nb201.features(c)["live_edges_nor_conv_3x3"] == 1][:3]
+    novel = [
+        c
+        for c in cells
+        if list(c.values()).count("nor_conv_3x3") == 1 and nb201.features(c)["live_edges_nor_conv_3x3"] == 1
+    ][:3]
     x = predictor.encoder.encode_all(plain + novel)
 
     # kappa large: the bound is mostly the deviation
@@ -180,12 +196,25 @@ def test_accuracy_predictor_upper_bound_sees_a_feature_rare_among_the_candidates
 def test_fidelities_scale_only_the_estimates_training():
     from nasq.accuracy import at_fidelity, fidelities
 
-    cfg = config_from_dict({"accuracy": {"train_epochs": 3.0, "finetune_epochs": 1.5, "schedule": "asha", "rungs": 3,
-                                         "reduction_factor": 3}}).accuracy
+    cfg = config_from_dict(
+        {
+            "accuracy": {
+                "train_epochs": 3.0,
+                "finetune_epochs": 1.5,
+                "schedule": "asha",
+                "rungs": 3,
+                "reduction_factor": 3,
+            }
+        }
+    ).accuracy
     assert fidelities(cfg) == pytest.approx([1 / 9, 1 / 3, 1.0])
     low = at_fidelity(cfg, 1 / 3)
     assert (low.train_epochs, low.finetune_epochs, low.lr) == pytest.approx((1.0, 0.5, cfg.lr))
-    tuned = at_fidelity(config_from_dict({"accuracy": {"estimate": "supernet-finetune", "finetune_epochs": 0.9,
-                                                       "supernet_epochs": 4.0}}).accuracy, 1 / 3)
+    tuned = at_fidelity(
+        config_from_dict(
+            {"accuracy": {"estimate": "supernet-finetune", "finetune_epochs": 0.9, "supernet_epochs": 4.0}}
+        ).accuracy,
+        1 / 3,
+    )
     assert (tuned.finetune_epochs, tuned.supernet_epochs) == pytest.approx((0.3, 4.0))  # the supernet is shared
     assert fidelities(config_from_dict({}).accuracy) == [1.0]

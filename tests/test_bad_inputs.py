@@ -9,14 +9,20 @@ import os
 from pathlib import Path
 
 import pytest
+from test_cli import fake_run  # noqa: F401 (a fixture: a run directory as the driver writes it)
 
 from nasq.cli import main
 from nasq.search.run_dir import RUN_MARKER
-from test_cli import fake_run  # noqa: F401 (a fixture: a run directory as the driver writes it)
 
 BINARY = bytes(range(256)) * 8
-NUMBERS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "huge": 1e308, "tiny": 1e-320,
-           "negative": -1.0}
+NUMBERS = {
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "-inf": float("-inf"),
+    "huge": 1e308,
+    "tiny": 1e-320,
+    "negative": -1.0,
+}
 
 
 def snapshot(*roots: Path) -> dict[str, tuple]:
@@ -66,6 +72,7 @@ def write(path: Path, content) -> Path:
 
 # --- configs ---------------------------------------------------------------------------------------------------
 
+
 def config_corpus(out: Path) -> dict[str, tuple[object, str]]:
     head = f"output_dir: {out}\n"
     corpus = {
@@ -84,7 +91,10 @@ def config_corpus(out: Path) -> dict[str, tuple[object, str]]:
         "lr inf": (head + "accuracy: {lr: .inf}\n", "accuracy.lr must be a finite number"),
         "lr huge": (head + "accuracy: {lr: 1.0e+308}\n", "above the maximum"),
         "val_fraction nan": (head + "data: {val_fraction: .nan}\n", "data.val_fraction must be a finite number"),
-        "max_concurrent 0": (head + "search: {max_concurrent: 0}\n", "search.max_concurrent = 0 is below the minimum 1"),
+        "max_concurrent 0": (
+            head + "search: {max_concurrent: 0}\n",
+            "search.max_concurrent = 0 is below the minimum 1",
+        ),
         "val_fraction tiny": (head + "data: {val_fraction: 1.0e-320}\n", "below the minimum"),
         "candidates huge": (head + "search: {num_candidates: 1000000000000000000000}\n", "above the maximum"),
         "candidates negative": (head + "search: {num_candidates: -3}\n", "below the minimum"),
@@ -101,6 +111,7 @@ def test_search_refuses_every_malformed_config(world, capsys, case):
 
 
 # --- profiles, as targets of search, predict and profile validate -----------------------------------------------
+
 
 def profile_corpus() -> dict[str, tuple[object, str]]:
     from conftest import profile_data
@@ -122,8 +133,10 @@ def profile_corpus() -> dict[str, tuple[object, str]]:
             corpus[f"overhead {label}"] = ({**ort, "overhead_ms": value}, "overhead_ms")
         acc = {**bitserial["accelerator"], "clock_mhz": value}
         corpus[f"clock {label}"] = ({**bitserial, "accelerator": acc}, "accelerator.clock_mhz")
-    corpus["brick bits tiny"] = ({**bitserial, "accelerator": {**bitserial["accelerator"], "brick_bits": 1e-320}},
-                                 "accelerator.brick_bits = 1e-320 is out of range")
+    corpus["brick bits tiny"] = (
+        {**bitserial, "accelerator": {**bitserial["accelerator"], "brick_bits": 1e-320}},
+        "accelerator.brick_bits = 1e-320 is out of range",
+    )
     return corpus
 
 
@@ -151,9 +164,16 @@ def test_every_command_refuses_every_malformed_profile(world, capsys, profiles, 
 
 # --- models, run directories, CSVs, arguments ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("content, fragment", [
-    (BINARY, "is not an ONNX model"), (b"", "ONNX"), ("folder", "m.onnx"), (None, "does not exist"),
-])
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (BINARY, "is not an ONNX model"),
+        (b"", "ONNX"),
+        ("folder", "m.onnx"),
+        (None, "does not exist"),
+    ],
+)
 def test_predict_refuses_malformed_models(world, capsys, content, fragment):
     model = world / "work" / "m.onnx"
     if content == "folder":
@@ -171,59 +191,101 @@ def _marker(world, content) -> Path:
     return run_dir
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (None, "is not a nasq run directory"),
-    (BINARY, "is not a text file"),
-    ("", "is corrupt"),
-    ("[1]", "is corrupt"),
-    ('{"config": {}, "profiles": {}}', "names no nasq_version"),
-    ('{"nasq_version": "0.1.0", "config": {"serch": 1}, "profiles": {}}', "unknown key 'serch'"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (None, "is not a nasq run directory"),
+        (BINARY, "is not a text file"),
+        ("", "is corrupt"),
+        ("[1]", "is corrupt"),
+        ('{"config": {}, "profiles": {}}', "names no nasq_version"),
+        ('{"nasq_version": "0.1.0", "config": {"serch": 1}, "profiles": {}}', "unknown key 'serch'"),
+    ],
+)
 def test_best_and_resume_refuse_malformed_run_directories(world, capsys, content, fragment):
     run_dir = _marker(world, content)
     assert_refused(world, capsys, ["search", "--resume", run_dir], fragment)
     if "nasq_version" not in fragment:
-        assert_refused(world, capsys, ["best", run_dir, "--target", "bitserial-sim", "--out", world / "out"],
-                       fragment)
+        assert_refused(world, capsys, ["best", run_dir, "--target", "bitserial-sim", "--out", world / "out"], fragment)
 
 
-def test_best_refuses_what_it_cannot_do_for_a_real_run(world, capsys, fake_run):
+def test_best_refuses_what_it_cannot_do_for_a_real_run(world, capsys, fake_run):  # noqa: F811 (the fixture)
     out = world / "o"
-    assert_refused(world, capsys, ["best", world / "work", "--target", "xeon-avx512-ort", "--out", out], "not a nasq run")
-    assert_refused(world, capsys, ["best", fake_run, "--target", "bitserial-sim", "--out", out],
-                   "'bitserial-sim' is not a target of this run")
-    assert_refused(world, capsys, ["best", fake_run, "--target", "xeon-avx512-ort", "--max-latency-ms", "0.001",
-                                   "--out", out], "no candidate within 0.001 ms")
+    assert_refused(
+        world, capsys, ["best", world / "work", "--target", "xeon-avx512-ort", "--out", out], "not a nasq run"
+    )
+    assert_refused(
+        world,
+        capsys,
+        ["best", fake_run, "--target", "bitserial-sim", "--out", out],
+        "'bitserial-sim' is not a target of this run",
+    )
+    assert_refused(
+        world,
+        capsys,
+        ["best", fake_run, "--target", "xeon-avx512-ort", "--max-latency-ms", "0.001", "--out", out],
+        "no candidate within 0.001 ms",
+    )
     (world / "file").write_text("")
-    assert_refused(world, capsys, ["best", fake_run, "--target", "xeon-avx512-ort", "--out", world / "file" / "o"],
-                   "cannot be created")
+    assert_refused(
+        world,
+        capsys,
+        ["best", fake_run, "--target", "xeon-avx512-ort", "--out", world / "file" / "o"],
+        "cannot be created",
+    )
     (fake_run / RUN_MARKER).write_text("{")
     assert_refused(world, capsys, ["best", fake_run, "--target", "xeon-avx512-ort", "--out", out], "is corrupt")
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (BINARY, "is not a text file"), ("", "dev_ms"), ("arch_str,dev_ms\n", "has 0 data row(s)"),
-    ("arch_str,dev_ms\n|nor_conv_3x3~0|,nan\n", "dev_ms"), ("folder", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (BINARY, "is not a text file"),
+        ("", "dev_ms"),
+        ("arch_str,dev_ms\n", "has 0 data row(s)"),
+        ("arch_str,dev_ms\n|nor_conv_3x3~0|,nan\n", "dev_ms"),
+        ("folder", "cannot read"),
+    ],
+)
 def test_profile_import_refuses_malformed_csvs(world, capsys, content, fragment):
     csv = world / "work" / "lat.csv"
     if content == "folder":
         csv.mkdir()
     else:
         write(csv, content)
-    assert_refused(world, capsys, ["profile", "import", "--csv", csv, "--space", "nas-bench-201", "--column", "dev_ms",
-                                   "--name", "x", "--out", world / "new" / "x.json"], fragment)
+    assert_refused(
+        world,
+        capsys,
+        [
+            "profile",
+            "import",
+            "--csv",
+            csv,
+            "--space",
+            "nas-bench-201",
+            "--column",
+            "dev_ms",
+            "--name",
+            "x",
+            "--out",
+            world / "new" / "x.json",
+        ],
+        fragment,
+    )
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["best", "r", "--max-latency-ms", "-1"], "must be positive"),
-    (["best", "r", "--max-latency-ms", "nan"], "must be positive"),
-    (["best", "r", "--max-accuracy-drop", "inf", "--target", "t"], "inf must be finite"),
-    (["predict", "m.onnx", "--target", "t", "--input-shape", "3,x"], "comma-separated list of integers"),
-    (["predict", "m.onnx", "--target", "t", "--input-shape", "0,1"], "dimensions must be between"),
-    (["profile", "import", "--samples", "1"], "must be at least 2"),
-    (["targets", "--nope"], "unrecognized arguments"),
-    (["nope"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["best", "r", "--max-latency-ms", "-1"], "must be positive"),
+        (["best", "r", "--max-latency-ms", "nan"], "must be positive"),
+        (["best", "r", "--max-accuracy-drop", "inf", "--target", "t"], "inf must be finite"),
+        (["predict", "m.onnx", "--target", "t", "--input-shape", "3,x"], "comma-separated list of integers"),
+        (["predict", "m.onnx", "--target", "t", "--input-shape", "0,1"], "dimensions must be between"),
+        (["profile", "import", "--samples", "1"], "must be at least 2"),
+        (["targets", "--nope"], "unrecognized arguments"),
+        (["nope"], "invalid choice"),
+    ],
+)
 def test_argument_mistakes_are_one_line(world, capsys, argv, fragment):
     assert_refused(world, capsys, argv, fragment)

@@ -14,8 +14,8 @@ import pytest
 
 from nasq.cli import main
 from nasq.config import config_from_dict
-from nasq.search.run_dir import RUN_MARKER
 from nasq.hardware_profiles import load_profile
+from nasq.search.run_dir import RUN_MARKER
 
 NASQ = [sys.executable, "-m", "nasq.cli"]
 
@@ -69,9 +69,16 @@ def test_help_is_fast_and_imports_nothing_heavy():
     assert out.returncode == 0 and "search" in out.stdout and "profile" in out.stdout
     assert elapsed < 2.0, elapsed
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, nasq.cli; nasq.cli.build_parser();"
-         "print(sorted(m for m in ('torch', 'ray', 'onnxruntime', 'optuna', 'numpy') if m in sys.modules))"],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import sys, nasq.cli; nasq.cli.build_parser();"
+            "print(sorted(m for m in ('torch', 'ray', 'onnxruntime', 'optuna', 'numpy') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.stdout.strip() == "[]"
 
 
@@ -81,14 +88,23 @@ def test_a_typo_in_a_config_or_run_is_said_before_ray_or_torch_load(tmp_path):
     (tmp_path / "run" / RUN_MARKER).write_text('{"nasq_version": "0.1.0", "config": {"serch": 1}, "profiles": {}}')
     for args in (["search", "c.yaml"], ["search", "--resume", "run"], ["best", "run", "--target", "t", "--out", "o"]):
         probe = subprocess.run(
-            [sys.executable, "-c", f"import sys, nasq.cli; code = nasq.cli.main({args!r});"
-             "print(code, sorted(m for m in ('torch', 'ray', 'onnxruntime', 'optuna') if m in sys.modules))"],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+            [
+                sys.executable,
+                "-c",
+                f"import sys, nasq.cli; code = nasq.cli.main({args!r});"
+                "print(code, sorted(m for m in ('torch', 'ray', 'onnxruntime', 'optuna') if m in sys.modules))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
         assert probe.stdout.strip() == "2 []" and "unknown key 'serch'" in probe.stderr, (args, probe.stderr)
 
 
 def test_targets_lists_shipped_profiles_and_marks_those_of_this_machine(tmp_path):
     from conftest import write_profile
+
     from nasq.hardware_profiles.machine import describe, this_machine
 
     out = run("targets")
@@ -172,14 +188,25 @@ def fake_run(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     cfg = config_from_dict({"targets": ["xeon-avx512-ort"]})
-    marker = {"nasq_version": "0.1.0", "created": "2026", "config": cfg.to_dict(),
-              "profiles": {"xeon-avx512-ort": load_profile("xeon-avx512-ort").data}}
+    marker = {
+        "nasq_version": "0.1.0",
+        "created": "2026",
+        "config": cfg.to_dict(),
+        "profiles": {"xeon-avx512-ort": load_profile("xeon-avx512-ort").data},
+    }
     (run_dir / RUN_MARKER).write_text(json.dumps(marker))
     from nasq.spaces import candidate_id, canonical_key, create_space
 
     cand = create_space("mobilenet-mnist").sample(0)
-    row = {"cid": candidate_id(cand), "key": canonical_key(cand), "status": "ok", "reason": "", "score": 0.9, "accuracy": 0.9,
-           "latency_ms": {"xeon-avx512-ort": 0.05}}
+    row = {
+        "cid": candidate_id(cand),
+        "key": canonical_key(cand),
+        "status": "ok",
+        "reason": "",
+        "score": 0.9,
+        "accuracy": 0.9,
+        "latency_ms": {"xeon-avx512-ort": 0.05},
+    }
     (run_dir / "results.jsonl").write_text(json.dumps(row) + "\n")
     return run_dir
 
@@ -187,15 +214,22 @@ def fake_run(tmp_path):
 def test_profile_errors(tmp_path):
     assert_clean_error(run("profile", "--backend", "cuda", "--name", "x"), "unknown profiler backend 'cuda'")
     assert_clean_error(run("profile", "--backend", "onnxruntime", "--name", "../x"), "profile name '../x' not allowed")
-    assert_clean_error(run("profile", "--backend", "onnxruntime", "--name", "x", "--space", "nope"), "unknown search space")
+    assert_clean_error(
+        run("profile", "--backend", "onnxruntime", "--name", "x", "--space", "nope"), "unknown search space"
+    )
     (tmp_path / "file").write_text("")
-    assert_clean_error(run("profile", "--backend", "bitserial-sim", "--name", "x", "--out", tmp_path / "file" / "x.json"),
-                       "cannot be created")
+    assert_clean_error(
+        run("profile", "--backend", "bitserial-sim", "--name", "x", "--out", tmp_path / "file" / "x.json"),
+        "cannot be created",
+    )
     assert_clean_error(run("profile", "calibrate"), "profile calibrate needs --target NAME")
-    assert_clean_error(run("profile", "calibrate", "--target", "bitserial-sim"),
-                       "target 'bitserial-sim' has no measured ONNX Runtime kernel costs")
-    assert_clean_error(run("profile", "calibrate", "--target", "xeon-avx512-ort", "--networks", "3"),
-                       "needs --networks of at least 5")
+    assert_clean_error(
+        run("profile", "calibrate", "--target", "bitserial-sim"),
+        "target 'bitserial-sim' has no measured ONNX Runtime kernel costs",
+    )
+    assert_clean_error(
+        run("profile", "calibrate", "--target", "xeon-avx512-ort", "--networks", "3"), "needs --networks of at least 5"
+    )
 
 
 def test_profile_writes_a_loadable_profile(tmp_path):
@@ -209,8 +243,10 @@ def test_search_warns_about_a_profile_from_another_machine(tmp_path):
     """One warning line before anything else, naming both machines and how to profile this one."""
     from conftest import write_profile
 
-    target = write_profile(tmp_path / "elsewhere.json", {"device": "Cortex-A72", "cpu_id": None, "machine": "aarch64",
-                                                         "cpu_flags": ["neon", "asimd"]})
+    target = write_profile(
+        tmp_path / "elsewhere.json",
+        {"device": "Cortex-A72", "cpu_id": None, "machine": "aarch64", "cpu_flags": ["neon", "asimd"]},
+    )
     out = run("search", write_config(tmp_path, targets=[target]), "--address", "nowhere")  # stops right after
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
@@ -273,14 +309,17 @@ def test_a_model_that_does_not_fit_its_data_is_refused_before_anything_is_writte
     (tmp_path / "nets.py").write_text(
         "from torch import nn\n"
         "def five_classes():\n"
-        "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))\n")
+        "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))\n"
+    )
     model = {"factory": f"{tmp_path / 'nets.py'}:five_classes", "input_shape": [1, 28, 28]}
-    for data, fragment in (({}, "the model gives 5 outputs, but data mnist-5k has 10 classes"),
-                           ({"dataset": "digits"}, "the data's samples are [1, 8, 8], but the model takes input shape "
-                                                   "[1, 28, 28]")):
+    for data, fragment in (
+        ({}, "the model gives 5 outputs, but data mnist-5k has 10 classes"),
+        ({"dataset": "digits"}, "the data's samples are [1, 8, 8], but the model takes input shape [1, 28, 28]"),
+    ):
         out = run("search", write_config(tmp_path, targets=["bitserial-sim"], model=model, data=data), cwd=tmp_path)
         assert_clean_error(out, fragment)
         assert not (tmp_path / "runs").exists()
-    out = run("search", write_config(tmp_path, targets=["bitserial-sim"], model={**model, "weights": "none.pt"}),
-              cwd=tmp_path)
+    out = run(
+        "search", write_config(tmp_path, targets=["bitserial-sim"], model={**model, "weights": "none.pt"}), cwd=tmp_path
+    )
     assert_clean_error(out, "none.pt: no such file")

@@ -2,8 +2,16 @@ import pytest
 import torch
 
 from nasq.compress import (
-    FLOAT_BITS, ActivationQuantizer, QuantConvBNAct, apply_bits, bake_weights, distinct_levels,
-    fake_quantize_weight, fold_batchnorm, prune_channels, quant_layers,
+    FLOAT_BITS,
+    ActivationQuantizer,
+    QuantConvBNAct,
+    apply_bits,
+    bake_weights,
+    distinct_levels,
+    fake_quantize_weight,
+    fold_batchnorm,
+    prune_channels,
+    quant_layers,
 )
 
 
@@ -15,8 +23,8 @@ def test_weight_levels_per_bit_width(bits):
     assert q.shape == w.shape
     for row in q.reshape(8, -1):
         n = distinct_levels(row.tolist())
-        assert n <= 2 ** bits - 1  # symmetric: -(2^(b-1)-1) .. 2^(b-1)-1
-        assert n >= min(2 ** bits - 1, 3)
+        assert n <= 2**bits - 1  # symmetric: -(2^(b-1)-1) .. 2^(b-1)-1
+        assert n >= min(2**bits - 1, 3)
     assert torch.equal(fake_quantize_weight(w, FLOAT_BITS), w)
 
 
@@ -30,7 +38,7 @@ def test_activation_levels_per_bit_width(bits):
     quant.eval()
     y = quant(x)
     assert y.shape == x.shape
-    assert 2 ** bits // 2 < distinct_levels(y.flatten().tolist()) <= 2 ** bits
+    assert 2**bits // 2 < distinct_levels(y.flatten().tolist()) <= 2**bits
     # export mode (plain arithmetic, any bit-width exports to ONNX) computes the same values
     quant.export_mode = True
     assert torch.allclose(quant(x), y, atol=1e-6)

@@ -6,8 +6,9 @@ from nasq.config import check_references, config_from_dict, load_config
 from nasq.errors import NasqError
 
 
-@pytest.mark.parametrize("path, space", [("configs/quickstart.yaml", "from-model"),
-                                         ("configs/nas-mnist.yaml", "mobilenet-mnist")])
+@pytest.mark.parametrize(
+    "path, space", [("configs/quickstart.yaml", "from-model"), ("configs/nas-mnist.yaml", "mobilenet-mnist")]
+)
 def test_shipped_configs_parse_and_references_exist(path, space):
     cfg = load_config(path)
     assert cfg.space == space and cfg.targets == ("local-ort", "bitserial-sim")
@@ -15,21 +16,32 @@ def test_shipped_configs_parse_and_references_exist(path, space):
     assert config_from_dict(cfg.to_dict()) == cfg  # round trip through the run marker
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"serch": {}}, "unknown key 'serch'; allowed: name, space"),
-    ({"search": {"num_candidats": 3}}, "unknown key 'search.num_candidats'"),
-    ({"search": {"num_candidates": "many"}}, "search.num_candidates must be int, got 'many'"),
-    ({"search": {"num_candidates": 0}}, "search.num_candidates = 0 is below the minimum 1"),
-    ({"search": {"sampler": "grid"}}, "search.sampler = 'grid' not allowed; allowed: tpe, nsga2, random, evolution"),
-    ({"accuracy": {"lr": -1}}, "accuracy.lr = -1.0 is below the minimum 0.0"),
-    ({"targets": []}, "targets must be a non-empty list"),
-    ({"targets": ["a", "a"]}, "lists a name twice"),
-    ({"search": [1, 2]}, "search must be a mapping"),
-    ({"seed": True}, "seed must be int"),
-    ({"search": {"sampler": "evolution", "screen_proxy": "jacob"}},
-     "search.screen_proxy = 'jacob' not allowed; allowed: '' (none), grad-norm, snip, synflow, naswot, zico"),
-    ({"search": {"screen_proxy": "naswot"}}, "search.screen_proxy = 'naswot' needs search.sampler: evolution (got 'tpe')"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"serch": {}}, "unknown key 'serch'; allowed: name, space"),
+        ({"search": {"num_candidats": 3}}, "unknown key 'search.num_candidats'"),
+        ({"search": {"num_candidates": "many"}}, "search.num_candidates must be int, got 'many'"),
+        ({"search": {"num_candidates": 0}}, "search.num_candidates = 0 is below the minimum 1"),
+        (
+            {"search": {"sampler": "grid"}},
+            "search.sampler = 'grid' not allowed; allowed: tpe, nsga2, random, evolution",
+        ),
+        ({"accuracy": {"lr": -1}}, "accuracy.lr = -1.0 is below the minimum 0.0"),
+        ({"targets": []}, "targets must be a non-empty list"),
+        ({"targets": ["a", "a"]}, "lists a name twice"),
+        ({"search": [1, 2]}, "search must be a mapping"),
+        ({"seed": True}, "seed must be int"),
+        (
+            {"search": {"sampler": "evolution", "screen_proxy": "jacob"}},
+            "search.screen_proxy = 'jacob' not allowed; allowed: '' (none), grad-norm, snip, synflow, naswot, zico",
+        ),
+        (
+            {"search": {"screen_proxy": "naswot"}},
+            "search.screen_proxy = 'naswot' needs search.sampler: evolution (got 'tpe')",
+        ),
+    ],
+)
 def test_bad_configs_name_key_value_and_allowed(raw, message):
     with pytest.raises(NasqError) as info:
         config_from_dict(raw, "x.yaml")
@@ -38,7 +50,9 @@ def test_bad_configs_name_key_value_and_allowed(raw, message):
 
 
 def test_unknown_space_target_and_estimate_are_refused():
-    with pytest.raises(NasqError, match="unknown space 'resnet'; available: fbnet, from-model, mobilenet-mnist, nas-bench-201"):
+    with pytest.raises(
+        NasqError, match="unknown space 'resnet'; available: fbnet, from-model, mobilenet-mnist, nas-bench-201"
+    ):
         check_references(config_from_dict({"space": "resnet"}))
     with pytest.raises(NasqError, match="unknown target 'tpu'"):
         check_references(config_from_dict({"targets": ["tpu"]}))
@@ -47,24 +61,39 @@ def test_unknown_space_target_and_estimate_are_refused():
 
 
 def test_a_model_block_searches_the_models_own_space():
-    cfg = config_from_dict({"model": {"factory": "nets.py:resnet", "weights": "w.pt", "input_shape": [3, 32, 32],
-                                      "layers": {"fc": {"quantize": False}, "layer4.*": {"prune": False}}}})
+    cfg = config_from_dict(
+        {
+            "model": {
+                "factory": "nets.py:resnet",
+                "weights": "w.pt",
+                "input_shape": [3, 32, 32],
+                "layers": {"fc": {"quantize": False}, "layer4.*": {"prune": False}},
+            }
+        }
+    )
     assert cfg.space == "from-model" and cfg.model.input_shape == (3, 32, 32)
     assert not cfg.model.layers["fc"].quantize and not cfg.model.layers["layer4.*"].prune
     assert config_from_dict(cfg.to_dict()) == cfg  # as a run directory records it
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    ({"space": "from-model"}, "space 'from-model' needs a model block"),
-    ({"model": {"weights": "w.pt"}}, "model.* is set but model.factory is empty"),
-    ({"model": {"factory": "n.py:f"}}, "model.input_shape is missing"),
-    ({"model": {"factory": "n.py:f", "input_shape": [1, "a"]}}, "model.input_shape must be a list of integers"),
-    ({"model": {"factory": "n.py:f", "input_shape": [1], "layers": {"x": {"prune": 3}}}},
-     "model.layers.x.prune must be true or false, got 3"),
-    ({"model": {"factory": "n.py:f", "input_shape": [1]}, "space": "mobilenet-mnist"},
-     "space = 'mobilenet-mnist' not allowed with it; allowed: from-model"),
-    ({"data": {"dataset": "cifar"}}, "data.dataset = 'cifar' not allowed; allowed: mnist-5k, digits, npz"),
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ({"space": "from-model"}, "space 'from-model' needs a model block"),
+        ({"model": {"weights": "w.pt"}}, "model.* is set but model.factory is empty"),
+        ({"model": {"factory": "n.py:f"}}, "model.input_shape is missing"),
+        ({"model": {"factory": "n.py:f", "input_shape": [1, "a"]}}, "model.input_shape must be a list of integers"),
+        (
+            {"model": {"factory": "n.py:f", "input_shape": [1], "layers": {"x": {"prune": 3}}}},
+            "model.layers.x.prune must be true or false, got 3",
+        ),
+        (
+            {"model": {"factory": "n.py:f", "input_shape": [1]}, "space": "mobilenet-mnist"},
+            "space = 'mobilenet-mnist' not allowed with it; allowed: from-model",
+        ),
+        ({"data": {"dataset": "cifar"}}, "data.dataset = 'cifar' not allowed; allowed: mnist-5k, digits, npz"),
+    ],
+)
 def test_bad_model_and_data_blocks(raw, fragment):
     with pytest.raises(NasqError, match=re.escape(fragment)):
         config_from_dict(raw, "c.yaml")
@@ -83,8 +112,11 @@ def test_a_fidelity_schedule_needs_an_estimate_that_trains():
     from nasq.config import check_references
 
     cfg = config_from_dict({"targets": ["bitserial-sim"], "accuracy": {"estimate": "synflow", "schedule": "asha"}})
-    with pytest.raises(NasqError, match="accuracy.schedule 'asha' needs an estimate with a fidelity .*'synflow' has "
-                                        "none; allowed: short-training, supernet-finetune"):
+    with pytest.raises(
+        NasqError,
+        match="accuracy.schedule 'asha' needs an estimate with a fidelity .*'synflow' has "
+        "none; allowed: short-training, supernet-finetune",
+    ):
         check_references(cfg)
     check_references(config_from_dict({"targets": ["bitserial-sim"], "accuracy": {"schedule": "asha"}}))
 
@@ -127,6 +159,8 @@ def test_every_numeric_option_takes_its_range_and_refuses_the_rest_naming_itself
         except NasqError as exc:
             assert key in str(exc) or (inside and "val_fraction + data.test_fraction" in str(exc)), (value, exc)
             if not inside and math.isfinite(value):
-                assert ("below the minimum" in str(exc)) or ("above the maximum" in str(exc)) or "must be int" in str(exc)
+                assert (
+                    ("below the minimum" in str(exc)) or ("above the maximum" in str(exc)) or "must be int" in str(exc)
+                )
             continue
         assert inside, f"{key} = {value!r} was taken; allowed: {low} to {high}"

@@ -57,8 +57,10 @@ class Scripted(Searcher):
 def test_candidates_meeting_no_bounds_are_answered_without_a_trial(space):
     profile = load_profile("bitserial-sim")
     predictor = {"bitserial-sim": create_predictor(profile)}
-    pool = sorted((space.sample(seed=i) for i in range(12)),
-                  key=lambda c: candidate_metrics(space, c, predictor)["latency_ms.bitserial-sim"])
+    pool = sorted(
+        (space.sample(seed=i) for i in range(12)),
+        key=lambda c: candidate_metrics(space, c, predictor)["latency_ms.bitserial-sim"],
+    )
     fast, slow = pool[0], pool[-1]
     limit = candidate_metrics(space, pool[6], predictor)["latency_ms.bitserial-sim"]
     cfg = config_from_dict({"targets": ["bitserial-sim"], "constraints": {"bitserial-sim": {"latency_ms": limit}}})
@@ -66,7 +68,7 @@ def test_candidates_meeting_no_bounds_are_answered_without_a_trial(space):
     objectives = ["score", "latency_ms.bitserial-sim"]
     s = DedupSearcher(Scripted([slow, fast]), space, objectives=objectives, check=check)
     assert s.suggest("t1") == fast  # `slow` broke the bound: never returned for a trial
-    (inner_id, told, error), = s.inner.told
+    ((_, told, error),) = s.inner.told
     assert told["infeasible"] and not error and told["latency_ms.bitserial-sim"] > limit
     assert check.skipped == 1 and check.violation(slow) > 0 >= check.violation(fast)
     # Optuna's samplers read the same violation from a finished trial's params
@@ -77,14 +79,21 @@ def test_candidates_meeting_no_bounds_are_answered_without_a_trial(space):
     again = pickle.loads(pickle.dumps(check))
     assert again._predictors is None and again.violation(slow) == pytest.approx(check.violation(slow))
     # a sampler that only offers infeasible candidates ends the search instead of spinning
-    s = DedupSearcher(Scripted([slow] + [space.sample(seed=100 + i) for i in range(3)]), space,
-                      objectives=objectives, check=check, max_infeasible=1)
+    s = DedupSearcher(
+        Scripted([slow] + [space.sample(seed=100 + i) for i in range(3)]),
+        space,
+        objectives=objectives,
+        check=check,
+        max_infeasible=1,
+    )
     assert s.suggest("t1") == Searcher.FINISHED
 
 
 def test_rows_that_break_a_targets_bounds_count_for_no_front_of_it():
-    rows = [{"cid": "a", "status": "ok", "score": 0.9, "latency_ms": {"t": 1.0}, "infeasible": ["t"]},
-            {"cid": "b", "status": "ok", "score": 0.8, "latency_ms": {"t": 2.0}, "infeasible": []}]
+    rows = [
+        {"cid": "a", "status": "ok", "score": 0.9, "latency_ms": {"t": 1.0}, "infeasible": ["t"]},
+        {"cid": "b", "status": "ok", "score": 0.8, "latency_ms": {"t": 2.0}, "infeasible": []},
+    ]
     assert [r["cid"] for r in pareto_front(rows, "t")] == ["b"]
     assert select_best(rows, "t")[0]["cid"] == "b"
     with pytest.raises(NasqError, match=r"\(1 broke its constraints\)"):

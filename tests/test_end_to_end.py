@@ -2,8 +2,8 @@
 MNIST, real ONNX export measured with ONNX Runtime, and a real SIGKILL followed by --resume."""
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,10 +14,10 @@ from pathlib import Path
 import onnx
 import psutil
 import pytest
+from test_profile_schema import numeric_leaves
 
 from nasq.hardware_profiles.schema import rule
 from nasq.ort import session
-from test_profile_schema import numeric_leaves
 
 pytestmark = pytest.mark.slow
 # searches that test something else than pricing price candidates by their layer lists (`latency_pricing: layers`):
@@ -55,9 +55,13 @@ def env(tmp_path_factory):
     machine the target describes; plus a copy that cannot price int8 convs: candidates using one fail."""
     folder, store = tmp_path_factory.mktemp("profiles"), tmp_path_factory.mktemp("store")
     env = {**os.environ, "NASQ_PROFILE_STORE": str(store)}
-    out = subprocess.run([*NASQ, "profile", "--local", "--quick", "--repetitions", "15", "--networks", "12",
-                          "--sweep-seconds", "15"],
-                         capture_output=True, text=True, timeout=600, env=env)
+    out = subprocess.run(
+        [*NASQ, "profile", "--local", "--quick", "--repetitions", "15", "--networks", "12", "--sweep-seconds", "15"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     stored = list(store.glob("local-ort-*-quick.json"))
     assert len(stored) == 1 and f"stored {stored[0]}" in out.stdout
@@ -70,24 +74,34 @@ def env(tmp_path_factory):
     data["predictor"] = "table"  # the quick profile may have chosen the regressor it no longer has,
     data["onnx_predictor"] = "table"  # for its layer lists and for exported models alike
     (folder / "no-int8-conv.json").write_text(json.dumps(data))
-    return {**env, "NASQ_PROFILE_PATH": str(folder), "NASQ_LOCAL": str(stored[0]),
-            "NO_INT8_CONV": str(folder / "no-int8-conv.json")}
+    return {
+        **env,
+        "NASQ_PROFILE_PATH": str(folder),
+        "NASQ_LOCAL": str(stored[0]),
+        "NO_INT8_CONV": str(folder / "no-int8-conv.json"),
+    }
 
 
 @pytest.fixture(scope="module")
 def search_run(tmp_path_factory, env):
     tmp = tmp_path_factory.mktemp("e2e")
-    cfg = write_yaml(tmp / "e2e.yaml", {
-        # a target named by its file's path (slashes and all) as well as by names
-        "name": "e2e", "targets": ["local-ort", "bitserial-sim", env["NO_INT8_CONV"]], "seed": 0,
-        "output_dir": str(tmp / "runs"),
-        "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
-        "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
-        "best": {"train_epochs": 0.5, "finetune_epochs": 0.3, "measure_repetitions": 30},
-    })
+    cfg = write_yaml(
+        tmp / "e2e.yaml",
+        {
+            # a target named by its file's path (slashes and all) as well as by names
+            "name": "e2e",
+            "targets": ["local-ort", "bitserial-sim", env["NO_INT8_CONV"]],
+            "seed": 0,
+            "output_dir": str(tmp / "runs"),
+            "search": {"sampler": "random", "num_candidates": 4, "max_concurrent": 2},
+            "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
+            "best": {"train_epochs": 0.5, "finetune_epochs": 0.3, "measure_repetitions": 30},
+        },
+    )
     run_dir = tmp / "run"
-    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
-                         env=env, timeout=600)
+    out = subprocess.run(
+        [*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return run_dir, out.stdout
 
@@ -102,8 +116,10 @@ def test_search_records_every_candidate_and_goes_on_after_failures(search_run, e
     assert len(rows) == 4 and len({r["cid"] for r in rows}) == 4
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] == "failed"]
-    assert ok and failed, ("seeded random sampling should give both (see the profile fixture)",
-                           [r["reason"] for r in rows])
+    assert ok and failed, (
+        "seeded random sampling should give both (see the profile fixture)",
+        [r["reason"] for r in rows],
+    )
     for r in failed:
         assert "cannot price op 'conv' in int8" in r["reason"]
     for r in ok:
@@ -112,8 +128,11 @@ def test_search_records_every_candidate_and_goes_on_after_failures(search_run, e
         assert all(r["latency_ms"][t] > 0 for t in ("local-ort", "bitserial-sim", env["NO_INT8_CONV"]))
         assert r["estimate"] == "short-training"
     assert (run_dir / "tune").is_dir() and (run_dir / "results.csv").exists()
-    for t, stem in (("local-ort", "local-ort"), ("bitserial-sim", "bitserial-sim"),
-                    (env["NO_INT8_CONV"], "no-int8-conv")):
+    for t, stem in (
+        ("local-ort", "local-ort"),
+        ("bitserial-sim", "bitserial-sim"),
+        (env["NO_INT8_CONV"], "no-int8-conv"),
+    ):
         assert f"Pareto front for {t}" in stdout
         assert (run_dir / f"pareto_{stem}.png").read_bytes()[:4] == b"\x89PNG"
     fronts = json.loads((run_dir / "pareto.json").read_text())
@@ -123,8 +142,13 @@ def test_search_records_every_candidate_and_goes_on_after_failures(search_run, e
 def test_best_exports_measures_and_reports(search_run, env, tmp_path):
     run_dir, _ = search_run
     out_dir = tmp_path / "best"
-    out = subprocess.run([*NASQ, "best", str(run_dir), "--target", "local-ort", "--out", str(out_dir)],
-                         capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run(
+        [*NASQ, "best", str(run_dir), "--target", "local-ort", "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((out_dir / "report.json").read_text())
     assert report["target"] == "local-ort" and report["measurement"]["measured"] is True
@@ -147,17 +171,21 @@ def test_best_exports_measures_and_reports(search_run, env, tmp_path):
         assert m["measured_at_profile_speed_ms"] > 0  # gauged round by round by the profile's reference layer
         assert 0 <= m["test_accuracy_onnxruntime"] <= 1
     # the search priced the candidate from its exported graph, as nasq predict prices the file exported here
-    assert report["search"]["predicted_latency_ms"] == pytest.approx(report["models"]["candidate"]["predicted_latency_ms"],
-                                                                       rel=0.05)
+    assert report["search"]["predicted_latency_ms"] == pytest.approx(
+        report["models"]["candidate"]["predicted_latency_ms"], rel=0.05
+    )
     assert set(ok[report["cid"]]["layers_latency_ms"]) == {"local-ort", "bitserial-sim", env["NO_INT8_CONV"]}
     int8_ops = report["models"]["int8"]["executed_ops"]
     assert int8_ops.get("QLinearConv", 0) > 0  # the uniform int8 baseline really runs int8 kernels
     assert report["models"]["float"]["executed_ops"].get("QLinearConv", 0) == 0
     # the reported test accuracy is what ONNX Runtime gives on the test split
     from nasq.data import load_mnist
+
     data = load_mnist()
     logits = session(out_dir / "model.onnx").run(None, {"input": data.test.x})[0]
-    assert (logits.argmax(1) == data.test.y).mean() == pytest.approx(report["models"]["candidate"]["test_accuracy_onnxruntime"])
+    assert (logits.argmax(1) == data.test.y).mean() == pytest.approx(
+        report["models"]["candidate"]["test_accuracy_onnxruntime"]
+    )
     assert "| float baseline |" in (out_dir / "report.md").read_text()
 
 
@@ -173,8 +201,13 @@ def test_best_of_an_all_float_candidate_is_its_own_float_baseline(search_run, en
     row["key"] = json.dumps(with_uniform_bits(json.loads(row["key"]), 32), sort_keys=True)
     (copy / "results.jsonl").write_text(json.dumps(row) + "\n")
     out_dir = tmp_path / "best"
-    out = subprocess.run([*NASQ, "best", str(copy), "--target", "local-ort", "--out", str(out_dir)],
-                         capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run(
+        [*NASQ, "best", str(copy), "--target", "local-ort", "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("rebuilding from its key") == 2  # the candidate and the int8 baseline
     report = json.loads((out_dir / "report.json").read_text())
@@ -193,8 +226,13 @@ def test_best_killed_mid_export_leaves_no_output_folder(search_run, env, tmp_pat
 
     run_dir, _ = search_run
     out_dir = tmp_path / "best"
-    proc = subprocess.Popen([*NASQ, "best", str(run_dir), "--target", "bitserial-sim", "--out", str(out_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [*NASQ, "best", str(run_dir), "--target", "bitserial-sim", "--out", str(out_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not list(tmp_path.glob(".best.partial-*/model.onnx")):
         assert proc.poll() is None, "nasq best ended before it could be killed"
@@ -208,22 +246,34 @@ def test_best_killed_mid_export_leaves_no_output_folder(search_run, env, tmp_pat
 
 
 def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
-    cfg = write_yaml(tmp_path / "r.yaml", {
-        "name": "resume", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
-        "search": {"latency_pricing": "layers", "sampler": "random", "num_candidates": 6, "max_concurrent": 1},
-        "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
-    })
+    cfg = write_yaml(
+        tmp_path / "r.yaml",
+        {
+            "name": "resume",
+            "targets": ["bitserial-sim"],
+            "seed": 1,
+            "output_dir": str(tmp_path / "runs"),
+            "search": {"latency_pricing": "layers", "sampler": "random", "num_candidates": 6, "max_concurrent": 1},
+            "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
+        },
+    )
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [*NASQ, "search", str(cfg), "--run-dir", str(run_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         if (run_dir / "results.jsonl").exists() and rows_of(run_dir):
             break
         assert proc.poll() is None, "search ended before it could be killed"
         time.sleep(0.2)
-    second = subprocess.run([*NASQ, "search", "--resume", str(run_dir)], capture_output=True, text=True, env=env,
-                            timeout=300)  # while the first driver runs: refused, never two writers
+    second = subprocess.run(
+        [*NASQ, "search", "--resume", str(run_dir)], capture_output=True, text=True, env=env, timeout=300
+    )  # while the first driver runs: refused, never two writers
     assert second.returncode != 0 and "in use by another nasq driver" in second.stderr, second.stderr[-2000:]
     assert proc.poll() is None
     ray_processes = psutil.Process(proc.pid).children(recursive=True)  # its local Ray: GCS, raylet, agents, workers
@@ -237,8 +287,9 @@ def test_resume_after_sigkill_finishes_without_reevaluating(tmp_path, env):
     assert not alive, f"outlived the driver by 10 s: {names}"
     before = {r["cid"]: r for r in rows_of(run_dir)}
     assert 1 <= len(before) < 6
-    out = subprocess.run([*NASQ, "search", "--resume", str(run_dir)], capture_output=True, text=True, env=env,
-                         timeout=600)
+    out = subprocess.run(
+        [*NASQ, "search", "--resume", str(run_dir)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = rows_of(run_dir)
     final = {r["cid"]: r for r in lines}
@@ -258,8 +309,12 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     data = json.loads(profile.read_text())
     # chosen by cross-validation
     assert data["predictor"] in ("table", "calibrated", "kernel-regressor", "calibrated-regressor")
-    assert set(data["predictor_selection"]["scores"]) == {"table", "calibrated", "kernel-regressor",
-                                                          "calibrated-regressor"}
+    assert set(data["predictor_selection"]["scores"]) == {
+        "table",
+        "calibrated",
+        "kernel-regressor",
+        "calibrated-regressor",
+    }
     assert data["regressor_calibration"]["fitted_on_networks"] == data["calibration"]["fitted_on_networks"]
     assert data["metadata"]["reference"]["speed"]["measurements"] > 0
     assert data["kernel_sweep"]["rounds"] and data["kernel_model"]["trees"]
@@ -267,8 +322,12 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     kernel_calibration = data["kernel_calibration"]
     assert set(kernel_calibration["fits"]) == {"table", "kernel-regressor"} and kernel_calibration["networks"] == 12
     assert kernel_calibration["scores"]["table, calibrated"]["networks"] == 12
-    out = subprocess.run([*NASQ, "profile", "calibrate", "--target", str(profile), "--networks", "6", "--add",
-                          "--measure-seconds", "1"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [*NASQ, "profile", "calibrate", "--target", str(profile), "--networks", "6", "--add", "--measure-seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     # fitted again, on the networks measured while profiling and on 6 others measured now (seed 0 is taken: seed 1)
     again = json.loads(profile.read_text())["kernel_calibration"]
@@ -281,11 +340,30 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     # and the predictor for ONNX models chosen again on them, a calibrated one by its fit on the other batch
     chosen = json.loads(profile.read_text())["onnx_predictor_selection"]
     assert chosen["scores"]["calibrated"]["scored_as"] == "table, calibrated on the other batches"
-    assert json.loads(profile.read_text())["onnx_predictor"] == chosen["chosen"] and "predictor for ONNX models; " in out.stdout
-    out = subprocess.run([*NASQ, "profile", "validate", "--target", str(profile), "--networks", "6",
-                          "--repetitions", "20", "--topologies", "squeezenet", "--measure-seconds", "2"],
-                         capture_output=True, text=True,
-                         timeout=600)
+    assert (
+        json.loads(profile.read_text())["onnx_predictor"] == chosen["chosen"]
+        and "predictor for ONNX models; " in out.stdout
+    )
+    out = subprocess.run(
+        [
+            *NASQ,
+            "profile",
+            "validate",
+            "--target",
+            str(profile),
+            "--networks",
+            "6",
+            "--repetitions",
+            "20",
+            "--topologies",
+            "squeezenet",
+            "--measure-seconds",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     validation = json.loads(profile.read_text())["validation"]
     assert validation["networks"] == 6 and 0 <= validation["within_10pct"] <= 1
@@ -297,7 +375,7 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     # and the run's own noise: the same networks' medians in three parts of the run, raw and over the reference
     spread = validation["drift"]["spread"]
     assert spread["windows"] == 3 and spread["rounds"] >= 20 and 0 <= spread["median"] <= spread["p90"]
-    assert 0 <= spread["over_reference"]["median"] and "noise: the same network measured in 3" in out.stdout
+    assert spread["over_reference"]["median"] >= 0 and "noise: the same network measured in 3" in out.stdout
     real = validation["real_topologies"]
     assert set(real["models"]) == {"squeezenet", "squeezenet int8"} and real["networks"] == 2
     assert all(v["measured_ms"] > 0 and v["predicted_ms"] > 0 for v in real["models"].values())
@@ -307,8 +385,11 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
     # and at the profile's speed: every round gauged by the reference layer timed in it
     assert validation["at_profile_speed"]["networks"] == 6 and real["at_profile_speed"]["networks"] == 2
     assert all(v["at_profile_speed_ms"] > 0 for v in real["models"].values())
-    assert set(real["scores_at_profile_speed"]) == set(real["scores"]) == {"table", "calibrated", "kernel-regressor",
-                                                                           "calibrated-regressor"}
+    assert (
+        set(real["scores_at_profile_speed"])
+        == set(real["scores"])
+        == {"table", "calibrated", "kernel-regressor", "calibrated-regressor"}
+    )
     assert "at the profile's speed" in out.stdout
     # held out from the choice of the predictor for ONNX models, made on the block networks, which it keeps
     assert real["chosen_on"] == "block networks" and real["predictor"] == chosen["chosen"]
@@ -320,20 +401,32 @@ def test_profile_validate_measures_and_stores_a_validation(env, tmp_path):
 
 def searched(cfg: Path, run_dir: Path) -> subprocess.CompletedProcess:
     """``nasq search CFG --run-dir RUN_DIR``, which must succeed."""
-    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run(
+        [*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
 
 def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(tmp_path):
-    cfg = write_yaml(tmp_path / "proxy.yaml", {
-        "name": "proxy", "targets": ["bitserial-sim"], "seed": 1, "output_dir": str(tmp_path / "runs"),
-        "search": {"latency_pricing": "layers", "sampler": "evolution", "num_candidates": 12, "max_concurrent": 2,
-                   "screen_pool": 200},
-        "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
-        "constraints": {"bitserial-sim": {"latency_ms": 0.014}},  # about 3 in 4 random candidates break it
-    })
+    cfg = write_yaml(
+        tmp_path / "proxy.yaml",
+        {
+            "name": "proxy",
+            "targets": ["bitserial-sim"],
+            "seed": 1,
+            "output_dir": str(tmp_path / "runs"),
+            "search": {
+                "latency_pricing": "layers",
+                "sampler": "evolution",
+                "num_candidates": 12,
+                "max_concurrent": 2,
+                "screen_pool": 200,
+            },
+            "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
+            "constraints": {"bitserial-sim": {"latency_ms": 0.014}},  # about 3 in 4 random candidates break it
+        },
+    )
     run_dir, out = tmp_path / "run", searched(cfg, tmp_path / "run")
     rows = rows_of(run_dir)
     assert len(rows) == 12 and all(r["status"] == "ok" for r in rows), rows
@@ -351,13 +444,27 @@ def test_search_scored_by_a_zero_cost_proxy_with_the_evolution_over_a_predictor(
 
 
 def test_evolution_with_a_zero_cost_proxy_computed_at_level_one(tmp_path):
-    cfg = write_yaml(tmp_path / "warm.yaml", {
-        "name": "warm", "targets": ["xeon-avx512-ort", "bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
-        "search": {"latency_pricing": "layers", "sampler": "evolution", "num_candidates": 12, "max_concurrent": 2,
-                   "screen_pool": 200,
-                   "screen_proxy": "naswot", "screen_proxy_pool": 12, "screen_shortlist": 6, "screen_every": 2},
-        "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
-    })
+    cfg = write_yaml(
+        tmp_path / "warm.yaml",
+        {
+            "name": "warm",
+            "targets": ["xeon-avx512-ort", "bitserial-sim"],
+            "seed": 2,
+            "output_dir": str(tmp_path / "runs"),
+            "search": {
+                "latency_pricing": "layers",
+                "sampler": "evolution",
+                "num_candidates": 12,
+                "max_concurrent": 2,
+                "screen_pool": 200,
+                "screen_proxy": "naswot",
+                "screen_proxy_pool": 12,
+                "screen_shortlist": 6,
+                "screen_every": 2,
+            },
+            "accuracy": {"estimate": "zico", "proxy_batch_size": 32},
+        },
+    )
     run_dir, out = tmp_path / "run", searched(cfg, tmp_path / "run")
     rows = rows_of(run_dir)
     assert len(rows) == 12 and all(r["status"] == "ok" for r in rows), rows
@@ -370,15 +477,27 @@ def test_evolution_with_a_zero_cost_proxy_computed_at_level_one(tmp_path):
 
 
 def test_search_scored_by_a_supernet_trains_it_once(tmp_path):
-    cfg = write_yaml(tmp_path / "sn.yaml", {
-        "name": "sn", "targets": ["bitserial-sim"], "seed": 2, "output_dir": str(tmp_path / "runs"),
-        "search": {"latency_pricing": "layers", "sampler": "nsga2", "num_candidates": 4, "max_concurrent": 2},
-        "accuracy": {"estimate": "supernet", "supernet_epochs": 0.2, "supernet_qat_epochs": 0.05, "bn_samples": 128},
-        "constraints": {"bitserial-sim": {"size_bytes": 30000}},  # NSGA-II learns it through constraints_func
-    })
+    cfg = write_yaml(
+        tmp_path / "sn.yaml",
+        {
+            "name": "sn",
+            "targets": ["bitserial-sim"],
+            "seed": 2,
+            "output_dir": str(tmp_path / "runs"),
+            "search": {"latency_pricing": "layers", "sampler": "nsga2", "num_candidates": 4, "max_concurrent": 2},
+            "accuracy": {
+                "estimate": "supernet",
+                "supernet_epochs": 0.2,
+                "supernet_qat_epochs": 0.05,
+                "bn_samples": 128,
+            },
+            "constraints": {"bitserial-sim": {"size_bytes": 30000}},  # NSGA-II learns it through constraints_func
+        },
+    )
     run_dir = tmp_path / "run"
-    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run(
+        [*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     record = json.loads((run_dir / "estimate.json").read_text())
     assert record["estimate"] == "supernet" and record["train_seconds"] > 0 and not record["reused"]
@@ -394,15 +513,27 @@ def test_search_scored_by_a_supernet_trains_it_once(tmp_path):
 def test_search_with_a_fidelity_schedule_stops_candidates_early(tmp_path):
     """Short training scored at 1/3 and then all of its epochs; multi-objective ASHA stops the candidates
     that rank in the lower two thirds at the first rung (one trial at a time, so the order is fixed)."""
-    cfg = write_yaml(tmp_path / "asha.yaml", {
-        "name": "asha", "targets": ["bitserial-sim"], "seed": 3, "output_dir": str(tmp_path / "runs"),
-        "search": {"latency_pricing": "layers", "sampler": "random", "num_candidates": 6, "max_concurrent": 1},
-        "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.15, "schedule": "asha", "rungs": 2,
-                     "reduction_factor": 3},
-    })
+    cfg = write_yaml(
+        tmp_path / "asha.yaml",
+        {
+            "name": "asha",
+            "targets": ["bitserial-sim"],
+            "seed": 3,
+            "output_dir": str(tmp_path / "runs"),
+            "search": {"latency_pricing": "layers", "sampler": "random", "num_candidates": 6, "max_concurrent": 1},
+            "accuracy": {
+                "train_epochs": 0.3,
+                "finetune_epochs": 0.15,
+                "schedule": "asha",
+                "rungs": 2,
+                "reduction_factor": 3,
+            },
+        },
+    )
     run_dir = tmp_path / "run"
-    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run(
+        [*NASQ, "search", str(cfg), "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     rows = rows_of(run_dir)
     assert len(rows) == 6 and {r["status"] for r in rows} <= {"ok", "stopped"}, rows
@@ -432,28 +563,45 @@ def test_search_runs_across_a_real_multi_node_ray_cluster_with_authentication(tm
 
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = _free_port()
-    cluster_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-                   "RAY_worker_niceness": "0"}
+    cluster_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_worker_niceness": "0"}
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     try:
-        for cmd in ([ray_cli, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
-                    [ray_cli, "start", "--address", f"127.0.0.1:{port}", *common]):
+        for cmd in (
+            [ray_cli, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
+            [ray_cli, "start", "--address", f"127.0.0.1:{port}", *common],
+        ):
             out = subprocess.run(cmd, capture_output=True, text=True, env=cluster_env, timeout=180)
             assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-        cfg = write_yaml(tmp_path / "c.yaml", {
-            "name": "cluster", "targets": ["bitserial-sim"], "seed": 3, "output_dir": str(tmp_path / "runs"),
-            "search": {"latency_pricing": "layers", "sampler": "random", "num_candidates": 4, "max_concurrent": 2},
-            "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
-        })
+        cfg = write_yaml(
+            tmp_path / "c.yaml",
+            {
+                "name": "cluster",
+                "targets": ["bitserial-sim"],
+                "seed": 3,
+                "output_dir": str(tmp_path / "runs"),
+                "search": {"latency_pricing": "layers", "sampler": "random", "num_candidates": 4, "max_concurrent": 2},
+                "accuracy": {"train_epochs": 0.3, "finetune_epochs": 0.2},
+            },
+        )
         run_dir = tmp_path / "run"  # on storage every node sees (one machine here)
-        wrong = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(tmp_path / "nope"), "--address",
-                                f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=300,
-                               env={**cluster_env, "RAY_AUTH_TOKEN": "not-the-token"})
+        wrong = subprocess.run(
+            [*NASQ, "search", str(cfg), "--run-dir", str(tmp_path / "nope"), "--address", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**cluster_env, "RAY_AUTH_TOKEN": "not-the-token"},
+        )
         assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
-            l for l in wrong.stderr.strip().splitlines() if l.startswith("nasq: error: cannot connect")], wrong.stderr[-2000:]
+            l for l in wrong.stderr.strip().splitlines() if l.startswith("nasq: error: cannot connect")
+        ], wrong.stderr[-2000:]
         assert "token" in wrong.stderr and not (tmp_path / "nope").exists()
-        out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", str(run_dir), "--address", f"127.0.0.1:{port}"],
-                             capture_output=True, text=True, env=cluster_env, timeout=600)
+        out = subprocess.run(
+            [*NASQ, "search", str(cfg), "--run-dir", str(run_dir), "--address", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            env=cluster_env,
+            timeout=600,
+        )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         rows = rows_of(run_dir)
         assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
@@ -474,16 +622,32 @@ def test_a_trained_model_compressed_for_two_targets_against_the_original(tmp_pat
     shutil.copytree(EXAMPLE, tmp_path / "my_model")
     write_profile(tmp_path / "profiles" / "this-cpu-ort.json")  # a profile that says it is of this machine
     env = {**os.environ, "NASQ_PROFILE_PATH": str(tmp_path / "profiles")}
-    cfg = write_yaml(tmp_path / "c.yaml", {
-        "name": "mine", "targets": ["this-cpu-ort", "bitserial-sim"], "output_dir": "runs",
-        "model": {"factory": "my_model/model.py:small_resnet", "weights": "my_model/small_resnet.pt",
-                  "input_shape": [1, 28, 28], "bits": [8, 32], "prune_ratios": [0.0, 0.25, 0.5]},
-        "search": {"sampler": "random", "num_candidates": 3, "max_concurrent": 2},
-        "accuracy": {"finetune_epochs": 0.3},
-        "best": {"finetune_epochs": 0.2, "measure_repetitions": 20, "original_qat": True},
-    })
-    out = subprocess.run([*NASQ, "search", str(cfg), "--run-dir", "run"], capture_output=True, text=True, env=env,
-                         cwd=tmp_path, timeout=600)
+    cfg = write_yaml(
+        tmp_path / "c.yaml",
+        {
+            "name": "mine",
+            "targets": ["this-cpu-ort", "bitserial-sim"],
+            "output_dir": "runs",
+            "model": {
+                "factory": "my_model/model.py:small_resnet",
+                "weights": "my_model/small_resnet.pt",
+                "input_shape": [1, 28, 28],
+                "bits": [8, 32],
+                "prune_ratios": [0.0, 0.25, 0.5],
+            },
+            "search": {"sampler": "random", "num_candidates": 3, "max_concurrent": 2},
+            "accuracy": {"finetune_epochs": 0.3},
+            "best": {"finetune_epochs": 0.2, "measure_repetitions": 20, "original_qat": True},
+        },
+    )
+    out = subprocess.run(
+        [*NASQ, "search", str(cfg), "--run-dir", "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "14 layers to quantize, 8 channel groups to prune, 13 BatchNorms folded" in out.stdout
     rows = rows_of(tmp_path / "run")
@@ -495,8 +659,14 @@ def test_a_trained_model_compressed_for_two_targets_against_the_original(tmp_pat
     assert min(r["accuracy"] for r in rows if not pruned[r["cid"]]) > 0.95
     recorded = json.loads((tmp_path / "run" / "nasq_run.json").read_text())["config"]["model"]
     assert recorded["factory"] == f"{tmp_path / 'my_model' / 'model.py'}:small_resnet"  # absolute in the run
-    best = subprocess.run([*NASQ, "best", "run", "--target", "this-cpu-ort", "--out", "best"], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=600)
+    best = subprocess.run(
+        [*NASQ, "best", "run", "--target", "this-cpu-ort", "--out", "best"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert best.returncode == 0, best.stderr[-3000:]
     report = json.loads((tmp_path / "best" / "report.json").read_text())
     models = report["models"]
@@ -508,8 +678,12 @@ def test_a_trained_model_compressed_for_two_targets_against_the_original(tmp_pat
     for m in models.values():
         assert m["measured_latency_ms"] > 0 and m["predicted_latency_ms"] > 0
     # the latency the search used is the exported graph's, as nasq predict prices the file best wrote
-    assert report["search"]["predicted_latency_ms"] == pytest.approx(models["candidate"]["predicted_latency_ms"],
-                                                                       rel=0.05)
+    assert report["search"]["predicted_latency_ms"] == pytest.approx(
+        models["candidate"]["predicted_latency_ms"], rel=0.05
+    )
     # int8 weights take a byte each, float ones four: the original in int8 is much smaller than in float
     assert models["original_int8"]["size_bytes"] < 0.5 * models["original"]["size_bytes"]
-    assert "Against the original (measured latency, test accuracy): searched" in (tmp_path / "best" / "report.md").read_text()
+    assert (
+        "Against the original (measured latency, test accuracy): searched"
+        in (tmp_path / "best" / "report.md").read_text()
+    )

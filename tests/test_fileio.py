@@ -12,10 +12,9 @@ from nasq.fileio import StagedDir
 
 def test_a_staged_folder_appears_whole_and_a_failed_one_leaves_nothing(tmp_path):
     final = tmp_path / "new" / "out"
-    with pytest.raises(RuntimeError):
-        with StagedDir(final, "report.json") as stage:
-            (stage.path / "model.onnx").write_bytes(b"x")
-            raise RuntimeError("killed by the test")
+    with pytest.raises(RuntimeError), StagedDir(final, "report.json") as stage:
+        (stage.path / "model.onnx").write_bytes(b"x")
+        raise RuntimeError("killed by the test")
     assert list(tmp_path.iterdir()) == []  # not the staging folder, nor the parent made for it
     with StagedDir(final, "report.json") as stage:
         (stage.path / "model.onnx").write_bytes(b"x")

@@ -1,7 +1,6 @@
 """The search space derived from a user's trained model: groups, shapes, overrides, trained weights, distillation."""
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -49,8 +48,9 @@ def test_groups_couple_the_residual_stream_and_shapes_follow_the_pruned_model(re
 
 def test_an_unpruned_float_candidate_computes_what_the_original_does(resnet_space):
     space = resnet_space
-    cand = space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else False if name.endswith(".remove")
-                        else 32)
+    cand = space.derive(
+        lambda name, choices: 0.0 if name.endswith(".prune") else False if name.endswith(".remove") else 32
+    )
     model = space.build(cand)
     space.compress(model, cand)  # BatchNorms folded into the convs
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
@@ -60,8 +60,17 @@ def test_an_unpruned_float_candidate_computes_what_the_original_does(resnet_spac
 
 def test_pruning_keeps_trained_channels(resnet_space):
     space = resnet_space
-    cand = space.derive(lambda name, choices: 0.5 if name == "3.conv1.prune" else 0.0 if name.endswith(".prune")
-                        else False if name.endswith(".remove") else 32)
+    cand = space.derive(
+        lambda name, choices: (
+            0.5
+            if name == "3.conv1.prune"
+            else 0.0
+            if name.endswith(".prune")
+            else False
+            if name.endswith(".remove")
+            else 32
+        )
+    )
     model = space.build(cand)
     space.prune(model, cand)
     kept = model.get_submodule("3.conv1").conv.weight
@@ -72,8 +81,17 @@ def test_pruning_keeps_trained_channels(resnet_space):
 
 
 def test_overrides_by_name_and_pattern():
-    space = ModelSpace(SPEC, ModelSpaceOptions(bits=(4, 8, 32), layers={
-        "0": LayerOverride(prune=False), "6.*": LayerOverride(quantize=False), "10": LayerOverride(w_bits=8, a_bits=8)}))
+    space = ModelSpace(
+        SPEC,
+        ModelSpaceOptions(
+            bits=(4, 8, 32),
+            layers={
+                "0": LayerOverride(prune=False),
+                "6.*": LayerOverride(quantize=False),
+                "10": LayerOverride(w_bits=8, a_bits=8),
+            },
+        ),
+    )
     choices = space.choices()
     assert "0.prune" not in choices and "3.conv1.prune" in choices  # the stem's group (the residual stream) is kept
     assert choices["6.conv1.w_bits"] == [32] and choices["6.shortcut.0.a_bits"] == [32]
@@ -109,8 +127,12 @@ def test_runtime_env_ships_the_folders_of_user_code():
     from nasq.config import config_from_dict
     from nasq.experiment import runtime_env
 
-    cfg = config_from_dict({"model": {"factory": f"{EXAMPLE / 'model.py'}:small_resnet", "input_shape": [1, 28, 28]},
-                            "data": {"dataset": "python", "factory": "nasq.data.formats:load_dataset"}})
+    cfg = config_from_dict(
+        {
+            "model": {"factory": f"{EXAMPLE / 'model.py'}:small_resnet", "input_shape": [1, 28, 28]},
+            "data": {"dataset": "python", "factory": "nasq.data.formats:load_dataset"},
+        }
+    )
     assert runtime_env(cfg) == {"py_modules": [str(EXAMPLE)]}  # nasq itself is installed: not shipped
     assert runtime_env(config_from_dict({})) is None
 
@@ -134,8 +156,9 @@ def test_a_candidate_starts_from_the_trained_weights(resnet_space, mnist):
     torch.set_num_threads(1)
     original = accuracy(resnet_space.original, mnist.test)
     assert original > 0.97
-    cand = resnet_space.derive(lambda name, choices: 0.0 if name.endswith(".prune") else False if
-                               name.endswith(".remove") else 8)
+    cand = resnet_space.derive(
+        lambda name, choices: 0.0 if name.endswith(".prune") else False if name.endswith(".remove") else 8
+    )
     model, _ = compress_and_train(resnet_space, cand, mnist, TrainSchedule(finetune_epochs=0.25), seed=0)
     assert accuracy(model, mnist.test) > original - 0.02
 
@@ -152,10 +175,26 @@ def test_exported_candidates_predict_what_torch_does(resnet_space, mnist, tmp_pa
 
     torch.set_num_threads(1)
     target = Profile.from_dict(profile_data("here"), "here")
-    bits = {"0": (8, 4), "3.conv1": (8, 8), "3.conv2": (8, 32), "4.conv1": (8, 8), "4.conv2": (32, 4),
-            "5.conv1": (4, 4), "6.conv1": (8, 8), "7.conv1": (8, 8), "7.conv2": (8, 8)}
-    cand = resnet_space.derive(lambda name, choices: 0.25 if name.endswith(".prune") else False if
-                               name.endswith(".remove") else bits.get(name.rsplit(".", 1)[0], (32, 32))[name.endswith(".a_bits")])
+    bits = {
+        "0": (8, 4),
+        "3.conv1": (8, 8),
+        "3.conv2": (8, 32),
+        "4.conv1": (8, 8),
+        "4.conv2": (32, 4),
+        "5.conv1": (4, 4),
+        "6.conv1": (8, 8),
+        "7.conv1": (8, 8),
+        "7.conv2": (8, 8),
+    }
+    cand = resnet_space.derive(
+        lambda name, choices: (
+            0.25
+            if name.endswith(".prune")
+            else False
+            if name.endswith(".remove")
+            else bits.get(name.rsplit(".", 1)[0], (32, 32))[name.endswith(".a_bits")]
+        )
+    )
     model, _ = compress_and_train(resnet_space, cand, mnist, TrainSchedule(finetune_epochs=0.2), seed=0, target=target)
     layer_bits = {l.name: (l.w_bits, l.a_bits) for l in resnet_space.layers(cand)}
     info = EXPORTERS.create("onnx").export(model, layer_bits, target, mnist.train.x, tmp_path / "m.onnx")
@@ -199,12 +238,25 @@ def test_bit_widths_no_target_runs_natively_are_left_out(capsys):
     from nasq.hardware_profiles import load_profile
     from nasq.search.driver import with_native_bits
 
-    cfg = config_from_dict({"name": "b", "targets": ["epyc-zen5-avx512-ort"], "model": {
-        "factory": SPEC.factory, "weights": SPEC.weights, "input_shape": [1, 28, 28], "bits": [2, 4, 8, 32]}}, "t")
+    cfg = config_from_dict(
+        {
+            "name": "b",
+            "targets": ["epyc-zen5-avx512-ort"],
+            "model": {
+                "factory": SPEC.factory,
+                "weights": SPEC.weights,
+                "input_shape": [1, 28, 28],
+                "bits": [2, 4, 8, 32],
+            },
+        },
+        "t",
+    )
     cpu = {"epyc-zen5-avx512-ort": load_profile("epyc-zen5-avx512-ort")}
     assert with_native_bits(cfg, cpu).model.bits == (8, 32)
-    assert "model.bits: 2, 4 left out: no target runs them natively (epyc-zen5-avx512-ort: 8 bits)" in \
-        capsys.readouterr().out
+    assert (
+        "model.bits: 2, 4 left out: no target runs them natively (epyc-zen5-avx512-ort: 8 bits)"
+        in capsys.readouterr().out
+    )
     both = {**cpu, "bitserial-sim": load_profile("bitserial-sim")}
     assert with_native_bits(cfg, both).model.bits == (2, 4, 8, 32) and capsys.readouterr().out == ""
 
@@ -242,9 +294,21 @@ def test_a_trained_models_search_starts_from_it_and_from_the_hand_routes_uniform
     from nasq.config import config_from_dict
     from nasq.search.driver import start_points
 
-    cfg = config_from_dict({"name": "s", "targets": ["bitserial-sim"], "model": {
-        "factory": SPEC.factory, "weights": SPEC.weights, "input_shape": [1, 28, 28], "bits": [4, 8, 32],
-        "prune_ratios": [0.0, 0.25, 0.5, 0.75]}, "search": {"uniform_starts": 1}}, "t")
+    cfg = config_from_dict(
+        {
+            "name": "s",
+            "targets": ["bitserial-sim"],
+            "model": {
+                "factory": SPEC.factory,
+                "weights": SPEC.weights,
+                "input_shape": [1, 28, 28],
+                "bits": [4, 8, 32],
+                "prune_ratios": [0.0, 0.25, 0.5, 0.75],
+            },
+            "search": {"uniform_starts": 1},
+        },
+        "t",
+    )
     starts = start_points(cfg, resnet_space)
     assert len(starts) == 2 * 3 + 2
     for start, (ratio, bits) in zip(starts, [(0.0, 8), (0.0, 32), (0.25, 8), (0.25, 32), (0.5, 8), (0.5, 32)]):

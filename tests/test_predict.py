@@ -5,14 +5,14 @@ import json
 import numpy as np
 import onnx
 import pytest
-
 from conftest import profile_data, write_profile
+from test_cli import assert_clean_error, run
+
 from nasq.errors import NasqError
 from nasq.hardware_profiles.profile import Profile
-from nasq.onnx_graph import graph_layers
 from nasq.kernel_pricing import AFFINE
+from nasq.onnx_graph import graph_layers
 from nasq.predict import predict_model, prepared_model, real_topology
-from test_cli import assert_clean_error, run
 
 
 def xeon_profile() -> Profile:
@@ -21,8 +21,10 @@ def xeon_profile() -> Profile:
     return Profile.from_dict(profile_data("xeon-vnni"), "a Xeon's profile")
 
 
-@pytest.mark.parametrize("name, layers, gmacs", [("resnet50", 54, 4.09), ("squeezenet", 26, 0.35),
-                                                 ("shufflenet", 50, 0.1247), ("densenet121", 121, 2.83)])
+@pytest.mark.parametrize(
+    "name, layers, gmacs",
+    [("resnet50", 54, 4.09), ("squeezenet", 26, 0.35), ("shufflenet", 50, 0.1247), ("densenet121", 121, 2.83)],
+)
 def test_real_topologies_are_read_layer_by_layer(name, layers, gmacs):
     model, notes = prepared_model(real_topology(name))
     graph = graph_layers(model)
@@ -35,8 +37,9 @@ def test_predict_cli_lists_uncovered_ops_and_how_they_were_priced(tmp_path):
     """An ORT target prices the kernels ONNX Runtime runs: SqueezeNet's convs and pools in the blocked
     layout, its ReLUs fused away; a graph-priced target names every ONNX op and how it was priced. A profile of
     another machine is said in one warning line before the results, naming both machines."""
-    out = run("predict", "--target", write_profile(tmp_path / "xeon.json", "xeon-vnni"), real_topology("squeezenet"),
-              "--json")
+    out = run(
+        "predict", "--target", write_profile(tmp_path / "xeon.json", "xeon-vnni"), real_topology("squeezenet"), "--json"
+    )
     assert out.returncode == 0, out.stderr
     warning = out.stderr.strip().splitlines()
     assert len(warning) == 1 and warning[0].startswith("warning: target") and "Intel(R) Xeon(R)" in warning[0]
@@ -79,8 +82,9 @@ def test_executed_kernels_price_grouped_convs_reorders_and_int8_kernels(tmp_path
         assert q["uncovered_ops"][op]["priced_as"].startswith("its own measured cost"), op
     assert q["latency_ms"] < predict_model(model, profile)["latency_ms"]
     # ORT's quantizer puts one input of each fire module's concat on the output's scale: copied, not requantized
-    concats = [k for k in executed_kernels(onnx.load(str(tmp_path / "q.onnx")).SerializeToString())
-               if k.op == "QLinearConcat"]
+    concats = [
+        k for k in executed_kernels(onnx.load(str(tmp_path / "q.onnx")).SerializeToString()) if k.op == "QLinearConcat"
+    ]
     assert len(concats) == 8 and all(0 < requantized_share(k) < 1 for k in concats)
 
 
@@ -128,8 +132,14 @@ def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
     assert np.array_equal(outputs["QLinearConcat.copy"], copied)
     assert not np.array_equal(outputs["QLinearConcat"], copied)
 
-    kernel = Kernel("c", "QLinearConcat", {"axis": 3}, [("uint8", [1, 2, 2, 4]), ("uint8", [1, 2, 2, 12])],
-                    [("uint8", [1, 2, 2, 16])], scalars={0: 0.1, 1: 128.0, 3: 0.1, 4: 128.0, 6: 0.2, 7: 128.0})
+    kernel = Kernel(
+        "c",
+        "QLinearConcat",
+        {"axis": 3},
+        [("uint8", [1, 2, 2, 4]), ("uint8", [1, 2, 2, 12])],
+        [("uint8", [1, 2, 2, 16])],
+        scalars={0: 0.1, 1: 128.0, 3: 0.1, 4: 128.0, 6: 0.2, 7: 128.0},
+    )
     assert requantized_share(kernel) == pytest.approx(0.75)
     kernel.scalars = {3: 0.1, 4: 128.0}  # the output's scale is not a constant: everything requantizes
     assert requantized_share(kernel) == 1.0
@@ -147,6 +157,7 @@ def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
 
     def transpose(dtype, perm, shape):
         return _op_key(Kernel("t", "Transpose", {"perm": perm}, [(dtype, shape)], []), costs)
+
     assert transpose("uint8", [0, 2, 3, 1], [1, 3, 224, 224]) == "Transpose.uint8.c3"
     assert transpose("uint8", [0, 2, 3, 1], [1, 8, 56, 56]) == "Transpose.uint8"
     assert transpose("uint8", [0, 3, 1, 2], [1, 56, 56, 64]) == "Transpose.uint8.nchw"
@@ -164,15 +175,24 @@ def test_each_runtime_probe_runs_the_kernel_it_prices():
 
     measured = {op: {} for op, _, _ in RUNTIME_PROBES}
     for op, domain, attrs in RUNTIME_PROBES:
-        model, feed, work = _runtime_graph(op, domain, attrs, 16, 8)
+        model, _, _ = _runtime_graph(op, domain, attrs, 16, 8)
         keys = {_op_key(k, measured) for k in executed_kernels(model.SerializeToString())}
         assert (op.removesuffix(".copy") if op == "QLinearConcat.copy" else op) in keys, (op, keys)
     # without those entries (an older profile), the plain op's cost prices them, as before
-    for op in ("MaxPool.uint8", "Transpose.uint8.shuffle", "Transpose.shuffle", "Transpose.uint8.nchw", "Transpose.c3",
-               "Transpose.uint8.nchw.c3"):
+    for op in (
+        "MaxPool.uint8",
+        "Transpose.uint8.shuffle",
+        "Transpose.shuffle",
+        "Transpose.uint8.nchw",
+        "Transpose.c3",
+        "Transpose.uint8.nchw.c3",
+    ):
         model, _, _ = _runtime_graph(op, "", dict(next(p[2] for p in RUNTIME_PROBES if p[0] == op)), 16, 8)
-        assert {_op_key(k, {}) for k in executed_kernels(model.SerializeToString())} <= {"MaxPool", "Transpose",
-                                                                                           "Transpose.uint8"}
+        assert {_op_key(k, {}) for k in executed_kernels(model.SerializeToString())} <= {
+            "MaxPool",
+            "Transpose",
+            "Transpose.uint8",
+        }
 
 
 def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs():
@@ -188,15 +208,20 @@ def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs(
     profile = xeon_profile()
 
     def kernels(op):
-        return Counter(_op_key(k, profile.data["op_costs"])
-                       for k in executed_kernels(_sandwich_graph(op, 32, 8)[0].SerializeToString()))
+        return Counter(
+            _op_key(k, profile.data["op_costs"])
+            for k in executed_kernels(_sandwich_graph(op, 32, 8)[0].SerializeToString())
+        )
 
     assert kernels(None) == Counter({"nchwc.ReorderInput": 1, "nchwc.Conv": 2, "nchwc.ReorderOutput": 1})
     reorders = Counter({"nchwc.ReorderOutput": 1, "nchwc.ReorderInput": 1})
-    expected = {"Sum": reorders + Counter({"Sum": 1}), "Relu": Counter({"Relu": 1}),
-                "Transpose.shuffle": reorders + Counter({"Transpose.shuffle": 1, "Reshape": 2}),
-                # a BatchNorm after a ReLU: a per-channel scale and shift run as a 1x1 depthwise conv, blocked
-                "BatchNormalization": Counter({AFFINE: 1})}
+    expected = {
+        "Sum": reorders + Counter({"Sum": 1}),
+        "Relu": Counter({"Relu": 1}),
+        "Transpose.shuffle": reorders + Counter({"Transpose.shuffle": 1, "Reshape": 2}),
+        # a BatchNorm after a ReLU: a per-channel scale and shift run as a 1x1 depthwise conv, blocked
+        "BatchNormalization": Counter({AFFINE: 1}),
+    }
     for op, over in CONTEXT_PROBES:
         assert kernels(op) - kernels(over) == expected[op] and not kernels(over) - kernels(op), op
         assert profile.data["op_costs"][op]["in_context"], op
@@ -215,8 +240,8 @@ def test_a_batchnorm_no_conv_absorbed_is_priced_as_the_memory_bound_op_it_is():
     by the lone probe, and the listing says so."""
     import copy
 
-    from nasq.hardware_profiles.profile import Profile
     from nasq.hardware_profiles.predictors import op_cost_ms
+    from nasq.hardware_profiles.profile import Profile
 
     profile = xeon_profile()
     model = prepared_model(real_topology("densenet121"))[0]
@@ -272,8 +297,11 @@ def test_image_stems_are_priced_from_the_stems_measured():
 
     profile = xeon_profile()
     table = PREDICTORS.get("table")(profile)
-    measured = {(e["cout"], e["kernel"], e["h_in"], e["precision"]): e["latency_ms"] for e in profile.data["layers"]
-                if e["cin"] == 3 and e["stride"] == 2}
+    measured = {
+        (e["cout"], e["kernel"], e["h_in"], e["precision"]): e["latency_ms"]
+        for e in profile.data["layers"]
+        if e["cin"] == 3 and e["stride"] == 2
+    }
     assert {(s.cout, s.kernel, s.h_in) for s in STEM_SHAPES} <= {k[:3] for k in measured}
     for precision in ("fp32", "int8"):
         notes = []
@@ -291,8 +319,11 @@ def test_image_stems_are_priced_from_the_stems_measured():
 def test_op_costs_interpolate_between_measured_sizes():
     from nasq.hardware_profiles.predictors import op_cost_ms
 
-    cost = {"intercept_ms": 0.004, "per_mwork_ms": 1.0,
-            "measured": [{"work": 100_000, "latency_ms": 0.02}, {"work": 400_000, "latency_ms": 0.2}]}
+    cost = {
+        "intercept_ms": 0.004,
+        "per_mwork_ms": 1.0,
+        "measured": [{"work": 100_000, "latency_ms": 0.02}, {"work": 400_000, "latency_ms": 0.2}],
+    }
     assert op_cost_ms(cost, 250_000) == pytest.approx(0.11)
     assert op_cost_ms(cost, 800_000) == pytest.approx(0.4)  # proportional beyond the largest
     assert op_cost_ms(cost, 50_000) == pytest.approx(0.012)  # toward the fixed cost below the smallest
@@ -319,8 +350,10 @@ def test_bad_models_and_targets_are_one_line_errors(tmp_path):
     target = write_profile(tmp_path / "here.json")
     assert_clean_error(run("predict", "--target", target, tmp_path / "x.onnx"), "is not an ONNX model")
     assert_clean_error(run("predict", "--target", target, tmp_path / "none.onnx"), "does not exist")
-    assert_clean_error(run("predict", "--target", "nb201-pixel3", real_topology("squeezenet")),
-                       "prices architectures of space 'nas-bench-201' only")
+    assert_clean_error(
+        run("predict", "--target", "nb201-pixel3", real_topology("squeezenet")),
+        "prices architectures of space 'nas-bench-201' only",
+    )
 
 
 def test_a_symbolic_input_shape_needs_input_shape_and_is_priced_as_the_fixed_one(tmp_path):
@@ -333,9 +366,11 @@ def test_a_symbolic_input_shape_needs_input_shape_and_is_priced_as_the_fixed_one
     w = {"w": np.ones((16, 16, 3, 3), np.float32)}
     onnx.save(_graph(conv, w, inputs=(("x", ["N", 16, "H", "W"]),)), tmp_path / "dynamic.onnx")
     target = write_profile(tmp_path / "here.json")
-    assert_clean_error(run("predict", "--target", target, tmp_path / "dynamic.onnx"),
-                       "input 'x' has symbolic dimensions 2 ('H'), 3 ('W'); give the shape after the batch with "
-                       "--input-shape, e.g. --input-shape 16,N,N")
+    assert_clean_error(
+        run("predict", "--target", target, tmp_path / "dynamic.onnx"),
+        "input 'x' has symbolic dimensions 2 ('H'), 3 ('W'); give the shape after the batch with "
+        "--input-shape, e.g. --input-shape 16,N,N",
+    )
     profile = Profile.load(target)
     fixed = predict_model(_graph(conv, w, inputs=(("x", [1, 16, 8, 8]),)), profile)
     given = predict_model(prepared_model(tmp_path / "dynamic.onnx", (16, 8, 8))[0], profile)
@@ -356,15 +391,21 @@ def test_compute_priced_as_memory_traffic_is_said_first_not_trusted(tmp_path):
 
     profile = Profile.load(write_profile(tmp_path / "here.json"))
     lstm = helper.make_graph(
-        [helper.make_node("LSTM", ["x", "w", "r"], ["y"], hidden_size=32)], "g",
+        [helper.make_node("LSTM", ["x", "w", "r"], ["y"], hidden_size=32)],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [20, 1, 16])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [onnx.numpy_helper.from_array(np.ones((1, 128, 16), np.float32), "w"),
-         onnx.numpy_helper.from_array(np.ones((1, 128, 32), np.float32), "r")])
+        [
+            onnx.numpy_helper.from_array(np.ones((1, 128, 16), np.float32), "w"),
+            onnx.numpy_helper.from_array(np.ones((1, 128, 32), np.float32), "r"),
+        ],
+    )
     einsum = helper.make_graph(
-        [helper.make_node("Einsum", ["x", "x"], ["y"], equation="bij,bjk->bik")], "g",
+        [helper.make_node("Einsum", ["x", "x"], ["y"], equation="bij,bjk->bik")],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
     for graph, op in ((lstm, "LSTM"), (einsum, "Einsum")):
         result = predict_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), profile)
         assert result["untrusted"] == {op: 1}
@@ -377,9 +418,13 @@ def test_compute_priced_as_memory_traffic_is_said_first_not_trusted(tmp_path):
 def _graph(nodes, inits, inputs=(("x", [1, 16, 8, 8]),)):
     from onnx import TensorProto, helper, numpy_helper
 
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-                              [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -392,14 +437,17 @@ def test_residual_adds_are_priced_as_onnx_runtime_runs_them():
 
     w = np.ones((16, 16, 1, 1), np.float32)
     bn = {k: np.ones(16, np.float32) for k in ("s", "b", "m", "v")}
-    float_model = _graph([
-        helper.make_node("Conv", ["x", "w"], ["c"]),
-        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),
-        helper.make_node("Add", ["n", "x"], ["a"]),
-        helper.make_node("Relu", ["a"], ["r"]),
-        helper.make_node("Conv", ["r", "g"], ["c2"], group=4),
-        helper.make_node("Add", ["c2", "r"], ["y"]),
-    ], {"w": w, "g": np.ones((16, 4, 1, 1), np.float32), **bn})
+    float_model = _graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"]),
+            helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),
+            helper.make_node("Add", ["n", "x"], ["a"]),
+            helper.make_node("Relu", ["a"], ["r"]),
+            helper.make_node("Conv", ["r", "g"], ["c2"], group=4),
+            helper.make_node("Add", ["c2", "r"], ["y"]),
+        ],
+        {"w": w, "g": np.ones((16, 4, 1, 1), np.float32), **bn},
+    )
     kinds = {(o.op_type, o.kind) for o in graph_layers(float_model).others}
     assert kinds == {("BatchNormalization", "fused"), ("Add", "fused"), ("Relu", "fused"), ("Add", "memory")}
 
@@ -407,23 +455,31 @@ def test_residual_adds_are_priced_as_onnx_runtime_runs_them():
     q = {"sc": scale, "zp": zero}
 
     def qdq(add_op):
-        return _graph([
-            helper.make_node("QuantizeLinear", ["x", "sc", "zp"], ["xq"]),
-            helper.make_node("DequantizeLinear", ["xq", "sc", "zp"], ["xd"]),
-            helper.make_node("QuantizeLinear", ["z", "sc", "zp"], ["zq"]),
-            helper.make_node("DequantizeLinear", ["zq", "sc", "zp"], ["zd"]),
-            helper.make_node(add_op, ["xd", "zd"], ["a"]),
-            helper.make_node("Relu", ["a"], ["r"]),
-            helper.make_node("QuantizeLinear", ["r", "sc", "zp"], ["rq"]),
-            helper.make_node("DequantizeLinear", ["rq", "sc", "zp"], ["rd"]),
-            helper.make_node("Conv", ["rd", "w"], ["y"]),
-        ], {"w": w, **q}, inputs=(("x", [1, 16, 8, 8]), ("z", [1, 16, 8, 8])))
+        return _graph(
+            [
+                helper.make_node("QuantizeLinear", ["x", "sc", "zp"], ["xq"]),
+                helper.make_node("DequantizeLinear", ["xq", "sc", "zp"], ["xd"]),
+                helper.make_node("QuantizeLinear", ["z", "sc", "zp"], ["zq"]),
+                helper.make_node("DequantizeLinear", ["zq", "sc", "zp"], ["zd"]),
+                helper.make_node(add_op, ["xd", "zd"], ["a"]),
+                helper.make_node("Relu", ["a"], ["r"]),
+                helper.make_node("QuantizeLinear", ["r", "sc", "zp"], ["rq"]),
+                helper.make_node("DequantizeLinear", ["rq", "sc", "zp"], ["rd"]),
+                helper.make_node("Conv", ["rd", "w"], ["y"]),
+            ],
+            {"w": w, **q},
+            inputs=(("x", [1, 16, 8, 8]), ("z", [1, 16, 8, 8])),
+        )
 
     profile = xeon_profile()
     add = next(o for o in graph_layers(qdq("Add")).others if o.op_type == "Add")
     assert add.priced_as == "QLinearAdd" and not add.boundaries
     summed = next(o for o in graph_layers(qdq("Sum")).others if o.op_type == "Sum")
-    assert summed.priced_as == "" and summed.boundaries == [("dequantize", 1024), ("dequantize", 1024), ("quantize", 1024)]
+    assert summed.priced_as == "" and summed.boundaries == [
+        ("dequantize", 1024),
+        ("dequantize", 1024),
+        ("quantize", 1024),
+    ]
     relu = next(o for o in graph_layers(qdq("Sum")).others if o.op_type == "Relu")
     assert relu.kind == "fused"  # straight into a QuantizeLinear
     priced = predict_model(qdq("Sum"), profile, pricing="graph")["uncovered_ops"]["Sum"]
@@ -497,18 +553,23 @@ def test_kernel_prices_are_calibrated_on_whole_networks_by_the_calibrated_predic
     data["kernel_calibration"] = {"fits": {"table": {**truth, "fitted_on_networks": 40}}}
     profile = Profile.from_dict(data)
     calibrated = predict_model(model, profile, predictor="calibrated")
-    expected = data["overhead_ms"] + sum(c * plain["parts"][f] for f, c in zip(truth["features"], truth["coefficients"]))
+    expected = data["overhead_ms"] + sum(
+        c * plain["parts"][f] for f, c in zip(truth["features"], truth["coefficients"])
+    )
     assert calibrated["latency_ms"] == pytest.approx(expected, rel=1e-4)
     assert calibrated["calibration"]["uncalibrated_ms"] == plain["latency_ms"]
     assert "calibrated on 40 measured networks" in format_prediction(calibrated)
     assert predict_model(model, profile, predictor="table")["latency_ms"] == plain["latency_ms"]
     assert "no calibration for ONNX models" in " ".join(  # the regressor's own fit is missing
-        predict_model(model, profile, predictor="calibrated-regressor")["notes"])
+        predict_model(model, profile, predictor="calibrated-regressor")["notes"]
+    )
 
     data["kernel_calibration"]["fits"]["table"]["coefficients"] = [1.0, -1.0, 1.0]
     (tmp_path / "bad.json").write_text(json.dumps({**data, "predictor": "calibrated"}))
-    assert_clean_error(run("predict", "--target", tmp_path / "bad.json", real_topology("squeezenet")),
-                       "kernel_calibration.fits.table.coefficients[1] must be a non-negative number")
+    assert_clean_error(
+        run("predict", "--target", tmp_path / "bad.json", real_topology("squeezenet")),
+        "kernel_calibration.fits.table.coefficients[1] must be a non-negative number",
+    )
 
 
 def test_calibration_batches_measured_at_different_times_are_kept_and_checked(tmp_path):
@@ -519,27 +580,41 @@ def test_calibration_batches_measured_at_different_times_are_kept_and_checked(tm
     from nasq.hardware_profiles.validation import calibration_batches, out_of_fold
 
     old_form = {"fits": {}, "networks": 2, "networks_seed": 20_000, "date": "d", "measured_ms": [0.5, 0.7]}
-    assert calibration_batches(old_form) == [{"networks_seed": 20_000, "networks": 2, "date": "d",
-                                              "measured_ms": [0.5, 0.7]}]
+    assert calibration_batches(old_form) == [
+        {"networks_seed": 20_000, "networks": 2, "date": "d", "measured_ms": [0.5, 0.7]}
+    ]
     assert calibration_batches({"fits": {}}) == [] and calibration_batches(None) == []
-    batches = [{"networks_seed": 20_000, "networks": 1, "measured_ms": [0.5]},
-               {"networks_seed": 20_001, "networks": 2, "measured_ms": [0.6, 0.8]}]
+    batches = [
+        {"networks_seed": 20_000, "networks": 1, "measured_ms": [0.5]},
+        {"networks_seed": 20_001, "networks": 2, "measured_ms": [0.6, 0.8]},
+    ]
     assert calibration_batches({"batches": batches}) == batches
-    for bad in ([{"networks_seed": 20_000, "networks": 2, "measured_ms": [0.5]}], [{"networks": 1, "measured_ms": [1]}],
-                [{"networks_seed": 1, "networks": 1, "measured_ms": [0.0]}], "x"):
+    for bad in (
+        [{"networks_seed": 20_000, "networks": 2, "measured_ms": [0.5]}],
+        [{"networks": 1, "measured_ms": [1]}],
+        [{"networks_seed": 1, "networks": 1, "measured_ms": [0.0]}],
+        "x",
+    ):
         with pytest.raises(NasqError, match=r"kernel_calibration.batches\[0\] is malformed"):
             calibration_batches({"batches": bad})
     # by batch: a "fit" that learns the mean of what it was fitted on prices each batch by the other batches' mean
-    priced = out_of_fold([0, 1, 2], [1.0, 3.0, 5.0], lambda x, y: sum(y) / len(y), lambda cal, x: cal, folds=5,
-                         groups=[0, 1, 1])
+    priced = out_of_fold(
+        [0, 1, 2], [1.0, 3.0, 5.0], lambda x, y: sum(y) / len(y), lambda cal, x: cal, folds=5, groups=[0, 1, 1]
+    )
     assert priced == [4.0, 1.0, 1.0]
-    assert out_of_fold([0, 1, 2], [1.0, 3.0, 5.0], lambda x, y: sum(y) / len(y), lambda c, x: c, folds=3) == [4.0, 3.0, 2.0]
+    assert out_of_fold([0, 1, 2], [1.0, 3.0, 5.0], lambda x, y: sum(y) / len(y), lambda c, x: c, folds=3) == [
+        4.0,
+        3.0,
+        2.0,
+    ]
 
     data = profile_data("here")  # calibrated here (another machine's profile is refused before its batches are read)
     data["kernel_calibration"]["batches"] = [{"networks_seed": 20_000, "networks": 3, "measured_ms": [1.0]}]
     (tmp_path / "bad.json").write_text(json.dumps(data))
-    assert_clean_error(run("profile", "calibrate", "--target", tmp_path / "bad.json", "--add"),
-                       "kernel_calibration.batches[0] is malformed")
+    assert_clean_error(
+        run("profile", "calibrate", "--target", tmp_path / "bad.json", "--add"),
+        "kernel_calibration.batches[0] is malformed",
+    )
 
 
 def test_the_predictor_for_onnx_models_is_chosen_on_block_networks_each_priced_by_a_fit_that_did_not_see_it():
@@ -551,15 +626,25 @@ def test_the_predictor_for_onnx_models_is_chosen_on_block_networks_each_priced_b
     from nasq.hardware_profiles.validation import select_onnx_predictor
 
     def summary(within, median):
-        return {"networks": 80, "within_10pct": within, "within_20pct": 0.9, "median_error": median,
-                "p90_error": 0.2, "spearman": 0.99}
+        return {
+            "networks": 80,
+            "within_10pct": within,
+            "within_20pct": 0.9,
+            "median_error": median,
+            "p90_error": 0.2,
+            "spearman": 0.99,
+        }
 
     data = copy.deepcopy(xeon_profile().data)
     data.pop("onnx_predictor_selection", None)
-    scores = {"table": summary(0.5, 0.09), "table, calibrated": summary(0.9, 0.03),
-              "table, calibrated on the other batches": summary(0.3, 0.12), "kernel-regressor": summary(0.5, 0.08),
-              "kernel-regressor, calibrated": summary(0.8, 0.04),
-              "kernel-regressor, calibrated on the other batches": summary(0.4, 0.1)}
+    scores = {
+        "table": summary(0.5, 0.09),
+        "table, calibrated": summary(0.9, 0.03),
+        "table, calibrated on the other batches": summary(0.3, 0.12),
+        "kernel-regressor": summary(0.5, 0.08),
+        "kernel-regressor, calibrated": summary(0.8, 0.04),
+        "kernel-regressor, calibrated on the other batches": summary(0.4, 0.1),
+    }
     data["kernel_calibration"]["scores"] = scores
     logged = []
     select_onnx_predictor(data, logged.append)

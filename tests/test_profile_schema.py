@@ -55,8 +55,15 @@ def test_every_number_a_shipped_profile_holds_has_a_declared_range(path):
     Profile.from_dict(data, str(path))
 
 
-@pytest.mark.parametrize("path", [SHIPPED / "epyc-zen5-avx512-ort.json", SHIPPED / "bitserial-sim.json",
-                                  SHIPPED / "published" / "nb201-raspi4.json"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [
+        SHIPPED / "epyc-zen5-avx512-ort.json",
+        SHIPPED / "bitserial-sim.json",
+        SHIPPED / "published" / "nb201-raspi4.json",
+    ],
+    ids=lambda p: p.name,
+)
 def test_a_number_outside_its_range_is_refused_naming_field_and_range(path):
     data = trimmed(json.loads(path.read_text()))
     Profile.from_dict(data, "p.json")
@@ -85,8 +92,11 @@ def test_a_number_outside_its_range_is_refused_naming_field_and_range(path):
 def test_the_message_names_the_field_its_index_and_the_range():
     data = json.loads((SHIPPED / "epyc-zen5-avx512-ort.json").read_text())
     data["kernel_calibration"]["batches"][0]["measured_ms"][3] = 1e9
-    with pytest.raises(NasqError, match=r"kernel_calibration\.batches\[0\]\.measured_ms\[3\] = 1000000000\.0 is out "
-                                        r"of range; allowed: 0 to 3\.6e\+06"):
+    with pytest.raises(
+        NasqError,
+        match=r"kernel_calibration\.batches\[0\]\.measured_ms\[3\] = 1000000000\.0 is out "
+        r"of range; allowed: 0 to 3\.6e\+06",
+    ):
         Profile.from_dict(data, "p.json")
     data = json.loads((SHIPPED / "epyc-zen5-avx512-ort.json").read_text())
     data["layers"][7]["cin"] = 2.5

@@ -59,16 +59,34 @@ def _table_profile(**overrides):
     for cin in (8, 32):
         for cout in (8, 32):
             for precision, scale in (("fp32", 1.0), ("int8", 0.5)):
-                layers.append(dict(op="conv", cin=cin, cout=cout, kernel=1, stride=1, h_in=7, precision=precision,
-                                   latency_ms=scale * cin * cout / 1000))
+                layers.append(
+                    dict(
+                        op="conv",
+                        cin=cin,
+                        cout=cout,
+                        kernel=1,
+                        stride=1,
+                        h_in=7,
+                        precision=precision,
+                        latency_ms=scale * cin * cout / 1000,
+                    )
+                )
     for precision in ("fp32", "int8"):
-        layers.append(dict(op="linear", cin=32, cout=10, kernel=1, stride=1, h_in=1, precision=precision, latency_ms=0.01))
+        layers.append(
+            dict(op="linear", cin=32, cout=10, kernel=1, stride=1, h_in=1, precision=precision, latency_ms=0.01)
+        )
     data = {
-        "schema_version": 1, "name": "t", "predictor": "table", "description": "test", "int8": True,
+        "schema_version": 1,
+        "name": "t",
+        "predictor": "table",
+        "description": "test",
+        "int8": True,
         "metadata": {"device": "d", "runtime": "r", "date": "2026"},
         "overhead_ms": 0.1,
-        "boundary": {"quantize": {"intercept_ms": 0.01, "per_melement_ms": 1.0},
-                     "dequantize": {"intercept_ms": 0.02, "per_melement_ms": 1.0}},
+        "boundary": {
+            "quantize": {"intercept_ms": 0.01, "per_melement_ms": 1.0},
+            "dequantize": {"intercept_ms": 0.02, "per_melement_ms": 1.0},
+        },
         "layers": layers,
     }
     data.update(overrides)
@@ -120,15 +138,18 @@ def test_bitserial_latency_falls_with_bit_width(space):
     assert times[2] >= compute_8bit
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.pop("layers"), "layers"),
-    (lambda d: d.update(schema_version=9), "schema_version"),
-    (lambda d: d["layers"][0].update(latency_ms=-1.0), "latency_ms"),
-    (lambda d: d["layers"][0].update(op="pool"), "op"),
-    (lambda d: d["metadata"].pop("device"), "device"),
-    (lambda d: d.update(predictor="magic"), "magic"),
-    (lambda d: d["boundary"].pop("quantize"), "quantize"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("layers"), "layers"),
+        (lambda d: d.update(schema_version=9), "schema_version"),
+        (lambda d: d["layers"][0].update(latency_ms=-1.0), "latency_ms"),
+        (lambda d: d["layers"][0].update(op="pool"), "op"),
+        (lambda d: d["metadata"].pop("device"), "device"),
+        (lambda d: d.update(predictor="magic"), "magic"),
+        (lambda d: d["boundary"].pop("quantize"), "quantize"),
+    ],
+)
 def test_bad_profiles_are_refused_with_the_field_named(mutate, message):
     data = copy.deepcopy(_table_profile())
     mutate(data)
@@ -136,12 +157,15 @@ def test_bad_profiles_are_refused_with_the_field_named(mutate, message):
         Profile.from_dict(data, "bad.json")
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("brick_bits", 1e-320, r"accelerator.brick_bits = 1e-320 is out of range; allowed: 1 to 8"),
-    ("clock_mhz", 1e308, r"accelerator.clock_mhz = 1e\+308 is out of range; allowed: 1 to 10000"),
-    ("float_bits", 1e308, r"accelerator.float_bits = 1e\+308 is out of range; allowed: 8 to 64"),
-    ("bitbricks", 0, r"accelerator.bitbricks = 0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("brick_bits", 1e-320, r"accelerator.brick_bits = 1e-320 is out of range; allowed: 1 to 8"),
+        ("clock_mhz", 1e308, r"accelerator.clock_mhz = 1e\+308 is out of range; allowed: 1 to 10000"),
+        ("float_bits", 1e308, r"accelerator.float_bits = 1e\+308 is out of range; allowed: 8 to 64"),
+        ("bitbricks", 0, r"accelerator.bitbricks = 0 is out of range"),
+    ],
+)
 def test_physically_impossible_accelerators_are_refused_with_the_bounds(key, value, message):
     data = copy.deepcopy(load_profile("bitserial-sim").data)
     data["accelerator"][key] = value
@@ -192,8 +216,12 @@ def check_measured_ort_profile(data: dict, shapes) -> None:
             point["latency_ms"] = max(point["latency_ms"], 1e-4)  # which does not move with the speed
     slower = copy.deepcopy(data)  # (not faster: a cost measured at the 0.1 us floor would stay at it)
     rescale_measurements(slower, 2.0)
-    net = [LayerSpec("a", "conv", 32, 64, 1, 1, 14, 8, 8), LayerSpec("b", "dwconv", 64, 64, 3, 1, 14),
-           LayerSpec("c", "conv", 40, 24, 3, 2, 28), LayerSpec("d", "linear", 32, 10)]
+    net = [
+        LayerSpec("a", "conv", 32, 64, 1, 1, 14, 8, 8),
+        LayerSpec("b", "dwconv", 64, 64, 3, 1, 14),
+        LayerSpec("c", "conv", 40, 24, 3, 2, 28),
+        LayerSpec("d", "linear", 32, 10),
+    ]
     for cls in (TablePredictor, KernelRegressorPredictor):
         before, after = (cls(Profile.from_dict(d)).predict(net).total_ms for d in (data, slower))
         assert after == pytest.approx(2.0 * before, rel=1e-6), cls
@@ -233,8 +261,14 @@ def test_profiling_measurements_are_scaled_by_the_reference_timed_beside_them(mo
     monkeypatch.setattr(nasq.ort, "time_interleaved", lambda runs, reference=None, **kw: [5.0, 0.8])
     assert backend._timed(["big"], repetitions=5) == [2.5] and backend.speeds == [2.0, 2.0]
     # a backend for a profile gauges the machine with the profile's reference, if it records a usable one
-    gauged = OnnxRuntimeProfiler.for_profile({"reference": {"layer": {"op": "conv", "cin": 8, "cout": 8, "kernel": 3,
-                                                                      "stride": 1, "h_in": 7}, "latency_ms": 0.01}})
+    gauged = OnnxRuntimeProfiler.for_profile(
+        {
+            "reference": {
+                "layer": {"op": "conv", "cin": 8, "cout": 8, "kernel": 3, "stride": 1, "h_in": 7},
+                "latency_ms": 0.01,
+            }
+        }
+    )
     assert gauged._reference is not None and gauged.reference_ms == 0.01
     for bad in ({"layer": {"op": "conv"}, "latency_ms": 0.01}, {"layer": "x"}, "x", None):
         assert OnnxRuntimeProfiler.for_profile({"reference": bad})._reference is None
@@ -280,8 +314,9 @@ def test_at_profile_speed_gauges_by_the_calibration_networks_when_they_ran_besid
     # rounds 1-2 at the profile's speed, 3-5 twice as slow for the small networks, 1.5x for the reference conv
     small = [0.1, 0.1, 0.2, 0.2, 0.2]
     anchors = [[0.05, 0.05, 0.1, 0.1, 0.1], [0.3, 0.3, 0.6, 0.6, 0.6]]
-    backend = SimpleNamespace(last_samples=[small, *anchors], last_reference=[0.01, 0.01, 0.015, 0.015, 0.015],
-                              reference_ms=0.01)
+    backend = SimpleNamespace(
+        last_samples=[small, *anchors], last_reference=[0.01, 0.01, 0.015, 0.015, 0.015], reference_ms=0.01
+    )
     assert at_profile_speed(backend, 1, then=[0.05, 0.3]) == pytest.approx([0.1])  # by the anchors: as profiled
     assert at_profile_speed(backend, 1) == pytest.approx([0.2 / 1.5])  # by the reference: the small one seems slow
     assert at_profile_speed(SimpleNamespace(last_samples=[small], last_reference=None), 1) is None
@@ -317,7 +352,9 @@ def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
 def test_calibrated_regressor_reweights_the_regressors_own_parts():
     from nasq.hardware_profiles.kernel_model import fit_kernel_model
     from nasq.hardware_profiles.predictors import (
-        CalibratedRegressorPredictor, KernelRegressorPredictor, fit_calibration,
+        CalibratedRegressorPredictor,
+        KernelRegressorPredictor,
+        fit_calibration,
     )
 
     layers = [LayerSpec(f"l{i}", "conv", c, c, 1, 1, 7) for i, c in enumerate((8, 16, 24, 32, 48, 64))]
@@ -347,7 +384,8 @@ def test_calibration_sees_float_convs_off_the_blocked_layout_and_reads_older_fea
     unaligned = LayerSpec("u", "conv", 8, 4 * FP32_CONV_ALIGNMENT + 4, 1, 1, 7)
     assert "fp32_unaligned_conv_melements" not in table.predict([aligned]).components
     assert table.predict([unaligned]).components["fp32_unaligned_conv_melements"] == pytest.approx(
-        (unaligned.in_numel + unaligned.out_numel) / 1e6)
+        (unaligned.in_numel + unaligned.out_numel) / 1e6
+    )
     int8 = LayerSpec("q", "conv", 8, 4 * FP32_CONV_ALIGNMENT + 4, 1, 1, 7, w_bits=8, a_bits=8)
     assert "fp32_unaligned_conv_melements" not in table.predict([int8]).components
     # a profile calibrated before the feature existed: its own list, applied by name
@@ -357,7 +395,9 @@ def test_calibration_sees_float_convs_off_the_blocked_layout_and_reads_older_fea
     table_ms = table.predict([unaligned]).total_ms
     assert calibrated.predict([unaligned]).total_ms == pytest.approx(0.001 + table_ms - table.overhead_ms + 1)
     with pytest.raises(NasqError, match="calibration.features"):
-        Profile.from_dict(_table_profile(predictor="calibrated", calibration={**cal, "features": older[:-1] + ["bogus"]}))
+        Profile.from_dict(
+            _table_profile(predictor="calibrated", calibration={**cal, "features": older[:-1] + ["bogus"]})
+        )
 
 
 def test_a_profile_from_a_visibly_different_machine_is_not_measured_here():
@@ -390,13 +430,16 @@ def test_a_profile_from_a_visibly_different_machine_is_not_measured_here():
     assert Profile.from_dict(here).mismatch_warning("x") is None
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"cpu_flags": None}, "metadata.cpu_flags must be a list of CPU flag names"),
-    ({"cpu_flags": ["AVX 2"]}, "metadata.cpu_flags must be a list of CPU flag names"),
-    ({"cpu_flags_checked": ["avx2"], "cpu_flags": ["avx2", "fma"]}, "lists flags that cpu_flags_checked does not"),
-    ({"cpu_id": "zen"}, "metadata.cpu_id must be null or an object"),
-    ({"device": ""}, "metadata.device must be the CPU's model name"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"cpu_flags": None}, "metadata.cpu_flags must be a list of CPU flag names"),
+        ({"cpu_flags": ["AVX 2"]}, "metadata.cpu_flags must be a list of CPU flag names"),
+        ({"cpu_flags_checked": ["avx2"], "cpu_flags": ["avx2", "fma"]}, "lists flags that cpu_flags_checked does not"),
+        ({"cpu_id": "zen"}, "metadata.cpu_id must be null or an object"),
+        ({"device": ""}, "metadata.device must be the CPU's model name"),
+    ],
+)
 def test_a_malformed_machine_record_is_a_one_line_error(change, fragment):
     from nasq.hardware_profiles.machine import this_machine
 
@@ -433,8 +476,10 @@ def test_the_int8_recipe_follows_the_cpu():
 def test_unaligned_depthwise_channel_counts_are_their_own_class():
     """ONNX Runtime runs fp32 depthwise convs with channels not a multiple of 4 on a slower kernel: the table
     keeps them apart when it measured them, and falls back to the aligned entries when it did not."""
-    dw = [dict(op="dwconv", cin=c, cout=c, kernel=3, stride=1, h_in=7, precision="fp32", latency_ms=ms)
-          for c, ms in ((64, 0.01), (128, 0.02), (66, 0.1), (130, 0.2))]
+    dw = [
+        dict(op="dwconv", cin=c, cout=c, kernel=3, stride=1, h_in=7, precision="fp32", latency_ms=ms)
+        for c, ms in ((64, 0.01), (128, 0.02), (66, 0.1), (130, 0.2))
+    ]
     base = _table_profile()
     pred = create_predictor(Profile.from_dict({**base, "layers": base["layers"] + dw}))
     aligned, unaligned = LayerSpec("a", "dwconv", 96, 96, 3, 1, 7), LayerSpec("u", "dwconv", 98, 98, 3, 1, 7)
@@ -448,8 +493,10 @@ def test_int8_depthwise_channel_counts_have_their_own_alignment_classes():
     """int8 depthwise convs are fastest at multiples of 16, slower at other multiples of 8, slowest
     otherwise; each measured class is priced from its own entries, an unmeasured one from the nearest
     better-aligned class."""
-    dw = [dict(op="dwconv", cin=c, cout=c, kernel=5, stride=1, h_in=14, precision="int8", latency_ms=ms)
-          for c, ms in ((16, 0.016), (32, 0.019), (12, 0.031), (20, 0.033))]
+    dw = [
+        dict(op="dwconv", cin=c, cout=c, kernel=5, stride=1, h_in=14, precision="int8", latency_ms=ms)
+        for c, ms in ((16, 0.016), (32, 0.019), (12, 0.031), (20, 0.033))
+    ]
     base = _table_profile()
     pred = create_predictor(Profile.from_dict({**base, "layers": base["layers"] + dw}))
 
@@ -466,17 +513,24 @@ def test_residual_adds_and_the_global_pool_are_priced_as_onnx_runtime_runs_them(
     """An int8 residual add between int8 layers is one QLinearAdd; a float one after a float conv is
     fused (free); one with a float side runs in float behind dequantized int8 inputs. The global pool
     before the classifier runs in float, so an int8 network dequantizes in front of it."""
-    base = _table_profile(op_costs={
-        "QLinearAdd": {"intercept_ms": 0.003, "per_mwork_ms": 0.0},
-        "Add": {"intercept_ms": 0.005, "per_mwork_ms": 0.0},
-        "GlobalAveragePool": {"intercept_ms": 0.007, "per_mwork_ms": 0.0}})
+    base = _table_profile(
+        op_costs={
+            "QLinearAdd": {"intercept_ms": 0.003, "per_mwork_ms": 0.0},
+            "Add": {"intercept_ms": 0.005, "per_mwork_ms": 0.0},
+            "GlobalAveragePool": {"intercept_ms": 0.007, "per_mwork_ms": 0.0},
+        }
+    )
     pred = create_predictor(Profile.from_dict(base))
 
     def net(bits, head_bits=None):
         head_bits = bits if head_bits is None else head_bits
-        return [LayerSpec("a", "conv", 8, 32, 1, 1, 7, bits, bits), LayerSpec("b", "conv", 32, 32, 1, 1, 7, bits, bits),
-                LayerSpec("c", "conv", 32, 32, 1, 1, 7, bits, bits, residual=2),
-                LayerSpec("d", "conv", 32, 32, 1, 1, 7, head_bits, head_bits), LayerSpec("fc", "linear", 32, 10, 1, 1, 1)]
+        return [
+            LayerSpec("a", "conv", 8, 32, 1, 1, 7, bits, bits),
+            LayerSpec("b", "conv", 32, 32, 1, 1, 7, bits, bits),
+            LayerSpec("c", "conv", 32, 32, 1, 1, 7, bits, bits, residual=2),
+            LayerSpec("d", "conv", 32, 32, 1, 1, 7, head_bits, head_bits),
+            LayerSpec("fc", "linear", 32, 10, 1, 1, 1),
+        ]
 
     int8, fp32 = pred.predict(net(8)), pred.predict(net(32))
     assert int8.components["adds"] == 1 and fp32.components.get("adds", 0) == 0
@@ -495,6 +549,7 @@ def test_local_ort_is_found_or_measured_once_stored_and_preferred_by_folder(tmp_
     from the user's folders, the store or the shipped ones; where none, one measured with the real profiler (ONNX
     Runtime, fp32 and int8), with progress, written to the store, found there afterwards without measuring again."""
     from conftest import write_profile
+
     from nasq.hardware_profiles import local
 
     store, user = tmp_path / "store", tmp_path / "user"
@@ -508,8 +563,9 @@ def test_local_ort_is_found_or_measured_once_stored_and_preferred_by_folder(tmp_
     monkeypatch.setattr("nasq.hardware_profiles.PROFILE_DIR", tmp_path / "no-shipped")  # whatever CPU runs this
     assert local.find_local_profile("mobilenet-mnist") is None  # another CPU; this one at 2 threads
     logged = []
-    path = local.local_profile_path("mobilenet-mnist", log=logged.append, options={"repetitions": 5, "networks": 0,
-                                                                                    "sweep_seconds": 10})
+    path = local.local_profile_path(
+        "mobilenet-mnist", log=logged.append, options={"repetitions": 5, "networks": 0, "sweep_seconds": 10}
+    )
     assert path.parent == store and path.name.startswith("local-ort-") and path.name.endswith("-quick.json")
     assert "measuring an ONNX Runtime" in logged[0] and "profile of this machine" in logged[0]
     assert any(line.startswith("  measured ") and "layer shapes" in line for line in logged)  # progress
@@ -553,15 +609,20 @@ def test_the_stored_kernel_regressor_predicts_what_scikit_learn_fitted():
     from nasq.hardware_profiles.kernel_model import FEATURES, KernelModel, features, fit_kernel_model
 
     rng = np.random.default_rng(0)
-    layers = [LayerSpec(f"l{i}", "conv", int(rng.integers(3, 200)), int(rng.integers(3, 200)), 3, 1,
-                        int(rng.integers(4, 56))) for i in range(60)]
+    layers = [
+        LayerSpec(f"l{i}", "conv", int(rng.integers(3, 200)), int(rng.integers(3, 200)), 3, 1, int(rng.integers(4, 56)))
+        for i in range(60)
+    ]
     precisions = ["fp32", "int8"] * 30
-    latency = [1e-6 * l.macs * (0.5 if p == "int8" else 1.0) * rng.uniform(0.8, 1.2) for l, p in zip(layers, precisions)]
+    latency = [
+        1e-6 * l.macs * (0.5 if p == "int8" else 1.0) * rng.uniform(0.8, 1.2) for l, p in zip(layers, precisions)
+    ]
     stored = KernelModel(fit_kernel_model(layers, precisions, latency, n_estimators=40, max_depth=4))
     x = np.array([features(l, p) for l, p in zip(layers, precisions)])
     y = np.log(np.asarray(latency) / np.array([l.macs for l in layers]))
-    gbr = GradientBoostingRegressor(n_estimators=40, max_depth=4, learning_rate=0.08, subsample=0.8,
-                                    random_state=0).fit(x, y)
+    gbr = GradientBoostingRegressor(
+        n_estimators=40, max_depth=4, learning_rate=0.08, subsample=0.8, random_state=0
+    ).fit(x, y)
     assert len(FEATURES) == x.shape[1]
     for layer, precision, expected in zip(layers, precisions, gbr.predict(x)):
         # (the stored thresholds are rounded to 6 decimals: a feature that close to one may take the other branch)

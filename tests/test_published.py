@@ -5,14 +5,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import assert_clean_error, run
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles import create_predictor, list_profiles, load_profile
 from nasq.hardware_profiles.published import (
-    PublishedCsvProfiler, fit_additive, predict_tables, read_latency_csv, select_and_fit,
+    PublishedCsvProfiler,
+    fit_additive,
+    predict_tables,
+    read_latency_csv,
+    select_and_fit,
 )
 from nasq.spaces import create_space
-from test_cli import assert_clean_error, run
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -39,8 +43,9 @@ def test_nb201_strings_round_trip_and_bad_strings_are_named(nb201):
 
 def test_nb201_features_see_only_live_paths(nb201):
     # edges 0->1 conv3x3 and 0->2 pool feed nodes whose ways out are all none: only 0->3 (a conv3x3) is live
-    one = nb201.features(nb201.parse_arch(
-        "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|nor_conv_3x3~0|none~1|none~2|"))
+    one = nb201.features(
+        nb201.parse_arch("|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|nor_conv_3x3~0|none~1|none~2|")
+    )
     assert one["live_paths"] == 1 and one["live_edges_nor_conv_3x3"] == 1 and one["live_edges_nor_conv_1x1"] == 0
     assert one["live_depth_conv"] == one["live_depth_conv_3x3"] == 1 and one["live_edges_avg_pool_3x3"] == 0
     full = nb201.features(nb201.parse_arch(NB201))  # every path live; 0->3 is a skip, 0->1->3 two conv3x3
@@ -66,7 +71,9 @@ def _synthetic_csv(tmp_path, space, n, seed=0):
     rows = ["arch_str,dev_ms"]
     for i in range(n):
         cand = space.sample(seed * 1000 + i)
-        rows.append(f"{space.format_arch(cand)},{2.0 + sum(truth[v] for v in cand.values()) * (1 + 0.01 * rng.standard_normal()):.5f}")
+        rows.append(
+            f"{space.format_arch(cand)},{2.0 + sum(truth[v] for v in cand.values()) * (1 + 0.01 * rng.standard_normal()):.5f}"
+        )
     path = tmp_path / "lat.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
@@ -91,15 +98,34 @@ def test_transfer_needs_few_rows_and_is_chosen_by_cross_validation(tmp_path, nb2
     why = selection["excluded"]["additive"]
     assert why.endswith(" parameters for 8 rows a fold") and int(why.split()[0]) > 8
     assert set(select_and_fit(cands[:100], y[:100], {"ref": reference})[1]["scores"]) == {
-        "additive", "transfer", "transfer+additive"}
+        "additive",
+        "transfer",
+        "transfer+additive",
+    }
     err = np.abs(predict_tables(table, cands[10:]) - 3 * y[10:]) / (3 * y[10:])
     assert np.median(err) < 0.03
 
 
 def test_import_writes_a_profile_that_prices_candidates(tmp_path, nb201):
     csv = _synthetic_csv(tmp_path, nb201, 120)
-    out = run("profile", "import", "--csv", csv, "--space", "nas-bench-201", "--column", "dev_ms",
-              "--name", "my-dev", "--samples", "60", "--references", "none", "--out", tmp_path / "my-dev.json")
+    out = run(
+        "profile",
+        "import",
+        "--csv",
+        csv,
+        "--space",
+        "nas-bench-201",
+        "--column",
+        "dev_ms",
+        "--name",
+        "my-dev",
+        "--samples",
+        "60",
+        "--references",
+        "none",
+        "--out",
+        tmp_path / "my-dev.json",
+    )
     assert out.returncode == 0, out.stderr
     prof = load_profile(str(tmp_path / "my-dev.json"))
     assert prof.predictor == "architecture-table" and prof.data["validation"]["networks"] == 60
@@ -110,16 +136,31 @@ def test_import_writes_a_profile_that_prices_candidates(tmp_path, nb201):
         pred.predict_candidate(create_space("mobilenet-mnist"), create_space("mobilenet-mnist").sample(0))
 
 
-@pytest.mark.parametrize("content, fragment", [
-    ("arch_str,other\nx,1\n", "lacks column(s) dev_ms; it has: arch_str, other"),
-    (f"arch_str,dev_ms\n{NB201},1.0\n{NB201},0\n", "line 3: dev_ms = 0.0 ms; latencies must be positive"),
-    (f"arch_str,dev_ms\n{NB201},fast\n", "line 2: dev_ms = 'fast' is not a number"),
-    ("arch_str,dev_ms\n|a~0|,1\n", "line 2: '|a~0|' is not a NAS-Bench-201 string"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("arch_str,other\nx,1\n", "lacks column(s) dev_ms; it has: arch_str, other"),
+        (f"arch_str,dev_ms\n{NB201},1.0\n{NB201},0\n", "line 3: dev_ms = 0.0 ms; latencies must be positive"),
+        (f"arch_str,dev_ms\n{NB201},fast\n", "line 2: dev_ms = 'fast' is not a number"),
+        ("arch_str,dev_ms\n|a~0|,1\n", "line 2: '|a~0|' is not a NAS-Bench-201 string"),
+    ],
+)
 def test_bad_csv_is_a_one_line_error(tmp_path, content, fragment):
     (tmp_path / "bad.csv").write_text(content)
-    out = run("profile", "import", "--csv", tmp_path / "bad.csv", "--space", "nas-bench-201", "--column", "dev_ms",
-              "--name", "x", "--out", tmp_path / "new" / "x.json")
+    out = run(
+        "profile",
+        "import",
+        "--csv",
+        tmp_path / "bad.csv",
+        "--space",
+        "nas-bench-201",
+        "--column",
+        "dev_ms",
+        "--name",
+        "x",
+        "--out",
+        tmp_path / "new" / "x.json",
+    )
     assert_clean_error(out, fragment)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]  # not even the folder --out named
 
@@ -155,7 +196,8 @@ def test_measured_architectures_are_priced_exactly(nb201):
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data (the published tables) is not in this checkout")
 def test_import_from_20_real_measurements_ranks_the_rest(nb201):
     data = PublishedCsvProfiler(csv=str(SHARED / "nb201_latency_ms.csv"), column="gold_6226", samples=20).profile(
-        [], name="nb201-test-gold", space=nb201.name, log=lambda m: None)
+        [], name="nb201-test-gold", space=nb201.name, log=lambda m: None
+    )
     assert data["predictor_selection"]["reference_weights"]  # transferred from the other devices
     assert "gold_6226" not in json.dumps(data["predictor_selection"]["reference_weights"])
     assert data["validation"]["networks"] == 15625 - 20

@@ -1,18 +1,38 @@
-
 import pytest
 
 from nasq.errors import NasqError
 from nasq.search.results import (
-    ResultsTable, confirmation_shortlist, knee, pareto_front, pareto_plot_path, plot_pareto, select_best,
+    ResultsTable,
+    confirmation_shortlist,
+    knee,
+    pareto_front,
+    pareto_plot_path,
+    plot_pareto,
+    select_best,
 )
 
 
 def row(cid, acc, lat, status="ok"):
-    return {"cid": cid, "key": cid, "status": status, "reason": "", "score": acc, "accuracy": acc, "latency_ms": {"t": lat}}
+    return {
+        "cid": cid,
+        "key": cid,
+        "status": status,
+        "reason": "",
+        "score": acc,
+        "accuracy": acc,
+        "latency_ms": {"t": lat},
+    }
 
 
-ROWS = [row("a", 0.50, 1.0), row("b", 0.80, 2.0), row("c", 0.70, 3.0), row("d", 0.90, 5.0),
-        row("e", 0.91, 9.0), row("f", 0.99, 0.5, status="failed"), row("g", 0.85, 4.0)]
+ROWS = [
+    row("a", 0.50, 1.0),
+    row("b", 0.80, 2.0),
+    row("c", 0.70, 3.0),
+    row("d", 0.90, 5.0),
+    row("e", 0.91, 9.0),
+    row("f", 0.99, 0.5, status="failed"),
+    row("g", 0.85, 4.0),
+]
 
 
 def test_pareto_front_is_non_dominated_and_sorted():
@@ -40,7 +60,9 @@ def test_knee_and_bounded_selection():
     # within an accuracy bound (the original's less a drop): the fastest that reaches it, failed rows aside
     best, why = select_best(ROWS, "t", min_accuracy=(0.85, "the original's 0.86 less 1 point"))
     assert best["cid"] == "g" and "at least 0.8500 (the original's 0.86 less 1 point)" in why
-    with pytest.raises(NasqError, match=r"no candidate reached validation accuracy 0.9500 \(x\); the most accurate has 0.9100"):
+    with pytest.raises(
+        NasqError, match=r"no candidate reached validation accuracy 0.9500 \(x\); the most accurate has 0.9100"
+    ):
         select_best(ROWS, "t", min_accuracy=(0.95, "x"))
 
 
@@ -67,8 +89,10 @@ def test_pareto_plot_is_a_png(tmp_path):
 def test_proxy_scored_rows_rank_by_score_and_say_so(tmp_path):
     from nasq.search.results import estimate_label, score_text
 
-    rows = [{**row(c, None, lat), "score": s, "estimate": "synflow"}
-            for c, s, lat in (("a", 10.0, 1.0), ("b", 30.0, 2.0), ("c", 20.0, 3.0))]
+    rows = [
+        {**row(c, None, lat), "score": s, "estimate": "synflow"}
+        for c, s, lat in (("a", 10.0, 1.0), ("b", 30.0, 2.0), ("c", 20.0, 3.0))
+    ]
     assert [r["cid"] for r in pareto_front(rows, "t")] == ["a", "b"]
     best, why = select_best(rows, "t", max_latency_ms=5.0)
     assert best["cid"] == "b" and why == "best synflow score within 5.0 ms"
@@ -87,9 +111,11 @@ def test_best_report_says_when_a_baseline_beats_the_searched_model():
     measured latency when everything was measured, else by predicted latency."""
     from nasq.retrieve import dominating_baselines, render_markdown
 
-    models = {"candidate": {"test_accuracy_onnxruntime": 0.904, "predicted_latency_ms": 0.105, "measured_latency_ms": 0.109},
-              "float": {"test_accuracy_onnxruntime": 0.941, "predicted_latency_ms": 0.064, "measured_latency_ms": 0.068},
-              "int8": {"test_accuracy_onnxruntime": 0.944, "predicted_latency_ms": 0.095, "measured_latency_ms": 0.111}}
+    models = {
+        "candidate": {"test_accuracy_onnxruntime": 0.904, "predicted_latency_ms": 0.105, "measured_latency_ms": 0.109},
+        "float": {"test_accuracy_onnxruntime": 0.941, "predicted_latency_ms": 0.064, "measured_latency_ms": 0.068},
+        "int8": {"test_accuracy_onnxruntime": 0.944, "predicted_latency_ms": 0.095, "measured_latency_ms": 0.111},
+    }
     assert dominating_baselines(models) == ["float"]  # int8 is more accurate but measured slower
     models["int8"]["test_accuracy_onnxruntime"] = 0.90
     models["float"]["measured_latency_ms"] = None  # not all measured: predicted latencies decide
@@ -98,11 +124,18 @@ def test_best_report_says_when_a_baseline_beats_the_searched_model():
     assert dominating_baselines(models) == []
 
     models["float"].update(predicted_latency_ms=0.064, measured_latency_ms=0.068)
-    report = {"target": "xeon-avx512-ort", "cid": "c", "chosen_because": "knee", "models": models,
-              "dominated_by": dominating_baselines(models),
-              "measurement": {"measured": True, "device": "cpu", "repetitions": 3, "threads": 1, "batch_size": 1},
-              "layers": [], "simulated_note": "", "search": {"accuracy": 0.9, "score": 0.9},
-              "fine_tune": {"train_epochs": 1, "finetune_epochs": 1}}
+    report = {
+        "target": "xeon-avx512-ort",
+        "cid": "c",
+        "chosen_because": "knee",
+        "models": models,
+        "dominated_by": dominating_baselines(models),
+        "measurement": {"measured": True, "device": "cpu", "repetitions": 3, "threads": 1, "batch_size": 1},
+        "layers": [],
+        "simulated_note": "",
+        "search": {"accuracy": 0.9, "score": 0.9},
+        "fine_tune": {"train_epochs": 1, "finetune_epochs": 1},
+    }
     text = render_markdown(report)
     assert "**The float baseline beats the searched model**: measured 0.0680 ms against 0.1090" in text
     assert "ship `model_float.onnx` instead" in text
@@ -127,8 +160,14 @@ def test_the_candidates_confirmed_by_a_full_fine_tune_are_faster_and_near_the_bo
     def row(cid, acc, ms):
         return {"cid": cid, "status": "ok", "score": acc, "accuracy": acc, "latency_ms": {"t": ms}}
 
-    rows = [row("pick", 0.975, 1.0), row("near", 0.962, 0.6), row("far", 0.90, 0.3), row("edge", 0.955, 0.5),
-            row("slower", 0.99, 2.0), row("near2", 0.97, 0.8)]
+    rows = [
+        row("pick", 0.975, 1.0),
+        row("near", 0.962, 0.6),
+        row("far", 0.90, 0.3),
+        row("edge", 0.955, 0.5),
+        row("slower", 0.99, 2.0),
+        row("near2", 0.97, 0.8),
+    ]
     picked, _ = select_best(rows, "t", min_accuracy=(0.974, "bound"))
     assert picked["cid"] == "pick"
     short = confirmation_shortlist(rows, "t", floor=0.974, margin=0.02, limit=5, than=picked)

@@ -23,7 +23,9 @@ def test_pareto_ranks_and_crowding():
 def test_a_fast_candidate_is_kept_although_its_score_is_lower():
     """Single-metric ASHA would stop the small network; multi-objective ASHA keeps it: it is on the front."""
     s = MultiObjectiveASHA(["score", "latency_ms.a"], ["max", "min"], rungs=3, reduction_factor=2)
-    decisions = [s.decide(f"t{i}", 0, [score, lat]) for i, (score, lat) in enumerate([(0.95, 10.0), (0.9, 9.0), (0.85, 8.0)])]
+    decisions = [
+        s.decide(f"t{i}", 0, [score, lat]) for i, (score, lat) in enumerate([(0.95, 10.0), (0.9, 9.0), (0.85, 8.0)])
+    ]
     assert decisions == [CONTINUE, STOP, CONTINUE]  # t1 is 1 of 2 (keep 1); t2 is an extreme of 3 (keep 2)
     assert s.decide("dominated", 0, [0.8, 9.5]) == STOP  # worse than t1 in both objectives
     assert s.decide("fastest", 0, [0.5, 0.5]) == CONTINUE  # the lowest score of all, but the fastest by far

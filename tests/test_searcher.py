@@ -76,8 +76,10 @@ def test_front_members_float_and_int8_versions_are_suggested_next(space, tmp_pat
     s.on_trial_complete("3", {"status": "ok", "score": 0.9, "latency_ms.t": 0.8})  # or running: not again
     s.on_trial_complete("4", {"status": "ok", "score": 0.5, "latency_ms.t": 2.0})  # dominated: nothing
     assert [t for t, _, _ in inner.told] == ["1", "4"]
-    assert inner.added == [(with_uniform_bits(a, 32), {"score": 0.95, "latency_ms.t": 0.5}),
-                           (with_uniform_bits(a, 8), {"score": 0.9, "latency_ms.t": 0.8})]
+    assert inner.added == [
+        (with_uniform_bits(a, 32), {"score": 0.95, "latency_ms.t": 0.5}),
+        (with_uniform_bits(a, 8), {"score": 0.9, "latency_ms.t": 0.8}),
+    ]
     assert s.suggest("5") == c
     s.save(str(tmp_path / "state.pkl"))  # what is left of the allowance survives a resume
     s.restore(str(tmp_path / "state.pkl"))
@@ -133,8 +135,8 @@ import math  # noqa: E402
 
 import pytest  # noqa: E402
 
-from nasq.hardware_profiles import create_predictor, load_profile  # noqa: E402
 from nasq.config import config_from_dict  # noqa: E402
+from nasq.hardware_profiles import create_predictor, load_profile  # noqa: E402
 from nasq.search.evolution import PredictorEvolution, hypervolume_2d  # noqa: E402
 
 
@@ -168,7 +170,9 @@ def synthetic(space):
 
     def objective(c):
         layers = space.layers(c)
-        score = math.log(sum(l.params for l in layers)) + sum(math.log2(l.w_bits * l.a_bits) for l in layers) / len(layers)
+        score = math.log(sum(l.params for l in layers)) + sum(math.log2(l.w_bits * l.a_bits) for l in layers) / len(
+            layers
+        )
         return score, latency.predict_candidate(space, c).total_ms
 
     return {"sim": profile.data}, objective
@@ -181,8 +185,16 @@ def test_evolution_beats_random_sampling_on_a_known_objective(space, synthetic):
     randomly = [(s, -math.log(l)) for s, l in randomly]
     ratios = []
     for seed in range(3):  # one seed's search can be unlucky; the median of three is what is asserted
-        evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=seed,
-                                 pool_size=300, startup=8, explore=0.0)
+        evo = PredictorEvolution(
+            space,
+            profiles,
+            metric=["score", "latency_ms.sim"],
+            mode=["max", "min"],
+            seed=seed,
+            pool_size=300,
+            startup=8,
+            explore=0.0,
+        )
         found = _drive(space, evo, objective, n)
         assert evo.screened >= (n - 8) * 150  # the predictors screened far more candidates than were evaluated
         assert evo._accuracy.fitted_on == n - 1  # retrained as results came in
@@ -198,8 +210,16 @@ def test_evolution_starts_with_fixed_points_and_resumes_from_a_pickle(space, syn
 
     profiles, objective = synthetic
     start = space.sample(seed=7)
-    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=1,
-                             pool_size=50, startup=8, points_to_evaluate=[start])
+    evo = PredictorEvolution(
+        space,
+        profiles,
+        metric=["score", "latency_ms.sim"],
+        mode=["max", "min"],
+        seed=1,
+        pool_size=50,
+        startup=8,
+        points_to_evaluate=[start],
+    )
     assert evo.suggest("a") == space.validate(start)
     _drive(space, evo, objective, 10)
     evo.on_trial_complete("a", error=True)  # a failed candidate teaches the predictor nothing
@@ -222,8 +242,17 @@ def test_evolution_suggests_only_candidates_predicted_to_meet_the_bounds(space, 
     profiles, objective = synthetic
     limit = 1.2e8  # BitOps: about the median of the space; exact before evaluation
     constraints = config_from_dict({"targets": ["sim"], "constraints": {"sim": {"bitops": limit}}}).constraints
-    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=2,
-                             pool_size=200, startup=8, explore=0.0, constraints=constraints)
+    evo = PredictorEvolution(
+        space,
+        profiles,
+        metric=["score", "latency_ms.sim"],
+        mode=["max", "min"],
+        seed=2,
+        pool_size=200,
+        startup=8,
+        explore=0.0,
+        constraints=constraints,
+    )
     for i in range(14):
         c = evo.suggest(str(i))
         bitops = layer_counts(space.layers(c))["bitops"]
@@ -236,8 +265,17 @@ def test_evolution_suggests_only_candidates_predicted_to_meet_the_bounds(space, 
 
 def test_evolution_screens_every_k_results(space, synthetic):
     profiles, objective = synthetic
-    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=2,
-                             pool_size=100, startup=8, explore=0.0, screen_every=4)
+    evo = PredictorEvolution(
+        space,
+        profiles,
+        metric=["score", "latency_ms.sim"],
+        mode=["max", "min"],
+        seed=2,
+        pool_size=100,
+        startup=8,
+        explore=0.0,
+        screen_every=4,
+    )
     _drive(space, evo, objective, 20)
     # screens after results 8, 12, 16 (suggestions 9..20 come from those pools): 3, not 12
     assert evo.refits == 3 and evo._accuracy.fitted_on == 16
@@ -268,10 +306,15 @@ def test_evolution_shares_turns_between_hypervolume_gain_and_the_best_score_with
     from nasq.search.evolution import Entry
 
     constraints = config_from_dict({"targets": ["sim"], "constraints": {"sim": {"latency_ms": 1.0}}}).constraints
-    evo = PredictorEvolution(space, {"sim": load_profile("bitserial-sim").data}, metric=["score", "latency_ms.sim"],
-                             mode=["max", "min"], constraints=constraints)
+    evo = PredictorEvolution(
+        space,
+        {"sim": load_profile("bitserial-sim").data},
+        metric=["score", "latency_ms.sim"],
+        mode=["max", "min"],
+        constraints=constraints,
+    )
     cands = [space.sample(seed=i) for i in range(5)]
-    entry = lambda c, score, ms: evo._entry(c, score, {"latency_ms.sim": ms})  # noqa: E731
+    entry = lambda c, score, ms: evo._entry(c, score, {"latency_ms.sim": ms})
     evo.scored = [entry(cands[0], 0.5, 0.5), entry(cands[4], 0.4, 0.04)]
     fast = entry(cands[1], 0.45, 0.05)  # fills the front's gap: the larger hypervolume gain
     accurate = entry(cands[2], 0.6, 0.9)  # the best score within the 1 ms bound, slower than all: no gain
@@ -296,25 +339,45 @@ def _with_fake_proxy(evo, proxy):
     return calls
 
 
-def test_evolution_with_a_proxy_starts_from_the_best_proxies_within_the_bounds_and_reranks_a_shortlist(space, synthetic):
+def test_evolution_with_a_proxy_starts_from_the_best_proxies_within_the_bounds_and_reranks_a_shortlist(
+    space, synthetic
+):
     from nasq.accuracy import layer_counts
     from nasq.spaces.base import canonical_key
 
     profiles, objective = synthetic
     limit = 1.2e8  # BitOps: about the median of the space
     constraints = config_from_dict({"targets": ["sim"], "constraints": {"sim": {"bitops": limit}}}).constraints
-    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=3,
-                             pool_size=200, startup=8, explore=0.0, constraints=constraints, proxy={"name": "fake"},
-                             proxy_pool=40, shortlist=10, screen_every=4)
-    proxy = lambda c: objective(c)[0]  # noqa: E731
+    evo = PredictorEvolution(
+        space,
+        profiles,
+        metric=["score", "latency_ms.sim"],
+        mode=["max", "min"],
+        seed=3,
+        pool_size=200,
+        startup=8,
+        explore=0.0,
+        constraints=constraints,
+        proxy={"name": "fake"},
+        proxy_pool=40,
+        shortlist=10,
+        screen_every=4,
+    )
+    proxy = lambda c: objective(c)[0]
     calls = _with_fake_proxy(evo, proxy)
     starts = [evo.suggest(str(i)) for i in range(8)]
     assert calls == [40]  # one batch: 40 random candidates within the bounds
     assert all(layer_counts(space.layers(c))["bitops"] <= limit for c in starts)
     assert sorted(map(proxy, starts), reverse=True) == sorted(evo.proxies.values(), reverse=True)[:8]
     for i, c in enumerate(starts):
-        evo.on_trial_complete(str(i), dict(zip(("score", "latency_ms.sim"), objective(c)),
-                                            bitops=layer_counts(space.layers(c))["bitops"], size_bytes=1))
+        evo.on_trial_complete(
+            str(i),
+            dict(
+                zip(("score", "latency_ms.sim"), objective(c)),
+                bitops=layer_counts(space.layers(c))["bitops"],
+                size_bytes=1,
+            ),
+        )
     c = evo.suggest("8")
     # the screen computed the proxy for its shortlist only (at most 10 new ones), and re-ranked it with a
     # predictor that has the proxy as a feature, fitted on the 8 evaluated
@@ -330,13 +393,22 @@ def test_evolution_with_a_good_proxy_finds_better_candidates_sooner(space, synth
     for seed in range(3):
         found = {}
         for proxy in (None, {"name": "fake"}):
-            evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"],
-                                     seed=seed, pool_size=200, startup=8, explore=0.0, proxy=proxy)
+            evo = PredictorEvolution(
+                space,
+                profiles,
+                metric=["score", "latency_ms.sim"],
+                mode=["max", "min"],
+                seed=seed,
+                pool_size=200,
+                startup=8,
+                explore=0.0,
+                proxy=proxy,
+            )
             if proxy:  # a proxy that ranks like the score, with noise
                 import random
 
                 noise = random.Random(seed)
-                _with_fake_proxy(evo, lambda c: objective(c)[0] + noise.gauss(0, 0.3))
+                _with_fake_proxy(evo, lambda c, noise=noise: objective(c)[0] + noise.gauss(0, 0.3))
             found[bool(proxy)] = _drive(space, evo, objective, n)
         everything = found[True] + found[False]
         ref = (min(p[0] for p in everything) - 0.01, min(p[1] for p in everything) - 0.01)
@@ -350,8 +422,16 @@ def test_evolution_pickled_before_the_proxy_existed_resumes_without_one(space, s
     import pickle
 
     profiles, objective = synthetic
-    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=4,
-                             pool_size=50, startup=8, proxy={"name": "fake"})
+    evo = PredictorEvolution(
+        space,
+        profiles,
+        metric=["score", "latency_ms.sim"],
+        mode=["max", "min"],
+        seed=4,
+        pool_size=50,
+        startup=8,
+        proxy={"name": "fake"},
+    )
     _with_fake_proxy(evo, lambda c: objective(c)[0])
     _drive(space, evo, objective, 10)
     del evo.scorer.proxies  # the stand-in does not pickle; the real one does
@@ -375,8 +455,18 @@ def test_evolution_explores_by_the_highest_upper_bound_within_the_bounds(space, 
     profiles, objective = synthetic
     limit = 1.2e8  # BitOps, as in the test above
     constraints = config_from_dict({"targets": ["sim"], "constraints": {"sim": {"bitops": limit}}}).constraints
-    evo = PredictorEvolution(space, profiles, metric=["score", "latency_ms.sim"], mode=["max", "min"], seed=3,
-                             pool_size=200, startup=8, explore=0.5, screen_every=3, constraints=constraints)
+    evo = PredictorEvolution(
+        space,
+        profiles,
+        metric=["score", "latency_ms.sim"],
+        mode=["max", "min"],
+        seed=3,
+        pool_size=200,
+        startup=8,
+        explore=0.5,
+        screen_every=3,
+        constraints=constraints,
+    )
     picks = 0
     for i in range(24):
         turns = evo.explored
@@ -391,7 +481,9 @@ def test_evolution_explores_by_the_highest_upper_bound_within_the_bounds(space, 
             bound = evo._accuracy.upper_bound(x, evo.KAPPA, among=x[within])  # standardized over those too
             key = canonical_key(c)
             mine = [b for e, b in zip(entries, bound) if canonical_key(e.candidate) == key]
-            rest = [b for e, b in zip(entries, bound) if "sim" in e.feasible and canonical_key(e.candidate) not in evo.seen]
+            rest = [
+                b for e, b in zip(entries, bound) if "sim" in e.feasible and canonical_key(e.candidate) not in evo.seen
+            ]
             assert mine and mine[0] >= max(rest)
         score, latency = objective(c)
         evo.on_trial_complete(str(i), {"score": score, "latency_ms.sim": latency, "bitops": bitops, "size_bytes": 1})
@@ -407,9 +499,14 @@ def test_front_versions_are_learned_by_the_inner_searcher(space, sampler):
     from nasq.spaces.base import canonical_key, with_uniform_bits
 
     constrained = sampler == "tpe"  # a bound every candidate meets: the constraint values are stored too
-    cfg = config_from_dict({"space": space.name, "targets": ["bitserial-sim"], "search": {
-        "sampler": sampler, "num_candidates": 20, "front_variants": 0.5, "uniform_starts": 0},
-        **({"constraints": {"bitserial-sim": {"latency_ms": 1e6}}} if constrained else {})})
+    cfg = config_from_dict(
+        {
+            "space": space.name,
+            "targets": ["bitserial-sim"],
+            "search": {"sampler": sampler, "num_candidates": 20, "front_variants": 0.5, "uniform_starts": 0},
+            **({"constraints": {"bitserial-sim": {"latency_ms": 1e6}}} if constrained else {}),
+        }
+    )
     s = build_searcher(cfg, space, {"bitserial-sim": load_profile("bitserial-sim").data})
     first = s.suggest("1")
     s.on_trial_complete("1", {"status": "ok", "score": 0.8, "latency_ms.bitserial-sim": 2.0, "fidelity": 1.0})
@@ -439,13 +536,19 @@ def test_the_searcher_pickles_as_ray_tune_saves_it(space, sampler):
 
     from nasq.search.driver import build_searcher
 
-    cfg = config_from_dict({"space": space.name, "targets": ["bitserial-sim"], "search": {
-        "sampler": sampler, "num_candidates": 8, "uniform_starts": 0},
-        "constraints": {"bitserial-sim": {"size_bytes": 1e9}}})
+    cfg = config_from_dict(
+        {
+            "space": space.name,
+            "targets": ["bitserial-sim"],
+            "search": {"sampler": sampler, "num_candidates": 8, "uniform_starts": 0},
+            "constraints": {"bitserial-sim": {"size_bytes": 1e9}},
+        }
+    )
     s = build_searcher(cfg, space, {"bitserial-sim": load_profile("bitserial-sim").data})
     first = s.suggest("1")
-    s.on_trial_complete("1", {"status": "ok", "score": 0.8, "latency_ms.bitserial-sim": 2.0, "fidelity": 1.0,
-                              "size_bytes": 1})
+    s.on_trial_complete(
+        "1", {"status": "ok", "score": 0.8, "latency_ms.bitserial-sim": 2.0, "fidelity": 1.0, "size_bytes": 1}
+    )
     again = cloudpickle.loads(cloudpickle.dumps(s))
     assert canonical_key(first) in again.finished
     assert again.suggest("2") not in (None, Searcher.FINISHED)

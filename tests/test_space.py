@@ -77,8 +77,12 @@ def test_nas_bench_macro_networks_match_the_published_counts():
     from nasq.spaces import create_space
 
     space = create_space("nas-bench-macro")
-    published = {"00000000": (387882, 7713280), "11111111": (1588874, 53246464), "02012100": (890666, 47327744),
-                 "22222222": (2932586, 105660928)}
+    published = {
+        "00000000": (387882, 7713280),
+        "11111111": (1588874, 53246464),
+        "02012100": (890666, 47327744),
+        "22222222": (2932586, 105660928),
+    }
     for key, (params, flops) in published.items():
         cand = space.parse_arch(key)
         assert space.format_arch(cand) == key

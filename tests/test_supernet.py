@@ -48,8 +48,9 @@ def test_a_network_outside_the_supernet_is_refused(space):
 def test_training_the_supernet_makes_inherited_weights_accurate(space):
     data = load_mnist()
     untrained, _ = supernet.train_supernet(space, data, epochs=0, qat_epochs=0, batch_size=64, lr=0.01, seed=0)
-    trained, seconds = supernet.train_supernet(space, data, epochs=0.6, qat_epochs=0.1, batch_size=64, lr=0.01,
-                                               seed=0, log=lambda m: None)
+    trained, seconds = supernet.train_supernet(
+        space, data, epochs=0.6, qat_epochs=0.1, batch_size=64, lr=0.01, seed=0, log=lambda m: None
+    )
     assert seconds > 0
     cand = space.sample(seed=11)
     cand = {k: (8 if k.endswith(("w_bits", "a_bits")) else v) for k, v in cand.items()}
@@ -82,20 +83,28 @@ def test_checkpoints_round_trip_and_refuse_other_settings(tmp_path, space):
 
 def test_estimate_refuses_a_checkpoint_from_another_config_and_spaces_without_supernets(tmp_path, space):
     data = load_mnist()
-    small = config_from_dict({"accuracy": {"estimate": "supernet", "supernet_epochs": 0.0,
-                                           "supernet_qat_epochs": 0.05}}).accuracy
-    record = ESTIMATES.create("supernet", config=small).prepare(space, data, run_dir=tmp_path, seed=0, log=lambda m: None)
+    small = config_from_dict(
+        {"accuracy": {"estimate": "supernet", "supernet_epochs": 0.0, "supernet_qat_epochs": 0.05}}
+    ).accuracy
+    record = ESTIMATES.create("supernet", config=small).prepare(
+        space, data, run_dir=tmp_path, seed=0, log=lambda m: None
+    )
     assert (tmp_path / "supernet.pt").exists() and record["reused"] is False
-    again = ESTIMATES.create("supernet", config=small).prepare(space, data, run_dir=tmp_path, seed=0, log=lambda m: None)
+    again = ESTIMATES.create("supernet", config=small).prepare(
+        space, data, run_dir=tmp_path, seed=0, log=lambda m: None
+    )
     assert again["reused"] is True  # a resumed run does not train it twice
     est = ESTIMATES.create("supernet", config=small, run_dir=tmp_path).run(space, space.sample(seed=2), data, seed=0)
     assert 0.0 <= est.score <= 1.0 and est.accuracy == est.score and est.cost_s > 0
-    other = config_from_dict({"accuracy": {"estimate": "supernet", "supernet_epochs": 3.0,
-                                           "supernet_path": str(tmp_path / "supernet.pt")}}).accuracy
+    other = config_from_dict(
+        {"accuracy": {"estimate": "supernet", "supernet_epochs": 3.0, "supernet_path": str(tmp_path / "supernet.pt")}}
+    ).accuracy
     with pytest.raises(NasqError, match="with other settings"):
         ESTIMATES.create("supernet", config=other).prepare(space, data, run_dir=tmp_path / "x", seed=0)
     with pytest.raises(NasqError, match="does not support weight sharing"):
-        ESTIMATES.create("supernet", config=small).prepare(create_space("nas-bench-201"), data, run_dir=tmp_path, seed=0)
+        ESTIMATES.create("supernet", config=small).prepare(
+            create_space("nas-bench-201"), data, run_dir=tmp_path, seed=0
+        )
 
 
 def test_sensitivity_table_prices_bit_policies_additively_and_is_cached(tmp_path, space):
@@ -113,10 +122,20 @@ def test_sensitivity_table_prices_bit_policies_additively_and_is_cached(tmp_path
     assert two > eight  # 2-bit weights hurt more than 8-bit ones
     w = space.per_layer(with_uniform_bits(cand, 4), "w_bits")
     a = space.per_layer(with_uniform_bits(cand, 32), "a_bits")
-    assert table.predicted_loss(w, a) == pytest.approx(table.float_loss + sum(table.changes[(n, "w", 4)] for n in layers))
+    assert table.predicted_loss(w, a) == pytest.approx(
+        table.float_loss + sum(table.changes[(n, "w", 4)] for n in layers)
+    )
 
-    cfg = config_from_dict({"accuracy": {"estimate": "sensitivity", "supernet_epochs": 0.0,
-                                         "supernet_qat_epochs": 0.05, "bn_samples": 128}}).accuracy
+    cfg = config_from_dict(
+        {
+            "accuracy": {
+                "estimate": "sensitivity",
+                "supernet_epochs": 0.0,
+                "supernet_qat_epochs": 0.05,
+                "bn_samples": 128,
+            }
+        }
+    ).accuracy
     ESTIMATES.create("sensitivity", config=cfg).prepare(space, data, run_dir=tmp_path, seed=0, log=lambda m: None)
     estimate = ESTIMATES.create("sensitivity", config=cfg, run_dir=tmp_path)
     first = estimate.run(space, with_uniform_bits(cand, 8), data, seed=0)

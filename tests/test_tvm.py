@@ -5,17 +5,21 @@ import json
 import socket
 
 import pytest
+from test_cli import assert_clean_error, run
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles import create_predictor
 from nasq.hardware_profiles.profile import Profile
 from nasq.spaces.base import LayerSpec
-from test_cli import assert_clean_error, run
 
 pytest.importorskip("tvm", reason="apache-tvm is part of the test extra; install with pip install -e '.[test]'")
 
-SHAPES = [LayerSpec("", "conv", 1, 16, 3, 2, 28), LayerSpec("", "conv", 16, 32, 1, 1, 14),
-          LayerSpec("", "dwconv", 32, 32, 3, 1, 14), LayerSpec("", "linear", 32, 10)]
+SHAPES = [
+    LayerSpec("", "conv", 1, 16, 3, 2, 28),
+    LayerSpec("", "conv", 16, 32, 1, 1, 14),
+    LayerSpec("", "dwconv", 32, 32, 3, 1, 14),
+    LayerSpec("", "linear", 32, 10),
+]
 
 
 @pytest.fixture
@@ -32,7 +36,8 @@ def test_profile_through_rpc_on_loopback_calibrates_and_validates_there(rpc_serv
     from nasq.hardware_profiles.validation import validate_profile
 
     data = PROFILERS.create("tvm", rpc=rpc_server, repetitions=5, networks=3, network_seconds=1).profile(
-        SHAPES, name="tvm-rpc", space=space.name, quick=True, log=lambda m: None)
+        SHAPES, name="tvm-rpc", space=space.name, quick=True, log=lambda m: None
+    )
     prof = Profile.from_dict(data, "tvm-rpc")
     assert prof.metadata["runtime"] == "tvm" and rpc_server in prof.metadata["measured_via"]
     assert prof.remote and prof.metadata["rpc"] == rpc_server
@@ -51,15 +56,30 @@ def test_profile_through_rpc_on_loopback_calibrates_and_validates_there(rpc_serv
     # validation reconnects to the same server and measures new networks there
     path = tmp_path / "tvm-rpc.json"
     path.write_text(json.dumps(data))
-    validation = validate_profile(path, networks=3, repetitions=3, seed=0, log=lambda m: None, topologies=(),
-                                  min_seconds=1)
+    validation = validate_profile(
+        path, networks=3, repetitions=3, seed=0, log=lambda m: None, topologies=(), min_seconds=1
+    )
     assert validation["networks"] == 3 and 0 <= validation["within_20pct"] <= 1
     assert json.loads(path.read_text())["validation"]["date"] != data["validation"]["date"]
 
 
 def test_local_profile_from_the_cli(tmp_path):
-    out = run("profile", "--backend", "tvm", "--name", "tvm-local", "--quick", "--repetitions", "3",
-              "--space", "nas-bench-201", "--networks", "0", "--out", tmp_path / "t.json")
+    out = run(
+        "profile",
+        "--backend",
+        "tvm",
+        "--name",
+        "tvm-local",
+        "--quick",
+        "--repetitions",
+        "3",
+        "--space",
+        "nas-bench-201",
+        "--networks",
+        "0",
+        "--out",
+        tmp_path / "t.json",
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["metadata"]["measured_via"] == "local" and data["metadata"]["runtime_version"]
@@ -74,12 +94,24 @@ def _closed_port() -> int:
 
 
 def test_rpc_target_that_does_not_answer_is_a_clear_error(tmp_path):
-    out = run("profile", "--backend", "tvm", "--name", "x", "--rpc", f"127.0.0.1:{_closed_port()}",
-              "--out", tmp_path / "x.json")
+    out = run(
+        "profile",
+        "--backend",
+        "tvm",
+        "--name",
+        "x",
+        "--rpc",
+        f"127.0.0.1:{_closed_port()}",
+        "--out",
+        tmp_path / "x.json",
+    )
     assert_clean_error(out, "does not answer")
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(NasqError, match="must be HOST:PORT"):
         from nasq.hardware_profiles.tvm_profiler import TvmProfiler
+
         TvmProfiler(rpc="nowhere")
-    assert_clean_error(run("profile", "--backend", "tvm", "--name", "x", "--tvm-target", "llvm",
-                           "--out", tmp_path / "x.json"), "must be a JSON dict")
+    assert_clean_error(
+        run("profile", "--backend", "tvm", "--name", "x", "--tvm-target", "llvm", "--out", tmp_path / "x.json"),
+        "must be a JSON dict",
+    )

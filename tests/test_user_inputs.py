@@ -66,7 +66,7 @@ def _spec(model_file, name="small_cnn", **kw):
 
 
 def test_every_bad_model_input_is_a_one_line_error(model_file, tmp_path):
-    load = lambda spec: load_model(spec)  # noqa: E731
+    load = lambda spec: load_model(spec)
     one_line_error(load, ModelSpec("no_colon", input_shape=(1, 8, 8)), match="must be 'package.module:function'")
     one_line_error(load, ModelSpec("nasq_no_such_module:f", input_shape=(1, 8, 8)), match="does not import")
     one_line_error(load, ModelSpec(f"{tmp_path}/absent.py:f", input_shape=(1, 8, 8)), match="does not exist")
@@ -118,20 +118,21 @@ def test_an_image_folder_with_its_own_splits_or_a_seeded_split(tmp_path):
     _write_images(tmp_path, "val", ["cat", "dog"], 2)
     own = load_dataset(DataSpec("image-folder", path=str(tmp_path), normalize="none"))
     assert (len(own.train.y), len(own.val.y), len(own.test.y)) == (40, 4, 6)
-    assert 0.0 <= float(own.train.x.min()) and float(own.train.x.max()) <= 1.0
+    assert float(own.train.x.min()) >= 0.0 and float(own.train.x.max()) <= 1.0
 
 
 def test_rgb_images_normalized_per_channel_as_the_config_states(tmp_path):
     _write_images(tmp_path, "train", ["a", "b", "c"], 10, size=(6, 4), mode="RGB")
-    data = load_dataset(DataSpec("image-folder", path=str(tmp_path), normalize="given", mean=(0.5, 0.5, 0.5),
-                                 std=(0.25, 0.25, 0.25)))
+    data = load_dataset(
+        DataSpec("image-folder", path=str(tmp_path), normalize="given", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    )
     raw = load_dataset(DataSpec("image-folder", path=str(tmp_path), normalize="none"))
     assert data.input_shape == (3, 4, 6) and data.mean == (0.5, 0.5, 0.5)
     assert np.allclose(data.train.x, (raw.train.x - 0.5) / 0.25, atol=1e-6)
 
 
 def test_bad_image_folders_are_one_line_errors(tmp_path):
-    load = lambda **kw: load_dataset(DataSpec("image-folder", **kw))  # noqa: E731
+    load = lambda **kw: load_dataset(DataSpec("image-folder", **kw))
     one_line_error(lambda: load(path=str(tmp_path / "absent")), match="needs a folder train/")
     (tmp_path / "empty" / "train").mkdir(parents=True)
     one_line_error(lambda: load(path=str(tmp_path / "empty")), match="no class folders")
@@ -150,8 +151,10 @@ def test_bad_image_folders_are_one_line_errors(tmp_path):
     one_line_error(lambda: load(path=str(tmp_path / "g")), match="set data.image_size")
     resized = load(path=str(tmp_path / "g"), image_size=8)
     assert resized.input_shape == (1, 8, 8)
-    one_line_error(lambda: load(path=str(tmp_path / "g"), image_size=8, normalize="given", mean=(0.5, 0.5)),
-                   match="one value per channel")
+    one_line_error(
+        lambda: load(path=str(tmp_path / "g"), image_size=8, normalize="given", mean=(0.5, 0.5)),
+        match="one value per channel",
+    )
 
 
 def test_npz_arrays_and_their_bad_forms(tmp_path):
@@ -161,7 +164,7 @@ def test_npz_arrays_and_their_bad_forms(tmp_path):
     data = load_dataset(DataSpec("npz", path=str(tmp_path / "d.npz"), normalize="none"))
     assert data.num_classes == 3 and data.input_shape == (1, 8, 8) and len(data.test.y) == 9
     assert np.allclose(data.test.x[:, 0], x[:9] / 255.0)
-    load = lambda name: load_dataset(DataSpec("npz", path=str(tmp_path / name)))  # noqa: E731
+    load = lambda name: load_dataset(DataSpec("npz", path=str(tmp_path / name)))
     np.savez(tmp_path / "no_y.npz", x=x)
     one_line_error(load, "no_y.npz", match="needs arrays 'x' and 'y'")
     np.savez(tmp_path / "float_y.npz", x=x, y=y.astype(float))
@@ -176,7 +179,8 @@ def test_npz_arrays_and_their_bad_forms(tmp_path):
 
 
 def test_a_python_factory_of_torch_datasets(tmp_path):
-    (tmp_path / "user_data.py").write_text(textwrap.dedent("""
+    (tmp_path / "user_data.py").write_text(
+        textwrap.dedent("""
         import torch
         from torch.utils.data import TensorDataset
 
@@ -188,11 +192,14 @@ def test_a_python_factory_of_torch_datasets(tmp_path):
 
         def wrong():
             return 5
-    """))
+    """)
+    )
     data = load_dataset(DataSpec("python", factory=f"{tmp_path}/user_data.py:make"))
     assert data.num_classes == 4 and data.input_shape == (1, 6, 6) and len(data.test.y) == 8
-    one_line_error(lambda: load_dataset(DataSpec("python", factory=f"{tmp_path}/user_data.py:wrong")),
-                   match="must return a dict or tuple of torch datasets, got int")
+    one_line_error(
+        lambda: load_dataset(DataSpec("python", factory=f"{tmp_path}/user_data.py:wrong")),
+        match="must return a dict or tuple of torch datasets, got int",
+    )
     one_line_error(lambda: load_dataset(DataSpec("python")), match="needs data.factory")
 
 

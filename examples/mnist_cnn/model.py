@@ -29,9 +29,17 @@ def small_resnet(classes: int = 10, width: int = 16) -> nn.Module:
     """stem 3x3 (28x28) -> a block at 28x28, two blocks at 14x14, two at 7x7 -> pool -> linear."""
     w = width
     return nn.Sequential(
-        nn.Conv2d(1, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
-        Block(w, w), Block(w, 2 * w, 2), Block(2 * w, 2 * w), Block(2 * w, 4 * w, 2), Block(4 * w, 4 * w),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, classes),
+        nn.Conv2d(1, w, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(w),
+        nn.ReLU(),
+        Block(w, w),
+        Block(w, 2 * w, 2),
+        Block(2 * w, 2 * w),
+        Block(2 * w, 4 * w, 2),
+        Block(4 * w, 4 * w),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4 * w, classes),
     )
 
 
@@ -54,9 +62,14 @@ class InvertedResidual(nn.Module):
         super().__init__()
         mid = cin * expand
         self.body = nn.Sequential(
-            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU6(),
-            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid), nn.ReLU6(),
-            nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.Conv2d(cin, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU6(),
+            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU6(),
+            nn.Conv2d(mid, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
         )
         self.residual = stride == 1 and cin == cout
 
@@ -68,10 +81,18 @@ def small_mobilenetv2(classes: int = 10, width: int = 16, expand: int = 4) -> nn
     """stem 3x3 (28x28) -> inverted residuals at 28, 14 (two) and 7 (two) -> 1x1 head -> pool -> linear."""
     w = width
     return nn.Sequential(
-        nn.Conv2d(1, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU6(),
-        InvertedResidual(w, w, 1, expand), InvertedResidual(w, 2 * w, 2, expand),
-        InvertedResidual(2 * w, 2 * w, 1, expand), InvertedResidual(2 * w, 3 * w, 2, expand),
+        nn.Conv2d(1, w, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(w),
+        nn.ReLU6(),
+        InvertedResidual(w, w, 1, expand),
+        InvertedResidual(w, 2 * w, 2, expand),
+        InvertedResidual(2 * w, 2 * w, 1, expand),
+        InvertedResidual(2 * w, 3 * w, 2, expand),
         InvertedResidual(3 * w, 3 * w, 1, expand),
-        nn.Conv2d(3 * w, 8 * w, 1, bias=False), nn.BatchNorm2d(8 * w), nn.ReLU6(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * w, classes),
+        nn.Conv2d(3 * w, 8 * w, 1, bias=False),
+        nn.BatchNorm2d(8 * w),
+        nn.ReLU6(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8 * w, classes),
     )

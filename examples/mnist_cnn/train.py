@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -38,17 +37,21 @@ def main() -> None:
     start = time.time()
     train_steps(model, data.train, args.epochs, batch_size=64, lr=3e-3, seed=0)
     seconds = time.time() - start
-    acc = {name: float((predict_logits(model, split.x).argmax(1) == split.y).mean())
-           for name, split in (("val", data.val), ("test", data.test))}
+    acc = {
+        name: float((predict_logits(model, split.x).argmax(1) == split.y).mean())
+        for name, split in (("val", data.val), ("test", data.test))
+    }
     import io
 
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     write_bytes_atomic(args.out, buf.getvalue())
     params = sum(p.numel() for p in model.parameters())
-    print(f"{args.model}: {params} parameters, {args.epochs:g} epochs on {len(data.train.y)} MNIST-5k images in "
-          f"{seconds:.0f} s ({torch.get_num_threads()} threads); validation {acc['val']:.3f}, test {acc['test']:.3f}; "
-          f"wrote {args.out}")
+    print(
+        f"{args.model}: {params} parameters, {args.epochs:g} epochs on {len(data.train.y)} MNIST-5k images in "
+        f"{seconds:.0f} s ({torch.get_num_threads()} threads); validation {acc['val']:.3f}, test {acc['test']:.3f}; "
+        f"wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

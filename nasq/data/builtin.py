@@ -52,8 +52,14 @@ def load_mnist(seed: int = 0, val_fraction: float = 0.15, test_fraction: float =
     def norm(a: np.ndarray) -> np.ndarray:
         return ((a - mean) / std).astype(np.float32)
 
-    return Dataset("mnist-5k", Split(norm(x_train), y_train), Split(norm(x_val), y_val), Split(norm(x_test), y_test),
-                   mean=(mean,), std=(std,))
+    return Dataset(
+        "mnist-5k",
+        Split(norm(x_train), y_train),
+        Split(norm(x_val), y_val),
+        Split(norm(x_test), y_test),
+        mean=(mean,),
+        std=(std,),
+    )
 
 
 DATASETS = {"mnist-5k": load_mnist}

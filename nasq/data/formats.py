@@ -9,9 +9,9 @@ says: ``train`` (each channel by its training-split mean and standard deviation)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class DataSpec:
     image_size: int = 0  # image-folder: resize every image to this square size (0: keep, all must match)
 
 
-Raw = tuple[Split, Optional[Split], Optional[Split], Optional[list]]
+Raw = tuple[Split, Split | None, Split | None, list | None]
 
 
 def load_dataset(spec: DataSpec) -> Dataset:
@@ -72,23 +72,32 @@ def load_dataset(spec: DataSpec) -> Dataset:
     num_classes = max(classes) + 1
     if classes != list(range(num_classes)):
         missing = [c for c in range(num_classes) if c not in classes]
-        raise NasqError(f"data {where}: labels must be 0..{num_classes - 1}, each in the training split; "
-                        f"missing {missing[:5]}")
+        raise NasqError(
+            f"data {where}: labels must be 0..{num_classes - 1}, each in the training split; missing {missing[:5]}"
+        )
     mean, std = _normalization(spec, train, where)
     if mean is not None:
-        norm = lambda s: Split(((s.x - mean) / std).astype(np.float32), s.y)  # noqa: E731
+        norm = lambda s: Split(((s.x - mean) / std).astype(np.float32), s.y)
         train, val, test = norm(train), norm(val), norm(test)
-    return Dataset(f"{spec.format}:{where}" if spec.path or spec.factory else spec.format, train, val, test,
-                   num_classes=num_classes, mean=tuple(float(m) for m in np.ravel(mean if mean is not None else [])),
-                   std=tuple(float(s) for s in np.ravel(std if std is not None else [])))
+    return Dataset(
+        f"{spec.format}:{where}" if spec.path or spec.factory else spec.format,
+        train,
+        val,
+        test,
+        num_classes=num_classes,
+        mean=tuple(float(m) for m in np.ravel(mean if mean is not None else [])),
+        std=tuple(float(s) for s in np.ravel(std if std is not None else [])),
+    )
 
 
 def _check_split(split: Split, name: str, where: str) -> None:
     if len(split.y) == 0:
         raise NasqError(f"data {where}: the {name} split is empty")
     if split.x.ndim != 4 or len(split.x) != len(split.y):
-        raise NasqError(f"data {where}: the {name} split must be N x C x H x W images with N labels; got images "
-                        f"{tuple(split.x.shape)} and {len(split.y)} labels")
+        raise NasqError(
+            f"data {where}: the {name} split must be N x C x H x W images with N labels; got images "
+            f"{tuple(split.x.shape)} and {len(split.y)} labels"
+        )
     if not np.isfinite(split.x).all():
         raise NasqError(f"data {where}: the {name} split has non-finite pixel values")
     if split.y.min() < 0:
@@ -112,10 +121,12 @@ def _fill_splits(train: Split, val: Split | None, test: Split | None, spec: Data
             continue
         n = max(1, int(round(fraction * total)))
         if n >= len(rest_y):
-            raise NasqError(f"data {where}: {len(train.y)} training samples are too few to split off validation "
-                            "and test samples")
-        rest_x, x_part, rest_y, y_part = train_test_split(rest_x, rest_y, test_size=n, random_state=spec.seed,
-                                                          stratify=rest_y if stratify is not None else None)
+            raise NasqError(
+                f"data {where}: {len(train.y)} training samples are too few to split off validation and test samples"
+            )
+        rest_x, x_part, rest_y, y_part = train_test_split(
+            rest_x, rest_y, test_size=n, random_state=spec.seed, stratify=rest_y if stratify is not None else None
+        )
         carved.append(Split(x_part, y_part))
     test, val = carved
     return Split(rest_x, rest_y), val, test
@@ -131,8 +142,10 @@ def _normalization(spec: DataSpec, train: Split, where: str):
         return mean, np.maximum(std, 1e-8)
     mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
     if mean.shape != (channels,) or std.shape != (channels,) or (std <= 0).any():
-        raise NasqError(f"data {where}: normalize: given needs data.mean and data.std with one value per channel "
-                        f"({channels}), std above 0; got mean {list(spec.mean)}, std {list(spec.std)}")
+        raise NasqError(
+            f"data {where}: normalize: given needs data.mean and data.std with one value per channel "
+            f"({channels}), std above 0; got mean {list(spec.mean)}, std {list(spec.std)}"
+        )
     return mean.reshape(1, channels, 1, 1), std.reshape(1, channels, 1, 1)
 
 
@@ -186,8 +199,11 @@ def _npz(spec: DataSpec) -> Raw:
     for suffix in ("", "_val", "_test"):
         if (f"x{suffix}" in files) != (f"y{suffix}" in files):
             raise NasqError(f"data.path {spec.path}: has one of x{suffix} and y{suffix}, not both")
-        splits.append(Split(_as_images(files[f"x{suffix}"], spec.path), _labels(files[f"y{suffix}"], spec.path))
-                      if f"x{suffix}" in files else None)
+        splits.append(
+            Split(_as_images(files[f"x{suffix}"], spec.path), _labels(files[f"y{suffix}"], spec.path))
+            if f"x{suffix}" in files
+            else None
+        )
     return splits[0], splits[1], splits[2], None
 
 
@@ -195,8 +211,10 @@ def _npz(spec: DataSpec) -> Raw:
 def _image_folder(spec: DataSpec) -> Raw:
     root = Path(spec.path).expanduser()
     if not spec.path or not (root / "train").is_dir():
-        raise NasqError(f"data.path {spec.path!r}: needs a folder train/ with one folder of images per class "
-                        "(and optionally val/ and test/ alike)")
+        raise NasqError(
+            f"data.path {spec.path!r}: needs a folder train/ with one folder of images per class "
+            "(and optionally val/ and test/ alike)"
+        )
     classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
     if not classes:
         raise NasqError(f"data.path {spec.path}: train/ has no class folders")
@@ -210,9 +228,11 @@ def _image_folder(spec: DataSpec) -> Raw:
             continue
         here = sorted(d.name for d in folder.iterdir() if d.is_dir())
         if here != classes:
-            raise NasqError(f"data.path {spec.path}: the classes differ between train/ and {name}/: "
-                            f"only in train/ {sorted(set(classes) - set(here))}, only in {name}/ "
-                            f"{sorted(set(here) - set(classes))}")
+            raise NasqError(
+                f"data.path {spec.path}: the classes differ between train/ and {name}/: "
+                f"only in train/ {sorted(set(classes) - set(here))}, only in {name}/ "
+                f"{sorted(set(here) - set(classes))}"
+            )
         xs, ys = [], []
         for label, cls in enumerate(classes):
             files = sorted(f for f in (folder / cls).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -240,8 +260,10 @@ def _read_image(path: Path, spec: DataSpec, size: list, mode: list) -> np.ndarra
             if not size:
                 size.append(img.size)
             if img.size != size[0]:
-                raise NasqError(f"data.path {spec.path}: image {path} is {img.size[0]}x{img.size[1]}, the first was "
-                                f"{size[0][0]}x{size[0][1]}; set data.image_size to resize them all")
+                raise NasqError(
+                    f"data.path {spec.path}: image {path} is {img.size[0]}x{img.size[1]}, the first was "
+                    f"{size[0][0]}x{size[0][1]}; set data.image_size to resize them all"
+                )
             a = np.asarray(img, np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise NasqError(f"data.path {spec.path}: cannot read image {path}: {type(exc).__name__}") from None
@@ -260,16 +282,21 @@ def _python(spec: DataSpec) -> Raw:
     if isinstance(out, dict):
         unknown = set(out) - {"train", "val", "test"}
         if "train" not in out or unknown:
-            raise NasqError(f"data.factory {spec.factory}: a dict must have 'train' (and optionally 'val', 'test'); "
-                            f"got keys {sorted(out)}")
+            raise NasqError(
+                f"data.factory {spec.factory}: a dict must have 'train' (and optionally 'val', 'test'); "
+                f"got keys {sorted(out)}"
+            )
         parts = [out.get(k) for k in ("train", "val", "test")]
     elif isinstance(out, (tuple, list)) and 1 <= len(out) <= 3:
         parts = list(out) + [None] * (3 - len(out))
     else:
-        raise NasqError(f"data.factory {spec.factory} must return a dict or tuple of torch datasets, "
-                        f"got {type(out).__name__}")
-    return (*(_from_torch(p, spec.factory, n) if p is not None else None
-              for p, n in zip(parts, ("train", "val", "test"))), None)
+        raise NasqError(
+            f"data.factory {spec.factory} must return a dict or tuple of torch datasets, got {type(out).__name__}"
+        )
+    return (
+        *(_from_torch(p, spec.factory, n) if p is not None else None for p, n in zip(parts, ("train", "val", "test"))),
+        None,
+    )
 
 
 def _from_torch(dataset, where: str, name: str) -> Split:
@@ -281,8 +308,10 @@ def _from_torch(dataset, where: str, name: str) -> Split:
         xs = [torch.as_tensor(x).float().numpy() for x, _ in items]
         ys = [int(y) for _, y in items]
     except Exception as exc:
-        raise NasqError(f"data.factory {where}: its {name} dataset must give (image tensor, integer label) "
-                        f"items: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:150]}") from None
+        raise NasqError(
+            f"data.factory {where}: its {name} dataset must give (image tensor, integer label) "
+            f"items: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:150]}"
+        ) from None
     if not xs:
         raise NasqError(f"data.factory {where}: its {name} dataset is empty")
     if len({x.shape for x in xs}) > 1:

@@ -5,6 +5,6 @@ Example:
     ...                              input_shape=(1, 28, 28)))                                  # doctest: +SKIP
 """
 
-from nasq.models.loading import ModelSpec, LoadedModel, load_model, check_classes
+from nasq.models.loading import LoadedModel, ModelSpec, check_classes, load_model
 
-__all__ = ["ModelSpec", "LoadedModel", "load_model", "check_classes"]
+__all__ = ["LoadedModel", "ModelSpec", "check_classes", "load_model"]

@@ -53,15 +53,19 @@ def load_model(spec: ModelSpec, weights_data: bytes | None = None, module=None) 
 
     from nasq.user_code import call_user, resolve_callable
 
-    if not spec.input_shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
-                                       for d in spec.input_shape):
-        raise NasqError(f"model.input_shape must be one sample's positive dimensions (C, H, W), got "
-                        f"{list(spec.input_shape)}")
+    if not spec.input_shape or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in spec.input_shape
+    ):
+        raise NasqError(
+            f"model.input_shape must be one sample's positive dimensions (C, H, W), got {list(spec.input_shape)}"
+        )
     if module is not None:
         module = copy.deepcopy(module)
     elif spec.factory.startswith(IN_MEMORY + ":"):
-        raise NasqError(f"model {spec.factory.split(':', 1)[1]} was handed to nasq in Python: give it again "
-                        "(nasq.compress_model(model, ...), or a config whose model.factory can build it)")
+        raise NasqError(
+            f"model {spec.factory.split(':', 1)[1]} was handed to nasq in Python: give it again "
+            "(nasq.compress_model(model, ...), or a config whose model.factory can build it)"
+        )
     else:
         fn = resolve_callable(spec.factory, "model.factory")
         module = call_user(fn, f"model.factory {spec.factory}", **spec.kwargs)
@@ -74,12 +78,16 @@ def load_model(spec: ModelSpec, weights_data: bytes | None = None, module=None) 
         with torch.no_grad():
             out = module(torch.zeros(1, *spec.input_shape))
     except Exception as exc:
-        raise NasqError(f"model {spec.factory} rejects input shape {list(spec.input_shape)}: {type(exc).__name__}: "
-                        f"{(str(exc).splitlines() or [''])[0][:160]}") from None
+        raise NasqError(
+            f"model {spec.factory} rejects input shape {list(spec.input_shape)}: {type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0][:160]}"
+        ) from None
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
         shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise NasqError(f"model {spec.factory} must return logits of shape [batch, classes]; on input "
-                        f"{[1, *spec.input_shape]} it returned {shape}")
+        raise NasqError(
+            f"model {spec.factory} must return logits of shape [batch, classes]; on input "
+            f"{[1, *spec.input_shape]} it returned {shape}"
+        )
     return LoadedModel(module, tuple(spec.input_shape), int(out.shape[1]))
 
 
@@ -99,8 +107,10 @@ def load_weights(module, path: str, data: bytes | None = None) -> None:
     except pickle.UnpicklingError as exc:
         if "global" not in str(exc):  # no class to refuse: not a pickle of objects at all
             raise NasqError(f"model.weights {path} is not a torch state_dict file (unreadable)") from None
-        raise NasqError(f"model.weights {path} holds more than tensors (a pickled module?); it is refused, not "
-                        "unpickled: save model.state_dict() instead") from None
+        raise NasqError(
+            f"model.weights {path} holds more than tensors (a pickled module?); it is refused, not "
+            "unpickled: save model.state_dict() instead"
+        ) from None
     except Exception as exc:
         raise NasqError(f"model.weights {path} is not a torch state_dict file ({type(exc).__name__})") from None
     if isinstance(state, dict) and set(state) == {"state_dict"}:
@@ -110,11 +120,16 @@ def load_weights(module, path: str, data: bytes | None = None) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    misshapen = [f"{k} {list(state[k].shape)} (model: {list(own[k].shape)})" for k in own
-                 if k in state and state[k].shape != own[k].shape]
-    problems = [f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} ({len(names)})"
-                for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
-                if names]
+    misshapen = [
+        f"{k} {list(state[k].shape)} (model: {list(own[k].shape)})"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    problems = [
+        f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} ({len(names)})"
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
+        if names
+    ]
     if problems:
         raise NasqError(f"model.weights {path} do not fit the model: {'; '.join(problems)}")
     module.load_state_dict(state)

@@ -79,8 +79,15 @@ def trace_model(module, input_shape: tuple[int, ...], *, frozen: set[str] = froz
             unsupported.append(f"{name} (Conv2d: {_why_not(m)})")
     graph = _fx_graph(module)
     batchnorms = _conv_batchnorms(module, graph)
-    return ModelTrace(layers, groups, batchnorms, unsupported, _residuals(module, graph, layers),
-                      _activations(module, graph, batchnorms), _residual_blocks(module, input_shape, layers))
+    return ModelTrace(
+        layers,
+        groups,
+        batchnorms,
+        unsupported,
+        _residuals(module, graph, layers),
+        _activations(module, graph, batchnorms),
+        _residual_blocks(module, input_shape, layers),
+    )
 
 
 def _residual_blocks(module, input_shape, layers: list[TracedLayer]) -> dict[str, str]:
@@ -91,10 +98,18 @@ def _residual_blocks(module, input_shape, layers: list[TracedLayer]) -> dict[str
     import torch.fx
 
     calls: dict[str, list] = {}
-    hooks = [m.register_forward_hook(lambda m, i, o, n=name: calls.setdefault(n, []).append(
-        (tuple(i[0].shape) if i and isinstance(i[0], torch.Tensor) else None,
-         tuple(o.shape) if isinstance(o, torch.Tensor) else None)))
-        for name, m in module.named_modules() if name and any(True for _ in m.children())]
+    hooks = [
+        m.register_forward_hook(
+            lambda m, i, o, n=name: calls.setdefault(n, []).append(
+                (
+                    tuple(i[0].shape) if i and isinstance(i[0], torch.Tensor) else None,
+                    tuple(o.shape) if isinstance(o, torch.Tensor) else None,
+                )
+            )
+        )
+        for name, m in module.named_modules()
+        if name and any(True for _ in m.children())
+    ]
     try:
         with torch.no_grad():
             module(torch.zeros(1, *input_shape))
@@ -110,7 +125,7 @@ def _residual_blocks(module, input_shape, layers: list[TracedLayer]) -> dict[str
         sub = module.get_submodule(name)
         try:
             graph = torch.fx.symbolic_trace(sub).graph
-        except Exception:  # noqa: BLE001 - a block fx cannot trace is not offered for removal
+        except Exception:
             continue
         inputs = [n for n in graph.nodes if n.op == "placeholder"]
         out = next(n for n in graph.nodes if n.op == "output").args[0]
@@ -120,7 +135,8 @@ def _residual_blocks(module, input_shape, layers: list[TracedLayer]) -> dict[str
         if _is_relu(out, sub):
             left, out = "relu", out.args[0]
         is_add = (out.op == "call_function" and out.target in (operator.add, operator.iadd, torch.add)) or (
-            out.op == "call_method" and out.target in ("add", "add_"))
+            out.op == "call_method" and out.target in ("add", "add_")
+        )
         if is_add and any(_through_identity(a, sub) is inputs[0] for a in out.args[:2]):
             blocks[name] = left
     return blocks
@@ -132,15 +148,20 @@ def _is_relu(node, module) -> bool:
     if node.op == "call_module":
         return isinstance(module.get_submodule(node.target), torch.nn.ReLU)
     return node.op in ("call_function", "call_method") and getattr(node.target, "__name__", node.target) in (
-        "relu", "relu_")
+        "relu",
+        "relu_",
+    )
 
 
 def _through_identity(node, module):
     """The node an argument comes from, past identity modules (an ``nn.Identity`` shortcut)."""
     import torch
 
-    while isinstance(node, torch.fx.Node) and node.op == "call_module" and \
-            isinstance(module.get_submodule(node.target), torch.nn.Identity):
+    while (
+        isinstance(node, torch.fx.Node)
+        and node.op == "call_module"
+        and isinstance(module.get_submodule(node.target), torch.nn.Identity)
+    ):
         node = node.args[0]
     return node
 
@@ -167,7 +188,9 @@ def _activations(module, graph, batchnorms: dict[str, str]) -> dict[str, str]:
         if user.op == "call_module":
             kind = {torch.nn.ReLU: "relu", torch.nn.ReLU6: "relu6"}.get(type(mods.get(user.target)))
         elif user.op in ("call_function", "call_method"):
-            kind = {"relu": "relu", "relu_": "relu", "relu6": "relu6"}.get(getattr(user.target, "__name__", user.target))
+            kind = {"relu": "relu", "relu_": "relu", "relu6": "relu6"}.get(
+                getattr(user.target, "__name__", user.target)
+            )
         if kind:
             out[node.target] = kind
     return out
@@ -180,7 +203,7 @@ def _fx_graph(module):
 
     try:
         return torch.fx.symbolic_trace(module).graph
-    except Exception:  # noqa: BLE001 - not an error: those two refinements are skipped
+    except Exception:
         return None
 
 
@@ -205,10 +228,17 @@ def _residuals(module, graph, layers: list[TracedLayer]) -> dict[str, int]:
         if node.op == "call_module":
             return type(mods.get(node.target)).__name__ in _PASS_THROUGH
         return node.op in ("call_function", "call_method") and getattr(node.target, "__name__", node.target) in (
-            "relu", "relu_", "relu6", "dropout", "batch_norm")
+            "relu",
+            "relu_",
+            "relu6",
+            "dropout",
+            "batch_norm",
+        )
 
     def source(node):
-        while isinstance(node, torch.fx.Node) and node.op != "placeholder" and node.target not in index and passes(node):
+        while (
+            isinstance(node, torch.fx.Node) and node.op != "placeholder" and node.target not in index and passes(node)
+        ):
             node = node.args[0]
         return node
 
@@ -229,7 +259,8 @@ def _residuals(module, graph, layers: list[TracedLayer]) -> dict[str, int]:
     out: dict[str, int] = {}
     for node in graph.nodes:
         is_add = (node.op == "call_function" and node.target in (operator.add, operator.iadd, torch.add)) or (
-            node.op == "call_method" and node.target in ("add", "add_"))
+            node.op == "call_method" and node.target in ("add", "add_")
+        )
         if not is_add or len(node.args) < 2 or not all(isinstance(a, torch.fx.Node) for a in node.args[:2]):
             continue
         a, b = source(node.args[0]), source(node.args[1])
@@ -263,8 +294,14 @@ def compressible(m) -> bool:
 
     if isinstance(m, torch.nn.Linear):
         return True
-    return (isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] == m.kernel_size[1] and m.stride[0] == m.stride[1]
-            and m.dilation == (1, 1) and m.groups in (1, m.in_channels) and m.padding_mode == "zeros")
+    return (
+        isinstance(m, torch.nn.Conv2d)
+        and m.kernel_size[0] == m.kernel_size[1]
+        and m.stride[0] == m.stride[1]
+        and m.dilation == (1, 1)
+        and m.groups in (1, m.in_channels)
+        and m.padding_mode == "zeros"
+    )
 
 
 def _layers_in_order(module, input_shape) -> list[TracedLayer]:
@@ -282,8 +319,19 @@ def _layers_in_order(module, input_shape) -> list[TracedLayer]:
                 seen.append(TracedLayer(name, "linear", m.in_features, m.out_features))
                 return
             dw = m.groups > 1 and m.groups == m.in_channels == m.out_channels
-            seen.append(TracedLayer(name, "dwconv" if dw else "conv", m.in_channels, m.out_channels,
-                                    m.kernel_size[0], m.stride[0], int(x.shape[-1]), m.groups))
+            seen.append(
+                TracedLayer(
+                    name,
+                    "dwconv" if dw else "conv",
+                    m.in_channels,
+                    m.out_channels,
+                    m.kernel_size[0],
+                    m.stride[0],
+                    int(x.shape[-1]),
+                    m.groups,
+                )
+            )
+
         return record
 
     for name, m in module.named_modules():
@@ -341,8 +389,13 @@ def _conv_batchnorms(module, graph) -> dict[str, str]:
         if node.op != "call_module" or not isinstance(mods.get(node.target), torch.nn.BatchNorm2d):
             continue
         src = node.args[0] if node.args else None
-        if (isinstance(src, torch.fx.Node) and src.op == "call_module" and isinstance(mods.get(src.target), torch.nn.Conv2d)
-                and len(src.users) == 1 and compressible(mods[src.target])):
+        if (
+            isinstance(src, torch.fx.Node)
+            and src.op == "call_module"
+            and isinstance(mods.get(src.target), torch.nn.Conv2d)
+            and len(src.users) == 1
+            and compressible(mods[src.target])
+        ):
             pairs[src.target] = node.target
     # a BatchNorm module called at two places cannot be folded into one conv
     calls: dict[str, int] = {}
