@@ -98,7 +98,7 @@ def time_to_trust() -> str:
             backend = PROFILERS.create("onnxruntime", threads=1)
             t0 = time.time()
             data = backend.profile(
-                space.profile_shapes(quick=quick and backend.quick_shapes),
+                space.profile_shapes(quick=quick and backend.capabilities.quick_shapes),
                 name="trust",
                 space=space.name,
                 quick=quick,

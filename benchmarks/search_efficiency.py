@@ -274,13 +274,14 @@ def main() -> None:
     from nasq.search.evolution import hypervolume_2d
 
     archs, accuracy, latency = load_tables(args.devices)
-    from nasq.config import SAMPLERS
+    from nasq.search.samplers import SAMPLERS
 
     proxies = {}  # proxy -> {cell: [score, seconds]}
     for name in args.samplers:
         base, _, proxy = name.partition("+")
-        if base not in SAMPLERS or (proxy and base != "evolution"):
-            sys.exit(f"search_efficiency: unknown sampler '{name}'; allowed: {', '.join(SAMPLERS)}, evolution+PROXY")
+        if base not in SAMPLERS or (proxy and not SAMPLERS.get(base).capabilities.screens):
+            allowed = ", ".join(SAMPLERS.names())
+            sys.exit(f"search_efficiency: unknown sampler '{name}'; allowed: {allowed}, evolution+PROXY")
         if proxy:
             from nasq.accuracy import ZERO_COST_PROXIES
 

@@ -17,28 +17,20 @@ at ``float_bits`` (16-bit fixed point). Default constants are BitFusion's publis
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles import PREDICTORS, PROFILERS
 from nasq.hardware_profiles.predictors import LatencyPredictor, Prediction, _positive
 from nasq.hardware_profiles.profile import Profile
-from nasq.hardware_profiles.profiler import ProfilerBackend
+from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
 from nasq.hardware_profiles.schema import ACCELERATOR_BOUNDS
+from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec
-
-DEFAULT_ACCELERATOR = {
-    "bitbricks": 8192,
-    "brick_bits": 2,
-    "clock_mhz": 500.0,
-    "bandwidth_gb_s": 25.6,
-    "layer_overhead_us": 0.5,
-    "float_bits": 16,
-}
-
-# what bit-serial hardware has been built with (BitFusion: 2-bit bricks at 500 MHz), with room either side
 
 
 @PREDICTORS.register("bitserial")
@@ -85,12 +77,67 @@ class BitserialPredictor(LatencyPredictor):
         return pred
 
 
+@dataclass(frozen=True)
+class BitserialOptions(Options):
+    """The simulated accelerator's constants (``bitserial-sim``), within what bit-serial hardware has been built
+    with (:data:`nasq.hardware_profiles.schema.ACCELERATOR_BOUNDS`)."""
+
+    describes = "profiler backend 'bitserial-sim'"
+    bitbricks: int = option(
+        8192,
+        min=ACCELERATOR_BOUNDS["bitbricks"][0],
+        max=ACCELERATOR_BOUNDS["bitbricks"][1],
+        doc="2-bit multiply units working at once",
+    )
+    brick_bits: int = option(
+        2,
+        min=ACCELERATOR_BOUNDS["brick_bits"][0],
+        max=ACCELERATOR_BOUNDS["brick_bits"][1],
+        doc="bits of one brick's operands",
+    )
+    clock_mhz: float = option(
+        500.0, min=ACCELERATOR_BOUNDS["clock_mhz"][0], max=ACCELERATOR_BOUNDS["clock_mhz"][1], doc="clock rate (MHz)"
+    )
+    bandwidth_gb_s: float = option(
+        25.6,
+        min=ACCELERATOR_BOUNDS["bandwidth_gb_s"][0],
+        max=ACCELERATOR_BOUNDS["bandwidth_gb_s"][1],
+        doc="memory bandwidth (GB/s)",
+    )
+    layer_overhead_us: float = option(
+        0.5,
+        min=ACCELERATOR_BOUNDS["layer_overhead_us"][0],
+        max=ACCELERATOR_BOUNDS["layer_overhead_us"][1],
+        doc="fixed cost of a layer (us)",
+    )
+    float_bits: int = option(
+        16,
+        min=ACCELERATOR_BOUNDS["float_bits"][0],
+        max=ACCELERATOR_BOUNDS["float_bits"][1],
+        doc="bits a float layer runs at",
+    )
+
+
+#: the constants of a BitFusion-style accelerator (Sharma et al., ISCA 2018: 2-bit bricks at 500 MHz)
+DEFAULT_ACCELERATOR = dataclasses.asdict(BitserialOptions())
+
+
 @PROFILERS.register("bitserial-sim")
 class BitserialProfiler(ProfilerBackend):
     """Writes a bitserial profile from the model's constants (nothing to measure)."""
 
-    def __init__(self, **accelerator: float) -> None:
-        self.accelerator = {**DEFAULT_ACCELERATOR, **accelerator}
+    Options = BitserialOptions
+    options: BitserialOptions
+    capabilities = Capabilities(
+        runtime="analytic model (nasq.hardware_profiles.bitserial)",
+        measures="nothing: an analytic model of a BitFusion-style accelerator",
+        measures_layers=False,
+        precisions=tuple(f"int{b}" for b in range(2, 9)),
+    )
+
+    def __init__(self, options: BitserialOptions | None = None, **kwargs) -> None:
+        super().__init__(options, **kwargs)
+        self.accelerator = dataclasses.asdict(self.options)
 
     def profile(self, shapes: Sequence[LayerSpec], *, name: str, space: str, quick: bool = False, log=print) -> dict:
         from nasq import __version__

@@ -208,7 +208,7 @@ def _measure(space, path: Path, quick: bool, log: Callable[[str], None], options
     start = time.time()
     try:
         backend = PROFILERS.create("onnxruntime", threads=THREADS, batch_size=BATCH, **options)
-        shapes = space.profile_shapes(quick=quick and backend.quick_shapes)
+        shapes = space.profile_shapes(quick=quick and backend.capabilities.quick_shapes)
         data = backend.profile(shapes, name=path.stem, space=space.name, quick=quick, log=lambda msg: log(f"  {msg}"))
         Profile.from_dict(data, str(path))
     except NasqError:

@@ -17,6 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,9 @@ import numpy as np
 from nasq.hardware_profiles import PROFILERS
 from nasq.hardware_profiles.machine import int8_recipe_here, this_machine
 from nasq.hardware_profiles.predictors import linear_ms
-from nasq.hardware_profiles.profiler import ProfilerBackend
+from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
 from nasq.hardware_profiles.validation import calibrate_and_select, calibrate_onnx_pricing
+from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec
 
 OPSET = 17
@@ -589,6 +591,30 @@ def rescale_measurements(data: dict, factor: float) -> None:
     data["kernel_model"]["init"] += math.log(factor)  # it predicts log(latency / MACs)
 
 
+@dataclass(frozen=True)
+class OnnxRuntimeOptions(Options):
+    """Options of the ``onnxruntime`` profiler backend (``nasq profile --backend onnxruntime``)."""
+
+    describes = "profiler backend 'onnxruntime'"
+    threads: int = option(1, min=1, max=1024, doc="intra-op threads")
+    batch_size: int = option(1, min=1, max=4096, doc="batch size")
+    repetitions: int | None = option(
+        None, min=1, max=1_000_000, doc="timed runs per layer (default: by the time budget)"
+    )
+    seed: int = option(0, min=0, max=2**32 - 1, doc="seed of the sampled networks")
+    networks: int | None = option(
+        None, min=0, max=10_000, doc="whole networks measured for calibration, and as many again held out"
+    )
+    sweep_seconds: float | None = option(None, min=0, max=86_400, doc="time budget of the adaptive kernel sweep (s)")
+    network_seconds: float | None = option(
+        None,
+        min=0,
+        max=86_400,
+        arg="measure_seconds",
+        doc="the whole-network measurement lasts at least this long (s)",
+    )
+
+
 @PROFILERS.register("onnxruntime")
 class OnnxRuntimeProfiler(ProfilerBackend):
     """Measures a ``table`` profile with ONNX Runtime's CPU execution provider on this machine.
@@ -598,27 +624,23 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         >>> data = backend.profile(space.profile_shapes(), name="my-cpu", space=space.name)  # doctest: +SKIP
     """
 
-    #: a layer takes a fraction of a second to measure; a quick profile on the coarse grid priced held-out networks
-    #: and real topologies worse than the sweep and whole networks it saved time for
-    quick_shapes = False
+    Options = OnnxRuntimeOptions
+    options: OnnxRuntimeOptions
+    capabilities = Capabilities(
+        runtime="onnxruntime",
+        measures="the kernels ONNX Runtime's CPU execution provider runs on this machine, and whole networks",
+        precisions=("fp32", "int8"),
+        runs_networks=True,
+        # a layer takes a fraction of a second to measure; a quick profile on the coarse grid priced held-out
+        # networks and real topologies worse than the sweep and whole networks it saved time for
+        quick_shapes=False,
+    )
 
-    def __init__(
-        self,
-        *,
-        threads: int = 1,
-        batch_size: int = 1,
-        repetitions: int | None = None,
-        seed: int = 0,
-        networks: int | None = None,
-        sweep_seconds: float | None = None,
-        network_seconds: float | None = None,
-    ) -> None:
-        if threads < 1 or batch_size < 1:
-            raise ValueError("threads and batch_size must be >= 1")
-        self.threads, self.batch_size, self.repetitions, self.seed = threads, batch_size, repetitions, seed
-        self.networks = networks  # whole networks measured for calibration, and as many again held out
-        self.sweep_seconds = sweep_seconds  # time budget of the adaptive kernel sweep
-        self.network_seconds = network_seconds  # the whole-network measurement lasts at least this long
+    def __init__(self, options: OnnxRuntimeOptions | None = None, **kwargs) -> None:
+        super().__init__(options, **kwargs)
+        o = self.options
+        self.threads, self.batch_size, self.repetitions, self.seed = o.threads, o.batch_size, o.repetitions, o.seed
+        self.networks, self.sweep_seconds, self.network_seconds = o.networks, o.sweep_seconds, o.network_seconds
         self._reference = None  # (session, feed) of REFERENCE_LAYER while profiling
         self.reference_ms = None  # its latency at the speed the profile is scaled to
         self.speeds: list[float] = []  # its latency in each measurement / reference_ms

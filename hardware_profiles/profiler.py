@@ -4,26 +4,57 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from nasq.errors import NasqError
+from nasq.options import Options as PluginOptions
 from nasq.spaces.base import LayerSpec
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a profiler backend does, for callers to ask instead of testing its name."""
+
+    #: the ``metadata["runtime"]`` of the profiles it writes: how a profile finds the backend that made it
+    runtime: str
+    #: what it measures, in words
+    measures: str
+    #: the precisions its profiles price natively
+    precisions: tuple[str, ...]
+    #: it runs whole networks (:meth:`ProfilerBackend.measure_models`, :meth:`ProfilerBackend.for_profile`):
+    #: ``nasq profile validate`` and ``calibrate`` can measure its profiles again
+    runs_networks: bool = False
+    #: it measures the space's layer shapes (a fit to a table of whole networks does not)
+    measures_layers: bool = True
+    #: ``--quick`` also takes the space's coarser grid of layer shapes (``SearchSpace.profile_shapes``); a
+    #: backend whose layers cost little to measure keeps the full grid and shortens its other parts instead
+    quick_shapes: bool = True
 
 
 class ProfilerBackend(ABC):
     """Produces a hardware profile (see :mod:`nasq.hardware_profiles.profile`) for given layer shapes.
 
-    Contract: :meth:`profile` returns a dict that ``Profile.from_dict`` accepts and whose predictor
-    can price every shape in ``shapes`` in every precision the target runs. Constructors take the
-    backend's options as keyword arguments and do no work. Backends that run whole networks also
-    implement :meth:`measure_models` (what calibration and ``nasq profile validate`` measure with) and
+    Contract: :meth:`profile` returns a dict that ``Profile.from_dict`` accepts, whose
+    ``metadata["runtime"]`` is ``capabilities.runtime`` and whose predictor can price every shape in
+    ``shapes`` in every precision the target runs. A backend's options are its own frozen ``Options``
+    dataclass (:mod:`nasq.options`), checked when made; the constructor takes them, or their fields as
+    keywords, and does no work. Backends with ``capabilities.runs_networks`` also implement
+    :meth:`measure_models` (what calibration and ``nasq profile validate`` measure with) and
     :meth:`for_profile` (the same backend, options and device again, from a profile's metadata).
     """
 
-    #: whether ``--quick`` also takes the space's coarser grid of layer shapes (``SearchSpace.profile_shapes``); a
-    #: backend whose layers cost little to measure keeps the full grid and shortens its other parts instead
-    quick_shapes: bool = True
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, options: PluginOptions | None = None, **kwargs: Any) -> None:
+        if options is not None and kwargs:
+            raise TypeError("give the options as an Options object or as keywords, not both")
+        self.options = options if options is not None else self.Options(**kwargs)
+        if not isinstance(self.options, self.Options):
+            raise TypeError(f"{type(self).__name__} takes {self.Options.__name__}, not {type(self.options).__name__}")
 
     @abstractmethod
     def profile(

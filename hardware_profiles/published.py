@@ -23,6 +23,7 @@ import csv
 import datetime as _dt
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ from nasq.errors import NasqError
 from nasq.hardware_profiles import PREDICTORS, PROFILERS
 from nasq.hardware_profiles.predictors import HOUR_MS, LatencyPredictor, Prediction, _positive, _require
 from nasq.hardware_profiles.profile import Profile
-from nasq.hardware_profiles.profiler import ProfilerBackend
+from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
+from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec
 
 FIT_METHODS = ("additive", "transfer", "transfer+additive")
@@ -290,33 +292,60 @@ def reference_tables(
     return refs
 
 
+@dataclass(frozen=True)
+class PublishedCsvOptions(Options):
+    """Options of the ``published-csv`` backend (``nasq profile import``)."""
+
+    describes = "profiler backend 'published-csv'"
+    csv: str = option("", doc="the CSV of measured whole networks")
+    column: str = option("", doc="its column of latencies, in ms")
+    arch_column: str = option("arch_str", doc="its column of architectures, in the space's parse_arch form")
+    samples: int | None = option(
+        None, min=2, max=10_000_000, doc="fit on this many seeded rows, validate on the rest (default: fit on all)"
+    )
+    seed: int = option(0, min=0, max=2**32 - 1, doc="seed of the rows fitted")
+    references: tuple[str, ...] = option(
+        ("auto",), doc="profiles to transfer from: auto (the space's other profiles), none, or names (a,b)"
+    )
+    device: str | None = option(None, doc="the device's name in the profile (default: the column's)")
+
+    def check(self) -> None:
+        if not self.csv or not self.column:
+            raise NasqError(f"{self.describes} needs csv (a CSV file) and column (its latencies' column)")
+        names = tuple(dict.fromkeys(n for r in self.references for n in r.split(",") if n))
+        if not names or (len(names) > 1 and {"auto", "none"} & set(names)):
+            raise NasqError(
+                f"{self.describes}: references {','.join(self.references)!r} not allowed; allowed: auto, none, "
+                "or profile names"
+            )
+        object.__setattr__(self, "references", names)
+
+
 @PROFILERS.register("published-csv")
 class PublishedCsvProfiler(ProfilerBackend):
-    """Fits an ``architecture-table`` profile from a CSV of measured whole networks of a known space.
-
-    Options: ``csv`` (path), ``column`` (the latency column, in ms), ``arch_column`` (architectures, in the
-    space's :meth:`parse_arch` form), ``samples`` (fit on this many seeded rows and validate on the rest;
-    default: fit on all, validated by cross-validation), ``references`` (``"auto"``: the other profiles of
-    the space; ``"none"``; or a list of profile names).
+    """Fits an ``architecture-table`` profile from a CSV of measured whole networks of a known space
+    (options: :class:`PublishedCsvOptions`).
 
     Example:
         >>> backend = PublishedCsvProfiler(csv="nb201_latency_ms.csv", column="pixel3", samples=20)  # doctest: +SKIP
         >>> data = backend.profile([], name="nb201-my-pixel3", space="nas-bench-201")             # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        *,
-        csv: str,
-        column: str,
-        arch_column: str = "arch_str",
-        samples: int | None = None,
-        seed: int = 0,
-        references: str | Sequence[str] = "auto",
-        device: str | None = None,
-    ) -> None:
-        self.csv, self.column, self.arch_column = Path(csv), column, arch_column
-        self.samples, self.seed, self.references, self.device = samples, seed, references, device or column
+    Options = PublishedCsvOptions
+    options: PublishedCsvOptions
+    capabilities = Capabilities(
+        runtime="published measurements",
+        measures="nothing: it fits a table to a CSV of whole networks measured elsewhere",
+        precisions=("fp32",),
+        measures_layers=False,
+    )
+
+    def __init__(self, options: PublishedCsvOptions | None = None, **kwargs) -> None:
+        super().__init__(options, **kwargs)
+        o = self.options
+        self.csv, self.column, self.arch_column = Path(o.csv), o.column, o.arch_column
+        self.samples, self.seed, self.device = o.samples, o.seed, o.device or o.column
+        self.references = o.references[0] if o.references[0] in ("auto", "none") else list(o.references)
 
     def profile(
         self,

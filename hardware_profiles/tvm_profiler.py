@@ -22,6 +22,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,9 @@ from nasq.errors import NasqError
 from nasq.hardware_profiles import PROFILERS
 from nasq.hardware_profiles.machine import this_machine
 from nasq.hardware_profiles.ort_profiler import _identity_graph, _layer_graph, _simulated_activation_graph
-from nasq.hardware_profiles.profiler import ProfilerBackend
+from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
 from nasq.hardware_profiles.validation import calibrate_and_select
+from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec
 
 
@@ -43,44 +45,75 @@ def _host_port(text: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
-@PROFILERS.register("tvm")
-class TvmProfiler(ProfilerBackend):
-    """Options: ``target`` (a TVM target as a JSON dict, default ``{"kind": "llvm"}``), ``rpc``
-    (``HOST:PORT`` of a ``tvm.rpc`` server) or ``tracker`` (``HOST:PORT``) with ``key``; neither means this
-    machine. ``repetitions``: timed repeats per layer (each at least 1 ms of back-to-back runs).
-    ``networks``: calibrate on 2x this many whole networks of the space, compiled and measured like the
-    layers (default 4 with ``quick``, else 12; 0: a table profile only)."""
+@dataclass(frozen=True)
+class TvmOptions(Options):
+    """Options of the ``tvm`` profiler backend: where the code runs (this machine, a ``tvm.rpc`` server, or a
+    device requested from a tracker by its key) and how long it is measured."""
 
-    def __init__(
-        self,
-        *,
-        target: str | dict | None = None,
-        rpc: str | None = None,
-        tracker: str | None = None,
-        key: str | None = None,
-        repetitions: int | None = None,
-        seed: int = 0,
-        timeout_s: int = 60,
-        networks: int | None = None,
-        network_seconds: float | None = None,
-    ) -> None:
+    describes = "profiler backend 'tvm'"
+    target: str | dict = option(
+        '{"kind": "llvm"}', arg="tvm_target", doc='the TVM target, a JSON dict (or a dict) such as {"kind": "llvm"}'
+    )
+    rpc: str | None = option(None, doc="HOST:PORT of a tvm.rpc server to measure on (default: this machine)")
+    tracker: str | None = option(None, arg="rpc_tracker", doc="HOST:PORT of a tvm.rpc tracker to ask for a device")
+    key: str | None = option(None, arg="rpc_key", doc="the device key to request from the tracker")
+    repetitions: int | None = option(
+        None, min=1, max=1_000_000, doc="timed repeats per layer, each at least 1 ms of runs (default 10 quick, 30)"
+    )
+    seed: int = option(0, min=0, max=2**32 - 1, doc="seed of the sampled networks")
+    timeout_s: int = option(60, min=1, max=86_400, doc="seconds an RPC call may take")
+    networks: int | None = option(
+        None,
+        min=0,
+        max=10_000,
+        doc="calibrate on 2x this many whole networks of the space (default 4 quick, else 12; 0: a table only)",
+    )
+    network_seconds: float | None = option(
+        None, min=0, max=86_400, arg="measure_seconds", doc="the whole-network measurement lasts at least this long (s)"
+    )
+
+    def check(self) -> None:
+        target = self.target
         if isinstance(target, str):
             try:
                 target = json.loads(target)
             except json.JSONDecodeError:
                 raise NasqError(f'TVM target must be a JSON dict such as {{"kind": "llvm"}}, got {target!r}') from None
-        self.target = target or {"kind": "llvm"}
-        if not isinstance(self.target, dict) or "kind" not in self.target:
-            raise NasqError(f"TVM target must be a JSON dict with a 'kind', got {self.target!r}")
-        if rpc and tracker:
+        if not isinstance(target, dict) or "kind" not in target:
+            raise NasqError(f"TVM target must be a JSON dict with a 'kind', got {target!r}")
+        object.__setattr__(self, "target", target)
+        if self.rpc and self.tracker:
             raise NasqError("give either an RPC server (HOST:PORT) or a tracker with a key, not both")
-        if tracker and not key:
+        if self.tracker and not self.key:
             raise NasqError("an RPC tracker needs the device key (--rpc-key)")
-        self.rpc = _host_port(rpc, "RPC server") if rpc else None
-        self.tracker = _host_port(tracker, "RPC tracker") if tracker else None
-        self.key, self.repetitions, self.seed, self.timeout_s = key, repetitions, seed, timeout_s
-        self.networks = networks  # whole networks compiled and measured for the calibration (2x this many)
-        self.network_seconds = network_seconds  # ... for at least this long
+        for text, what in ((self.rpc, "RPC server"), (self.tracker, "RPC tracker")):
+            if text:
+                _host_port(text, what)
+
+
+@PROFILERS.register("tvm")
+class TvmProfiler(ProfilerBackend):
+    """Per-layer costs of code ``tvm.compile`` produces, measured here or on a remote device (see
+    :class:`TvmOptions`)."""
+
+    Options = TvmOptions
+    options: TvmOptions
+    capabilities = Capabilities(
+        runtime="tvm",
+        measures="layers and whole networks compiled by TVM (untuned), here or on a tvm.rpc device",
+        precisions=("fp32",),
+        runs_networks=True,
+    )
+
+    def __init__(self, options: TvmOptions | None = None, **kwargs) -> None:
+        super().__init__(options, **kwargs)
+        o = self.options
+        self.target = o.target
+        self.rpc = _host_port(o.rpc, "RPC server") if o.rpc else None
+        self.tracker = _host_port(o.tracker, "RPC tracker") if o.tracker else None
+        self.key, self.repetitions, self.seed, self.timeout_s = o.key, o.repetitions, o.seed, o.timeout_s
+        self.networks = o.networks  # whole networks compiled and measured for the calibration (2x this many)
+        self.network_seconds = o.network_seconds  # ... for at least this long
 
     # --- where the code runs --------------------------------------------------------------------
 
@@ -158,7 +191,7 @@ class TvmProfiler(ProfilerBackend):
     @classmethod
     def for_profile(cls, metadata: dict) -> TvmProfiler:
         return cls(
-            target=metadata.get("target"),
+            target=metadata.get("target") or '{"kind": "llvm"}',
             rpc=metadata.get("rpc"),
             tracker=metadata.get("tracker"),
             key=metadata.get("key"),

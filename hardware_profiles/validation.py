@@ -52,16 +52,17 @@ def backend_for(profile):
     """The profiler backend that measured ``profile``, set up to measure whole networks like it did."""
     from nasq.errors import NasqError
     from nasq.hardware_profiles import PROFILERS
-    from nasq.hardware_profiles.profiler import ProfilerBackend
 
     runtime = profile.metadata.get("runtime")
-    measuring = [n for n in PROFILERS.names() if PROFILERS.get(n).measure_models is not ProfilerBackend.measure_models]
-    if runtime not in measuring:
+    backends = [PROFILERS.get(n) for n in PROFILERS.names()]
+    measuring = [b for b in backends if b.capabilities.runs_networks]
+    made_by = [b for b in measuring if b.capabilities.runtime == runtime]
+    if not made_by:
         raise NasqError(
             f"target '{profile.name}' comes from {runtime!r}, not from a backend that runs networks "
-            f"({', '.join(measuring)}); there is nothing to measure it against"
+            f"({', '.join(b.capabilities.runtime for b in measuring)}); there is nothing to measure it against"
         )
-    return PROFILERS.get(runtime).for_profile(profile.metadata)
+    return made_by[0].for_profile(profile.metadata)
 
 
 def measure_networks(

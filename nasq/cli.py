@@ -147,14 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
         "whole networks (onnxruntime: a few minutes; tvm, bitserial-sim: also a coarser grid of layers)",
     )
     p.add_argument("--out", metavar="PATH", help="output file (default: hardware_profiles/NAME.json)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="intra-op threads (onnxruntime)")
-    p.add_argument("--batch-size", type=_positive_int, default=1, help="batch size (onnxruntime)")
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads (onnxruntime; default 1)")
+    p.add_argument("--batch-size", type=_positive_int, help="batch size (onnxruntime; default 1)")
     p.add_argument("--repetitions", type=_positive_int, help="timed runs per layer (onnxruntime)")
     p.add_argument(
         "--sweep-seconds",
         type=_positive_int,
         help="time budget of the adaptive sweep of random layers the per-kernel regressor is fitted on "
         "(onnxruntime; default 120, 60 with --quick)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any option of the backend, e.g. --option clock_mhz=800 (bitserial-sim); repeatable",
     )
     p.add_argument("--tvm-target", help='TVM target as a JSON dict (tvm backend; default {"kind": "llvm"})')
     p.add_argument("--rpc", metavar="HOST:PORT", help="tvm backend: measure on the tvm.rpc server there")
@@ -168,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--csv", help="with import: CSV of architectures and their measured latencies (ms)")
     p.add_argument("--column", help="with import: the CSV column with the device's latencies in ms")
-    p.add_argument("--arch-column", default="arch_str", help="with import: the column with architectures")
+    p.add_argument("--arch-column", help="with import: the column with architectures (default arch_str)")
     p.add_argument(
         "--samples",
         type=_int_at_least(2),
@@ -176,8 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--references",
-        default="auto",
-        help="with import: reference profiles to transfer from: auto (other profiles of the space), "
+        help="with import: reference profiles to transfer from: auto (other profiles of the space; the default), "
         "none, or comma-separated names",
     )
 
@@ -277,41 +282,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if out.suffix != ".json":
         raise NasqError(f"--out '{out}' must end in .json")
     check_creatable_dir(out.parent, "output directory")  # made only once there is a profile to write
-    options = {}
-    if args.backend == "onnxruntime":
-        options = {
-            "threads": args.threads,
-            "batch_size": args.batch_size,
-            "repetitions": args.repetitions,
-            "networks": args.networks,
-            "seed": args.seed,
-            "network_seconds": args.measure_seconds,
-            "sweep_seconds": args.sweep_seconds,
-        }
-    elif args.backend == "tvm":
-        options = {
-            "target": args.tvm_target,
-            "rpc": args.rpc,
-            "tracker": args.rpc_tracker,
-            "key": args.rpc_key,
-            "repetitions": args.repetitions,
-            "seed": args.seed,
-            "networks": args.networks,
-            "network_seconds": args.measure_seconds,
-        }
-    elif args.backend == "published-csv":
-        refs = args.references if args.references in ("auto", "none") else args.references.split(",")
-        options = {
-            "csv": args.csv,
-            "column": args.column,
-            "arch_column": args.arch_column,
-            "samples": args.samples,
-            "seed": args.seed,
-            "references": refs,
-        }
-    backend = backend_cls(**options)
-    shapes = space.profile_shapes(quick=args.quick and backend_cls.quick_shapes)
-    if args.backend != "published-csv":
+    backend = backend_cls(_backend_options(backend_cls.Options, args))
+    shapes = space.profile_shapes(quick=args.quick and backend_cls.capabilities.quick_shapes)
+    if backend_cls.capabilities.measures_layers:
         print(f"profiling {len(shapes)} layer shapes of '{space.name}' with backend '{args.backend}'", flush=True)
     data = backend.profile(
         shapes, name=args.name, space=space.name, quick=args.quick, log=lambda msg: print(msg, flush=True)
@@ -323,6 +296,58 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the `nasq profile` options a backend's options are set from (by ``option(arg=...)`` or the field's name)
+BACKEND_FLAGS = (
+    "threads",
+    "batch_size",
+    "repetitions",
+    "networks",
+    "seed",
+    "measure_seconds",
+    "sweep_seconds",
+    "tvm_target",
+    "rpc",
+    "rpc_tracker",
+    "rpc_key",
+    "csv",
+    "column",
+    "arch_column",
+    "samples",
+    "references",
+)
+
+
+def _backend_options(options_cls, args: argparse.Namespace):
+    """A backend's options from the flags given and from ``--option KEY=VALUE`` (any of its options; the value
+    read as JSON where it parses, else as text); a flag the backend does not take is refused, naming those it
+    takes."""
+    import dataclasses
+    import json
+
+    fields = {f.metadata.get("arg") or f.name: f.name for f in dataclasses.fields(options_cls)}
+    given = {flag: getattr(args, flag) for flag in BACKEND_FLAGS if getattr(args, flag, None) is not None}
+    stray = [flag for flag in given if flag not in fields and flag != "seed"]
+    if stray:
+        flags = [f"--{flag.replace('_', '-')}" for flag in fields if flag in BACKEND_FLAGS]
+        raise NasqError(
+            f"--{stray[0].replace('_', '-')} is not an option of backend '{args.backend}'; it takes: "
+            f"{', '.join(flags) or 'no flags'}, and --option KEY=VALUE for {', '.join(fields.values())}"
+        )
+    values = {fields[flag]: value for flag, value in given.items() if flag in fields}
+    for item in args.option or []:
+        key, eq, text = item.partition("=")
+        if not eq or key not in fields.values():
+            raise NasqError(
+                f"--option {item!r}: give KEY=VALUE with KEY one of the options of backend '{args.backend}': "
+                f"{', '.join(fields.values()) or 'none'}"
+            )
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    return options_cls(**values)
+
+
 def cmd_profile_local(args: argparse.Namespace) -> int:
     from nasq.hardware_profiles.local import LOCAL_ORT, measure_local_profile
 
@@ -331,7 +356,7 @@ def cmd_profile_local(args: argparse.Namespace) -> int:
             f"--local measures {LOCAL_ORT} with the onnxruntime backend, into the profile store; it takes "
             "no --backend other than onnxruntime, no --name and no --out"
         )
-    if args.threads != 1 or args.batch_size != 1:
+    if args.threads not in (None, 1) or args.batch_size not in (None, 1):
         raise NasqError(f"{LOCAL_ORT} is measured with 1 thread at batch 1; for other settings use --name and --out")
     options = {
         "repetitions": args.repetitions,

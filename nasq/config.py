@@ -7,8 +7,8 @@ Errors name the key, the bad value and what is allowed, e.g.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,24 +16,24 @@ from typing import Any
 from nasq.accuracy import ZERO_COST_PROXIES
 from nasq.errors import NasqError
 from nasq.models.loading import LayerOverride
+from nasq.options import check_value, option
 
-SAMPLERS = ("tpe", "nsga2", "random", "evolution")
 SCHEDULES = ("none", "asha")
 
 
-def _opt(
-    default: Any, *, min: float | None = None, max: float | None = None, choices: tuple | None = None, doc: str = ""
-) -> Any:
-    return field(default=default, metadata={"min": min, "max": max, "choices": choices, "doc": doc})
+_opt = option
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     sampler: str = _opt(
         "tpe",
-        choices=SAMPLERS,
-        doc="Optuna sampler driving Ray Tune, or `evolution`: an "
-        "evolutionary search over an accuracy predictor (APQ-style)",
+        doc="a registered sampler (nasq.search.samplers): an Optuna sampler driving Ray Tune (`tpe`, `nsga2`, "
+        "`random`), or `evolution`: an evolutionary search over an accuracy predictor (APQ-style)",
+    )
+    sampler_options: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata={"doc": "the sampler's own options, e.g. `{population_size: 16}` for `nsga2` (docs/extending.md)"},
     )
     num_candidates: int = _opt(24, min=1, max=1_000_000, doc="candidates to evaluate (Tune trials)")
     max_concurrent: int = _opt(2, min=1, max=10_000, doc="trials running at once")
@@ -172,15 +172,11 @@ class AccuracyConfig:
     )
 
 
-DATASET_FORMATS = ("mnist-5k", "digits", "npz", "image-folder", "python")
-
-
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = _opt(
         "mnist-5k",
-        choices=DATASET_FORMATS,
-        doc="a shipped dataset (mnist-5k, digits) or a "
+        doc="a registered data format (nasq.data.formats): a shipped dataset (mnist-5k, digits) or a "
         "format: npz (path: arrays x, y), image-folder (path: root/train/<class>/*.png, optional "
         "val/ and test/), python (factory returning torch datasets)",
     )
@@ -273,6 +269,12 @@ class ExperimentConfig:
     )
     seed: int = _opt(0, min=0, max=2**31 - 1)
     output_dir: str = _opt("runs", doc="where run directories are created")
+    plugins: tuple[str, ...] = _opt(
+        (),
+        min=0,
+        doc="modules (package.module or path/to/file.py) that register plugins (docs/extending.md): imported "
+        "before the rest of the config is checked, and in every Ray worker",
+    )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -307,49 +309,8 @@ def _parse(cls: type, raw: Any, where: str, source: str) -> Any:
                 raise NasqError(f"config {source}: {key} must be a mapping, got {type(value).__name__}")
             values[name] = {str(k): _parse(typing.get_args(typ)[1], v, f"{key}.{k}", source) for k, v in value.items()}
             continue
-        values[name] = _check_value(key, value, typ, meta, source)
+        values[name] = check_value(key, value, typ, meta, f"config {source}")
     return cls(**values)
-
-
-def _check_value(key: str, value: Any, typ: Any, meta: Any, source: str) -> Any:
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if typing.get_origin(typ) is tuple and typing.get_args(typ)[0] in (int, float):
-        kind = typing.get_args(typ)[0]
-        ok = isinstance(value, (list, tuple)) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-        )
-        if not ok or (kind is int and not all(isinstance(v, int) for v in value)):
-            raise NasqError(
-                f"config {source}: {key} must be a list of {'integers' if kind is int else 'numbers'}, got {value!r}"
-            )
-        if not all(math.isfinite(v) for v in value):
-            raise NasqError(f"config {source}: {key} must hold finite numbers, got {value!r}")
-        return tuple(kind(v) for v in value)
-    if typing.get_origin(typ) is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise NasqError(f"config {source}: {key} must be a non-empty list of strings, got {value!r}")
-        if len(set(value)) != len(value):
-            raise NasqError(f"config {source}: {key} lists a name twice: {value!r}")
-        return tuple(value)
-    if typ is bool:
-        if not isinstance(value, bool):
-            raise NasqError(f"config {source}: {key} must be true or false, got {value!r}")
-        return value
-    if not isinstance(value, typ) or isinstance(value, bool):
-        raise NasqError(f"config {source}: {key} must be {typ.__name__}, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range check
-        raise NasqError(f"config {source}: {key} must be a finite number, got {value!r}")
-    if meta.get("choices") and value not in meta["choices"]:
-        allowed = ", ".join(str(c) or "'' (none)" for c in meta["choices"])
-        raise NasqError(f"config {source}: {key} = {value!r} not allowed; allowed: {allowed}")
-    if meta.get("min") is not None and value < meta["min"]:
-        raise NasqError(f"config {source}: {key} = {value!r} is below the minimum {meta['min']}")
-    if meta.get("max") is not None and value > meta["max"]:
-        raise NasqError(f"config {source}: {key} = {value!r} is above the maximum {meta['max']}")
-    return value
 
 
 def config_from_dict(raw: Any, source: str = "<dict>") -> ExperimentConfig:
@@ -382,7 +343,26 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> ExperimentConfig:
         )
     elif cfg.model != ModelConfig():
         raise NasqError(f"config {source}: model.* is set but model.factory is empty; name the model's factory")
-    if cfg.search.screen_proxy and cfg.search.sampler != "evolution":
+    from nasq.data.formats import DATA_FORMATS
+    from nasq.search.samplers import SAMPLERS
+    from nasq.user_code import load_module
+
+    for ref in cfg.plugins:
+        load_module(ref, f"config {source}: plugins entry {ref!r}")
+    if cfg.data.dataset not in DATA_FORMATS:
+        raise NasqError(
+            f"config {source}: data.dataset = {cfg.data.dataset!r} not allowed; allowed: "
+            f"{', '.join(DATA_FORMATS.names())}"
+        )
+    if cfg.search.sampler not in SAMPLERS:
+        raise NasqError(
+            f"config {source}: search.sampler = {cfg.search.sampler!r} not allowed; allowed: "
+            f"{', '.join(SAMPLERS.names())}"
+        )
+    sampler = SAMPLERS.get(cfg.search.sampler)
+    options = sampler.Options.from_mapping(cfg.search.sampler_options, f"config {source}: search.sampler_options")
+    object.__setattr__(cfg.search, "sampler_options", dataclasses.asdict(options))
+    if cfg.search.screen_proxy and not sampler.capabilities.screens:
         raise NasqError(
             f"config {source}: search.screen_proxy = {cfg.search.screen_proxy!r} needs search.sampler: "
             f"evolution (got {cfg.search.sampler!r}); allowed with other samplers: '' (none)"

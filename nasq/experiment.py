@@ -94,14 +94,16 @@ def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
         cfg.model, factory=absolute(cfg.model.factory, True), weights=absolute(cfg.model.weights)
     )
     data = dataclasses.replace(cfg.data, path=absolute(cfg.data.path), factory=absolute(cfg.data.factory, True))
-    return dataclasses.replace(cfg, model=model, data=data)
+    plugins = tuple(absolute(ref) if ref.endswith(".py") else ref for ref in cfg.plugins)
+    return dataclasses.replace(cfg, model=model, data=data, plugins=plugins)
 
 
 def user_code_dirs(cfg: ExperimentConfig) -> list[str]:
-    """Folders of the user's code that Ray workers must import: the folder of a ``file.py:function`` factory, or the
-    top-level package of a ``package.module:function`` one that is not installed (not under this Python's prefix)."""
+    """Folders of the user's code that Ray workers must import: the folder of a ``file.py:function`` factory or a
+    ``file.py`` plugin, or the top-level package of a ``package.module:function`` one (or a ``package.module``
+    plugin) that is not installed (not under this Python's prefix)."""
     dirs = []
-    for ref in (cfg.model.factory, cfg.data.factory):
+    for ref in (cfg.model.factory, cfg.data.factory, *cfg.plugins):
         module = ref.partition(":")[0]
         if not module:
             continue

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -47,6 +48,7 @@ class Registry(Generic[T]):
             self._loaded = True
             for module in self._builtin_modules:
                 importlib.import_module(module)
+            load_env_plugins()
 
     def get(self, name: str) -> T:
         self._load_builtins()
@@ -65,3 +67,17 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         self._load_builtins()
         return name in self._entries
+
+
+_ENV_PLUGINS_LOADED: set[str] = set()
+
+
+def load_env_plugins() -> None:
+    """Import the modules ``$NASQ_PLUGINS`` names (``package.module`` or ``path/to/file.py``, separated by
+    ``os.pathsep``), once each: plugins for every nasq command, as a config's ``plugins`` key is for a search."""
+    from nasq.user_code import load_module
+
+    for ref in os.environ.get("NASQ_PLUGINS", "").split(os.pathsep):
+        if ref and ref not in _ENV_PLUGINS_LOADED:
+            _ENV_PLUGINS_LOADED.add(ref)
+            load_module(ref, f"NASQ_PLUGINS entry {ref!r}")

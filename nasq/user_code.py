@@ -17,13 +17,25 @@ def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
     if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
         raise NasqError(f"{what} {ref!r} must be 'package.module:function' or 'path/to/file.py:function'")
     module_ref, name = ref.split(":")
+    module = load_module(module_ref, f"{what} {ref!r}")
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise NasqError(f"{what} {ref!r}: module {module_ref} has no attribute {name!r}")
+    if not callable(fn):
+        raise NasqError(f"{what} {ref!r}: {name!r} is a {type(fn).__name__}, not a function or class")
+    return fn
+
+
+def load_module(module_ref: str, what: str):
+    """The module ``module_ref`` names (``package.module`` or ``path/to/file.py``), imported once; NasqError in
+    one line, starting with ``what``, when it does not import."""
     try:
         if module_ref.endswith(".py"):
             path = Path(module_ref).expanduser().resolve()
             if not path.is_file():
                 path = _shipped_copy(path) or path
             if not path.is_file():
-                raise NasqError(f"{what} {ref!r}: file {module_ref} does not exist")
+                raise NasqError(f"{what}: file {module_ref} does not exist")
             if str(path.parent) not in sys.path:  # the file's own imports of its neighbours work as in a script
                 sys.path.append(str(path.parent))
             # one module per file, named after its path, so that two files called model.py do not collide
@@ -39,19 +51,13 @@ def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
                 except BaseException:
                     del sys.modules[mod_name]
                     raise
-        else:
-            module = importlib.import_module(module_ref)
+            return module
+        return importlib.import_module(module_ref)
     except NasqError:
         raise
     except Exception as exc:  # the user's module fails to import: say why in one line
         first = (str(exc).splitlines() or [""])[0][:200]
-        raise NasqError(f"{what} {ref!r} does not import: {type(exc).__name__}: {first}") from None
-    fn = getattr(module, name, None)
-    if fn is None:
-        raise NasqError(f"{what} {ref!r}: module {module_ref} has no attribute {name!r}")
-    if not callable(fn):
-        raise NasqError(f"{what} {ref!r}: {name!r} is a {type(fn).__name__}, not a function or class")
-    return fn
+        raise NasqError(f"{what} does not import: {type(exc).__name__}: {first}") from None
 
 
 def _shipped_copy(path: Path) -> Path | None:

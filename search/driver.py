@@ -193,7 +193,6 @@ def start_points(cfg: ExperimentConfig, space) -> list[dict]:
 
 def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     from nasq.search.searcher import DedupSearcher
 
@@ -209,34 +208,20 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
         from nasq.search.constraints import ConstraintCheck
 
         check = ConstraintCheck(space, profiles, cfg.constraints)
-    if cfg.search.sampler == "evolution":
-        from nasq.search.evolution import PredictorEvolution
+    from nasq.search.samplers import SAMPLERS, SearchSetup
 
-        inner = PredictorEvolution(
-            space,
-            profiles,
-            metric=objectives,
-            mode=modes,
-            seed=cfg.seed,
-            pool_size=cfg.search.screen_pool,
-            startup=cfg.search.screen_startup,
-            screen_every=cfg.search.screen_every,
-            screen_workers=cfg.search.screen_workers,
-            bounded_share=cfg.search.screen_bounded_share,
-            explore=cfg.search.screen_explore,
-            points_to_evaluate=starts,
-            constraints=cfg.constraints,
-            proxy=proxy_spec(cfg),
-            proxy_pool=cfg.search.screen_proxy_pool,
-            shortlist=cfg.search.screen_shortlist,
-        )
-    else:
-        from nasq.search.samplers import make_sampler
-
-        sampler = make_sampler(cfg.search.sampler, cfg.seed, check.optuna_constraints if check else None)
-        inner = OptunaSearch(
-            space=space.define, metric=objectives, mode=modes, sampler=sampler, points_to_evaluate=starts or None
-        )
+    sampler = SAMPLERS.get(cfg.search.sampler)
+    setup = SearchSetup(
+        space,
+        profiles,
+        objectives,
+        modes,
+        cfg.seed,
+        starts=starts,
+        constraints_func=check.optuna_constraints if check else None,
+        config=cfg,
+    )
+    inner = sampler(sampler.Options.from_mapping(cfg.search.sampler_options)).searcher(setup)
     return DedupSearcher(
         inner,
         space,

@@ -25,7 +25,7 @@ def test_shipped_configs_parse_and_references_exist(path, space):
         ({"search": {"num_candidates": 0}}, "search.num_candidates = 0 is below the minimum 1"),
         (
             {"search": {"sampler": "grid"}},
-            "search.sampler = 'grid' not allowed; allowed: tpe, nsga2, random, evolution",
+            "search.sampler = 'grid' not allowed; allowed: evolution, nsga2, random, tpe",
         ),
         ({"accuracy": {"lr": -1}}, "accuracy.lr = -1.0 is below the minimum 0.0"),
         ({"targets": []}, "targets must be a non-empty list"),
@@ -91,7 +91,10 @@ def test_a_model_block_searches_the_models_own_space():
             {"model": {"factory": "n.py:f", "input_shape": [1]}, "space": "mobilenet-mnist"},
             "space = 'mobilenet-mnist' not allowed with it; allowed: from-model",
         ),
-        ({"data": {"dataset": "cifar"}}, "data.dataset = 'cifar' not allowed; allowed: mnist-5k, digits, npz"),
+        (
+            {"data": {"dataset": "cifar"}},
+            "data.dataset = 'cifar' not allowed; allowed: digits, image-folder, mnist-5k, npz, python",
+        ),
     ],
 )
 def test_bad_model_and_data_blocks(raw, fragment):

@@ -2,6 +2,7 @@
 
 from ray.tune.search import Searcher
 
+from nasq.search.samplers import SAMPLERS
 from nasq.search.searcher import DedupSearcher
 from nasq.spaces.base import canonical_key
 
@@ -490,7 +491,7 @@ def test_evolution_explores_by_the_highest_upper_bound_within_the_bounds(space, 
     assert picks == evo.explored >= 3  # about half of the 16 turns after the startup
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "evolution"])
+@pytest.mark.parametrize("sampler", SAMPLERS.names())
 def test_front_versions_are_learned_by_the_inner_searcher(space, sampler):
     """The float version of a front member, evaluated on the DedupSearcher's own suggestion, reaches the
     sampler's history as a finished trial with its values (and, for Optuna, its constraint value), and the
@@ -513,7 +514,7 @@ def test_front_versions_are_learned_by_the_inner_searcher(space, sampler):
     version = s.suggest("2")
     assert canonical_key(version) in {canonical_key(with_uniform_bits(first, b)) for b in (32, 8)}
     s.on_trial_complete("2", {"status": "ok", "score": 0.85, "latency_ms.bitserial-sim": 1.5, "fidelity": 1.0})
-    if sampler == "evolution":
+    if not SAMPLERS.get(sampler).capabilities.optuna:
         learned = [(e.candidate, e.score) for e in s.inner.scored]
         assert learned == [(first, 0.8), (space.validate(version), 0.85)]
     else:
@@ -527,7 +528,7 @@ def test_front_versions_are_learned_by_the_inner_searcher(space, sampler):
         assert s.suggest(str(i)) not in (None, Searcher.FINISHED)
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "evolution"])
+@pytest.mark.parametrize("sampler", SAMPLERS.names())
 def test_the_searcher_pickles_as_ray_tune_saves_it(space, sampler):
     """`Tuner` pickles its search algorithm into the run directory before the first trial, and again to resume:
     every sampler, constrained (Optuna's then carry a constraints function), survives the round trip and goes on
