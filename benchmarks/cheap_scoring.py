@@ -37,7 +37,7 @@ def tune_per_candidate(space_name: str, profiles: dict, candidates: list[dict]) 
 
     def trial(config):
         from nasq.hardware_profiles import predictors_for
-        from nasq.search.driver import candidate_metrics
+        from nasq.search.objectives import candidate_metrics
         from nasq.spaces import create_space
 
         space = create_space(space_name)

@@ -16,31 +16,9 @@ import os
 from pathlib import Path
 
 from nasq.errors import NasqError
+from nasq.hardware_profiles import registries
 from nasq.hardware_profiles.profile import Profile
-from nasq.registry import Registry
-
-PROFILE_DIR = Path(__file__).resolve().parent
-PUBLISHED_DIR = PROFILE_DIR / "published"
-
-#: Latency predictors, by the name a profile's ``predictor`` field gives.
-PREDICTORS: Registry = Registry(
-    "latency predictor",
-    builtin_modules=(
-        "nasq.hardware_profiles.predictors",
-        "nasq.hardware_profiles.bitserial",
-        "nasq.hardware_profiles.published",
-    ),
-)
-#: Profiler backends, by the name ``nasq profile --backend`` takes.
-PROFILERS: Registry = Registry(
-    "profiler backend",
-    builtin_modules=(
-        "nasq.hardware_profiles.ort_profiler",
-        "nasq.hardware_profiles.bitserial",
-        "nasq.hardware_profiles.published",
-        "nasq.hardware_profiles.tvm_profiler",
-    ),
-)
+from nasq.hardware_profiles.registries import PREDICTORS, PROFILE_DIR, PROFILERS, PUBLISHED_DIR
 
 
 def profile_dirs() -> list[Path]:
@@ -50,7 +28,7 @@ def profile_dirs() -> list[Path]:
     from nasq.hardware_profiles.local import store_dir
 
     extra = [Path(p) for p in os.environ.get("NASQ_PROFILE_PATH", "").split(os.pathsep) if p]
-    return list(dict.fromkeys(extra + [store_dir(), PROFILE_DIR, PUBLISHED_DIR]))
+    return list(dict.fromkeys(extra + [store_dir(), registries.PROFILE_DIR, registries.PUBLISHED_DIR]))
 
 
 def list_profiles() -> list[str]:

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nasq.errors import NasqError
-from nasq.hardware_profiles import PREDICTORS, PROFILERS
 from nasq.hardware_profiles.predictors import LatencyPredictor, Prediction, _positive
 from nasq.hardware_profiles.profile import Profile
 from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
+from nasq.hardware_profiles.registries import PREDICTORS, PROFILERS
 from nasq.hardware_profiles.schema import ACCELERATOR_BOUNDS
 from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec

@@ -77,10 +77,10 @@ def mismatch(metadata: dict, want: dict) -> str | None:
 
 def _candidates() -> list[tuple[Path, dict]]:
     """Profile files with their metadata, by priority: the user's folders and the store before the shipped ones."""
-    from nasq.hardware_profiles import PROFILE_DIR
+    from nasq.hardware_profiles import registries
 
     folders = [Path(p) for p in os.environ.get("NASQ_PROFILE_PATH", "").split(os.pathsep) if p]
-    folders += [store_dir(), PROFILE_DIR]
+    folders += [store_dir(), registries.PROFILE_DIR]
     out = []
     for folder in dict.fromkeys(folders):
         if folder.is_dir():
@@ -195,8 +195,8 @@ def measure_local_profile(
 
 def _measure(space, path: Path, quick: bool, log: Callable[[str], None], options: dict) -> Path:
     from nasq.fileio import write_json_atomic
-    from nasq.hardware_profiles import PROFILERS
     from nasq.hardware_profiles.profile import Profile
+    from nasq.hardware_profiles.registries import PROFILERS
     from nasq.spaces import create_space
 
     space = create_space(space) if isinstance(space, str) else space

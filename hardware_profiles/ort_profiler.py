@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nasq.hardware_profiles import PROFILERS
+from nasq.hardware_profiles.costs import linear_ms
 from nasq.hardware_profiles.machine import int8_recipe_here, this_machine
-from nasq.hardware_profiles.predictors import linear_ms
 from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
+from nasq.hardware_profiles.registries import PROFILERS
 from nasq.hardware_profiles.validation import calibrate_and_select, calibrate_onnx_pricing
 from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec
@@ -1038,7 +1038,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         gives the sandwich without the op and with it, timed interleaved; ``island(channels, height, models)`` the
         work the op does there and the lone cost of what else it brings; never under half its lone probe's cost
         (the difference of two timings is noisy)."""
-        from nasq.hardware_profiles.predictors import op_cost_ms
+        from nasq.hardware_profiles.costs import op_cost_ms
         from nasq.ort import session
 
         points = []
@@ -1056,7 +1056,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         the sandwich's over the sandwich without it, less the reorders into and out of the blocked layout that it
         brings (their own probes' costs). Stored as ``op_costs[op]["in_context"]``, which prices the op in a
         network (:mod:`nasq.kernel_pricing`)."""
-        from nasq.hardware_profiles.predictors import op_cost_ms
+        from nasq.hardware_profiles.costs import op_cost_ms
 
         for op, over in CONTEXT_PROBES:
 
@@ -1084,7 +1084,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         sizes: the sandwich's time over the one without it, less the lone costs of the other kernels its island
         adds (dequantize, quantize). Stored as ``op_costs[op]["in_int8_context"]``, which prices the op after a
         dequantize (:mod:`nasq.kernel_pricing`). ``quick``: at three sizes, timed briefly."""
-        from nasq.hardware_profiles.predictors import op_cost_ms
+        from nasq.hardware_profiles.costs import op_cost_ms
         from nasq.kernel_pricing import _op_key, _work
         from nasq.ort import executed_kernels
 

@@ -63,7 +63,7 @@ class Profile:
         for key in REQUIRED_METADATA:
             if key not in data["metadata"]:
                 raise NasqError(f"profile {source}: metadata lacks '{key}'")
-        from nasq.hardware_profiles import PREDICTORS
+        from nasq.hardware_profiles.registries import PREDICTORS
 
         predictor_cls = PREDICTORS.get(data["predictor"])
         profile = cls(

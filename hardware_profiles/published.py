@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from nasq.errors import NasqError
-from nasq.hardware_profiles import PREDICTORS, PROFILERS
 from nasq.hardware_profiles.predictors import HOUR_MS, LatencyPredictor, Prediction, _positive, _require
 from nasq.hardware_profiles.profile import Profile
 from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
+from nasq.hardware_profiles.registries import PREDICTORS, PROFILERS
 from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec
 

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from nasq.errors import NasqError
-from nasq.hardware_profiles import PROFILERS
 from nasq.hardware_profiles.machine import this_machine
 from nasq.hardware_profiles.ort_profiler import _identity_graph, _layer_graph, _simulated_activation_graph
 from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
+from nasq.hardware_profiles.registries import PROFILERS
 from nasq.hardware_profiles.validation import calibrate_and_select
 from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec

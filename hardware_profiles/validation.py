@@ -30,28 +30,10 @@ def sample_candidates(space, n: int, seed: int) -> list[dict]:
     return out
 
 
-def build_untrained(space, candidate: dict, seed: int, samples: int = 256):
-    """The candidate's network, pruned and quantized, with observers set on ``samples`` random inputs."""
-    import torch
-
-    from nasq.data import Split
-    from nasq.train import compress, recalibrate_batchnorm
-
-    torch.manual_seed(seed)
-    model = space.build(candidate)
-    x = np.random.default_rng(seed).standard_normal((samples, *space.input_shape)).astype(np.float32)
-    # statistics from the data, as training would set them: an untrained network's activations otherwise shrink
-    # layer after layer into denormal floats, which x86 computes slowly
-    data = Split(x, np.zeros(len(x), np.int64))
-    recalibrate_batchnorm(model, data, samples=len(x), batch_size=64)
-    compress(space, model.eval(), candidate, data)  # (pruning traces the model: in eval mode, the statistics stay)
-    return model.eval(), x
-
-
 def backend_for(profile):
     """The profiler backend that measured ``profile``, set up to measure whole networks like it did."""
     from nasq.errors import NasqError
-    from nasq.hardware_profiles import PROFILERS
+    from nasq.hardware_profiles.registries import PROFILERS
 
     runtime = profile.metadata.get("runtime")
     backends = [PROFILERS.get(n) for n in PROFILERS.names()]
@@ -88,6 +70,7 @@ def export_networks(
 ) -> tuple[list[bytes], list[dict]]:
     """The candidates' untrained networks exported for ``profile``'s target (ONNX bytes), with their feeds."""
     from nasq.export import EXPORTERS
+    from nasq.predict import build_untrained
 
     batch = int(profile.metadata.get("batch_size", 1))
     exporter = EXPORTERS.create("onnx")
@@ -738,7 +721,7 @@ def validate_real_topologies(
 
 def _loads_as(profile, predictor: str) -> bool:
     from nasq.errors import NasqError
-    from nasq.hardware_profiles import PREDICTORS
+    from nasq.hardware_profiles.registries import PREDICTORS
 
     try:
         PREDICTORS.get(predictor).validate_profile(profile)

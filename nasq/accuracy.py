@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nasq.errors import EstimateError
 from nasq.registry import Registry
 
 ESTIMATES: Registry = Registry("accuracy estimate", builtin_modules=("nasq.accuracy",))
@@ -38,10 +39,6 @@ ESTIMATES: Registry = Registry("accuracy estimate", builtin_modules=("nasq.accur
 ZERO_COST_PROXIES = ("grad-norm", "snip", "synflow", "naswot", "zico")
 #: layer counts after pruning, from the space's layer list: what a proxy is worth only if it beats
 COUNT_BASELINES = {"params": "parameters", "flops": "multiply-accumulates", "bitops": "MACs x w_bits x a_bits"}
-
-
-class EstimateError(FloatingPointError):
-    """An estimate that cannot score this candidate (NaN or infinite)."""
 
 
 @dataclass

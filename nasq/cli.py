@@ -239,8 +239,8 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from nasq.fileio import check_creatable_dir, check_writable_dir, write_json_atomic
-    from nasq.hardware_profiles import PROFILE_DIR, PROFILERS
     from nasq.hardware_profiles.profile import Profile
+    from nasq.hardware_profiles.registries import PROFILE_DIR, PROFILERS
     from nasq.spaces import create_space
 
     if args.action == "validate":

@@ -6,3 +6,8 @@ class NasqError(Exception):
 
     The message names what is wrong and what is allowed; the CLI prints it on one line.
     """
+
+
+class EstimateError(FloatingPointError):
+    """An accuracy estimate or a proxy that cannot score this candidate (NaN or infinite): the candidate is
+    recorded as failed, with this message."""

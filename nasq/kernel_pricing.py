@@ -251,7 +251,7 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
     """Predicted latency of an ONNX ModelProto from the kernels ONNX Runtime runs for it (see module doc)."""
     import onnxruntime
 
-    from nasq.hardware_profiles.predictors import linear_ms, op_cost_ms
+    from nasq.hardware_profiles.costs import linear_ms, op_cost_ms
     from nasq.onnx_graph import matrix_layer
     from nasq.ort import executed_kernels
 

@@ -91,8 +91,8 @@ def predict_model(
     prices the kernels ONNX Runtime runs (:mod:`nasq.kernel_pricing`; ORT-measured profiles with
     runtime op costs), ``graph`` the ONNX graph's own ops (every other target), ``auto`` the first
     that the profile supports."""
-    from nasq.hardware_profiles import PREDICTORS
-    from nasq.hardware_profiles.predictors import linear_ms, op_cost_ms
+    from nasq.hardware_profiles.costs import linear_ms, op_cost_ms
+    from nasq.hardware_profiles.registries import PREDICTORS
     from nasq.kernel_pricing import price_kernels, prices_kernels
     from nasq.onnx_graph import graph_layers
 
@@ -307,6 +307,25 @@ def latency_of_file(model: bytes, profile) -> float:
 PRICING_SAMPLES = 32
 
 
+def build_untrained(space, candidate: dict, seed: int, samples: int = 256):
+    """The candidate's network, pruned and quantized, with observers set on ``samples`` random inputs."""
+    import numpy as np
+    import torch
+
+    from nasq.data import Split
+    from nasq.train import compress, recalibrate_batchnorm
+
+    torch.manual_seed(seed)
+    model = space.build(candidate)
+    x = np.random.default_rng(seed).standard_normal((samples, *space.input_shape)).astype(np.float32)
+    # statistics from the data, as training would set them: an untrained network's activations otherwise shrink
+    # layer after layer into denormal floats, which x86 computes slowly
+    data = Split(x, np.zeros(len(x), np.int64))
+    recalibrate_batchnorm(model, data, samples=len(x), batch_size=64)
+    compress(space, model.eval(), candidate, data)  # (pruning traces the model: in eval mode, the statistics stay)
+    return model.eval(), x
+
+
 def exported_latencies(space, candidate: dict, profiles: dict[str, Any], *, seed: int = 0) -> dict[str, float]:
     """Each target's latency of a candidate, priced from its real graph: the network built (untrained) and exported
     for that target as ``nasq best`` exports it, priced like ``nasq predict`` prices that file. Targets that share
@@ -315,7 +334,6 @@ def exported_latencies(space, candidate: dict, profiles: dict[str, Any], *, seed
     import tempfile
 
     from nasq.export import EXPORTERS, layer_modes
-    from nasq.hardware_profiles.validation import build_untrained
 
     model, x = build_untrained(space, candidate, seed, samples=PRICING_SAMPLES)
     bits = {l.name: (l.w_bits, l.a_bits) for l in space.layers(candidate)}

@@ -19,7 +19,7 @@ score should mean a more accurate network once trained.
 
 Weights are the conv and linear weights (not BatchNorm's), as in the papers' reference code.
 Non-finite scores (dead networks give -inf NASWOT or zero-gradient ZiCo) raise
-:class:`nasq.accuracy.EstimateError`.
+:class:`nasq.errors.EstimateError`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasq.accuracy import EstimateError as ProxyError
+from nasq.errors import EstimateError as ProxyError
 
 
 def _weights(model: nn.Module) -> list[nn.Parameter]:

@@ -29,9 +29,9 @@ import numpy as np
 def score_batch(
     space, predictors: dict[str, Any], encoder, candidates: Sequence[dict]
 ) -> tuple[list[dict], np.ndarray]:
-    """Each candidate's :func:`nasq.search.driver.candidate_metrics` and (with an ``encoder``) its
+    """Each candidate's :func:`nasq.search.objectives.candidate_metrics` and (with an ``encoder``) its
     accuracy-predictor features, computing its layer list once."""
-    from nasq.search.driver import candidate_metrics
+    from nasq.search.objectives import candidate_metrics
 
     metrics, features = [], []
     for candidate in candidates:
@@ -60,17 +60,16 @@ class ScoringWorker:
         return score_batch(self.space, self.predictors, self.encoder, candidates)
 
     def proxies(self, candidates: list[dict], spec: dict) -> list[float]:
-        """Each candidate's zero-cost proxy (``spec``: the proxy's ``name``, and the run's ``config``, whose data
-        it sees a ``batch_size`` batch of, drawn with ``seed``); -inf for a network the proxy cannot rank (a dead
-        network)."""
+        """Each candidate's zero-cost proxy (``spec``: the proxy's ``name``, and the run's ``data`` (a
+        :class:`nasq.data.DataSpec` as a dict), which it sees a ``batch_size`` batch of, drawn with ``seed``); -inf
+        for a network the proxy cannot rank (a dead network)."""
         from nasq.proxies import proxy_score
 
         if self._proxy_batch is None or self._proxy_batch[0] != spec:
             from nasq.accuracy import proxy_batch
-            from nasq.config import config_from_dict
-            from nasq.experiment import dataset_for
+            from nasq.data import DataSpec, load_dataset
 
-            data = dataset_for(config_from_dict(spec["config"], "run config"))
+            data = load_dataset(DataSpec(**spec["data"]))
             self._proxy_batch = (spec, *proxy_batch(data.train, spec["batch_size"], spec["seed"]))
         _, x, y = self._proxy_batch
         out = []

@@ -62,7 +62,7 @@ class ConstraintCheck:
         return {**self.__dict__, "_predictors": None}
 
     def metrics(self, candidate: dict) -> dict[str, float]:
-        from nasq.search.driver import candidate_metrics
+        from nasq.search.objectives import candidate_metrics
 
         if self._predictors is None:
             from nasq.hardware_profiles import predictors_for

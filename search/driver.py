@@ -32,35 +32,12 @@ from nasq.config import ExperimentConfig, config_from_dict
 from nasq.errors import NasqError
 from nasq.fileio import LOCK_FILE, RunLock, check_writable_dir, write_json_atomic
 from nasq.search.constraints import infeasible_targets
+from nasq.search.objectives import candidate_metrics, objective_modes, objective_names
 from nasq.search.reaper import reap_when_gone
 from nasq.search.results import ResultsTable, pareto_front, pareto_plot_path, plot_pareto, score_text
 from nasq.search.run_dir import RUN_MARKER, TUNE_DIR, load_run
 
-
-def objective_names(targets: list[str]) -> list[str]:
-    return ["score"] + [f"latency_ms.{t}" for t in targets]
-
-
-def objective_modes(targets: list[str]) -> list[str]:
-    """Ray Tune's modes for :func:`objective_names`: the score maximized, every latency minimized."""
-    return ["max"] + ["min"] * len(targets)
-
-
 # --- the trial (runs in a Ray worker) ------------------------------------------------------------
-
-
-def candidate_metrics(space, candidate: dict, predictors: dict[str, Any], layers=None) -> dict[str, Any]:
-    """Everything about a candidate that needs no training: predicted latencies and sizes (``layers``:
-    the candidate's layer list, when the caller has it already)."""
-    from nasq.accuracy import layer_counts
-
-    layers = space.layers(candidate) if layers is None else layers
-    counts = layer_counts(layers)
-    out: dict[str, Any] = {
-        f"latency_ms.{t}": p.predict_candidate(space, candidate, layers).total_ms for t, p in predictors.items()
-    }
-    out.update(params=counts["params"], macs=counts["flops"], bitops=counts["bitops"], size_bytes=counts["size_bytes"])
-    return out
 
 
 def evaluate_candidate(config: dict, settings: dict) -> None:
@@ -164,9 +141,11 @@ def proxy_spec(cfg: ExperimentConfig) -> dict | None:
     """The evolution's zero-cost proxy and the batch of real training data it sees (None: no proxy)."""
     if not cfg.search.screen_proxy:
         return None
+    from nasq.experiment import data_spec
+
     return {
         "name": cfg.search.screen_proxy,
-        "config": cfg.to_dict(),
+        "data": dataclasses.asdict(data_spec(cfg)),
         "batch_size": cfg.accuracy.proxy_batch_size,
         "seed": cfg.seed,
     }
@@ -219,6 +198,7 @@ def build_searcher(cfg: ExperimentConfig, space, profiles: dict[str, dict]):
         cfg.seed,
         starts=starts,
         constraints_func=check.optuna_constraints if check else None,
+        proxy=proxy_spec(cfg),
         config=cfg,
     )
     inner = sampler(sampler.Options.from_mapping(cfg.search.sampler_options)).searcher(setup)

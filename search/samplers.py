@@ -59,6 +59,7 @@ class SearchSetup:
     seed: int
     starts: list[dict] = field(default_factory=list)  # candidates evaluated first
     constraints_func: Callable | None = None  # Optuna's: a finished trial's constraint violations
+    proxy: dict | None = None  # the evolution's zero-cost proxy and the data it sees
     config: Any = None  # the ExperimentConfig
 
 
@@ -169,7 +170,6 @@ class Evolution(Sampler):
     capabilities = SamplerCapabilities(optuna=False, constrained=True, screens=True)
 
     def searcher(self, setup: SearchSetup):
-        from nasq.search.driver import proxy_spec
         from nasq.search.evolution import PredictorEvolution
 
         s = setup.config.search
@@ -187,7 +187,7 @@ class Evolution(Sampler):
             explore=s.screen_explore,
             points_to_evaluate=setup.starts,
             constraints=setup.config.constraints,
-            proxy=proxy_spec(setup.config),
+            proxy=setup.proxy,
             proxy_pool=s.screen_proxy_pool,
             shortlist=s.screen_shortlist,
         )

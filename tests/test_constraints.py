@@ -10,7 +10,7 @@ from nasq.config import config_from_dict
 from nasq.errors import NasqError
 from nasq.hardware_profiles import create_predictor, load_profile
 from nasq.search.constraints import ConstraintCheck, infeasible_targets, overall_violation, violations
-from nasq.search.driver import candidate_metrics
+from nasq.search.objectives import candidate_metrics
 from nasq.search.results import pareto_front, select_best
 from nasq.search.searcher import DedupSearcher
 

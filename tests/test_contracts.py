@@ -174,8 +174,8 @@ def test_predictors_price_candidates_positively_and_refuse_profiles_without_thei
 @pytest.mark.parametrize("name", EXPORTERS.names())
 @pytest.mark.parametrize("target", ["here", "bitserial-sim"])
 def test_exporters_write_a_model_the_runtime_runs_with_every_layer_placed(name, target, tmp_path):
-    from nasq.hardware_profiles.validation import build_untrained
     from nasq.ort import session
+    from nasq.predict import build_untrained
 
     space = create_space("mobilenet-mnist")
     profile = load_profile("bitserial-sim") if target == "bitserial-sim" else Profile.from_dict(profile_data(), "here")

@@ -212,8 +212,7 @@ def test_the_search_prices_a_candidate_from_the_graph_nasq_best_exports(resnet_s
 
     from nasq.export import EXPORTERS
     from nasq.hardware_profiles import create_predictor, load_profile
-    from nasq.hardware_profiles.validation import build_untrained
-    from nasq.predict import exported_latencies, predict_model
+    from nasq.predict import build_untrained, exported_latencies, predict_model
 
     space = resnet_space
     cand = dict(space.sample(3))

@@ -240,7 +240,7 @@ def test_a_batchnorm_no_conv_absorbed_is_priced_as_the_memory_bound_op_it_is():
     by the lone probe, and the listing says so."""
     import copy
 
-    from nasq.hardware_profiles.predictors import op_cost_ms
+    from nasq.hardware_profiles.costs import op_cost_ms
     from nasq.hardware_profiles.profile import Profile
 
     profile = xeon_profile()
@@ -317,7 +317,7 @@ def test_image_stems_are_priced_from_the_stems_measured():
 
 
 def test_op_costs_interpolate_between_measured_sizes():
-    from nasq.hardware_profiles.predictors import op_cost_ms
+    from nasq.hardware_profiles.costs import op_cost_ms
 
     cost = {
         "intercept_ms": 0.004,

@@ -560,7 +560,9 @@ def test_local_ort_is_found_or_measured_once_stored_and_preferred_by_folder(tmp_
     two_threads["metadata"]["threads"] = 2
     (user / "two.json").write_text(json.dumps(two_threads))
     mine = json.loads(Path(write_profile(tmp_path / "mine.json")).read_text())
-    monkeypatch.setattr("nasq.hardware_profiles.PROFILE_DIR", tmp_path / "no-shipped")  # whatever CPU runs this
+    monkeypatch.setattr(
+        "nasq.hardware_profiles.registries.PROFILE_DIR", tmp_path / "no-shipped"
+    )  # whatever CPU runs this
     assert local.find_local_profile("mobilenet-mnist") is None  # another CPU; this one at 2 threads
     logged = []
     path = local.local_profile_path(
@@ -585,7 +587,7 @@ def test_local_ort_that_cannot_be_measured_is_a_one_line_error_and_writes_nothin
 
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("NASQ_PROFILE_STORE", str(tmp_path / "file" / "store"))
-    monkeypatch.setattr("nasq.hardware_profiles.PROFILE_DIR", tmp_path / "no-shipped")
+    monkeypatch.setattr("nasq.hardware_profiles.registries.PROFILE_DIR", tmp_path / "no-shipped")
     with pytest.raises(NasqError, match="no profile of this machine yet, and the profile store .* cannot hold one"):
         local.check_local_target("mobilenet-mnist")
     with pytest.raises(NasqError, match="set NASQ_PROFILE_STORE to a writable folder"):
