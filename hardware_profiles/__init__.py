@@ -76,6 +76,7 @@ __all__ = [
     "PREDICTORS",
     "PROFILERS",
     "PROFILE_DIR",
+    "PUBLISHED_DIR",
     "Profile",
     "create_predictor",
     "list_profiles",
