@@ -135,17 +135,17 @@ def main() -> None:
     n_onnx, n_space = len(blobs), len(space_blobs)
     scores = {key: {g: [] for g in GROUPS} for key in predicted}  # per run: (within +-10%, median error)
     for run in range(args.runs):
-        backend.measure_models(
+        run_measured = backend.measure_models(
             blobs + space_blobs + anchor_blobs,
             feeds + space_feeds + anchor_feeds,
             repetitions=10,
             min_seconds=args.seconds,
         )
-        by_reference = at_profile_speed(backend, n_onnx)  # at the first profile's reference latency
+        by_reference = at_profile_speed(run_measured, n_onnx)  # at the first profile's reference latency
         for i, profile in enumerate(profiles):
             which, then = anchors[i]
             end = n_onnx + n_space + offsets[which] + len(then)
-            samples = backend.last_samples  # the space's networks gauged by this profile's calibration networks
+            samples = run_measured.samples  # the space's networks gauged by this profile's calibration networks
             space_measured = gauged_medians(
                 samples[n_onnx : n_onnx + n_space], anchor_gauge(samples[end - len(then) : end], then)
             )

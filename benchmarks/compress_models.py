@@ -183,7 +183,7 @@ def main() -> None:
                 [{"input": data.test.x[:batch]}] * len(models),
                 repetitions=args.repetitions,
                 min_seconds=20,
-            )
+            ).latency_ms
             for m, ms in zip(models.values(), medians):
                 m["measured_ms"] = ms
             sections.append(_section(model_name, space, models, reports, search_s, best_s, hand_s, len(cfg.targets)))

@@ -302,11 +302,11 @@ def ort_profile(args) -> None:
     # some of the profile's own calibration networks measured again in the same run: how far this
     # machine's speed moved between profiling and now (every held-out error includes that drift)
     backend = backend_for(profile)  # times the profile's reference layer in every round: at_profile_speed
-    measured, drift = measure_with_drift(
+    measured, drift, run_measured = measure_with_drift(
         space, candidates, profile, repetitions=args.repetitions, min_seconds=30, backend=backend
     )
     gauged = at_profile_speed(
-        backend, len(candidates), drift_anchors(space, profile)[1]
+        run_measured, len(candidates), drift_anchors(space, profile)[1]
     )  # by the anchors, round by round
     table_parts = [table.predict(space.layers(c)) for c in candidates]
     rows = {
@@ -336,10 +336,10 @@ def ort_profile(args) -> None:
     # real topologies, float and int8 QDQ: the naive sum against every predictor, in one interleaved run
     models = real_topology_models(profile)
     print(f"measuring real topologies: {', '.join(models)}", flush=True)
-    real_measured, real_drift = measure_models_with_drift(
+    real_measured, real_drift, real_run = measure_models_with_drift(
         models, profile, space, repetitions=10, min_seconds=30, backend=backend
     )
-    real_gauged = at_profile_speed(backend, len(models))
+    real_gauged = at_profile_speed(real_run, len(models))
     real_rows = {
         "naive sum of isolated layers (other ops free)": [
             naive_sum(table, graph_layers(m).layers) for m in models.values()
@@ -357,10 +357,10 @@ def ort_profile(args) -> None:
     # many more networks of the same blocks, never used to choose or fit anything
     blocks = block_networks(args.block_networks, seed=30_000)
     print(f"measuring {len(blocks)} random networks of real topologies' blocks", flush=True)
-    block_measured, block_drift = measure_models_with_drift(
+    block_measured, block_drift, block_run = measure_models_with_drift(
         blocks, profile, space, repetitions=10, min_seconds=30, backend=backend
     )
-    block_gauged = at_profile_speed(backend, len(blocks))
+    block_gauged = at_profile_speed(block_run, len(blocks))
     block_rows = {
         f"executed kernels, {p}": [
             predict_model(m, profile, predictor=p, pricing="kernels")["latency_ms"] for m in blocks.values()

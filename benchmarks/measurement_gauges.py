@@ -87,17 +87,18 @@ def main() -> None:
     drifts = {g: [] for g in groups}
     for run in range(args.runs):
         for group, (names, blobs, feeds, predicted) in groups.items():
-            raw = backend.measure_models(
+            run_measured = backend.measure_models(
                 blobs + anchor_models, feeds + anchor_feeds, repetitions=10, min_seconds=args.seconds
             )
+            raw = run_measured.latency_ms
             n = len(names)
             ratio = drift_summary(raw[n:], then)["median_ratio"]
             drifts[group].append(ratio)
             readings = {
                 "raw": raw[:n],
                 "whole-run drift": [m / ratio for m in raw[:n]],
-                "calibration networks, round by round": at_profile_speed(backend, n, then),
-                "reference layer, round by round": at_profile_speed(backend, n),
+                "calibration networks, round by round": at_profile_speed(run_measured, n, then),
+                "reference layer, round by round": at_profile_speed(run_measured, n),
             }
             for reading, measured in readings.items():
                 errors[group][reading].append(np.log(np.asarray(predicted) / np.asarray(measured)))

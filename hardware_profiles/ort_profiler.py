@@ -24,7 +24,7 @@ import numpy as np
 
 from nasq.hardware_profiles.costs import linear_ms
 from nasq.hardware_profiles.machine import int8_recipe_here, this_machine
-from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
+from nasq.hardware_profiles.profiler import Capabilities, Measurement, ProfilerBackend
 from nasq.hardware_profiles.registries import PROFILERS
 from nasq.hardware_profiles.validation import calibrate_and_select, calibrate_onnx_pricing
 from nasq.options import Options, option
@@ -644,9 +644,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         self._reference = None  # (session, feed) of REFERENCE_LAYER while profiling
         self.reference_ms = None  # its latency at the speed the profile is scaled to
         self.speeds: list[float] = []  # its latency in each measurement / reference_ms
-        self.last_speed = None  # that ratio in the last measure_models
-        self.last_spread = None  # the noise of the last measure_models (nasq.ort.window_spread)
-        self.last_samples, self.last_reference = None, None  # its timings, round by round (at_profile_speed)
+        self._speed: float | None = None  # that ratio in the last timed run
 
     def profile(
         self,
@@ -709,7 +707,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         with tempfile.TemporaryDirectory() as tmp:
             for i, spec in enumerate(shapes):
                 layers += self._measure_layer(spec, rng, Path(tmp), overhead_ms, boundary, reps)
-                speeds.append(self.last_speed)
+                speeds.append(self._speed)
                 if (i + 1) % 25 == 0 or i + 1 == len(shapes):
                     log(f"measured {i + 1}/{len(shapes)} layer shapes ({time.time() - start:.0f} s)")
             self._remeasure_slow(
@@ -796,10 +794,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data
 
-    def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> list[float]:
-        """Their latencies as measured (``last_speed``, with a reference layer: how fast the machine ran meanwhile;
-        ``last_spread``: the measurement's own noise, :func:`nasq.ort.window_spread`; ``last_samples`` and
-        ``last_reference``: each model's and the reference's timings, round by round, or None without a reference)."""
+    def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> Measurement:
+        """Their latencies as measured, round by round, with the profile's reference layer timed in the same rounds
+        where the backend has one (:meth:`for_profile`)."""
         from nasq.ort import session, window_spread
 
         runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
@@ -813,9 +810,14 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             samples=samples,
         )
         reference = samples[-1] if len(samples) > len(runs) else None
-        self.last_samples, self.last_reference = samples[: len(runs)], reference
-        self.last_spread = window_spread(self.last_samples, reference=reference)
-        return times
+        return Measurement(
+            times,
+            samples=samples[: len(runs)],
+            reference=reference,
+            reference_ms=self.reference_ms if reference is not None else None,
+            speed=self._speed if reference is not None else None,
+            spread=window_spread(samples[: len(runs)], reference=reference),
+        )
 
     def _reference_run(self, layer: LayerSpec) -> tuple:
         """(session, feed) of the reference layer, with the same seeded weights wherever it is built."""
@@ -844,10 +846,10 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             # after a heavy model the reference itself runs 5-10% slower (here, warm or not): take the speed of
             # the last light measurements instead
             speed = float(np.median(self.speeds[-9:]))
-            self.last_speed = speed
+            self._speed = speed
             return [t / speed for t in times] if normalize else times
         self.speeds.append(speed)
-        self.last_speed = speed
+        self._speed = speed
         # gauged round by round, as validation measures networks (a slow spell within the run cancels too; the
         # same layers measured twice in one process: fp32 95% -> 100%, int8 85% -> 90% within +-10% of each other)
         return gauged_medians(rounds[:-1], rounds[-1], self.reference_ms) if normalize else times
@@ -865,7 +867,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
     @classmethod
     def for_profile(cls, metadata: dict) -> OnnxRuntimeProfiler:
         """A backend that measures like the one that made a profile with ``metadata``; when that profile
-        records its reference layer, the layer is timed beside every measurement (``last_speed``: how fast
+        records its reference layer, the layer is timed beside every measurement (``Measurement.speed``: how fast
         the machine runs now, against the profile's; 1.2 is 20% slower)."""
         backend = cls(threads=int(metadata.get("threads", 1)), batch_size=int(metadata.get("batch_size", 1)))
         reference = metadata.get("reference")
@@ -948,7 +950,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 break
             again = self._measure_layer(shapes[i], rng, tmp, overhead_ms, boundary, reps)
             redone += 1
-            if self.last_speed / fast < ratio:
+            if self._speed / fast < ratio:
                 layers[2 * i : 2 * i + 2] = again
                 kept += 1
         if slow:

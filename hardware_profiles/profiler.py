@@ -14,6 +14,24 @@ from nasq.options import Options as PluginOptions
 from nasq.spaces.base import LayerSpec
 
 
+@dataclass
+class Measurement:
+    """Whole networks measured together, round-robin: what :meth:`ProfilerBackend.measure_models` returns."""
+
+    #: each model's median latency (ms), as measured
+    latency_ms: list[float]
+    #: each model's timings, round by round (None from a backend that keeps none)
+    samples: list[list[float]] | None = None
+    #: the profile's reference layer, timed in the same rounds (None: not timed)
+    reference: list[float] | None = None
+    #: the reference layer's latency at the speed the profile is scaled to
+    reference_ms: float | None = None
+    #: the reference's latency in this measurement over ``reference_ms`` (1.2: the machine ran 20% slower)
+    speed: float | None = None
+    #: the measurement's own noise (:func:`nasq.ort.window_spread`)
+    spread: dict | None = None
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a profiler backend does, for callers to ask instead of testing its name."""
@@ -74,10 +92,9 @@ class ProfilerBackend(ABC):
         *,
         repetitions: int,
         min_seconds: float = 0.0,
-    ) -> list[float]:
-        """Median end-to-end latency (ms) of each serialized ONNX model on its feed, all measured
-        round-robin so that the machine's noise hits them alike, for at least ``repetitions`` rounds
-        and ``min_seconds``."""
+    ) -> Measurement:
+        """Each serialized ONNX model run on its feed, all measured round-robin so that the machine's noise hits
+        them alike, for at least ``repetitions`` rounds and ``min_seconds``."""
         raise NasqError(f"the {type(self).__name__} backend does not run whole networks")
 
     @classmethod

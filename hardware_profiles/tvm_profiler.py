@@ -31,7 +31,7 @@ import numpy as np
 from nasq.errors import NasqError
 from nasq.hardware_profiles.machine import this_machine
 from nasq.hardware_profiles.ort_profiler import _identity_graph, _layer_graph, _simulated_activation_graph
-from nasq.hardware_profiles.profiler import Capabilities, ProfilerBackend
+from nasq.hardware_profiles.profiler import Capabilities, Measurement, ProfilerBackend
 from nasq.hardware_profiles.registries import PROFILERS
 from nasq.hardware_profiles.validation import calibrate_and_select
 from nasq.options import Options, option
@@ -168,7 +168,7 @@ class TvmProfiler(ProfilerBackend):
         timer = vm.time_evaluator("main", dev, number=1, repeat=reps, min_repeat_ms=1)
         return float(np.median(timer(tvm.runtime.tensor(feed, dev)).results)) * 1e3
 
-    def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> list[float]:
+    def measure_models(self, models, feeds, *, repetitions: int, min_seconds: float = 0.0) -> Measurement:
         """Whole networks compiled for the target; each turn of the round-robin times 3 runs back to back."""
         import onnx
         import tvm
@@ -186,7 +186,7 @@ class TvmProfiler(ProfilerBackend):
                 rounds += 1
                 for i, (timer, x) in enumerate(timers):
                     samples[i].append(timer(x).mean * 1e3)
-        return [float(np.median(s)) for s in samples]
+        return Measurement([float(np.median(s)) for s in samples], samples=samples)
 
     @classmethod
     def for_profile(cls, metadata: dict) -> TvmProfiler:

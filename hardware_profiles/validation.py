@@ -57,9 +57,9 @@ def measure_networks(
     log: Callable[[str], None] = print,
     backend=None,
     min_seconds: float = 0.0,
-) -> list[float]:
-    """Median end-to-end latency (ms) of each candidate as exported for ``profile``'s target, measured
-    by ``backend`` (default: the backend that measured the profile)."""
+):
+    """Each candidate as exported for ``profile``'s target, measured end to end by ``backend`` (default: the
+    backend that measured the profile): a :class:`nasq.hardware_profiles.profiler.Measurement`."""
     backend = backend or backend_for(profile)
     models, feeds = export_networks(space, candidates, profile, seed=seed, log=log)
     return backend.measure_models(models, feeds, repetitions=repetitions, min_seconds=min_seconds)
@@ -99,9 +99,9 @@ def drift_anchors(space, profile, anchors: int = 12) -> tuple[list[dict], list[f
     return again, list(then[: len(again)])
 
 
-def drift_summary(now: Sequence[float], then: Sequence[float], backend=None) -> dict:
-    """Ratios of the anchors' latencies now to then; with the ``backend`` that just measured them, the speed of
-    the profile's reference layer timed in the same rounds, when it has one."""
+def drift_summary(now: Sequence[float], then: Sequence[float], measurement=None) -> dict:
+    """Ratios of the anchors' latencies now to then; with the ``measurement`` they come from, the speed of the
+    profile's reference layer timed in the same rounds, when it was, and the measurement's own noise."""
     ratios = [a / b for a, b in zip(now, then)]
     drift = {
         "networks": len(ratios),
@@ -109,29 +109,28 @@ def drift_summary(now: Sequence[float], then: Sequence[float], backend=None) -> 
         "min_ratio": round(min(ratios), 4),
         "max_ratio": round(max(ratios), 4),
     }
-    if getattr(backend, "last_speed", None):
-        drift["reference_speed"] = round(backend.last_speed, 4)
-    if getattr(backend, "last_spread", None):
-        drift["spread"] = backend.last_spread  # the run's own noise: see nasq.ort.window_spread
+    if measurement is not None and measurement.speed:
+        drift["reference_speed"] = round(measurement.speed, 4)
+    if measurement is not None and measurement.spread:
+        drift["spread"] = measurement.spread  # the run's own noise: see nasq.ort.window_spread
     return drift
 
 
-def at_reference_speed(backend, measured: list[float]) -> list[float]:
-    """The ``backend``'s last measurement (``measured``, as it returned it) at the speed its reference layer was
-    scaled to, gauged round by round like the profile's layers (:func:`nasq.ort.gauged_medians`); as measured by a
-    backend that times no reference."""
+def at_reference_speed(measurement) -> list[float]:
+    """A ``measurement``'s latencies at the speed its reference layer was scaled to, gauged round by round like
+    the profile's layers (:func:`nasq.ort.gauged_medians`); as measured where no reference was timed."""
     from nasq.ort import gauged_medians
 
-    if getattr(backend, "last_reference", None) is None:
-        return measured
-    return gauged_medians(backend.last_samples, backend.last_reference, backend.reference_ms)
+    if measurement.reference is None:
+        return measurement.latency_ms
+    return gauged_medians(measurement.samples, measurement.reference, measurement.reference_ms)
 
 
-def at_profile_speed(backend, count: int, then: Sequence[float] = ()) -> list[float] | None:
-    """The first ``count`` latencies of the ``backend``'s last measurement at the profile's speed, gauged round by
+def at_profile_speed(measurement, count: int, then: Sequence[float] = ()) -> list[float] | None:
+    """The first ``count`` latencies of a ``measurement`` at the profile's speed, gauged round by
     round (:func:`nasq.ort.gauged_medians`): by the profile's calibration networks when ``then`` gives their
     profiling-time latencies (measured last, before the reference: the median of their ratios in each round), else
-    by the reference layer the profile is scaled to. None from a backend that timed no reference.
+    by the reference layer the profile is scaled to. None where no reference was timed.
 
     Gauge a network with what runs like it. The space's small networks are mostly per-call and per-layer overhead,
     which a slow spell slows more than a conv; real topologies are mostly convs. In three 60 s runs here
@@ -141,12 +140,12 @@ def at_profile_speed(backend, count: int, then: Sequence[float] = ()) -> list[fl
     """
     from nasq.ort import gauged_medians
 
-    samples, reference = getattr(backend, "last_samples", None), getattr(backend, "last_reference", None)
+    samples, reference = measurement.samples, measurement.reference
     if not samples or reference is None:
         return None
     if then:
         return gauged_medians(samples[:count], anchor_gauge(samples[len(samples) - len(then) :], then))
-    return gauged_medians(samples[:count], reference, backend.reference_ms)
+    return gauged_medians(samples[:count], reference, measurement.reference_ms)
 
 
 def anchor_gauge(anchors: Sequence[Sequence[float]], then: Sequence[float]) -> np.ndarray:
@@ -184,13 +183,13 @@ def measure_with_drift(
     min_seconds: float = 0.0,
 ):
     """Measure ``candidates`` and, in the same interleaved run, up to ``anchors`` of the networks the
-    profile was calibrated on. Returns (latencies of the candidates, drift): drift is None for a profile
-    without stored calibration measurements, else how much slower (>1) or faster the machine runs those
-    networks now than at profiling time (median ratio, and its range). Every prediction's error moves
+    profile was calibrated on. Returns (latencies of the candidates, drift, the whole measurement): drift is None
+    for a profile without stored calibration measurements, else how much slower (>1) or faster the machine runs
+    those networks now than at profiling time (median ratio, and its range). Every prediction's error moves
     by that much; the ratio separates the predictor's error from the machine's."""
     again, then = drift_anchors(space, profile, anchors)
     backend = backend or backend_for(profile)
-    measured = measure_networks(
+    measurement = measure_networks(
         space,
         list(candidates) + again,
         profile,
@@ -200,9 +199,10 @@ def measure_with_drift(
         backend=backend,
         min_seconds=min_seconds,
     )
+    measured = measurement.latency_ms
     if not again:
-        return measured, None
-    return measured[: len(candidates)], drift_summary(measured[len(candidates) :], then, backend)
+        return measured, None, measurement
+    return measured[: len(candidates)], drift_summary(measured[len(candidates) :], then, measurement), measurement
 
 
 def out_of_fold(
@@ -257,10 +257,18 @@ def calibrate_and_select(
     networks = sample_candidates(space, 2 * n, seed=2 * seed + 1)
     log(f"measuring {2 * n} whole networks for calibration and predictor choice ({folds}-fold)")
     profile = Profile.from_dict(data, "profile being measured")
-    measured = measure_networks(
-        space, networks, profile, repetitions=repetitions, seed=seed, log=log, backend=backend, min_seconds=min_seconds
+    measured = at_reference_speed(
+        measure_networks(
+            space,
+            networks,
+            profile,
+            repetitions=repetitions,
+            seed=seed,
+            log=log,
+            backend=backend,
+            min_seconds=min_seconds,
+        )
     )
-    measured = at_reference_speed(backend, measured)
     bases = {"calibrated": TablePredictor(profile)}
     if "kernel_model" in data:
         bases["calibrated-regressor"] = KernelRegressorPredictor(profile)
@@ -344,7 +352,7 @@ def calibrate_onnx_pricing(
     now = list(block_networks(n, seed=BLOCK_CALIBRATION_SEED + seed).values())
     blobs, feeds = serialized_with_feeds(now)
     measured = at_reference_speed(
-        backend, backend.measure_models(blobs, feeds, repetitions=repetitions, min_seconds=min_seconds)
+        backend.measure_models(blobs, feeds, repetitions=repetitions, min_seconds=min_seconds)
     )
     batches = [
         *earlier,
@@ -613,7 +621,7 @@ def measure_models_with_drift(
     log: Callable[[str], None] = print,
 ):
     """:func:`measure_models` with up to 12 of the profile's calibration networks of ``space`` timed in the same
-    interleaved rounds (see :func:`measure_with_drift`): (latencies by name, drift or None). Real topologies
+    interleaved rounds (see :func:`measure_with_drift`): (latencies by name, drift or None, the whole measurement). Real topologies
     run for seconds, and the machine can change speed between that run and any other."""
     backend = backend or backend_for(profile)
     blobs, feeds = serialized_with_feeds(models.values())
@@ -621,11 +629,12 @@ def measure_models_with_drift(
     if again:
         anchor_blobs, anchor_feeds = export_networks(space, again, profile, log=log)
         blobs, feeds = blobs + anchor_blobs, feeds + anchor_feeds
-    times = backend.measure_models(blobs, feeds, repetitions=repetitions, min_seconds=min_seconds)
+    measurement = backend.measure_models(blobs, feeds, repetitions=repetitions, min_seconds=min_seconds)
+    times = measurement.latency_ms
     measured = dict(zip(models, times))
     if not again:
-        return measured, None
-    return measured, drift_summary(times[len(models) :], then, backend)
+        return measured, None, measurement
+    return measured, drift_summary(times[len(models) :], then, measurement), measurement
 
 
 def validate_real_topologies(
@@ -646,10 +655,10 @@ def validate_real_topologies(
     models = real_topology_models(profile, names, int8=[n for n in ("squeezenet", "resnet50") if n in names])
     log(f"measuring {len(models)} real topologies: {', '.join(models)}")
     backend = backend or backend_for(profile)
-    measured, drift = measure_models_with_drift(
+    measured, drift, measurement = measure_models_with_drift(
         models, profile, space, repetitions=repetitions, backend=backend, min_seconds=min_seconds, log=log
     )
-    gauged = at_profile_speed(backend, len(models))
+    gauged = at_profile_speed(measurement, len(models))
     gauged = dict(zip(models, gauged)) if gauged else None
     candidates = [
         n for n in ("table", "calibrated", "kernel-regressor", "calibrated-regressor") if _loads_as(profile, n)
@@ -758,7 +767,7 @@ def validate_profile(
     space = create_space(profile.metadata.get("space", "mobilenet-mnist"))
     candidates = sample_candidates(space, networks, seed=10_000 + seed)  # never the profiling seeds
     log(f"validating '{profile.name}' ({profile.predictor} predictor) on {networks} new networks of '{space.name}'")
-    measured, drift = measure_with_drift(
+    measured, drift, measurement = measure_with_drift(
         space,
         candidates,
         profile,
@@ -790,7 +799,7 @@ def validate_profile(
         if drift.get("spread"):
             log(f"noise: {format_spread(drift['spread'])}")
         extra = {"drift": drift, "drift_adjusted": adjusted}
-    gauged = at_profile_speed(backend, len(candidates), drift_anchors(space, profile)[1])
+    gauged = at_profile_speed(measurement, len(candidates), drift_anchors(space, profile)[1])
     if gauged:
         extra["at_profile_speed"] = error_summary(predicted[profile.predictor], gauged)
         log(

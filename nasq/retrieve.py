@@ -228,13 +228,14 @@ def retrieve_best(
             anchor_models, anchor_feeds = export_networks(space, anchors, profile, log=lambda m: None)
             plans = [p for p in variants if p not in same]
             backend = backend_for(profile)
-            medians = backend.measure_models(
+            measured_run = backend.measure_models(
                 [paths[p].read_bytes() for p in plans] + anchor_models,
                 [{"input": data.test.x[:batch]}] * len(plans) + anchor_feeds,
                 repetitions=reps,
                 min_seconds=10,
             )
-            gauged = at_profile_speed(backend, len(plans), then) or [None] * len(plans)
+            medians = measured_run.latency_ms
+            gauged = at_profile_speed(measured_run, len(plans), then) or [None] * len(plans)
             for plan, ms, at_speed in zip(plans, medians, gauged):
                 results[plan]["measured_latency_ms"] = ms
                 results[plan]["measured_at_profile_speed_ms"] = at_speed
@@ -250,7 +251,7 @@ def retrieve_best(
                 seconds=round(time.time() - t0, 1),
             )
             if anchors:
-                measurement["drift"] = drift_summary(medians[len(plans) :], then, backend)
+                measurement["drift"] = drift_summary(medians[len(plans) :], then, measured_run)
         else:
             measurement["why_not"] = f"target '{target}' is {profile.machine_mismatch()}"
 

@@ -253,7 +253,7 @@ def test_profiling_measurements_are_scaled_by_the_reference_timed_beside_them(mo
     backend._reference, backend.reference_ms = "ref", 0.1
     # the whole run's medians over the reference's (0.2 / 0.1) would say 0.05 and 0.15
     assert backend._timed(["a", "b"], repetitions=9) == pytest.approx([0.025, 0.075])
-    assert backend.last_speed == 2.0 and backend.speeds == [2.0]
+    assert backend._speed == 2.0 and backend.speeds == [2.0]
     kept = []
     assert backend._timed(["a", "b"], repetitions=9, normalize=False, samples=kept) == [0.1, 0.3]
     assert calls == [None, "ref", "ref"] and kept[2] == [0.1 * s for s in gauge]  # the reference's rounds, last
@@ -307,20 +307,19 @@ def test_gauged_medians_cancel_a_slow_spell_round_by_round():
 
 
 def test_at_profile_speed_gauges_by_the_calibration_networks_when_they_ran_beside():
-    from types import SimpleNamespace
-
+    from nasq.hardware_profiles.profiler import Measurement
     from nasq.hardware_profiles.validation import at_profile_speed
 
     # rounds 1-2 at the profile's speed, 3-5 twice as slow for the small networks, 1.5x for the reference conv
     small = [0.1, 0.1, 0.2, 0.2, 0.2]
     anchors = [[0.05, 0.05, 0.1, 0.1, 0.1], [0.3, 0.3, 0.6, 0.6, 0.6]]
-    backend = SimpleNamespace(
-        last_samples=[small, *anchors], last_reference=[0.01, 0.01, 0.015, 0.015, 0.015], reference_ms=0.01
+    measured = Measurement(
+        [0.2, 0.1, 0.6], samples=[small, *anchors], reference=[0.01, 0.01, 0.015, 0.015, 0.015], reference_ms=0.01
     )
-    assert at_profile_speed(backend, 1, then=[0.05, 0.3]) == pytest.approx([0.1])  # by the anchors: as profiled
-    assert at_profile_speed(backend, 1) == pytest.approx([0.2 / 1.5])  # by the reference: the small one seems slow
-    assert at_profile_speed(SimpleNamespace(last_samples=[small], last_reference=None), 1) is None
-    assert at_profile_speed(object(), 1) is None  # a backend that keeps no timings
+    assert at_profile_speed(measured, 1, then=[0.05, 0.3]) == pytest.approx([0.1])  # by the anchors: as profiled
+    assert at_profile_speed(measured, 1) == pytest.approx([0.2 / 1.5])  # by the reference: the small one seems slow
+    assert at_profile_speed(Measurement([0.2], samples=[small]), 1) is None  # no reference timed
+    assert at_profile_speed(Measurement([0.2]), 1) is None  # a backend that keeps no timings
 
 
 def test_calibration_recovers_known_weights_and_loads_as_a_predictor():
