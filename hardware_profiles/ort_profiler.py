@@ -198,16 +198,16 @@ OP_PROBES = (
     ("BatchNormalization", {}, 1),
 )
 #: (channels, height) of the op probes: 25 k to 800 k elements, across the caches (an op's time per element
-#: at 400 k elements is 1.5-3x that at 100 k here: costs are interpolated between these, not fitted lines),
-#: and a tiny one, the fixed cost of a kernel call (networks run many small ones: a uint8 transpose of 12 k
-#: elements took 2-5 us in a network and was priced 0.4 us, proportional to the smallest size measured)
+#: grows as its tensors leave them: costs are interpolated between these sizes, not fitted lines), and a tiny
+#: one, the fixed cost of a kernel call (networks run many small ones, which a price proportional to the
+#: smallest size measured put far too low)
 OP_PROBE_SIZES = ((64, 112), (32, 112), (64, 56), (128, 28), (256, 14), (512, 7), (16, 7))
 
 
 def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
     """One ``op`` on [1, channels, height, height] float input(s); returns (model, feed, work). Inputs are
     distinct tensors, as in a network: a residual add or a concat of one tensor with itself reads half
-    the memory, and ran up to 1.75x faster here."""
+    the memory, and runs faster than a network's."""
     from onnx import TensorProto, helper, numpy_helper
 
     shape = [1, channels, height, height]
@@ -241,12 +241,10 @@ def _op_graph(op: str, attrs: dict, n_inputs: int, channels: int, height: int):
 
 
 #: float ops also measured in context, between two convs, as networks run them (see _sandwich_graph): there, with
-#: the layout reorders they bring, they took 1.4-6x their lone probes' times here (a ShuffleNet unit's channel
-#: shuffle between two 1x1 convs at 128x28x28: 73 us more than the two convs, against 17 us for its probe and
-#: the reorders); each is measured over the sandwich named second. A BatchNorm that no conv before it absorbs
-#: (DenseNet's, after a concat) runs there as a 1x1 depthwise NCHWc conv, a per-channel scale and shift
-#: (:data:`nasq.kernel_pricing.AFFINE`): 1.0-1.9x its lone probe here at 25-800 k elements, and about ten times
-#: what that conv priced as a layer came to
+#: the layout reorders they bring (a ShuffleNet unit's channel shuffle between two 1x1 convs), they take several
+#: times their lone probes' times; each is measured over the sandwich named second. A BatchNorm that no conv
+#: before it absorbs (DenseNet's, after a concat) runs there as a 1x1 depthwise NCHWc conv, a per-channel scale
+#: and shift (:data:`nasq.kernel_pricing.AFFINE`), far dearer than that conv priced as a layer
 CONTEXT_PROBES = (("Sum", None), ("Transpose.shuffle", None), ("Relu", "Sum"), ("BatchNormalization", None))
 #: the context probes whose op takes the tensor out of the blocked layout and back (a reorder on each side)
 BRING_REORDERS = ("Sum", "Transpose.shuffle")
@@ -310,8 +308,8 @@ def _sandwich_graph(op: str | None, channels: int, height: int):
 
 
 #: float ops also measured between two int8 convs, in the float island ONNX Runtime runs them in there (dequantize,
-#: the op, quantize): here a BatchNorm island after a concat (DenseNet's) took 1.4-1.8x what its kernels' lone
-#: probes add up to at 50-200 k elements, a Tanh island 1.1-1.35x (see _int8_sandwich_graph)
+#: the op, quantize), which costs more than its kernels' lone probes add up to (a BatchNorm island after a
+#: concat, DenseNet's, most; see _int8_sandwich_graph)
 INT8_CONTEXT_PROBES = ("BatchNormalization", "Sum", "Tanh")
 
 
@@ -424,7 +422,7 @@ RUNTIME_PROBES = (
     ("QuantizeLinear", "", {}),
     ("DequantizeLinear", "", {}),
     ("Transpose.uint8", "", {"perm": [0, 2, 3, 1]}),
-    # int8 kernels whose float probe ran 10-30x faster than they do on uint8: a max pool left in NCHW (after a
+    # int8 kernels that run many times slower on uint8 than their float probe: a max pool left in NCHW (after a
     # float LRN), a strided average pool, and the channel shuffle, which ORT turns into a 5-D transpose in NHWC
     ("MaxPool.uint8", "", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     (
@@ -435,7 +433,7 @@ RUNTIME_PROBES = (
     ("Transpose.uint8.shuffle", "", {"perm": [0, 4, 3, 1, 2]}),
     ("Transpose.shuffle", "", {"perm": [0, 2, 1, 3, 4]}),
     # layout transposes by direction and by channel count: back to NCHW (out of an int8 conv into a float op)
-    # costs 1.3-2x per element what into NHWC does; on an image's 3 channels, 3-4x (uint8; float 1.5-2x)
+    # costs more per element than into NHWC, and an image's 3 channels more again
     ("Transpose.uint8.nchw", "", {"perm": [0, 3, 1, 2]}),
     ("Transpose.nchw", "", {"perm": [0, 3, 1, 2]}),
     ("Transpose.uint8.c3", "", {"perm": [0, 2, 3, 1]}),
@@ -548,9 +546,9 @@ def _identity_graph():
 
 
 #: image stems (3 input channels, stride 2) measured as table layers beside the space's: they cost far more per MAC
-#: than other convs, int8 ones most (3->64 3x3 at 224 pixels: 905-993 us, 1.7x the float one), every CNN has one,
-#: often its costliest layer, and the per-kernel regressor priced them 30-40% low; stems of other sizes are priced
-#: from the nearest size measured, by output pixels (TablePredictor)
+#: than other convs, int8 ones most, every CNN has one, often its costliest layer, and the per-kernel regressor
+#: priced them low; stems of other sizes are priced from the nearest size measured, by output pixels
+#: (TablePredictor)
 STEM_SHAPES = tuple(
     LayerSpec("stem", "conv", 3, cout, k, 2, h) for k in (3, 5, 7) for h in (96, 160, 224) for cout in (16, 32, 64, 96)
 )
@@ -831,8 +829,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         timed in the same rounds, and (``normalize``) every latency is taken at the reference's latency
         ``reference_ms`` (its first measurement, then the 10th percentile over the per-layer measurements), round
         by round (:func:`nasq.ort.gauged_medians`; heavy models by the speed of the last light ones): on a
-        shared VM whose raw timings of one layer spread by 11% (median absolute deviation over a minute), their
-        ratios to the reference spread by 1.4-2.5%."""
+        shared machine, a layer's ratios to the reference spread far less than its raw timings."""
         from nasq.ort import gauged_medians, time_interleaved
 
         if self._reference is None:
@@ -843,15 +840,14 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             samples.extend(rounds)
         speed = ref / self.reference_ms
         if max(times) > HEAVY_MS and self.speeds:
-            # after a heavy model the reference itself runs 5-10% slower (here, warm or not): take the speed of
-            # the last light measurements instead
+            # after a heavy model the reference itself runs slower, warm or not: take the speed of the last
+            # light measurements instead
             speed = float(np.median(self.speeds[-9:]))
             self._speed = speed
             return [t / speed for t in times] if normalize else times
         self.speeds.append(speed)
         self._speed = speed
-        # gauged round by round, as validation measures networks (a slow spell within the run cancels too; the
-        # same layers measured twice in one process: fp32 95% -> 100%, int8 85% -> 90% within +-10% of each other)
+        # gauged round by round, as validation measures networks: a slow spell within the run cancels too
         return gauged_medians(rounds[:-1], rounds[-1], self.reference_ms) if normalize else times
 
     def _time_sized(self, runs, reps: int) -> list[float]:

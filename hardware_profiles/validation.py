@@ -133,10 +133,9 @@ def at_profile_speed(measurement, count: int, then: Sequence[float] = ()) -> lis
     by the reference layer the profile is scaled to. None where no reference was timed.
 
     Gauge a network with what runs like it. The space's small networks are mostly per-call and per-layer overhead,
-    which a slow spell slows more than a conv; real topologies are mostly convs. In three 60 s runs here
-    (``benchmarks/measurement_gauges.py``, docs/benchmarks.md), each held-out space network's error moved by 0.5%
-    from run to run gauged by the calibration networks, 3.5% by the reference layer; each real topology's by 1.2%
-    gauged by the reference layer, 4.4% by the calibration networks round by round, 7.8% by their whole-run ratio.
+    which a slow spell slows more than a conv; real topologies are mostly convs. ``benchmarks/measurement_gauges.py``
+    compares the gauges from run to run (docs/benchmarks.md): the calibration networks hold the space's networks
+    steadiest, the reference layer the real topologies.
     """
     from nasq.ort import gauged_medians
 
@@ -335,8 +334,7 @@ def calibrate_onnx_pricing(
     Kernel prices come from layers and ops measured alone or in small sandwiches; in a whole network they run a few
     percent faster or slower, by kind (docs/benchmarks.md lists a fresh profile's weights), and a profile built while
     the machine was disturbed misprices some kinds more. A shared machine also moves kinds unevenly from hour to hour
-    (here the same 40 networks, at the profile's speed, measured 0.93x as long for float and 0.82x for int8 two hours
-    apart), which batches measured at several times average out. Fitted on these networks, never on the real
+    (float and int8 networks by different factors), which batches measured at several times average out. Fitted on these networks, never on the real
     topologies that ``nasq profile validate`` then scores it on."""
     import datetime as _dt
 

@@ -325,8 +325,7 @@ def price_kernels(model, profile, predictor, notes: list[str]) -> dict[str, Any]
                     + (
                         "measured between two convs"
                         if between
-                        else "measured alone (this profile "
-                        "has none measured between convs, where it took 1.0-1.9x as long here)"
+                        else "measured alone (this profile has none measured between convs, where it takes longer)"
                     )
                     + f" ({cost['work']})"
                 )

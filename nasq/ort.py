@@ -190,9 +190,9 @@ def time_interleaved(
 
     Each turn runs a model ``burst`` times back to back and times the last run: the latency of a
     model in steady use, with its weights in cache. (Timing single runs round-robin over many
-    models measures cold caches instead: 60% slower on 80 small networks here.) Rounds go on until
-    there are ``repetitions`` of them and ``min_seconds`` have passed: a shared machine's speed moves
-    by +-10% over 5-30 s, and medians over a longer window are comparable from one run to the next.
+    models measures cold caches instead, much slower.) Rounds go on until there are ``repetitions`` of
+    them and ``min_seconds`` have passed: a shared machine's speed moves over seconds, and medians over
+    a longer window are comparable from one run to the next.
     ``reference``: one more (session, feed) timed in every round, always warm (the last of 3 back to
     back, whatever ``burst``); its median is appended to the result, as a gauge of the machine's speed
     during these rounds. ``samples``: a list that receives each model's timings, round by round (the

@@ -190,7 +190,7 @@ def predict_model(
 
 
 #: ops that do real arithmetic (recurrences, matrix products of two activations, transposed convs): priced unmeasured
-#: as memory traffic, they can be priced 10-100x under what they take
+#: as memory traffic, they are priced far under what they take
 COMPUTE_OPS = frozenset(
     {
         "LSTM",

@@ -362,7 +362,7 @@ def _init_ray(address: str | None, runtime_env: dict | None = None) -> None:
         else:
             # embedded local Ray; Ray 2.60 turns token authentication on by default, and we keep it.
             # Its raylet starts workers at niceness 15, so that any other busy process on the machine
-            # (another search, a benchmark) slows trials 15-20x (measured here); trials are the work.
+            # (another search, a benchmark) starves the trials; trials are the work.
             os.environ.setdefault("RAY_worker_niceness", "0")
             for attempt in range(1, LOCAL_RAY_ATTEMPTS + 1):
                 try:
