@@ -30,7 +30,7 @@ import numpy as np
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles.machine import this_machine
-from nasq.hardware_profiles.ort_profiler import _identity_graph, _layer_graph, _simulated_activation_graph
+from nasq.hardware_profiles.probe_graphs import identity_graph, layer_graph, simulated_activation_graph
 from nasq.hardware_profiles.profiler import Capabilities, Measurement, ProfilerBackend
 from nasq.hardware_profiles.registries import PROFILERS
 from nasq.hardware_profiles.validation import calibrate_and_select
@@ -218,19 +218,19 @@ class TvmProfiler(ProfilerBackend):
         shapes = list(dict.fromkeys(s.shape_only() for s in shapes))
         remote, dev = self._session()
         with tempfile.TemporaryDirectory() as tmp:
-            ident, feed = _identity_graph()
+            ident, feed = identity_graph()
             overhead_ms = self._time(ident, feed["x"], remote, dev, Path(tmp), reps * 3)
             log(f"per-call overhead {overhead_ms * 1e3:.1f} us")
             sizes = sorted({s.in_numel for s in shapes})
             probe = [sizes[int(round(q * (len(sizes) - 1)))] for q in np.linspace(0, 1, 5)]
             sim_times = []
             for n in probe:
-                model, feed = _simulated_activation_graph(n)
+                model, feed = simulated_activation_graph(n)
                 sim_times.append(self._time(model, feed["x"], remote, dev, Path(tmp), reps) - overhead_ms)
             slope, intercept = np.polyfit(np.array(probe, float) / 1e6, sim_times, 1)
             layers = []
             for i, spec in enumerate(shapes):
-                model, feed = _layer_graph(spec, 1, rng)
+                model, feed = layer_graph(spec, 1, rng)
                 ms = self._time(model, feed["x"], remote, dev, Path(tmp), reps) - overhead_ms
                 layers.append(
                     {

@@ -91,7 +91,7 @@ def test_executed_kernels_price_grouped_convs_reorders_and_int8_kernels(tmp_path
 def test_lone_conv_reorders_follow_the_runtime():
     """The rule for which reorders ONNX Runtime puts around a lone float conv (subtracted from the table's
     cost inside a network) agrees with the runtime's own optimizer on random shapes."""
-    from nasq.hardware_profiles.ort_profiler import _layer_graph, nchwc_block_size
+    from nasq.hardware_profiles.probe_graphs import layer_graph, nchwc_block_size
     from nasq.kernel_pricing import lone_conv_reorders
     from nasq.ort import executed_ops
     from nasq.spaces.base import LayerSpec
@@ -103,7 +103,7 @@ def test_lone_conv_reorders_follow_the_runtime():
         cin = int(rng.integers(2, 70))
         cout = cin if op == "dwconv" else int(rng.integers(1, 70))
         layer = LayerSpec("c", op, cin, cout, int(rng.choice([1, 3, 5])), int(rng.choice([1, 2])), 14)
-        model, _ = _layer_graph(layer, 1, rng)
+        model, _ = layer_graph(layer, 1, rng)
         ran = {k for k in executed_ops(model.SerializeToString()) if k.startswith("Reorder")}
         assert {op.split(".")[1] for op, _ in lone_conv_reorders(layer, block)} == ran, layer
 
@@ -112,20 +112,20 @@ def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
     """A probe of a two-input op reads two tensors, as a residual add or a concat in a network does (one
     tensor twice reads half the memory); the same-scale QLinearConcat probe copies, the other requantizes;
     a broadcast add is priced by its memory traffic; a strided average pool has its own probe."""
-    from nasq.hardware_profiles.ort_profiler import OP_PROBES, RUNTIME_PROBES, _op_graph, _runtime_graph
+    from nasq.hardware_profiles.probe_graphs import OP_PROBES, RUNTIME_PROBES, op_graph, runtime_graph
     from nasq.kernel_pricing import _op_key, _work, requantized_share
     from nasq.ort import Kernel, session
 
     for op, attrs, n_inputs in OP_PROBES:
-        model, feed, work = _op_graph(op, attrs, n_inputs, 16, 8)
+        model, feed, work = op_graph(op, attrs, n_inputs, 16, 8)
         assert len(feed) == len(model.graph.input) == n_inputs, op
         session(model.SerializeToString()).run(None, feed)
     strided = next(attrs for op, attrs, _ in OP_PROBES if op == "AveragePool.s2")
-    assert _op_graph("AveragePool.s2", strided, 1, 16, 8)[2] == 16 * 4 * 4 * 9  # output elements x window
+    assert op_graph("AveragePool.s2", strided, 1, 16, 8)[2] == 16 * 4 * 4 * 9  # output elements x window
     outputs = {}
     for op in ("QLinearConcat", "QLinearConcat.copy"):
         _, domain, attrs = next(p for p in RUNTIME_PROBES if p[0] == op)
-        model, feed, work = _runtime_graph(op, domain, attrs, 16, 8)
+        model, feed, work = runtime_graph(op, domain, attrs, 16, 8)
         assert len(feed) == 2 and work == 2 * 16 * 8 * 8
         outputs[op] = session(model.SerializeToString()).run(None, feed)[0]
     copied = np.concatenate([feed["x"], feed["x2"]], axis=3)
@@ -169,13 +169,13 @@ def test_op_probes_read_distinct_tensors_and_price_concat_copies_apart():
 def test_each_runtime_probe_runs_the_kernel_it_prices():
     """Every runtime probe runs, in ONNX Runtime, a kernel that nasq.kernel_pricing keys to that probe's own
     cost: a uint8 max pool is not priced as the float one, nor a channel shuffle as a layout transpose."""
-    from nasq.hardware_profiles.ort_profiler import RUNTIME_PROBES, _runtime_graph
+    from nasq.hardware_profiles.probe_graphs import RUNTIME_PROBES, runtime_graph
     from nasq.kernel_pricing import _op_key
     from nasq.ort import executed_kernels
 
     measured = {op: {} for op, _, _ in RUNTIME_PROBES}
     for op, domain, attrs in RUNTIME_PROBES:
-        model, _, _ = _runtime_graph(op, domain, attrs, 16, 8)
+        model, _, _ = runtime_graph(op, domain, attrs, 16, 8)
         keys = {_op_key(k, measured) for k in executed_kernels(model.SerializeToString())}
         assert (op.removesuffix(".copy") if op == "QLinearConcat.copy" else op) in keys, (op, keys)
     # without those entries (an older profile), the plain op's cost prices them, as before
@@ -187,7 +187,7 @@ def test_each_runtime_probe_runs_the_kernel_it_prices():
         "Transpose.c3",
         "Transpose.uint8.nchw.c3",
     ):
-        model, _, _ = _runtime_graph(op, "", dict(next(p[2] for p in RUNTIME_PROBES if p[0] == op)), 16, 8)
+        model, _, _ = runtime_graph(op, "", dict(next(p[2] for p in RUNTIME_PROBES if p[0] == op)), 16, 8)
         assert {_op_key(k, {}) for k in executed_kernels(model.SerializeToString())} <= {
             "MaxPool",
             "Transpose",
@@ -201,7 +201,7 @@ def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs(
     profile prices such an op in a network by that cost."""
     from collections import Counter
 
-    from nasq.hardware_profiles.ort_profiler import CONTEXT_PROBES, _sandwich_graph
+    from nasq.hardware_profiles.probe_graphs import CONTEXT_PROBES, sandwich_graph
     from nasq.kernel_pricing import _op_key
     from nasq.ort import executed_kernels
 
@@ -210,7 +210,7 @@ def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs(
     def kernels(op):
         return Counter(
             _op_key(k, profile.data["op_costs"])
-            for k in executed_kernels(_sandwich_graph(op, 32, 8)[0].SerializeToString())
+            for k in executed_kernels(sandwich_graph(op, 32, 8)[0].SerializeToString())
         )
 
     assert kernels(None) == Counter({"nchwc.ReorderInput": 1, "nchwc.Conv": 2, "nchwc.ReorderOutput": 1})
@@ -225,9 +225,9 @@ def test_context_probes_add_exactly_their_op_and_its_reorders_between_two_convs(
     for op, over in CONTEXT_PROBES:
         assert kernels(op) - kernels(over) == expected[op] and not kernels(over) - kernels(op), op
         assert profile.data["op_costs"][op]["in_context"], op
-    priced = predict_model(_sandwich_graph("Sum", 32, 8)[0], profile, pricing="kernels")
+    priced = predict_model(sandwich_graph("Sum", 32, 8)[0], profile, pricing="kernels")
     assert "between two convs" in priced["uncovered_ops"]["Sum"]["priced_as"]
-    priced = predict_model(_sandwich_graph("BatchNormalization", 32, 8)[0], profile, pricing="kernels")
+    priced = predict_model(sandwich_graph("BatchNormalization", 32, 8)[0], profile, pricing="kernels")
     how = priced["uncovered_ops"][AFFINE]["priced_as"]
     assert "depthwise conv: the BatchNorm's cost measured between two convs" in how
     assert priced["layers"] == {"fp32 conv": 2}  # not a conv layer
@@ -265,11 +265,11 @@ def test_int8_context_probes_add_exactly_their_island_between_two_int8_convs():
     prices such an op after a dequantize by its cost measured there."""
     from collections import Counter
 
-    from nasq.hardware_profiles.ort_profiler import INT8_CONTEXT_PROBES, _int8_sandwich_graph
+    from nasq.hardware_profiles.probe_graphs import INT8_CONTEXT_PROBES, int8_sandwich_graph
     from nasq.ort import executed_kernels
 
     def kernels(op):
-        return executed_kernels(_int8_sandwich_graph(op, 32, 8)[0].SerializeToString())
+        return executed_kernels(int8_sandwich_graph(op, 32, 8)[0].SerializeToString())
 
     base = Counter(k.op for k in kernels(None))
     assert base["QLinearConv"] == 2 and base["QLinearConcat"] == 1
@@ -282,17 +282,17 @@ def test_int8_context_probes_add_exactly_their_island_between_two_int8_convs():
         assert not base - Counter(k.op for k in ks), op
         assert "DequantizeLinear" in next(k for k in ks if k.op == op).producers
         assert profile.data["op_costs"][op]["in_int8_context"], op
-    priced = predict_model(_int8_sandwich_graph("BatchNormalization", 32, 8)[0], profile, pricing="kernels")
+    priced = predict_model(int8_sandwich_graph("BatchNormalization", 32, 8)[0], profile, pricing="kernels")
     assert "between two int8 convs" in priced["uncovered_ops"]["BatchNormalization"]["priced_as"]
-    priced = predict_model(_int8_sandwich_graph("Sum", 32, 8)[0], profile, pricing="kernels")
+    priced = predict_model(int8_sandwich_graph("Sum", 32, 8)[0], profile, pricing="kernels")
     assert "between two int8 convs" in priced["uncovered_ops"]["Sum"]["priced_as"]
 
 
 def test_image_stems_are_priced_from_the_stems_measured():
     """A 3-channel stem is priced by the table's stems: as measured at a measured size, else from the nearest
     size measured (within 1.5x) by output pixels; a layer of many channels at a stem's size is not."""
-    from nasq.hardware_profiles.ort_profiler import STEM_SHAPES
     from nasq.hardware_profiles.predictors import PREDICTORS
+    from nasq.hardware_profiles.probe_graphs import STEM_SHAPES
     from nasq.spaces.base import LayerSpec
 
     profile = xeon_profile()

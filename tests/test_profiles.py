@@ -6,7 +6,7 @@ import pytest
 
 from nasq.errors import NasqError
 from nasq.hardware_profiles import PREDICTORS, PROFILERS, create_predictor, list_profiles, load_profile
-from nasq.hardware_profiles.ort_profiler import QUICK_STEM_SHAPES
+from nasq.hardware_profiles.probe_graphs import QUICK_STEM_SHAPES
 from nasq.hardware_profiles.profile import Profile
 from nasq.spaces.base import LayerSpec
 
