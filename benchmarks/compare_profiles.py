@@ -4,7 +4,7 @@ A profile built again (new code, another hour) cannot be compared with the old o
 validations: on this shared VM the machine's speed, and how unevenly a slow spell slows kernels, moves a
 validation's figures more than most changes move a predictor. Here every network is measured once per repeat, with
 the profiles' reference layer and each profile's calibration networks timed in every round, and each profile's
-predictions are compared with that same measurement read at its own speed (``validation.at_profile_speed``: the
+predictions are compared with that same measurement read at its own speed (``measurement.at_profile_speed``: the
 space's networks gauged by the profile's calibration networks, ONNX models by its reference layer).
 
 Networks: held-out networks of the profiles' space (seed 20,000, as ``latency_predictor.py``), networks of real
@@ -58,8 +58,7 @@ def main() -> None:
     from nasq.hardware_profiles import PREDICTORS as REGISTRY
     from nasq.hardware_profiles.block_networks import block_networks
     from nasq.hardware_profiles.machine import cpu_model
-    from nasq.hardware_profiles.profile import Profile
-    from nasq.hardware_profiles.validation import (
+    from nasq.hardware_profiles.measurement import (
         anchor_gauge,
         at_profile_speed,
         backend_for,
@@ -69,6 +68,7 @@ def main() -> None:
         sample_candidates,
         serialized_with_feeds,
     )
+    from nasq.hardware_profiles.profile import Profile
     from nasq.ort import gauged_medians
     from nasq.predict import predict_model
     from nasq.spaces import create_space

@@ -107,8 +107,8 @@ def main() -> None:
     from nasq.config import config_from_dict
     from nasq.experiment import dataset_for, space_for
     from nasq.hardware_profiles.machine import describe, this_machine
+    from nasq.hardware_profiles.measurement import backend_for
     from nasq.hardware_profiles.profile import Profile
-    from nasq.hardware_profiles.validation import backend_for
     from nasq.retrieve import retrieve_best
     from nasq.search.driver import load_run, run_search
     from nasq.train import TrainSchedule

@@ -86,7 +86,8 @@ def time_to_trust() -> str:
     from nasq.fileio import write_json_atomic
     from nasq.hardware_profiles import PROFILERS
     from nasq.hardware_profiles.machine import describe, this_machine
-    from nasq.hardware_profiles.validation import format_summary, validate_profile
+    from nasq.hardware_profiles.measurement import format_summary
+    from nasq.hardware_profiles.validation import validate_profile
     from nasq.spaces import create_space
 
     space = create_space("mobilenet-mnist")
@@ -148,13 +149,13 @@ def time_to_trust() -> str:
 def published_tables(seeds: int, sizes: tuple[int, ...] = (10, 20, 100)) -> str:
     import numpy as np
 
+    from nasq.hardware_profiles.measurement import error_summary
     from nasq.hardware_profiles.published import (
         _one_hot,
         read_latency_csv,
         reference_tables,
         select_and_fit,
     )
-    from nasq.hardware_profiles.validation import error_summary
     from nasq.spaces import create_space
 
     if not DATA.is_dir():
@@ -265,16 +266,7 @@ def ort_profile(args) -> None:
     from nasq.hardware_profiles import PROFILERS
     from nasq.hardware_profiles.block_networks import block_networks
     from nasq.hardware_profiles.machine import describe, this_machine
-    from nasq.hardware_profiles.predictors import (
-        CALIBRATION_FEATURES,
-        CalibratedPredictor,
-        KernelRegressorPredictor,
-        TablePredictor,
-        apply_calibration,
-        fit_calibration,
-    )
-    from nasq.hardware_profiles.profile import Profile
-    from nasq.hardware_profiles.validation import (
+    from nasq.hardware_profiles.measurement import (
         at_profile_speed,
         backend_for,
         drift_anchors,
@@ -285,6 +277,15 @@ def ort_profile(args) -> None:
         real_topology_models,
         sample_candidates,
     )
+    from nasq.hardware_profiles.predictors import (
+        CALIBRATION_FEATURES,
+        CalibratedPredictor,
+        KernelRegressorPredictor,
+        TablePredictor,
+        apply_calibration,
+        fit_calibration,
+    )
+    from nasq.hardware_profiles.profile import Profile
     from nasq.onnx_graph import graph_layers
     from nasq.predict import predict_model
     from nasq.spaces import create_space

@@ -8,9 +8,9 @@ round, as ``nasq profile validate`` does. The same measurements are then read fo
 * raw: the median of each network's timings;
 * whole-run drift: divided by the calibration networks' median ratio of now to profiling time;
 * calibration networks, round by round: each round divided by that ratio in the same round
-  (:func:`nasq.hardware_profiles.validation.at_profile_speed` with ``then``);
+  (:func:`nasq.hardware_profiles.measurement.at_profile_speed` with ``then``);
 * reference layer, round by round: each round over the reference's time in it, times its profiled latency
-  (:func:`nasq.hardware_profiles.validation.at_profile_speed` without).
+  (:func:`nasq.hardware_profiles.measurement.at_profile_speed` without).
 
 For each reading: the share within +-10% of the profile's predictions in each run, and how much each network's
 error moves from run to run (standard deviation of log(predicted / measured) over the runs, median over the
@@ -37,7 +37,7 @@ def main() -> None:
 
     from nasq.hardware_profiles import create_predictor, load_profile
     from nasq.hardware_profiles.machine import cpu_model
-    from nasq.hardware_profiles.validation import (
+    from nasq.hardware_profiles.measurement import (
         at_profile_speed,
         backend_for,
         drift_anchors,

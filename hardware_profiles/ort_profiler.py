@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nasq.hardware_profiles.calibration import calibrate_and_select, calibrate_onnx_pricing
 from nasq.hardware_profiles.costs import linear_ms
 from nasq.hardware_profiles.machine import int8_recipe_here, this_machine
 from nasq.hardware_profiles.probe_graphs import (
@@ -48,7 +49,6 @@ from nasq.hardware_profiles.probe_graphs import (
 )
 from nasq.hardware_profiles.profiler import Capabilities, Measurement, ProfilerBackend
 from nasq.hardware_profiles.registries import PROFILERS
-from nasq.hardware_profiles.validation import calibrate_and_select, calibrate_onnx_pricing
 from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec
 

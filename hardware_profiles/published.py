@@ -204,7 +204,7 @@ def select_and_fit(
 ) -> tuple[dict, dict]:
     """Score every applicable fit by k-fold cross-validation, keep the one with the lowest median error
     (ties: higher rank correlation), and refit it on all rows."""
-    from nasq.hardware_profiles.validation import error_summary
+    from nasq.hardware_profiles.measurement import error_summary
 
     methods = [m for m in FIT_METHODS if references or m == "additive"]
     folds = max(2, min(folds, len(y)))
@@ -357,7 +357,7 @@ class PublishedCsvProfiler(ProfilerBackend):
         log: Callable[[str], None] = print,
     ) -> dict:
         from nasq import __version__
-        from nasq.hardware_profiles.validation import error_summary, format_summary
+        from nasq.hardware_profiles.measurement import error_summary, format_summary
         from nasq.spaces import create_space
 
         sp = create_space(space)

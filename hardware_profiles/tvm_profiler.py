@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from nasq.errors import NasqError
+from nasq.hardware_profiles.calibration import calibrate_and_select
 from nasq.hardware_profiles.machine import this_machine
 from nasq.hardware_profiles.probe_graphs import identity_graph, layer_graph, simulated_activation_graph
 from nasq.hardware_profiles.profiler import Capabilities, Measurement, ProfilerBackend
 from nasq.hardware_profiles.registries import PROFILERS
-from nasq.hardware_profiles.validation import calibrate_and_select
 from nasq.options import Options, option
 from nasq.spaces.base import LayerSpec
 

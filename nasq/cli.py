@@ -247,7 +247,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         return cmd_profile_validate(args)
     if args.action == "calibrate":
         from nasq.hardware_profiles import resolve_profile_path
-        from nasq.hardware_profiles.validation import recalibrate_onnx_pricing
+        from nasq.hardware_profiles.calibration import recalibrate_onnx_pricing
 
         if not args.target:
             raise NasqError("profile calibrate needs --target NAME")
@@ -395,7 +395,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
     from nasq.hardware_profiles import list_profiles, load_profile, resolve_profile_path
     from nasq.hardware_profiles.local import LOCAL_ORT, find_local_profile, store_dir
     from nasq.hardware_profiles.machine import describe, this_machine
-    from nasq.hardware_profiles.validation import format_spread, format_summary
+    from nasq.hardware_profiles.measurement import format_spread, format_summary
 
     names = list_profiles()
     if not names:

@@ -262,7 +262,7 @@ def gauged_medians(
     """Each model's latency at the speed where the reference takes ``reference_ms``: the median over the rounds
     of its time over the reference's time in the same round, times ``reference_ms``. The reference is a gauge
     timed in every round (a layer; or, ``reference_ms`` 1, a series of speed ratios). Gauged round by round, a
-    slow spell within the run cancels too (see :func:`nasq.hardware_profiles.validation.at_profile_speed`)."""
+    slow spell within the run cancels too (see :func:`nasq.hardware_profiles.measurement.at_profile_speed`)."""
     ref = np.asarray(reference, float)
     return [float(np.median(np.asarray(s, float) / ref)) * reference_ms for s in samples]
 

@@ -73,14 +73,14 @@ def retrieve_best(
     from nasq.experiment import dataset_for, space_for
     from nasq.export import EXPORTERS
     from nasq.hardware_profiles import create_predictor
-    from nasq.hardware_profiles.profile import Profile
-    from nasq.hardware_profiles.validation import (
+    from nasq.hardware_profiles.measurement import (
         at_profile_speed,
         backend_for,
         drift_anchors,
         drift_summary,
         export_networks,
     )
+    from nasq.hardware_profiles.profile import Profile
     from nasq.predict import latency_of_file, prices_onnx
     from nasq.search.results import ResultsTable, score_text, select_best
     from nasq.spaces.base import with_uniform_bits
@@ -401,7 +401,7 @@ def simulated_note(profile, modes: dict[str, str], bits: dict[str, tuple[int, in
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    from nasq.hardware_profiles.validation import format_spread
+    from nasq.hardware_profiles.measurement import format_spread
     from nasq.spaces.base import restructured
 
     def ms(v: float | None) -> str:

@@ -577,7 +577,7 @@ def test_calibration_batches_measured_at_different_times_are_kept_and_checked(tm
     batches were stored has one (its top-level measurements), and malformed batches are a one-line error before
     anything is measured. Out of fold by batch: each batch priced by a fit on the others only."""
     from nasq.errors import NasqError
-    from nasq.hardware_profiles.validation import calibration_batches, out_of_fold
+    from nasq.hardware_profiles.calibration import calibration_batches, out_of_fold
 
     old_form = {"fits": {}, "networks": 2, "networks_seed": 20_000, "date": "d", "measured_ms": [0.5, 0.7]}
     assert calibration_batches(old_form) == [
@@ -623,7 +623,7 @@ def test_the_predictor_for_onnx_models_is_chosen_on_block_networks_each_priced_b
     `nasq profile validate` measures are held out from the choice; `nasq targets` says on what it was chosen."""
     import copy
 
-    from nasq.hardware_profiles.validation import select_onnx_predictor
+    from nasq.hardware_profiles.calibration import select_onnx_predictor
 
     def summary(within, median):
         return {

@@ -307,8 +307,8 @@ def test_gauged_medians_cancel_a_slow_spell_round_by_round():
 
 
 def test_at_profile_speed_gauges_by_the_calibration_networks_when_they_ran_beside():
+    from nasq.hardware_profiles.measurement import at_profile_speed
     from nasq.hardware_profiles.profiler import Measurement
-    from nasq.hardware_profiles.validation import at_profile_speed
 
     # rounds 1-2 at the profile's speed, 3-5 twice as slow for the small networks, 1.5x for the reference conv
     small = [0.1, 0.1, 0.2, 0.2, 0.2]
