@@ -133,9 +133,6 @@ class OnnxRuntimeProfiler(ProfilerBackend):
 
     def __init__(self, options: OnnxRuntimeOptions | None = None, **kwargs) -> None:
         super().__init__(options, **kwargs)
-        o = self.options
-        self.threads, self.batch_size, self.repetitions, self.seed = o.threads, o.batch_size, o.repetitions, o.seed
-        self.networks, self.sweep_seconds, self.network_seconds = o.networks, o.sweep_seconds, o.network_seconds
         self._reference = None  # (session, feed) of REFERENCE_LAYER while profiling
         self.reference_ms = None  # its latency at the speed the profile is scaled to
         self.speeds: list[float] = []  # its latency in each measurement / reference_ms
@@ -155,8 +152,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         from nasq import __version__
         from nasq.ort import session, time_interleaved
 
-        reps = self.repetitions or (25 if quick else 60)
-        rng = np.random.default_rng(self.seed)
+        reps = self.options.repetitions or (25 if quick else 60)
+        rng = np.random.default_rng(self.options.seed)
         start = time.time()
         stems = QUICK_STEM_SHAPES if quick else STEM_SHAPES
         shapes = list(dict.fromkeys(s.shape_only() for s in [*shapes, *stems]))
@@ -166,14 +163,14 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         log(f"reference layer {self.reference_ms * 1e3:.1f} us")
         ident, feed = identity_graph()
         overhead_ms = self._timed(
-            [(session(ident.SerializeToString(), threads=self.threads), feed)], repetitions=reps * 20, warmup=50
+            [(session(ident.SerializeToString(), threads=self.options.threads), feed)], repetitions=reps * 20, warmup=50
         )[0]
         log(f"per-call overhead {overhead_ms * 1e3:.1f} us")
 
         tensors = {(s.cin, s.h_in) for s in shapes} | {(s.cout, s.h_out) for s in shapes}  # (channels, height)
         by_size = sorted(tensors, key=lambda t: t[0] * t[1] ** 2)
         probe_tensors = [by_size[int(round(q * (len(by_size) - 1)))] for q in np.linspace(0, 1, 6)]
-        probe = [c * h * h * self.batch_size for c, h in probe_tensors]
+        probe = [c * h * h * self.options.batch_size for c, h in probe_tensors]
         elementwise = {}
         for kind in ("quantize", "dequantize", "simulated_activation"):
             runs = []
@@ -181,9 +178,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 model, feed = (
                     simulated_activation_graph(numel)
                     if kind == "simulated_activation"
-                    else boundary_graph(kind, channels * self.batch_size, height)
+                    else boundary_graph(kind, channels * self.options.batch_size, height)
                 )
-                runs.append((session(model.SerializeToString(), threads=self.threads), feed))
+                runs.append((session(model.SerializeToString(), threads=self.options.threads), feed))
             times = np.array(self._timed(runs, repetitions=reps * 4)) - overhead_ms
             slope, intercept = np.polyfit(np.array(probe, float) / 1e6, times, 1)
             elementwise[kind] = {
@@ -219,7 +216,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             "schema_version": 1,
             "name": name,
             "predictor": "table",
-            "description": f"ONNX Runtime {ort.__version__} CPU, {self.threads} thread(s), batch {self.batch_size}, "
+            "description": f"ONNX Runtime {ort.__version__} CPU, {self.options.threads} thread(s), batch {self.options.batch_size}, "
             "fp32 and int8 QDQ (u8 activations, s8 per-channel weights"
             + (", 7-bit range: no VNNI)" if recipe["reduce_range"] else ")"),
             "int8": True,
@@ -229,8 +226,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                 "runtime": "onnxruntime",
                 "runtime_version": ort.__version__,
                 "execution_provider": "CPUExecutionProvider",
-                "threads": self.threads,
-                "batch_size": self.batch_size,
+                "threads": self.options.threads,
+                "batch_size": self.options.batch_size,
                 "repetitions": reps,
                 "statistic": "median of round-robin runs, per-call overhead subtracted",
                 "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -243,7 +240,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             "simulated_activation": simulated_activation,
             "elementwise": elementwise,
             "op_costs": op_costs,
-            "nchwc_block_size": nchwc_block_size(self.threads),
+            "nchwc_block_size": nchwc_block_size(self.options.threads),
             "layers": layers,
             "kernel_model": kernel_model,
             "kernel_sweep": sweep,
@@ -258,13 +255,22 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         self.speeds = [v / settled for v in self.speeds]
         # quick: fewer layer shapes and shorter timing, but about as many whole networks as the full profile: the
         # end-to-end calibration (14 weights) corrects most of a table's error, and fewer networks overfit it
-        n_networks = self.networks if self.networks is not None else (30 if quick else 40)
+        n_networks = self.options.networks if self.options.networks is not None else (30 if quick else 40)
         if n_networks:
-            seconds = self.network_seconds if self.network_seconds is not None else (5 if quick else 30)
+            seconds = self.options.network_seconds if self.options.network_seconds is not None else (5 if quick else 30)
             calibrate_and_select(
-                self, data, space, n_networks, repetitions=max(reps, 50), seed=self.seed, log=log, min_seconds=seconds
+                self,
+                data,
+                space,
+                n_networks,
+                repetitions=max(reps, 50),
+                seed=self.options.seed,
+                log=log,
+                min_seconds=seconds,
             )
-            calibrate_onnx_pricing(self, data, n_networks, repetitions=10, seed=self.seed, log=log, min_seconds=seconds)
+            calibrate_onnx_pricing(
+                self, data, n_networks, repetitions=10, seed=self.options.seed, log=log, min_seconds=seconds
+            )
         speeds = np.array(self.speeds)
         speed = {
             "measurements": len(speeds),
@@ -294,7 +300,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         where the backend has one (:meth:`for_profile`)."""
         from nasq.ort import session, window_spread
 
-        runs = [(session(m, threads=self.threads), f) for m, f in zip(models, feeds)]
+        runs = [(session(m, threads=self.options.threads), f) for m, f in zip(models, feeds)]
         samples: list[list[float]] = []
         times = self._timed(
             runs,
@@ -318,8 +324,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         """(session, feed) of the reference layer, with the same seeded weights wherever it is built."""
         from nasq.ort import session
 
-        model, feed = layer_graph(layer, self.batch_size, np.random.default_rng(0))
-        return session(model.SerializeToString(), threads=self.threads), feed
+        model, feed = layer_graph(layer, self.options.batch_size, np.random.default_rng(0))
+        return session(model.SerializeToString(), threads=self.options.threads), feed
 
     def _timed(self, runs, *, normalize: bool = True, **kwargs) -> list[float]:
         """Interleaved medians (:func:`nasq.ort.time_interleaved`). While profiling, the reference layer is
@@ -387,21 +393,24 @@ class OnnxRuntimeProfiler(ProfilerBackend):
 
         from nasq.ort import executed_ops, quantize_qdq, session
 
-        model, feed = layer_graph(spec, self.batch_size, rng)
+        model, feed = layer_graph(spec, self.options.batch_size, rng)
         fp32_path, int8_path = tmp / "fp32.onnx", tmp / "int8.onnx"
         onnx.save(model, str(fp32_path))
         calib = [{"x": rng.standard_normal(feed["x"].shape).astype(np.float32)} for _ in range(4)]
         quantize_qdq(fp32_path, int8_path, calib)
         int8_bytes = int8_path.read_bytes()
-        kernels = executed_ops(int8_bytes, threads=self.threads)
-        runs = [(session(fp32_path, threads=self.threads), feed), (session(int8_bytes, threads=self.threads), feed)]
+        kernels = executed_ops(int8_bytes, threads=self.options.threads)
+        runs = [
+            (session(fp32_path, threads=self.options.threads), feed),
+            (session(int8_bytes, threads=self.options.threads), feed),
+        ]
         t_fp32, t_int8 = self._time_sized(runs, reps)
         geometry = dict(
             op=spec.op, cin=spec.cin, cout=spec.cout, kernel=spec.kernel, stride=spec.stride, h_in=spec.h_in
         )
         fp32_ms = max(t_fp32 - overhead_ms, 1e-4)
-        edges = linear_ms(boundary["quantize"], spec.in_numel * self.batch_size) + linear_ms(
-            boundary["dequantize"], spec.out_numel * self.batch_size
+        edges = linear_ms(boundary["quantize"], spec.in_numel * self.options.batch_size) + linear_ms(
+            boundary["dequantize"], spec.out_numel * self.options.batch_size
         )
         int8_ms = max(t_int8 - overhead_ms - edges, 1e-4)
         int8_kernel = next(
@@ -459,8 +468,8 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         from nasq.ort import session
 
         runs = [
-            (session(m.SerializeToString(), threads=self.threads), f)
-            for m, f in (chain_graph(spec, n, self.batch_size, rng) for n in (1, 3))
+            (session(m.SerializeToString(), threads=self.options.threads), f)
+            for m, f in (chain_graph(spec, n, self.options.batch_size, rng) for n in (1, 3))
         ]
         t1, t3 = self._time_sized(runs, reps)
         return dict(
@@ -483,7 +492,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         rng = np.random.default_rng(0)
         runs = [
             (
-                session(add_graph(n).SerializeToString(), threads=self.threads),
+                session(add_graph(n).SerializeToString(), threads=self.options.threads),
                 {x: rng.standard_normal((1, n)).astype(np.float32) for x in ("x", "x2")},
             )
             for n in probe
@@ -515,7 +524,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
                     model, feed, work = runtime_graph(op, *args, channels, height)
                 else:
                     model, feed, work = op_graph(op, *args, channels, height)
-                runs.append((session(model.SerializeToString(), threads=self.threads), feed))
+                runs.append((session(model.SerializeToString(), threads=self.options.threads), feed))
                 works.append(work)
             times = np.array(self._timed(runs, repetitions=max(10, reps // 2))) - overhead_ms
             slope, intercept = np.polyfit(np.array(works, float) / 1e6, times, 1)
@@ -539,7 +548,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         points = []
         for channels, height in sizes:
             models = graphs(channels, height)
-            runs = [(session(m.SerializeToString(), threads=self.threads), f) for m, f in models]
+            runs = [(session(m.SerializeToString(), threads=self.options.threads), f) for m, f in models]
             without, with_op = self._timed(runs, repetitions=max(20, reps // 2), min_seconds=min_seconds)
             work, others = island(channels, height, models)
             alone = op_cost_ms(op_costs[op], work)
@@ -556,7 +565,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         for op, over in CONTEXT_PROBES:
 
             def island(channels, height, models, op=op, over=over):
-                numel = channels * height * height * self.batch_size
+                numel = channels * height * height * self.options.batch_size
                 reorders = sum(
                     op_cost_ms(op_costs[r], numel)
                     for r in ("nchwc.ReorderOutput", "nchwc.ReorderInput")
@@ -586,7 +595,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
         for op in INT8_CONTEXT_PROBES:
 
             def island(channels, height, models, op=op):
-                before, added = [list(executed_kernels(m.SerializeToString(), threads=self.threads)) for m, _ in models]
+                before, added = [
+                    list(executed_kernels(m.SerializeToString(), threads=self.options.threads)) for m, _ in models
+                ]
                 for k in before:  # what the island adds: the sandwich's kernels less those of the one without
                     match = next((a for a in added if _op_key(a, op_costs) == _op_key(k, op_costs)), None)
                     if match is not None:
@@ -631,7 +642,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             random_layers,
         )
 
-        budget_s = self.sweep_seconds if self.sweep_seconds is not None else (60 if quick else 120)
+        budget_s = self.options.sweep_seconds if self.options.sweep_seconds is not None else (60 if quick else 120)
         round_size = 10 if quick else 30
         entries = list(table_layers)
         start, rounds = time.time(), []
@@ -646,7 +657,7 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             precisions = [e["precision"] for e in entries]
             chained = [bool(e.get("chained")) for e in entries]
             errors = cross_validated_errors(
-                specs, precisions, [e["latency_ms"] for e in entries], seed=self.seed, chained=chained
+                specs, precisions, [e["latency_ms"] for e in entries], seed=self.options.seed, chained=chained
             )
             share = float(np.mean(errors <= 0.10))
             rounds.append(
@@ -666,7 +677,9 @@ class OnnxRuntimeProfiler(ProfilerBackend):
             worst = np.argsort(errors)[-max(1, len(errors) // 4) :]
             picks = rng.choice(worst, round_size // 2)
             pending = [perturb(rng, specs[i]) for i in picks] + random_layers(rng, round_size - round_size // 2)
-        model = fit_kernel_model(specs, precisions, [e["latency_ms"] for e in entries], chained=chained, seed=self.seed)
+        model = fit_kernel_model(
+            specs, precisions, [e["latency_ms"] for e in entries], chained=chained, seed=self.options.seed
+        )
         sweep = {
             "rounds": rounds,
             "target_within_10pct": target,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from nasq.errors import NasqError
-from nasq.options import Options as PluginOptions
+from nasq.options import Configurable
 from nasq.spaces.base import LayerSpec
 
 
@@ -52,7 +52,7 @@ class Capabilities:
     quick_shapes: bool = True
 
 
-class ProfilerBackend(ABC):
+class ProfilerBackend(Configurable, ABC):
     """Produces a hardware profile (see :mod:`nasq.hardware_profiles.profile`) for given layer shapes.
 
     Contract: :meth:`profile` returns a dict that ``Profile.from_dict`` accepts, whose
@@ -64,15 +64,7 @@ class ProfilerBackend(ABC):
     :meth:`for_profile` (the same backend, options and device again, from a profile's metadata).
     """
 
-    Options: ClassVar[type[PluginOptions]] = PluginOptions
     capabilities: ClassVar[Capabilities]
-
-    def __init__(self, options: PluginOptions | None = None, **kwargs: Any) -> None:
-        if options is not None and kwargs:
-            raise TypeError("give the options as an Options object or as keywords, not both")
-        self.options = options if options is not None else self.Options(**kwargs)
-        if not isinstance(self.options, self.Options):
-            raise TypeError(f"{type(self).__name__} takes {self.Options.__name__}, not {type(self.options).__name__}")
 
     @abstractmethod
     def profile(

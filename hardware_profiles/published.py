@@ -343,8 +343,7 @@ class PublishedCsvProfiler(ProfilerBackend):
     def __init__(self, options: PublishedCsvOptions | None = None, **kwargs) -> None:
         super().__init__(options, **kwargs)
         o = self.options
-        self.csv, self.column, self.arch_column = Path(o.csv), o.column, o.arch_column
-        self.samples, self.seed, self.device = o.samples, o.seed, o.device or o.column
+        self.csv, self.device = Path(o.csv), o.device or o.column
         self.references = o.references[0] if o.references[0] in ("auto", "none") else list(o.references)
 
     def profile(
@@ -363,9 +362,9 @@ class PublishedCsvProfiler(ProfilerBackend):
         sp = create_space(space)
         if not hasattr(sp, "parse_arch"):
             raise NasqError(f"space '{space}' has no architecture string format to read a CSV with")
-        candidates, y = read_latency_csv(self.csv, sp, self.arch_column, self.column)
-        rng = np.random.default_rng(self.seed)
-        n = len(y) if self.samples is None else self.samples
+        candidates, y = read_latency_csv(self.csv, sp, self.options.arch_column, self.options.column)
+        rng = np.random.default_rng(self.options.seed)
+        n = len(y) if self.options.samples is None else self.options.samples
         if not 2 <= n <= len(y):
             raise NasqError(f"--samples {n} not allowed; the CSV has {len(y)} rows (allowed: 2..{len(y)})")
         fit_idx = np.sort(rng.permutation(len(y))[:n])
@@ -383,8 +382,10 @@ class PublishedCsvProfiler(ProfilerBackend):
                     f"available: {', '.join(sorted(refs)) or 'none'}"
                 )
             refs = {k: refs[k] for k in self.references}
-        log(f"fitting on {n} of {len(y)} measured '{space}' networks ({self.column}), {len(refs)} reference devices")
-        table, selection = select_and_fit([candidates[i] for i in fit_idx], y[fit_idx], refs, seed=self.seed)
+        log(
+            f"fitting on {n} of {len(y)} measured '{space}' networks ({self.options.column}), {len(refs)} reference devices"
+        )
+        table, selection = select_and_fit([candidates[i] for i in fit_idx], y[fit_idx], refs, seed=self.options.seed)
         for method, why in selection["excluded"].items():
             log(f"{method}: not tried ({why})")
         few = f" on {n} rows only: a rough figure" if n < FEW_ROWS else ""
@@ -397,17 +398,17 @@ class PublishedCsvProfiler(ProfilerBackend):
             "name": name,
             "predictor": "architecture-table",
             "description": f"published whole-network latencies of '{space}' on {self.device} "
-            f"(column {self.column} of {self.csv.name}), additive architecture table",
+            f"(column {self.options.column} of {self.csv.name}), additive architecture table",
             "int8": False,
             "metadata": {
                 "device": self.device,
                 "runtime": "published measurements",
                 "source": self.csv.name,
-                "column": self.column,
+                "column": self.options.column,
                 "date": date,
                 "rows_in_csv": len(y),
                 "rows_fitted": int(n),
-                "seed": self.seed,
+                "seed": self.options.seed,
                 "nasq_version": __version__,
             },
             "space": space,

@@ -108,12 +108,8 @@ class TvmProfiler(ProfilerBackend):
     def __init__(self, options: TvmOptions | None = None, **kwargs) -> None:
         super().__init__(options, **kwargs)
         o = self.options
-        self.target = o.target
         self.rpc = _host_port(o.rpc, "RPC server") if o.rpc else None
         self.tracker = _host_port(o.tracker, "RPC tracker") if o.tracker else None
-        self.key, self.repetitions, self.seed, self.timeout_s = o.key, o.repetitions, o.seed, o.timeout_s
-        self.networks = o.networks  # whole networks compiled and measured for the calibration (2x this many)
-        self.network_seconds = o.network_seconds  # ... for at least this long
 
     # --- where the code runs --------------------------------------------------------------------
 
@@ -134,10 +130,10 @@ class TvmProfiler(ProfilerBackend):
         )
         try:
             if self.rpc:
-                remote = rpc.connect(self.rpc[0], self.rpc[1], session_timeout=self.timeout_s * 20)
+                remote = rpc.connect(self.rpc[0], self.rpc[1], session_timeout=self.options.timeout_s * 20)
             else:
                 remote = rpc.connect_tracker(*self.tracker).request(
-                    self.key, priority=1, session_timeout=self.timeout_s * 20
+                    self.options.key, priority=1, session_timeout=self.options.timeout_s * 20
                 )
         except Exception as exc:  # TVM raises InternalError/RuntimeError/TimeoutError for a dead target
             raise NasqError(f"{where} does not answer: {str(exc).splitlines()[0][:200]}") from None
@@ -151,7 +147,7 @@ class TvmProfiler(ProfilerBackend):
         from tvm.relax.frontend.onnx import from_onnx
 
         mod = from_onnx(model, shape_dict=shapes, keep_params_in_input=False)
-        ex = tvm.compile(mod, target=tvm.target.Target(self.target))
+        ex = tvm.compile(mod, target=tvm.target.Target(self.options.target))
         if remote is not None:
             self._uploads = getattr(self, "_uploads", 0) + 1  # a fresh name: the server caches loaded files
             path = tmp / f"model{self._uploads}.so"
@@ -212,8 +208,8 @@ class TvmProfiler(ProfilerBackend):
 
         from nasq import __version__
 
-        reps = self.repetitions or (10 if quick else 30)
-        rng = np.random.default_rng(self.seed)
+        reps = self.options.repetitions or (10 if quick else 30)
+        rng = np.random.default_rng(self.options.seed)
         start = time.time()
         shapes = list(dict.fromkeys(s.shape_only() for s in shapes))
         remote, dev = self._session()
@@ -249,7 +245,7 @@ class TvmProfiler(ProfilerBackend):
         where = (
             f"tvm.rpc server {self.rpc[0]}:{self.rpc[1]}"
             if self.rpc
-            else f"tvm.rpc tracker {self.tracker[0]}:{self.tracker[1]} key {self.key}"
+            else f"tvm.rpc tracker {self.tracker[0]}:{self.tracker[1]} key {self.options.key}"
             if self.tracker
             else "local"
         )
@@ -258,13 +254,13 @@ class TvmProfiler(ProfilerBackend):
             "schema_version": 1,
             "name": name,
             "predictor": "table",
-            "description": f"TVM {tvm.__version__} {json.dumps(self.target)} (untuned), float, measured {where}",
+            "description": f"TVM {tvm.__version__} {json.dumps(self.options.target)} (untuned), float, measured {where}",
             "int8": False,
             "metadata": {
                 **(this_machine() if local else {"device": where, "cpu_flags": None, "machine": None}),
                 "runtime": "tvm",
                 "runtime_version": tvm.__version__,
-                "target": self.target,
+                "target": self.options.target,
                 "measured_via": where,
                 "threads": "TVM default (all cores)" if remote is None else "remote default",
                 "batch_size": 1,
@@ -273,7 +269,7 @@ class TvmProfiler(ProfilerBackend):
                 "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "rpc": ":".join(map(str, self.rpc)) if self.rpc else None,
                 "tracker": ":".join(map(str, self.tracker)) if self.tracker else None,
-                "key": self.key,
+                "key": self.options.key,
                 "space": space,
                 "quick": quick,
                 "nasq_version": __version__,
@@ -285,7 +281,7 @@ class TvmProfiler(ProfilerBackend):
             },
             "layers": layers,
         }
-        n_networks = self.networks if self.networks is not None else (4 if quick else 12)
+        n_networks = self.options.networks if self.options.networks is not None else (4 if quick else 12)
         if n_networks:
             calibrate_and_select(
                 self,
@@ -293,9 +289,11 @@ class TvmProfiler(ProfilerBackend):
                 space,
                 n_networks,
                 repetitions=reps,
-                seed=self.seed,
+                seed=self.options.seed,
                 log=log,
-                min_seconds=self.network_seconds if self.network_seconds is not None else (5 if quick else 30),
+                min_seconds=self.options.network_seconds
+                if self.options.network_seconds is not None
+                else (5 if quick else 30),
             )
         data["metadata"]["profiling_seconds"] = round(time.time() - start, 1)
         return data

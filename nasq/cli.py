@@ -282,7 +282,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if out.suffix != ".json":
         raise NasqError(f"--out '{out}' must end in .json")
     check_creatable_dir(out.parent, "output directory")  # made only once there is a profile to write
-    backend = backend_cls(_backend_options(backend_cls.Options, args))
+    backend = backend_cls(_backend_options(args.backend, args))
     shapes = space.profile_shapes(quick=args.quick and backend_cls.capabilities.quick_shapes)
     if backend_cls.capabilities.measures_layers:
         print(f"profiling {len(shapes)} layer shapes of '{space.name}' with backend '{args.backend}'", flush=True)
@@ -317,12 +317,16 @@ BACKEND_FLAGS = (
 )
 
 
-def _backend_options(options_cls, args: argparse.Namespace):
-    """A backend's options from the flags given and from ``--option KEY=VALUE`` (any of its options; the value
-    read as JSON where it parses, else as text); a flag the backend does not take is refused, naming those it
+def _backend_options(backend: str, args: argparse.Namespace):
+    """Backend ``backend``'s options from the flags given and from ``--option KEY=VALUE`` (any of its options; the
+    value read as JSON where it parses, else as text); a flag the backend does not take is refused, naming those it
     takes."""
     import dataclasses
     import json
+
+    from nasq.hardware_profiles.registries import PROFILERS
+
+    options_cls = PROFILERS.get(backend).Options
 
     fields = {f.metadata.get("arg") or f.name: f.name for f in dataclasses.fields(options_cls)}
     given = {flag: getattr(args, flag) for flag in BACKEND_FLAGS if getattr(args, flag, None) is not None}
@@ -330,7 +334,7 @@ def _backend_options(options_cls, args: argparse.Namespace):
     if stray:
         flags = [f"--{flag.replace('_', '-')}" for flag in fields if flag in BACKEND_FLAGS]
         raise NasqError(
-            f"--{stray[0].replace('_', '-')} is not an option of backend '{args.backend}'; it takes: "
+            f"--{stray[0].replace('_', '-')} is not an option of backend '{backend}'; it takes: "
             f"{', '.join(flags) or 'no flags'}, and --option KEY=VALUE for {', '.join(fields.values())}"
         )
     values = {fields[flag]: value for flag, value in given.items() if flag in fields}
@@ -338,7 +342,7 @@ def _backend_options(options_cls, args: argparse.Namespace):
         key, eq, text = item.partition("=")
         if not eq or key not in fields.values():
             raise NasqError(
-                f"--option {item!r}: give KEY=VALUE with KEY one of the options of backend '{args.backend}': "
+                f"--option {item!r}: give KEY=VALUE with KEY one of the options of backend '{backend}': "
                 f"{', '.join(fields.values()) or 'none'}"
             )
         try:
@@ -358,13 +362,10 @@ def cmd_profile_local(args: argparse.Namespace) -> int:
         )
     if args.threads not in (None, 1) or args.batch_size not in (None, 1):
         raise NasqError(f"{LOCAL_ORT} is measured with 1 thread at batch 1; for other settings use --name and --out")
-    options = {
-        "repetitions": args.repetitions,
-        "networks": args.networks,
-        "seed": args.seed,
-        "network_seconds": args.measure_seconds,
-        "sweep_seconds": args.sweep_seconds,
-    }
+    import dataclasses
+
+    chosen = dataclasses.asdict(_backend_options("onnxruntime", args))
+    options = {k: v for k, v in chosen.items() if k not in ("threads", "batch_size")}  # (the store's: 1 and 1)
     measure_local_profile(args.space, quick=args.quick, options=options, log=lambda msg: print(msg, flush=True))
     return 0
 

@@ -21,12 +21,9 @@ from nasq.options import check_value, option
 SCHEDULES = ("none", "asha")
 
 
-_opt = option
-
-
 @dataclass(frozen=True)
 class SearchConfig:
-    sampler: str = _opt(
+    sampler: str = option(
         "tpe",
         doc="a registered sampler (nasq.search.samplers): an Optuna sampler driving Ray Tune (`tpe`, `nsga2`, "
         "`random`), or `evolution`: an evolutionary search over an accuracy predictor (APQ-style)",
@@ -35,13 +32,13 @@ class SearchConfig:
         default_factory=dict,
         metadata={"doc": "the sampler's own options, e.g. `{population_size: 16}` for `nsga2` (docs/extending.md)"},
     )
-    num_candidates: int = _opt(24, min=1, max=1_000_000, doc="candidates to evaluate (Tune trials)")
-    max_concurrent: int = _opt(2, min=1, max=10_000, doc="trials running at once")
-    cpus_per_candidate: float = _opt(1.0, min=0.1, max=1024, doc="CPUs Ray reserves per trial (torch threads)")
-    gpus_per_candidate: float = _opt(
+    num_candidates: int = option(24, min=1, max=1_000_000, doc="candidates to evaluate (Tune trials)")
+    max_concurrent: int = option(2, min=1, max=10_000, doc="trials running at once")
+    cpus_per_candidate: float = option(1.0, min=0.1, max=1024, doc="CPUs Ray reserves per trial (torch threads)")
+    gpus_per_candidate: float = option(
         0.0, min=0.0, max=64, doc="GPUs Ray reserves per trial (a fraction shares one); training runs on it"
     )
-    latency_pricing: str = _opt(
+    latency_pricing: str = option(
         "graph",
         choices=("graph", "layers"),
         doc="how each evaluated candidate's latency is priced: `graph`, its network exported "
@@ -50,13 +47,13 @@ class SearchConfig:
         "fast price that the evolution's screen and the constraints use, blind to a "
         "graph's layout reorders, residual adds and precision boundaries)",
     )
-    uniform_starts: int = _opt(
+    uniform_starts: int = option(
         0,
         min=0,
         max=1000,
         doc="sampled architectures evaluated first at uniform 8-bit and at float, as anchors for the sampler",
     )
-    front_variants: float = _opt(
+    front_variants: float = option(
         0.15,
         min=0.0,
         max=1.0,
@@ -64,22 +61,22 @@ class SearchConfig:
         "all-8-bit versions of candidates on a target's front, "
         "each evaluated next",
     )
-    screen_pool: int = _opt(
+    screen_pool: int = option(
         2000,
         min=10,
         max=1_000_000,
         doc="evolution: candidates screened with the accuracy and latency predictors after each new result",
     )
-    screen_startup: int = _opt(
+    screen_startup: int = option(
         8, min=8, max=1_000_000, doc="evolution: random candidates evaluated before the accuracy predictor is trusted"
     )
-    screen_workers: int = _opt(
+    screen_workers: int = option(
         2,
         min=0,
         max=10_000,
         doc="evolution: Ray actors that score each screened pool in batches (no CPU reserved; 0: in the driver)",
     )
-    screen_every: int = _opt(
+    screen_every: int = option(
         1,
         min=1,
         max=1_000_000,
@@ -87,7 +84,7 @@ class SearchConfig:
         "pool after this many new results (1: after each); raise it "
         "when evaluations are cheaper than the screen (~1 s)",
     )
-    screen_bounded_share: float = _opt(
+    screen_bounded_share: float = option(
         0.75,
         min=0.0,
         max=1.0,
@@ -95,7 +92,7 @@ class SearchConfig:
         "turns that take the best predicted score within its bounds (APQ's rule); "
         "the rest take the largest predicted hypervolume gain",
     )
-    screen_explore: float = _opt(
+    screen_explore: float = option(
         0.25,
         min=0.0,
         max=1.0,
@@ -103,7 +100,7 @@ class SearchConfig:
         "candidate with the highest upper confidence bound on its score (a Gaussian process's "
         "mean plus two deviations), where the predictor has seen nothing alike",
     )
-    screen_proxy: str = _opt(
+    screen_proxy: str = option(
         "",
         choices=("", *ZERO_COST_PROXIES),
         doc="evolution: a zero-cost proxy computed for the startup pool and each screen's "
@@ -111,14 +108,14 @@ class SearchConfig:
         "candidates and is a feature of the accuracy predictor that re-ranks the shortlist "
         "(empty: none)",
     )
-    screen_proxy_pool: int = _opt(
+    screen_proxy_pool: int = option(
         64,
         min=8,
         max=1_000_000,
         doc="evolution with screen_proxy: random candidates "
         "within the bounds whose proxy picks the screen_startup evaluated first",
     )
-    screen_shortlist: int = _opt(
+    screen_shortlist: int = option(
         32,
         min=2,
         max=1_000_000,
@@ -128,42 +125,42 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class AccuracyConfig:
-    estimate: str = _opt("short-training", doc="registered accuracy estimate")
-    train_epochs: float = _opt(1.0, min=0.0, max=100, doc="float epochs before pruning")
-    finetune_epochs: float = _opt(1.0, min=0.0, max=100, doc="quantization-aware fine-tuning epochs after pruning")
-    batch_size: int = _opt(64, min=1, max=4096)
-    lr: float = _opt(0.01, min=0.0, max=10.0)
-    finetune_lr: float = _opt(0.003, min=0.0, max=10.0)
-    proxy_batch_size: int = _opt(64, min=2, max=4096, doc="real training samples a zero-cost proxy sees")
-    supernet_epochs: float = _opt(6.0, min=0.0, max=1000, doc="supernet: float training epochs (sandwich rule)")
-    supernet_qat_epochs: float = _opt(2.0, min=0.0, max=1000, doc="supernet: quantization-aware epochs, random bits")
-    supernet_path: str = _opt("", doc="supernet: a checkpoint to reuse (empty: train one in the run directory)")
-    bn_samples: int = _opt(
+    estimate: str = option("short-training", doc="registered accuracy estimate")
+    train_epochs: float = option(1.0, min=0.0, max=100, doc="float epochs before pruning")
+    finetune_epochs: float = option(1.0, min=0.0, max=100, doc="quantization-aware fine-tuning epochs after pruning")
+    batch_size: int = option(64, min=1, max=4096)
+    lr: float = option(0.01, min=0.0, max=10.0)
+    finetune_lr: float = option(0.003, min=0.0, max=10.0)
+    proxy_batch_size: int = option(64, min=2, max=4096, doc="real training samples a zero-cost proxy sees")
+    supernet_epochs: float = option(6.0, min=0.0, max=1000, doc="supernet: float training epochs (sandwich rule)")
+    supernet_qat_epochs: float = option(2.0, min=0.0, max=1000, doc="supernet: quantization-aware epochs, random bits")
+    supernet_path: str = option("", doc="supernet: a checkpoint to reuse (empty: train one in the run directory)")
+    bn_samples: int = option(
         1000,
         min=16,
         max=1_000_000,
         doc="supernet: training images that re-estimate a sub-network's BatchNorm statistics",
     )
-    schedule: str = _opt(
+    schedule: str = option(
         "none",
         choices=SCHEDULES,
         doc="fidelity schedule: `asha` scores every candidate at rising fidelities and stops the unpromising early",
     )
-    rungs: int = _opt(
+    rungs: int = option(
         3,
         min=2,
         max=10,
         doc="asha: fidelities per candidate; rung k trains for reduction_factor**-(rungs-1-k) of the configured epochs",
     )
-    reduction_factor: float = _opt(3.0, min=1.5, max=100, doc="asha: one in reduction_factor goes on at each rung")
-    distill_temperature: float = _opt(
+    reduction_factor: float = option(3.0, min=1.5, max=100, doc="asha: one in reduction_factor goes on at each rung")
+    distill_temperature: float = option(
         4.0,
         min=0.1,
         max=100,
         doc="a trained model's candidates: the temperature "
         "that softens the teacher's and the student's outputs for distillation",
     )
-    distill_weight: float = _opt(
+    distill_weight: float = option(
         0.9,
         min=0.0,
         max=1.0,
@@ -174,43 +171,43 @@ class AccuracyConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = _opt(
+    dataset: str = option(
         "mnist-5k",
         doc="a registered data format (nasq.data.formats): a shipped dataset (mnist-5k, digits) or a "
         "format: npz (path: arrays x, y), image-folder (path: root/train/<class>/*.png, optional "
         "val/ and test/), python (factory returning torch datasets)",
     )
-    path: str = _opt("", doc="npz: the file; image-folder: the root folder")
-    factory: str = _opt("", doc="python: 'package.module:function' or 'file.py:function'")
-    normalize: str = _opt(
+    path: str = option("", doc="npz: the file; image-folder: the root folder")
+    factory: str = option("", doc="python: 'package.module:function' or 'file.py:function'")
+    normalize: str = option(
         "train",
         choices=("train", "none", "given"),
         doc="per channel by the training split's mean and deviation, not at all, or by mean and std",
     )
-    mean: tuple[float, ...] = _opt((), doc="normalize: given: per-channel means")
-    std: tuple[float, ...] = _opt((), doc="normalize: given: per-channel deviations")
-    image_size: int = _opt(0, min=0, max=4096, doc="image-folder: resize to this square size (0: keep)")
-    val_fraction: float = _opt(0.15, min=0.05, max=0.4)
-    test_fraction: float = _opt(0.15, min=0.05, max=0.4)
+    mean: tuple[float, ...] = option((), doc="normalize: given: per-channel means")
+    std: tuple[float, ...] = option((), doc="normalize: given: per-channel deviations")
+    image_size: int = option(0, min=0, max=4096, doc="image-folder: resize to this square size (0: keep)")
+    val_fraction: float = option(0.15, min=0.05, max=0.4)
+    test_fraction: float = option(0.15, min=0.05, max=0.4)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """A trained model to compress (empty factory: search ``space`` from scratch instead)."""
 
-    factory: str = _opt("", doc="'package.module:function' or 'path/to/file.py:function' returning the torch model")
-    weights: str = _opt(
+    factory: str = option("", doc="'package.module:function' or 'path/to/file.py:function' returning the torch model")
+    weights: str = option(
         "", doc="its state_dict file (torch.save(model.state_dict(), path)), read with weights_only=True"
     )
-    input_shape: tuple[int, ...] = _opt((), doc="one sample's shape, C x H x W")
-    prune_ratios: tuple[float, ...] = _opt((0.0, 0.25, 0.5, 0.75), doc="each channel group's pruning choices")
-    bits: tuple[int, ...] = _opt(
+    input_shape: tuple[int, ...] = option((), doc="one sample's shape, C x H x W")
+    prune_ratios: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75), doc="each channel group's pruning choices")
+    bits: tuple[int, ...] = option(
         (2, 4, 6, 8, 32),
         doc="each layer's weight and activation bit-width choices "
         "(32: float); a width that no target runs natively is left out",
     )
     layers: dict[str, LayerOverride] = field(default_factory=dict)
-    remove_blocks: bool = _opt(
+    remove_blocks: bool = option(
         True,
         doc="also search the removal of each residual block whose output has its "
         "input's shape (the block becomes its shortcut)",
@@ -219,23 +216,23 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class BestConfig:
-    train_epochs: float = _opt(2.0, min=0.0, max=100, doc="float epochs when `nasq best` rebuilds the model")
-    finetune_epochs: float = _opt(1.0, min=0.0, max=100)
-    measure_repetitions: int = _opt(300, min=5, max=100_000, doc="interleaved runs per model when measuring")
-    original_qat: bool = _opt(
+    train_epochs: float = option(2.0, min=0.0, max=100, doc="float epochs when `nasq best` rebuilds the model")
+    finetune_epochs: float = option(1.0, min=0.0, max=100)
+    measure_repetitions: int = option(300, min=5, max=100_000, doc="interleaved runs per model when measuring")
+    original_qat: bool = option(
         False,
         doc="trained model: also report the original quantized to int8 with "
         "quantization-aware fine-tuning (finetune_epochs, distilled), beside the "
         "post-training int8 one",
     )
-    confirm: int = _opt(
+    confirm: int = option(
         3,
         min=0,
         max=50,
         doc="--max-accuracy-drop: candidates faster than the one the search's "
         "accuracies pick, fine-tuned in full to check the bound (fastest first)",
     )
-    confirm_margin: float = _opt(
+    confirm_margin: float = option(
         2.0,
         min=0.0,
         max=100.0,
@@ -249,9 +246,9 @@ class TargetConstraints:
     before a candidate is evaluated (predicted latency, exact size and BitOps), so candidates that meet
     no target's bounds are never trained."""
 
-    latency_ms: float = _opt(0.0, min=0.0, max=1e9, doc="predicted latency on this target")
-    size_bytes: float = _opt(0.0, min=0.0, max=1e15, doc="weights at their bit-widths")
-    bitops: float = _opt(0.0, min=0.0, max=1e21, doc="MACs x weight bits x activation bits")
+    latency_ms: float = option(0.0, min=0.0, max=1e9, doc="predicted latency on this target")
+    size_bytes: float = option(0.0, min=0.0, max=1e15, doc="weights at their bit-widths")
+    bitops: float = option(0.0, min=0.0, max=1e21, doc="MACs x weight bits x activation bits")
 
     def bounds(self) -> dict[str, float]:
         """The set bounds, by metric name."""
@@ -260,16 +257,16 @@ class TargetConstraints:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    name: str = _opt("nasq", doc="run directory prefix")
-    space: str = _opt("mobilenet-mnist", doc="registered search space")
-    targets: tuple[str, ...] = _opt(
+    name: str = option("nasq", doc="run directory prefix")
+    space: str = option("mobilenet-mnist", doc="registered search space")
+    targets: tuple[str, ...] = option(
         ("local-ort",),
         doc="hardware profiles (names or .json paths; local-ort: this "
         "machine's ONNX Runtime profile, measured first if there is none)",
     )
-    seed: int = _opt(0, min=0, max=2**31 - 1)
-    output_dir: str = _opt("runs", doc="where run directories are created")
-    plugins: tuple[str, ...] = _opt(
+    seed: int = option(0, min=0, max=2**31 - 1)
+    output_dir: str = option("runs", doc="where run directories are created")
+    plugins: tuple[str, ...] = option(
         (),
         min=0,
         doc="modules (package.module or path/to/file.py) that register plugins (docs/extending.md): imported "
@@ -361,7 +358,7 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> ExperimentConfig:
         )
     sampler = SAMPLERS.get(cfg.search.sampler)
     options = sampler.Options.from_mapping(cfg.search.sampler_options, f"config {source}: search.sampler_options")
-    object.__setattr__(cfg.search, "sampler_options", dataclasses.asdict(options))
+    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, sampler_options=dataclasses.asdict(options)))
     if cfg.search.screen_proxy and not sampler.capabilities.screens:
         raise NasqError(
             f"config {source}: search.screen_proxy = {cfg.search.screen_proxy!r} needs search.sampler: "

@@ -136,7 +136,19 @@ class Options:
             text = str(exc)
             raise NasqError(where + text[len(cls.describes) :] if text.startswith(cls.describes) else text) from None
 
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        """Each option's help line, by name, with its default."""
-        return {f.name: f"{f.metadata.get('doc', '')} (default {f.default!r})".strip() for f in dataclasses.fields(cls)}
+
+_Options = Options  # (inside Configurable, `Options` names the class attribute)
+
+
+class Configurable:
+    """A plugin made from its own options: an instance of its ``Options`` class, or that class's fields as
+    keywords (checked either way, when the options are made)."""
+
+    Options: ClassVar[type[_Options]] = _Options
+
+    def __init__(self, options: _Options | None = None, **kwargs: Any) -> None:
+        if options is not None and kwargs:
+            raise TypeError("give the options as an Options object or as keywords, not both")
+        self.options = options if options is not None else self.Options(**kwargs)
+        if not isinstance(self.options, self.Options):
+            raise TypeError(f"{type(self).__name__} takes {self.Options.__name__}, not {type(self.options).__name__}")

@@ -28,8 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from nasq.options import Options, option
-from nasq.options import Options as PluginOptions
+from nasq.options import Configurable, Options, option
 from nasq.registry import Registry
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler", builtin_modules=("nasq.search.samplers",))
@@ -63,17 +62,11 @@ class SearchSetup:
     config: Any = None  # the ExperimentConfig
 
 
-class Sampler(ABC):
+class Sampler(Configurable, ABC):
     """One search strategy. Contract: :meth:`searcher` returns a Ray Tune ``Searcher`` over ``setup.space``
     that reports every objective of ``setup.objectives``; the class's ``Options`` are checked when made."""
 
-    Options: ClassVar[type[PluginOptions]] = PluginOptions
     capabilities: ClassVar[SamplerCapabilities] = SamplerCapabilities()
-
-    def __init__(self, options: PluginOptions | None = None, **kwargs: Any) -> None:
-        if options is not None and kwargs:
-            raise TypeError("give the options as an Options object or as keywords, not both")
-        self.options = options if options is not None else self.Options(**kwargs)
 
     @abstractmethod
     def searcher(self, setup: SearchSetup): ...
